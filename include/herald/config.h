@@ -1,0 +1,175 @@
+/* config: YAML file -> validated, immutable snapshot. A reload builds a new
+ * snapshot and swaps it; nothing mutates a loaded config. */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum cfg_tls_policy {
+    CFG_TLS_UNSET = 0, /* inherit */
+    CFG_TLS_OPPORTUNISTIC,
+    CFG_TLS_REQUIRED,
+    CFG_TLS_VERIFY,
+};
+
+enum cfg_relay_tls { CFG_RELAY_TLS_STARTTLS = 0, CFG_RELAY_TLS_IMPLICIT, CFG_RELAY_TLS_NONE };
+
+/* "3600/h", "60/m", "5/s", "10/d": count per window. count == 0 means unset. */
+struct cfg_rate {
+    uint32_t count;
+    uint32_t window_s;
+};
+
+struct cfg_strlist {
+    char **items;
+    size_t n;
+};
+
+struct cfg_redis {
+    char *url;      /* default redis://127.0.0.1:6379/0 */
+    char *jobs;     /* default herald:jobs */
+    char *group;    /* default herald */
+    char *events;   /* default herald:events */
+    char *prefix;   /* key prefix for herald's other keys; default "herald:" */
+    char *password_file; /* optional; AUTH password read from this file */
+    char *password_env;  /* optional; AUTH password from this env var */
+};
+
+struct cfg_engine {
+    uint32_t workers;        /* 0 in YAML "auto" -> number of CPUs (resolved at load) */
+    char *ehlo;              /* default: gethostname() */
+    char *consumer;          /* consumer-name prefix; default hostname */
+    uint32_t batch;          /* XREADGROUP COUNT; default 256 */
+    uint32_t max_inflight;   /* jobs held per worker; default 2000 */
+    int64_t claim_idle_ms;   /* XAUTOCLAIM min idle; default 60000 */
+    int64_t shutdown_grace_ms; /* SIGTERM grace; default 30000 */
+    uint32_t max_field_bytes;   /* per job field; default 1 MiB */
+    uint32_t max_message_bytes; /* built message; default 10 MiB */
+};
+
+struct cfg_egress_pool {
+    char *name;
+    struct cfg_strlist ips;  /* IPv4/IPv6 literals */
+    char *ehlo;              /* optional per-pool EHLO name */
+};
+
+struct cfg_dns {
+    struct cfg_strlist servers; /* "ip:port" or "ip" */
+};
+
+struct cfg_route {
+    char *pattern; /* "example.test", "*.test" or "*" */
+    char *host;
+    uint16_t port;
+};
+
+struct cfg_dkim {
+    char *selector;
+    char *key;      /* path to PEM */
+    char *algorithm; /* optional: rsa-sha256 (default) | ed25519-sha256 */
+};
+
+struct cfg_relay {
+    char *host; /* NULL when no relay */
+    uint16_t port;
+    enum cfg_relay_tls tls;
+    char *user;
+    char *password_file;
+    char *password_env;
+    bool allow_plaintext_auth;
+};
+
+struct cfg_tenant {
+    char *name;
+    char *from;       /* required: default From address */
+    char *from_name;  /* optional display name */
+    char *reply_to;   /* optional */
+    struct cfg_strlist domains; /* allowed From domains; default: the from domain */
+    struct cfg_dkim dkim;       /* selector NULL when absent */
+    struct cfg_relay relay;     /* host NULL when absent */
+    enum cfg_tls_policy tls;
+    char *egress;               /* egress pool name; NULL = "default" */
+    struct cfg_rate rate;       /* optional tenant cap */
+    uint32_t weight;            /* fair-share weight; default 1 */
+    int64_t max_age_ms;         /* 0 = delivery.max_age */
+};
+
+struct cfg_timeouts {
+    int64_t connect_ms;    /* default 30s */
+    int64_t banner_ms;     /* default 5m */
+    int64_t command_ms;    /* default 5m */
+    int64_t data_block_ms; /* default 3m */
+    int64_t data_end_ms;   /* default 10m */
+    int64_t idle_ms;       /* default 30s: keep an idle pooled connection this long */
+};
+
+struct cfg_delivery {
+    uint16_t port;            /* default 25 */
+    enum cfg_tls_policy tls;  /* default opportunistic */
+    char *ca_file;
+    int64_t *retry_ms;        /* default 1m,5m,15m,1h,4h */
+    size_t n_retry;
+    int64_t max_age_ms;       /* default 2d */
+    struct cfg_timeouts timeouts;
+};
+
+struct cfg_provider {
+    char *name;              /* "default" is the fallback */
+    struct cfg_strlist mx;   /* MX host patterns */
+    uint32_t connections;    /* default 10 */
+    struct cfg_rate rate;
+    uint32_t messages_per_connection; /* default 100 */
+    uint32_t recipients_per_message;  /* default 1 */
+    enum cfg_tls_policy tls;
+};
+
+struct cfg_recipients {
+    struct cfg_rate *limits; /* e.g. 3/h, 10/d */
+    size_t n_limits;
+    char *policy;            /* "defer" (default) | "drop" */
+};
+
+struct config {
+    char *path;
+    struct cfg_redis redis;
+    struct cfg_engine engine;
+    struct cfg_egress_pool *egress; /* always has a pool named "default" */
+    size_t n_egress;
+    struct cfg_dns dns;
+    struct cfg_route *routes;
+    size_t n_routes;
+    struct cfg_tenant *tenants;
+    size_t n_tenants;
+    struct cfg_delivery delivery;
+    struct cfg_provider *providers; /* always has one named "default" */
+    size_t n_providers;
+    struct cfg_recipients recipients;
+};
+
+/* Load and validate path. On failure returns -HERR_CONFIG (or -errno when the
+ * file cannot be read) and writes "file:line:col: message" into err. */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+/* Same, from a string (tests, fuzzing); name is used in error messages. */
+int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
+                       char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+const struct cfg_tenant *config_tenant(const struct config *cfg, const char *name);
+/* Static route for a recipient domain: exact match first, then the longest
+ * "*.suffix" match, then "*". NULL when none applies. Case-insensitive. */
+const struct cfg_route *config_route(const struct config *cfg, const char *domain);
+const struct cfg_egress_pool *config_egress(const struct config *cfg, const char *name);
+const struct cfg_provider *config_provider(const struct config *cfg, const char *name);
+
+/* Parse helpers, exported for tests: "30s", "5m", "2h", "2d", "250ms" -> ms;
+ * "3600/h" -> rate. Return 0 or -HERR_MALFORMED. */
+int config_parse_duration(const char *s, int64_t *out_ms);
+int config_parse_rate(const char *s, struct cfg_rate *out);
+
+/* Human-readable effective settings (check-config output). */
+void config_print_effective(const struct config *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,106 @@
+/* Clocks, error strings and key=value logging. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "herald/core.h"
+
+enum log_level log_min_level = LOG_INFO;
+
+static const char *const err_names[HERR_COUNT - HERR_BASE] = {
+    [0] = "unknown error",
+    [HERR_PROTOCOL - HERR_BASE] = "protocol violation",
+    [HERR_TOO_LONG - HERR_BASE] = "input too long",
+    [HERR_MALFORMED - HERR_BASE] = "malformed input",
+    [HERR_TIMEOUT - HERR_BASE] = "timed out",
+    [HERR_CLOSED - HERR_BASE] = "connection closed by peer",
+    [HERR_REDIS - HERR_BASE] = "redis error reply",
+    [HERR_CONFIG - HERR_BASE] = "invalid configuration",
+    [HERR_AGAIN - HERR_BASE] = "need more input",
+};
+
+const char *herald_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    if (err >= HERR_BASE && err < HERR_COUNT)
+        return err_names[err - HERR_BASE] ? err_names[err - HERR_BASE] : "unknown error";
+    return strerror(err);
+}
+
+int64_t clock_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *const level_names[] = {"trace", "debug", "info", "warn", "error"};
+
+void log_event(enum log_level lvl, const char *fmt, ...)
+{
+    if (lvl < log_min_level)
+        return;
+    char line[2048];
+    int64_t now = clock_wall_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(now % 1000), level_names[lvl]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    /* One write per line keeps lines from different threads whole. */
+    fwrite(line, 1, len, stderr);
+}
+
+const char *log_quote(char *out, size_t outlen, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (outlen == 0)
+        return out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[4];
+        size_t k = 0;
+        if (c == '"' || c == '\\') {
+            tmp[k++] = '\\';
+            tmp[k++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            tmp[k++] = '\\';
+            tmp[k++] = 'x';
+            tmp[k++] = hex[c >> 4];
+            tmp[k++] = hex[c & 15];
+        } else {
+            tmp[k++] = (char)c;
+        }
+        if (o + k + 4 > outlen) {
+            if (outlen >= 4) {
+                size_t at = o < outlen - 4 ? o : outlen - 4;
+                memcpy(out + at, "...", 3);
+                o = at + 3;
+            }
+            break;
+        }
+        memcpy(out + o, tmp, k);
+        o += k;
+    }
+    out[o < outlen ? o : outlen - 1] = '\0';
+    return out;
+}
