@@ -26,7 +26,7 @@ struct job {
     const char *id;       /* caller's id, or the first stream id this job had */
     const char *tenant;
     const char *to;       /* recipient mailbox, validated */
-    const char *to_domain;/* points into `to`, after '@', lower-cased copy */
+    const char *to_domain;/* lower-cased copy of the domain of `to` (arena) */
     const char *ref;
     const char *from;     /* envelope + header From; tenant default when absent */
     const char *from_name;
@@ -42,6 +42,7 @@ struct job {
     int64_t expires_at_ms; /* 0 = never */
     int64_t enqueued_ms;   /* from the stream id, or the `enqueued_at` field on retries */
     uint32_t attempt;      /* 1 on first delivery; `attempt` field + 1 on retries */
+    bool needs_smtputf8;   /* to/from/reply_to has a UTF-8 local part or domain */
 
     /* The raw field list as received, kept so a retry can re-enqueue it. */
     size_t n_fields;
@@ -57,6 +58,13 @@ struct job {
     struct arena arena;
 };
 
+/* Bounds on a stream entry, whatever the config says: work per job stays
+ * bounded before any field is looked at. */
+#define JOB_MAX_FIELDS 1024
+#define JOB_MAX_NAME_BYTES 256
+#define JOB_DEFAULT_MAX_FIELD_BYTES (1u << 20)
+#define JOB_DEFAULT_MAX_MESSAGE_BYTES (10u << 20)
+
 struct job_limits {
     size_t max_field_bytes;
     size_t max_message_bytes;
@@ -69,8 +77,14 @@ void job_clear(struct job *j);
  * from XREADGROUP; values may contain any bytes). Checks required fields,
  * tenant known (via cfg), address syntax, CR/LF/NUL in header-bound fields,
  * From within the tenant's domains, content choice (subject+text/html), sizes.
- * Returns 0, or -HERR_MALFORMED with *err filled (the job must be rejected).
- * On success, j->tenant refers to a tenant that exists in cfg. */
+ * Returns 0, or -HERR_MALFORMED with *err filled (the job must be rejected),
+ * or -ENOMEM. On success, j->tenant refers to a tenant that exists in cfg.
+ * On rejection j->id is still set (the caller's id when it is clean, else
+ * the stream id) and tenant/ref/to are set when their values were clean, so
+ * the `rejected` note can name the job.
+ * An empty value counts as an absent field. A `cancel` entry needs neither
+ * content nor `to`. Unknown fields and var.* are kept in the raw list only.
+ * Any earlier content of j is released first. */
 int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char *const *names,
               const size_t *name_lens, const char *const *values, const size_t *value_lens,
               const struct config *cfg, struct job_error *err);
@@ -85,6 +99,12 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
               int64_t now_wall_ms, size_t max_message_bytes, struct job_error *err);
 
 /* --- pieces exported for tests and fuzzing --- */
+
+/* Test hook: the random source for Message-ID and the MIME boundary must
+ * fill buf completely and return 0 or -errno. NULL restores getrandom(2).
+ * Process-wide and not synchronised: set it before building messages. */
+typedef int (*job_random_fn)(void *buf, size_t len);
+void job_set_random(job_random_fn fn);
 
 /* RFC 5321 mailbox check (dot-atom or quoted local part, domain of labels or
  * an address literal, length limits 64/255/254). UTF-8 local parts are

@@ -1,0 +1,229 @@
+/* Message building: a parsed job -> the exact DATA payload. Headers are
+ * generated here (never copied from the job), bodies go out as
+ * quoted-printable, and the result passes through the dot-stuffer once, so
+ * the line-ending and smuggling guarantees hold whatever the job held. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "herald/job.h"
+#include "msg/msg.h"
+
+#define MSGID_RANDOM_BYTES    16
+#define BOUNDARY_RANDOM_BYTES 12
+#define MSGID_DOMAIN_MAX      120 /* fits message_id[160] with the 32 hex chars */
+
+static job_random_fn random_fn;
+
+void job_set_random(job_random_fn fn)
+{
+    random_fn = fn;
+}
+
+static int fill_random(void *buf, size_t len)
+{
+    if (random_fn) return random_fn(buf, len);
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = getrandom((char *)buf + got, len - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static int random_hex(char *out, size_t n_bytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[32];
+    if (n_bytes > sizeof raw) return -EINVAL;
+    int rc = fill_random(raw, n_bytes);
+    if (rc) return rc;
+    for (size_t i = 0; i < n_bytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * n_bytes] = '\0';
+    return 0;
+}
+
+static bool is_hostname(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > MSGID_DOMAIN_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* The Message-ID's right-hand side: the configured name when it is a plain
+ * host name, else the From domain, else a reserved name. */
+static const char *msgid_rhs(const char *msgid_domain, const char *from)
+{
+    if (is_hostname(msgid_domain)) return msgid_domain;
+    const char *at = from ? strrchr(from, '@') : NULL;
+    if (at && is_hostname(at + 1)) return at + 1;
+    return "herald.invalid";
+}
+
+static bool header_safe(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+    return true;
+}
+
+static int append_address_header(struct hbuf *h, const char *name, const char *display,
+                                 const char *addr)
+{
+    int rc = hbuf_appendf(h, "%s: ", name);
+    if (rc) return rc;
+    if (display && display[0]) {
+        if ((rc = msg_append_phrase(h, display, strlen(display), strlen(name) + 2))) return rc;
+        rc = hbuf_appendf(h, " <%s>\r\n", addr);
+    } else {
+        rc = hbuf_appendf(h, "%s\r\n", addr);
+    }
+    return rc;
+}
+
+/* List-Unsubscribe: every comma-separated item in angle brackets, one item
+ * per line (items were bounded by job_parse). The one-click header goes
+ * with it only when there is an https URL to POST to (RFC 8058). */
+static int append_unsubscribe(struct hbuf *h, const char *v)
+{
+    int rc = hbuf_append_str(h, "List-Unsubscribe:");
+    if (rc) return rc;
+    bool https = false, first = true;
+    size_t len = strlen(v), i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end > start + 1 && v[start] == '<' && v[end - 1] == '>') start++, end--;
+        if (end == start) continue;
+        if (end - start >= 8 && strncasecmp(v + start, "https://", 8) == 0) https = true;
+        if ((rc =
+                 hbuf_appendf(h, "%s <%.*s>", first ? "" : ",\r\n", (int)(end - start), v + start)))
+            return rc;
+        first = false;
+    }
+    if ((rc = hbuf_append(h, "\r\n", 2))) return rc;
+    if (https) rc = hbuf_append_str(h, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+    return rc;
+}
+
+static int append_part_headers(struct hbuf *h, const char *subtype)
+{
+    return hbuf_appendf(h,
+                        "Content-Type: text/%s; charset=utf-8\r\n"
+                        "Content-Transfer-Encoding: quoted-printable\r\n",
+                        subtype);
+}
+
+static int append_body(struct hbuf *h, const struct job *j)
+{
+    int rc;
+    if (!j->text || !j->html) {
+        const char *body = j->text ? j->text : j->html;
+        if ((rc = append_part_headers(h, j->text ? "plain" : "html")) ||
+            (rc = hbuf_append(h, "\r\n", 2)))
+            return rc;
+        return msg_append_qp(h, body, strlen(body));
+    }
+    /* "=_" never occurs in quoted-printable output ('=' is always followed
+     * by hex digits or a line break), so the boundary cannot collide. */
+    char boundary[2 * BOUNDARY_RANDOM_BYTES + 16];
+    char rnd[2 * BOUNDARY_RANDOM_BYTES + 1];
+    if ((rc = random_hex(rnd, BOUNDARY_RANDOM_BYTES))) return rc;
+    snprintf(boundary, sizeof boundary, "=_herald_%s", rnd);
+    if ((rc = hbuf_appendf(h, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
+                           boundary)))
+        return rc;
+    const char *bodies[2] = {j->text, j->html};
+    const char *types[2] = {"plain", "html"};
+    for (int p = 0; p < 2; p++) {
+        if ((rc = hbuf_appendf(h, "--%s\r\n", boundary)) ||
+            (rc = append_part_headers(h, types[p])) || (rc = hbuf_append(h, "\r\n", 2)) ||
+            (rc = msg_append_qp(h, bodies[p], strlen(bodies[p]))) ||
+            (rc = hbuf_append(h, "\r\n", 2)))
+            return rc;
+    }
+    return hbuf_appendf(h, "--%s--\r\n", boundary);
+}
+
+static int build_message(struct hbuf *m, struct job *j, const struct cfg_tenant *tenant,
+                         const char *msgid_domain, int64_t now_wall_ms)
+{
+    const char *from = j->from ? j->from : tenant ? tenant->from : NULL;
+    if (!from || !j->to || !j->subject || (!j->text && !j->html)) return -HERR_MALFORMED;
+    /* Addresses go into headers verbatim; job values were checked by
+     * job_parse, but tenant defaults come from config. */
+    if (!header_safe(from) || !header_safe(j->to) || (j->reply_to && !header_safe(j->reply_to)))
+        return -HERR_MALFORMED;
+    char date[48];
+    msg_format_date(date, sizeof date, now_wall_ms);
+    char rnd[2 * MSGID_RANDOM_BYTES + 1];
+    int rc = random_hex(rnd, MSGID_RANDOM_BYTES);
+    if (rc) return rc;
+    snprintf(j->message_id, sizeof j->message_id, "%s@%s", rnd, msgid_rhs(msgid_domain, from));
+
+    if ((rc = hbuf_appendf(m, "Date: %s\r\n", date)) ||
+        (rc = append_address_header(m, "From", j->from_name, from)) ||
+        (rc = append_address_header(m, "To", NULL, j->to)))
+        return rc;
+    if (j->reply_to && (rc = append_address_header(m, "Reply-To", NULL, j->reply_to))) return rc;
+    if ((rc = hbuf_append_str(m, "Subject: ")) ||
+        (rc = msg_append_header_text(m, j->subject, strlen(j->subject), 9)) ||
+        (rc = hbuf_appendf(m, "\r\nMessage-ID: <%s>\r\nMIME-Version: 1.0\r\n", j->message_id)))
+        return rc;
+    if (j->unsubscribe && (rc = append_unsubscribe(m, j->unsubscribe))) return rc;
+    return append_body(m, j);
+}
+
+int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_domain,
+              int64_t now_wall_ms, size_t max_message_bytes, struct job_error *err)
+{
+    struct job_error scratch;
+    if (!err) err = &scratch;
+    err->field[0] = '\0';
+    err->reason[0] = '\0';
+    if (max_message_bytes == 0) max_message_bytes = JOB_DEFAULT_MAX_MESSAGE_BYTES;
+    hbuf_reset(&j->wire);
+
+    struct hbuf m;
+    hbuf_init(&m);
+    int rc = build_message(&m, j, tenant, msgid_domain, now_wall_ms);
+    if (rc == 0) rc = msg_append_dotstuffed(&j->wire, m.data ? m.data : "", m.len);
+    hbuf_free(&m);
+    if (rc == 0 && (j->wire.len < 2 || memcmp(j->wire.data + j->wire.len - 2, "\r\n", 2) != 0))
+        rc = hbuf_append(&j->wire, "\r\n", 2);
+    if (rc == 0) rc = hbuf_append(&j->wire, ".\r\n", 3);
+    if (rc == 0 && j->wire.len > max_message_bytes) {
+        snprintf(err->reason, sizeof err->reason, "message too large (%zu bytes, limit %zu)",
+                 j->wire.len, max_message_bytes);
+        rc = -HERR_TOO_LONG;
+    }
+    if (rc) {
+        if (rc == -HERR_MALFORMED)
+            snprintf(err->reason, sizeof err->reason, "no message content or bad address");
+        else if (!err->reason[0])
+            snprintf(err->reason, sizeof err->reason, "%s", herald_strerror(rc));
+        hbuf_reset(&j->wire);
+    }
+    return rc;
+}

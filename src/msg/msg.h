@@ -1,0 +1,30 @@
+/* Internal to src/msg: helpers shared by the job decoder, the address check
+ * and the message builder. Not part of the public API. */
+#ifndef HERALD_MSG_INTERNAL_H
+#define HERALD_MSG_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald/core.h"
+
+/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when s does
+ * not start one (stray continuation, overlong form, surrogate, > U+10FFFF,
+ * truncated). n is the number of bytes available, at least 1. */
+size_t msg_utf8_seq_len(const unsigned char *s, size_t n);
+
+/* Append a display name as an RFC 5322 phrase: atoms when plain ASCII, a
+ * quoted-string when it has specials, RFC 2047 encoded words otherwise.
+ * `used` is the column the phrase starts at. */
+int msg_append_phrase(struct hbuf *out, const char *src, size_t len, size_t used);
+
+/* Unix milliseconds from a decimal integer or an RFC 3339 date-time
+ * ("2026-11-22T10:00:00Z", "...T10:00:00.250+01:00"). Returns 0 or
+ * -HERR_MALFORMED. */
+int msg_parse_time_ms(const char *s, size_t len, int64_t *out_ms);
+
+/* RFC 5322 date in UTC: "Sun, 22 Nov 2026 10:00:00 +0000". out needs 32
+ * bytes. */
+void msg_format_date(char *out, size_t outlen, int64_t wall_ms);
+
+#endif
