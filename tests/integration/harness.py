@@ -420,7 +420,7 @@ class SmtpServer:
 
     def _diagnose(self):
         return "aiosmtpd %d: %d messages received; stderr tail:\n%s" % (
-            self.port, self.count(), self.proc.tail(10))
+            self.port, self.count(), self.proc.tail(10) or "(empty)")
 
 
 def start_aiosmtpd(rules=None, slow_seconds=3.0):
@@ -825,8 +825,6 @@ def _print_diagnostics():
             text = "(diagnostic failed: %s)" % e
         if text:
             print(text, flush=True)
-    if _tmp is not None:
-        print("temp dir kept for inspection: %s" % _tmp.path, flush=True)
 
 
 def main(test_fn):
