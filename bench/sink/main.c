@@ -39,8 +39,7 @@ struct sink_ip *sink_stats_open(struct sink_stats *st, const char *ip)
     pthread_mutex_lock(&st->ip_lock);
     struct sink_ip *e = NULL;
     for (size_t i = 0; i < st->n_ips && !e; i++)
-        if (strcmp(st->ips[i].ip, ip) == 0)
-            e = &st->ips[i];
+        if (strcmp(st->ips[i].ip, ip) == 0) e = &st->ips[i];
     if (!e) {
         size_t i = st->n_ips < SINK_IPS_MAX ? st->n_ips++ : SINK_IPS_MAX - 1;
         e = &st->ips[i];
@@ -50,10 +49,8 @@ struct sink_ip *sink_stats_open(struct sink_stats *st, const char *ip)
             snprintf(e->ip, sizeof e->ip, "%s", ip);
     }
     st->connections++;
-    if (++st->open > st->max_concurrent)
-        st->max_concurrent = st->open;
-    if (++e->open > e->max_open)
-        e->max_open = e->open;
+    if (++st->open > st->max_concurrent) st->max_concurrent = st->open;
+    if (++e->open > e->max_open) e->max_open = e->open;
     pthread_mutex_unlock(&st->ip_lock);
     return e;
 }
@@ -100,8 +97,7 @@ static void stats_write(const char *path)
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0 || rename(tmp, path) < 0)
-        log_event(LOG_WARN, "event=stats_write_failed path=%s err=\"%s\"", path,
-                  strerror(errno));
+        log_event(LOG_WARN, "event=stats_write_failed path=%s err=\"%s\"", path, strerror(errno));
     hbuf_free(&b);
 }
 
@@ -117,8 +113,7 @@ static int parse_listen(const char *arg, struct listen_addr *out)
 {
     char host[INET6_ADDRSTRLEN + 2];
     const char *colon = strrchr(arg, ':');
-    if (!colon || (size_t)(colon - arg) >= sizeof host)
-        return -EINVAL;
+    if (!colon || (size_t)(colon - arg) >= sizeof host) return -EINVAL;
     const char *h = arg;
     size_t hl = (size_t)(colon - arg);
     bool v6 = hl >= 2 && h[0] == '[' && h[hl - 1] == ']';
@@ -131,22 +126,19 @@ static int parse_listen(const char *arg, struct listen_addr *out)
     char *end;
     errno = 0;
     unsigned long port = strtoul(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || port > 65535)
-        return -EINVAL;
+    if (errno || *end || end == colon + 1 || port > 65535) return -EINVAL;
     memset(out, 0, sizeof *out);
     if (v6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&out->ss;
         a->sin6_family = AF_INET6;
         a->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-            return -EINVAL;
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -EINVAL;
         out->len = sizeof *a;
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&out->ss;
         a->sin_family = AF_INET;
         a->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-            return -EINVAL;
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -EINVAL;
         out->len = sizeof *a;
     }
     return 0;
@@ -157,8 +149,7 @@ static bool parse_ratio(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= 0.0 && v <= 1.0))
-        return false;
+    if (errno || *end || end == s || !(v >= 0.0 && v <= 1.0)) return false;
     *out = v;
     return true;
 }
@@ -168,8 +159,7 @@ static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || end == s || s[0] == '-' || v > max)
-        return false;
+    if (errno || *end || end == s || s[0] == '-' || v > max) return false;
     *out = v;
     return true;
 }
@@ -184,8 +174,7 @@ static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
 static int listen_on(const struct listen_addr *a)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) return -errno;
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
@@ -220,8 +209,7 @@ static int open_listeners(struct listen_addr *addrs, char names[][64])
     for (unsigned l = 0; l < sink.n_listen; l++) {
         for (unsigned t = 0; t < sink.n_threads; t++) {
             int fd = listen_on(&addrs[l]);
-            if (fd < 0)
-                return fd;
+            if (fd < 0) return fd;
             sink.listen_fds[t][l] = fd;
             if (t == 0) {
                 addrs[l].len = sizeof addrs[l].ss;
@@ -244,9 +232,23 @@ static void raise_nofile(void)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_LISTEN = 256, OPT_THREADS, OPT_LATENCY, OPT_TEMPFAIL, OPT_PERMFAIL, OPT_FAIL_AT,
-           OPT_DROP, OPT_NO_PIPELINING, OPT_MAX_SIZE, OPT_STATS, OPT_RECORD, OPT_SAVE_DIR,
-           OPT_BANNER, OPT_SEED, OPT_HELP };
+    enum {
+        OPT_LISTEN = 256,
+        OPT_THREADS,
+        OPT_LATENCY,
+        OPT_TEMPFAIL,
+        OPT_PERMFAIL,
+        OPT_FAIL_AT,
+        OPT_DROP,
+        OPT_NO_PIPELINING,
+        OPT_MAX_SIZE,
+        OPT_STATS,
+        OPT_RECORD,
+        OPT_SAVE_DIR,
+        OPT_BANNER,
+        OPT_SEED,
+        OPT_HELP
+    };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -285,7 +287,8 @@ int main(int argc, char **argv)
         bool ok = true;
         switch (opt) {
         case OPT_LISTEN:
-            ok = sink.n_listen < SINK_LISTEN_MAX && parse_listen(optarg, &addrs[sink.n_listen]) == 0;
+            ok =
+                sink.n_listen < SINK_LISTEN_MAX && parse_listen(optarg, &addrs[sink.n_listen]) == 0;
             sink.n_listen += ok;
             break;
         case OPT_THREADS:
@@ -387,8 +390,7 @@ int main(int argc, char **argv)
     unsigned n_started = 0;
     for (unsigned t = 0; t < sink.n_threads; t++) {
         args[t] = (struct sink_worker_arg){.sink = &sink, .index = t};
-        if (pthread_create(&threads[t], NULL, sink_worker_main, &args[t]) != 0)
-            break;
+        if (pthread_create(&threads[t], NULL, sink_worker_main, &args[t]) != 0) break;
         n_started++;
     }
     pthread_mutex_lock(&sink.ready_lock);
@@ -411,23 +413,18 @@ int main(int argc, char **argv)
         for (;;) {
             struct timespec one_s = {.tv_sec = 1, .tv_nsec = 0};
             int sig = sigtimedwait(&sigs, NULL, &one_s);
-            if (sig == SIGTERM || sig == SIGINT)
-                break;
-            if (sink.stats_path)
-                stats_write(sink.stats_path);
+            if (sig == SIGTERM || sig == SIGINT) break;
+            if (sink.stats_path) stats_write(sink.stats_path);
         }
     }
 
     atomic_store(&sink.stop, true);
     for (unsigned t = 0; t < n_started; t++)
         pthread_join(threads[t], NULL);
-    if (sink.stats_path)
-        stats_write(sink.stats_path);
-    if (sink.record_fd >= 0)
-        close(sink.record_fd);
+    if (sink.stats_path) stats_write(sink.stats_path);
+    if (sink.record_fd >= 0) close(sink.record_fd);
     for (unsigned t = 0; t < sink.n_threads; t++)
         for (unsigned l = 0; l < sink.n_listen; l++)
-            if (sink.listen_fds[t][l] > 0)
-                close(sink.listen_fds[t][l]);
+            if (sink.listen_fds[t][l] > 0) close(sink.listen_fds[t][l]);
     return status;
 }

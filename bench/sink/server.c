@@ -22,14 +22,14 @@
 
 #include "sink.h"
 
-#define RING_ENTRIES   1024
-#define BUF_GROUP      1
-#define BUF_COUNT      512          /* power of two */
-#define BUF_SIZE       (16 * 1024)  /* 8 MB of receive buffers per thread */
-#define MARKS_MAX      8
+#define RING_ENTRIES       1024
+#define BUF_GROUP          1
+#define BUF_COUNT          512         /* power of two */
+#define BUF_SIZE           (16 * 1024) /* 8 MB of receive buffers per thread */
+#define MARKS_MAX          8
 #define RECORD_FLUSH_BYTES (64 * 1024)
 #define RECORD_FLUSH_MS    500
-#define TICK_MS            100      /* how often a worker looks at sink->stop */
+#define TICK_MS            100 /* how often a worker looks at sink->stop */
 
 /* user_data = object pointer | op; objects are 8-byte aligned. 0 is ignored
  * (cancel requests and other fire-and-forget completions). */
@@ -74,8 +74,8 @@ struct worker {
     size_t br_len;
     char *bufs;
     struct listener listeners[SINK_LISTEN_MAX];
-    struct conn *conns;   /* all live connections */
-    struct conn *reap;    /* closing, freed after the CQE batch */
+    struct conn *conns; /* all live connections */
+    struct conn *reap;  /* closing, freed after the CQE batch */
     uint64_t n_accepted;
     struct hbuf record;
     int64_t record_flushed_ms;
@@ -123,8 +123,7 @@ static void arm_recv(struct conn *c)
 
 static void arm_timer(struct conn *c, int64_t delay_ms)
 {
-    if (delay_ms < 0)
-        delay_ms = 0;
+    if (delay_ms < 0) delay_ms = 0;
     c->timer_ts.tv_sec = delay_ms / 1000;
     c->timer_ts.tv_nsec = (delay_ms % 1000) * 1000000;
     struct io_uring_sqe *sqe = sqe_get(c->w);
@@ -148,27 +147,22 @@ static void cancel(struct worker *w, uint64_t target, bool is_timer)
  * what --drop means, and what we do to a peer that broke the connection. */
 static void conn_close(struct conn *c, bool abrupt)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     c->closing = true;
     sink_stats_close(&c->w->sink->stats, c->ip);
     if (abrupt) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    if (c->recv_armed)
-        cancel(c->w, ud(c, OP_RECV), false);
-    if (c->timer_armed)
-        cancel(c->w, ud(c, OP_TIMER), true);
-    if (c->send_armed && abrupt)
-        cancel(c->w, ud(c, OP_SEND), false);
+    if (c->recv_armed) cancel(c->w, ud(c, OP_RECV), false);
+    if (c->timer_armed) cancel(c->w, ud(c, OP_TIMER), true);
+    if (c->send_armed && abrupt) cancel(c->w, ud(c, OP_SEND), false);
     /* Unlink now, reap after the batch once nothing points at c. */
     if (c->prev)
         c->prev->next = c->next;
     else
         c->w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     c->next = c->w->reap;
     c->prev = NULL;
     c->w->reap = c;
@@ -186,11 +180,9 @@ static void conn_free(struct conn *c)
  * the connection once a QUIT (or fatal error) reply has gone out. */
 static void try_send(struct conn *c)
 {
-    if (c->closing || c->send_armed)
-        return;
+    if (c->closing || c->send_armed) return;
     if (c->n_ready == 0) {
-        if (c->close_after_flush && c->n_marks == 0)
-            conn_close(c, false);
+        if (c->close_after_flush && c->n_marks == 0) conn_close(c, false);
         return;
     }
     hbuf_reset(&c->wire);
@@ -216,8 +208,7 @@ static void output_produced(struct conn *c)
 {
     size_t accounted = c->n_marks ? c->marks[c->n_marks - 1].end : c->n_ready;
     size_t total = c->sess.out.len;
-    if (total == accounted)
-        return;
+    if (total == accounted) return;
     unsigned latency_ms = c->w->sink->latency_ms;
     if (latency_ms == 0) {
         c->n_ready = total;
@@ -233,14 +224,12 @@ static void output_produced(struct conn *c)
     } else {
         c->marks[c->n_marks++] = (struct mark){.due_ms = due, .end = total};
     }
-    if (!c->timer_armed)
-        arm_timer(c, latency_ms);
+    if (!c->timer_armed) arm_timer(c, latency_ms);
 }
 
 static void on_timer(struct conn *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     int64_t now = clock_mono_ms();
     unsigned n = 0;
     while (n < c->n_marks && c->marks[n].due_ms <= now)
@@ -250,8 +239,7 @@ static void on_timer(struct conn *c)
         memmove(c->marks, c->marks + n, (c->n_marks - n) * sizeof c->marks[0]);
         c->n_marks -= n;
     }
-    if (c->n_marks)
-        arm_timer(c, c->marks[0].due_ms - now);
+    if (c->n_marks) arm_timer(c, c->marks[0].due_ms - now);
     try_send(c);
 }
 
@@ -263,8 +251,7 @@ static void append_field(struct hbuf *b, const char *s, size_t n)
         (void)hbuf_append_str(b, "<>");
         return;
     }
-    if (hbuf_reserve(b, n) < 0)
-        return;
+    if (hbuf_reserve(b, n) < 0) return;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         b->data[b->len++] = (ch <= ' ' || ch == 0x7f) ? '?' : (char)ch;
@@ -277,8 +264,7 @@ static void record_flush(struct worker *w)
     size_t off = 0;
     while (off < w->record.len) {
         ssize_t n = write(w->sink->record_fd, w->record.data + off, w->record.len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             log_event(LOG_WARN, "event=record_write_failed err=\"%s\"", strerror(errno));
             break;
@@ -300,18 +286,15 @@ static void save_body(struct worker *w, const struct sink_session *s)
     size_t off = 0;
     while (fd >= 0 && off < s->body.len) {
         ssize_t k = write(fd, s->body.data + off, s->body.len - off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
         off += (size_t)k;
     }
     if ((fd < 0 || off < s->body.len) && !w->save_warned) {
         w->save_warned = true;
         log_event(LOG_WARN, "event=save_failed path=%s err=\"%s\"", path, strerror(errno));
     }
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
 }
 
 static void on_message(struct conn *c)
@@ -329,11 +312,9 @@ static void on_message(struct conn *c)
         (void)hbuf_append_char(&w->record, ' ');
         append_field(&w->record, s->rcpts.data, s->rcpts.len);
         (void)hbuf_append_char(&w->record, '\n');
-        if (w->record.len >= RECORD_FLUSH_BYTES)
-            record_flush(w);
+        if (w->record.len >= RECORD_FLUSH_BYTES) record_flush(w);
     }
-    if (sk->save_dir)
-        save_body(w, s);
+    if (sk->save_dir) save_body(w, s);
 }
 
 static void on_data(struct conn *c, const char *p, size_t n)
@@ -375,8 +356,7 @@ static void peer_ip(int fd, char *out, size_t outlen)
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     snprintf(out, outlen, "unknown");
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        return;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) return;
     if (ss.ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)outlen);
     } else if (ss.ss_family == AF_INET6) {
@@ -406,8 +386,7 @@ static void conn_open(struct worker *w, int fd)
     uint64_t conn_id = ((uint64_t)w->index << 40) | ++w->n_accepted;
     sink_session_init(&c->sess, &w->sink->policy, w->sink->seed, conn_id);
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     arm_recv(c);
     output_produced(c); /* the banner */
@@ -419,8 +398,7 @@ static void on_accept(struct listener *l, struct io_uring_cqe *cqe)
         conn_open(l->w, cqe->res);
     else if (cqe->res != -ECANCELED)
         log_event(LOG_WARN, "event=accept_failed err=\"%s\"", herald_strerror(cqe->res));
-    if (!(cqe->flags & IORING_CQE_F_MORE) && !atomic_load(&l->w->sink->stop))
-        arm_accept(l);
+    if (!(cqe->flags & IORING_CQE_F_MORE) && !atomic_load(&l->w->sink->stop)) arm_accept(l);
 }
 
 static void buf_return(struct worker *w, unsigned bid)
@@ -444,8 +422,7 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
             on_data(c, w->bufs + (size_t)bid * BUF_SIZE, (size_t)cqe->res);
         buf_return(w, bid);
     }
-    if (c->closing)
-        return;
+    if (c->closing) return;
     if (cqe->res == 0) {
         conn_close(c, false);
     } else if (cqe->res < 0 && cqe->res != -ENOBUFS) {
@@ -459,8 +436,7 @@ static void on_send(struct conn *c, struct io_uring_cqe *cqe)
 {
     c->send_armed = false;
     c->n_inflight--;
-    if (c->closing)
-        return;
+    if (c->closing) return;
     if (cqe->res < 0) {
         conn_close(c, true);
         return;
@@ -532,29 +508,24 @@ static int ring_init(struct worker *w)
         struct io_uring_params p = {.flags = flag_sets[i] | IORING_SETUP_CQSIZE,
                                     .cq_entries = RING_ENTRIES * 8};
         rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
 
     w->br_len = BUF_COUNT * sizeof(struct io_uring_buf);
     void *mem = mmap(NULL, w->br_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED)
-        return -errno;
+    if (mem == MAP_FAILED) return -errno;
     w->br = mem;
     struct io_uring_buf_reg reg = {
         .ring_addr = (uintptr_t)mem, .ring_entries = BUF_COUNT, .bgid = BUF_GROUP};
     rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     w->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
-    if (!w->bufs)
-        return -ENOMEM;
+    if (!w->bufs) return -ENOMEM;
     io_uring_buf_ring_init(w->br);
     for (unsigned i = 0; i < BUF_COUNT; i++)
-        io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * BUF_SIZE, BUF_SIZE,
-                              (unsigned short)i, io_uring_buf_ring_mask(BUF_COUNT), (int)i);
+        io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BUF_COUNT), (int)i);
     io_uring_buf_ring_advance(w->br, BUF_COUNT);
     return 0;
 }
@@ -563,8 +534,7 @@ static void report_ready(struct sink *sk, int rc)
 {
     pthread_mutex_lock(&sk->ready_lock);
     sk->n_ready++;
-    if (rc < 0 && sk->ready_err == 0)
-        sk->ready_err = rc;
+    if (rc < 0 && sk->ready_err == 0) sk->ready_err = rc;
     pthread_cond_signal(&sk->ready_cond);
     pthread_mutex_unlock(&sk->ready_lock);
 }
@@ -619,15 +589,12 @@ void *sink_worker_main(void *arg)
         log_event(LOG_ERROR, "event=ring_setup_failed thread=%u err=\"%s\"", w->index,
                   herald_strerror(rc));
     report_ready(w->sink, rc);
-    if (rc == 0)
-        loop(w);
+    if (rc == 0) loop(w);
 
-    if (w->sink->record_fd >= 0 && w->record.len)
-        record_flush(w);
+    if (w->sink->record_fd >= 0 && w->record.len) record_flush(w);
     /* Tearing the ring down cancels every request, so nothing points at a
      * connection any more and all of them can go. */
-    if (w->ring.ring_fd > 0)
-        io_uring_queue_exit(&w->ring);
+    if (w->ring.ring_fd > 0) io_uring_queue_exit(&w->ring);
     while (w->conns) {
         struct conn *c = w->conns;
         w->conns = c->next;
@@ -638,8 +605,7 @@ void *sink_worker_main(void *arg)
         w->reap = c->next;
         conn_free(c);
     }
-    if (w->br)
-        munmap(w->br, w->br_len);
+    if (w->br) munmap(w->br, w->br_len);
     free(w->bufs);
     hbuf_free(&w->record);
     free(w);

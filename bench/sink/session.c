@@ -14,8 +14,7 @@ static const char *const event_names[] = {
 
 const char *sink_event_name(enum sink_event ev)
 {
-    if ((unsigned)ev < HERALD_ARRAY_LEN(event_names) && event_names[ev])
-        return event_names[ev];
+    if ((unsigned)ev < HERALD_ARRAY_LEN(event_names) && event_names[ev]) return event_names[ev];
     return "?";
 }
 
@@ -52,8 +51,7 @@ void sink_session_init(struct sink_session *s, const struct sink_policy *policy,
     s->state = SINK_COMMAND;
     s->conn_id = conn_id;
     s->rng = splitmix64(seed ^ splitmix64(conn_id));
-    if (s->rng == 0)
-        s->rng = 1;
+    if (s->rng == 0) s->rng = 1;
     hbuf_init(&s->out);
     hbuf_init(&s->line);
     hbuf_init(&s->from);
@@ -95,20 +93,17 @@ static bool parse_path(const char *p, size_t n, const char **addr, size_t *addr_
         p++;
         n--;
     }
-    if (n == 0)
-        return false;
+    if (n == 0) return false;
     const char *end;
     if (*p == '<') {
         end = memchr(p, '>', n);
-        if (!end)
-            return false;
+        if (!end) return false;
         *addr = p + 1;
         *addr_len = (size_t)(end - p - 1);
         end++;
     } else {
         end = memchr(p, ' ', n);
-        if (!end)
-            end = p + n;
+        if (!end) end = p + n;
         *addr = p;
         *addr_len = (size_t)(end - p);
     }
@@ -222,13 +217,11 @@ static enum sink_event cmd_rcpt(struct sink_session *s, const char *arg, size_t 
         bool temp = s->fate == SINK_EV_TEMPFAIL;
         reply(s, temp ? "451 4.3.0 Error: temporary failure (injected)"
                       : "550 5.1.1 Error: recipient rejected (injected)");
-        if (s->fate_counted)
-            return SINK_EV_NEED_MORE;
+        if (s->fate_counted) return SINK_EV_NEED_MORE;
         s->fate_counted = true;
         return s->fate;
     }
-    if (s->rcpts.len)
-        (void)hbuf_append_char(&s->rcpts, ',');
+    if (s->rcpts.len) (void)hbuf_append_char(&s->rcpts, ',');
     (void)hbuf_append(&s->rcpts, addr, addr_len);
     s->n_rcpts++;
     reply(s, "250 2.1.5 Ok");
@@ -260,8 +253,7 @@ static void cmd_data(struct sink_session *s, size_t arg_len)
 static enum sink_event command(struct sink_session *s, const char *p, size_t n)
 {
     n--; /* the LF */
-    if (n && p[n - 1] == '\r')
-        n--;
+    if (n && p[n - 1] == '\r') n--;
     size_t verb_len = 0;
     while (verb_len < n && p[verb_len] != ' ')
         verb_len++;

@@ -53,18 +53,18 @@ enum sink_event {
 struct sink_session {
     const struct sink_policy *policy;
     enum sink_state state;
-    uint64_t rng;       /* xorshift64* state */
-    uint64_t conn_id;   /* for the "queued as" id */
-    uint32_t n_queued;  /* messages accepted on this connection */
+    uint64_t rng;      /* xorshift64* state */
+    uint64_t conn_id;  /* for the "queued as" id */
+    uint32_t n_queued; /* messages accepted on this connection */
     bool have_helo;
     bool have_mail;
     /* Fate of the current transaction, drawn at MAIL so runs are reproducible. */
     enum sink_event fate; /* SINK_EV_MESSAGE, _TEMPFAIL, _PERMFAIL */
     bool fate_drop;
-    bool fate_counted;    /* a rcpt-time failure was already reported */
-    uint32_t n_rcpts;     /* accepted recipients */
+    bool fate_counted; /* a rcpt-time failure was already reported */
+    uint32_t n_rcpts;  /* accepted recipients */
     enum sink_body_at body_at;
-    uint64_t body_len;    /* un-stuffed body bytes of the current message */
+    uint64_t body_len; /* un-stuffed body bytes of the current message */
 
     struct hbuf out;   /* replies owed to the client, in order */
     struct hbuf line;  /* a command line split across feeds */

@@ -9,8 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2)
-        return 0;
+    if (size < 2) return 0;
     /* Byte 0: policy knobs; byte 1: chunk size for the feeds. */
     uint8_t knobs = data[0];
     size_t chunk = (size_t)data[1] + 1;

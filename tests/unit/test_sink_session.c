@@ -44,12 +44,10 @@ static void feed(struct sink_session *s, const char *in, size_t len, size_t chun
                 seen->events[seen->n_events++] = event_letter[ev];
             if (ev == SINK_EV_MESSAGE) {
                 snprintf(seen->from, sizeof seen->from, "%s", s->from.data ? s->from.data : "");
-                snprintf(seen->rcpts, sizeof seen->rcpts, "%s",
-                         s->rcpts.data ? s->rcpts.data : "");
+                snprintf(seen->rcpts, sizeof seen->rcpts, "%s", s->rcpts.data ? s->rcpts.data : "");
                 seen->body_len = s->body_len;
                 size_t bl = s->body.len < sizeof seen->body - 1 ? s->body.len : 0;
-                if (bl)
-                    memcpy(seen->body, s->body.data, bl);
+                if (bl) memcpy(seen->body, s->body.data, bl);
                 seen->body[bl] = '\0';
             }
         }
@@ -279,8 +277,7 @@ static void run_many(const struct sink_policy *pol, uint64_t seed, int n, struct
         static const char txn[] = "RSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\nhi\r\n.\r\n";
         feed(&s, txn, sizeof txn - 1, 100, seen);
     }
-    if (out)
-        (void)hbuf_append(out, s.out.data, s.out.len);
+    if (out) (void)hbuf_append(out, s.out.data, s.out.len);
     sink_session_free(&s);
 }
 
