@@ -369,7 +369,8 @@ int main(int argc, char **argv)
     raise_nofile();
 
     if (record_path) {
-        sink.record_fd = open(record_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        sink.record_fd =
+            open(record_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
         if (sink.record_fd < 0) {
             fprintf(stderr, "herald-sink: %s: %s\n", record_path, strerror(errno));
             return 1;
