@@ -11,26 +11,31 @@
 
 #include "herald/core.h"
 
-#define SMTP_LINE_MAX 1024   /* longest reply line kept; longer is truncated, not buffered */
-#define SMTP_REPLY_TEXT_MAX 2048 /* all lines of one reply, '\n'-joined, truncated beyond */
-#define SMTP_REPLY_LINES_MAX 128 /* more lines than this is a hostile peer: malformed */
+#define SMTP_LINE_MAX        1024 /* longest reply line kept; longer is truncated, not buffered */
+#define SMTP_REPLY_TEXT_MAX  2048 /* all lines of one reply, '\n'-joined, truncated beyond */
+#define SMTP_REPLY_LINES_MAX 128  /* more lines than this is a hostile peer: malformed */
 
 /* One complete (possibly multiline) reply. */
 struct smtp_reply {
-    int code;            /* 100..599 */
-    char enhanced[16];   /* "2.0.0" when present on the first line, else "" */
+    int code;                       /* 200..599: the parser refuses anything else */
+    char enhanced[16];              /* "2.0.0" when present on the first line, else "" */
     char text[SMTP_REPLY_TEXT_MAX]; /* line texts after "NNN-"/"NNN ", joined by '\n' */
     size_t text_len;
     unsigned n_lines;
     bool truncated;
 };
 
-/* Incremental reply parser: feed any byte split; no allocation. */
+/* Incremental reply parser: feed any byte split; no allocation. A line
+ * longer than SMTP_LINE_MAX keeps its first SMTP_LINE_MAX bytes and the rest
+ * is counted and skipped, so a peer that never sends LF costs no memory (the
+ * session's deadline ends it). */
 struct smtp_reply_parser {
     char line[SMTP_LINE_MAX];
     size_t line_len;
     bool line_overflow;
-    bool in_reply;     /* seen a "NNN-" continuation line */
+    size_t line_dropped; /* bytes of this line past SMTP_LINE_MAX (saturating) */
+    bool cr_last;        /* the last byte of this line so far was CR */
+    bool in_reply;       /* seen a "NNN-" continuation line */
     int code;
     struct smtp_reply cur;
 };
@@ -39,8 +44,11 @@ void smtp_reply_parser_init(struct smtp_reply_parser *p);
 /* Consume bytes from buf until one reply completes or input ends.
  * Returns 1 with *out filled when a reply completed (*consumed says how far),
  * 0 when all input was consumed without completing a reply,
- * -HERR_PROTOCOL when the input is not SMTP (bad code, mixed codes in a
- * multiline reply, too many lines). */
+ * -HERR_PROTOCOL when the input is not SMTP (code outside 200..599, mixed
+ * codes in a multiline reply, too many lines, empty line); the parser is then
+ * reset. Lines end in CRLF or bare LF. `enhanced` is set only when the first
+ * line's text starts with class.subject.detail whose class matches the code;
+ * `text` keeps it. Control bytes in text become '?', so text is a C string. */
 int smtp_reply_parse(struct smtp_reply_parser *p, const char *buf, size_t len, size_t *consumed,
                      struct smtp_reply *out);
 
@@ -51,21 +59,23 @@ struct smtp_caps {
     uint64_t size_max; /* 0 = no limit announced */
     bool auth_plain, auth_login;
 };
+/* Fill caps (reset first) from a 2xx EHLO reply: every line after the first
+ * (the greeting) is one keyword, matched case-insensitively. */
 void smtp_caps_parse(struct smtp_caps *caps, const struct smtp_reply *ehlo_reply);
 
 enum smtp_state {
-    SMTP_S_INIT = 0,   /* not started */
-    SMTP_S_BANNER,     /* waiting for 220 */
+    SMTP_S_INIT = 0, /* not started */
+    SMTP_S_BANNER,   /* waiting for 220 */
     SMTP_S_EHLO,
     SMTP_S_HELO,
-    SMTP_S_READY,      /* idle, may take a message */
-    SMTP_S_MAIL,       /* MAIL FROM sent (with PIPELINING: MAIL+RCPT+DATA sent) */
+    SMTP_S_READY, /* idle, may take a message */
+    SMTP_S_MAIL,  /* MAIL FROM sent (with PIPELINING: MAIL+RCPT+DATA sent) */
     SMTP_S_RCPT,
-    SMTP_S_DATA,       /* waiting for 354 */
-    SMTP_S_BODY,       /* body sent, waiting for final reply */
+    SMTP_S_DATA, /* waiting for 354 */
+    SMTP_S_BODY, /* body sent, waiting for final reply */
     SMTP_S_RSET,
     SMTP_S_QUIT,
-    SMTP_S_CLOSED,     /* finished; the owner closes the socket */
+    SMTP_S_CLOSED, /* finished; the owner closes the socket */
     SMTP_STATE_COUNT
 };
 const char *smtp_state_name(enum smtp_state s);
@@ -79,6 +89,9 @@ enum smtp_stage {
     SMTP_STAGE_RCPT,
     SMTP_STAGE_DATA,
     SMTP_STAGE_BODY,
+    SMTP_STAGE_RSET, /* session errors only: RSET refused */
+    SMTP_STAGE_IDLE, /* session errors only: dropped while READY */
+    SMTP_STAGE_QUIT,
     SMTP_STAGE_COUNT
 };
 const char *smtp_stage_name(enum smtp_stage s);
@@ -93,72 +106,114 @@ enum smtp_outcome {
 struct smtp_result {
     enum smtp_outcome outcome;
     enum smtp_stage stage;
-    int code;            /* 0 for NETFAIL */
+    int code; /* 0 for NETFAIL */
     char enhanced[16];
-    char reply[512];     /* remote text (first lines), or local reason for NETFAIL */
+    char reply[512]; /* remote text (first lines), or local reason for NETFAIL */
 };
 
 /* A message handed to the session. Owned by the caller until msg_done. */
 struct smtp_msg {
-    const char *mail_from;   /* envelope sender, no brackets ("" for null sender) */
-    const char *rcpt;        /* one recipient */
-    const char *data;        /* dot-stuffed payload ending "\r\n.\r\n" */
+    const char *mail_from; /* envelope sender, no brackets ("" for null sender) */
+    const char *rcpt;      /* one recipient */
+    const char *data;      /* dot-stuffed payload ending "\r\n.\r\n" */
     size_t data_len;
     bool needs_smtputf8;
     void *owner_data;
 };
 
+/* Callbacks run synchronously inside session functions and must not call
+ * back into the session (recv/kick/quit/fail/free): the session pulls the
+ * next message itself after each result. */
 struct smtp_session_ops {
     /* The session is READY: return the next message to send on this
      * connection, or NULL to stay idle. Called synchronously from session
-     * functions. */
+     * functions. A message the session refuses locally (SIZE over the
+     * server's limit, SMTPUTF8 not offered, unsafe address or payload) gets
+     * its msg_done at once and next_msg is asked again. */
     struct smtp_msg *(*next_msg)(void *owner);
     /* Final result for a message. Called exactly once per message handed out
      * (also when the connection fails). */
     void (*msg_done)(void *owner, struct smtp_msg *msg, const struct smtp_result *res);
 };
 
+/* Per-state reply deadlines; <= 0 means none. BANNER: banner_ms; EHLO, HELO,
+ * MAIL, RCPT, DATA (waiting for 354), RSET, QUIT: command_ms; BODY (waiting
+ * for the final reply, counted from the 354): data_end_ms. READY has no
+ * deadline: the owner runs the idle timer. data_block_ms is for the owner's
+ * sends of the body. */
 struct smtp_timeouts {
     int64_t banner_ms, command_ms, data_block_ms, data_end_ms;
 };
 
+#define SMTP_OWED_MAX 4 /* commands in flight: MAIL+RCPT+DATA when pipelining */
+
 struct smtp_session {
     enum smtp_state state;
     struct smtp_reply_parser parser;
-    struct smtp_reply reply;      /* last complete reply */
+    struct smtp_reply reply; /* last complete reply */
     struct smtp_caps caps;
-    struct hbuf out;              /* bytes the owner must send, in order */
+    struct hbuf out; /* bytes the owner must send, in order */
     const struct smtp_session_ops *ops;
     void *owner;
     char ehlo_name[256];
     struct smtp_timeouts timeouts;
-    int64_t deadline_ms;          /* owner enforces: past it, call smtp_session_fail */
-    struct smtp_msg *msg;         /* message in the current transaction */
-    unsigned replies_owed;        /* pipelined replies still expected */
-    bool txn_failed;              /* a pipelined step failed: RSET before next MAIL */
-    struct smtp_result pending;   /* first failure within a pipelined group */
+    int64_t deadline_ms;        /* owner enforces: past it, call smtp_session_fail */
+    struct smtp_msg *msg;       /* message in the current transaction, not yet reported */
+    unsigned replies_owed;      /* replies still expected for commands already queued */
+    bool txn_failed;            /* the transaction failed: RSET before next MAIL */
+    struct smtp_result pending; /* that failure (already reported via msg_done) */
     bool has_pending;
-    uint32_t n_msgs;              /* messages completed on this connection */
-    uint32_t max_msgs;            /* 0 = unlimited; QUIT after this many */
+    uint32_t n_msgs;   /* transactions ended on this connection (any result) */
+    uint32_t max_msgs; /* 0 = unlimited; QUIT after this many */
     bool quit_requested;
+
+    /* Why the session ended, when it ended on an error rather than a QUIT we
+     * chose: banner refused (stage BANNER), EHLO and HELO refused (EHLO), 421
+     * (TEMPFAIL, stage of the command it answered), protocol violation,
+     * timeout or network error (NETFAIL, via smtp_session_fail), RSET
+     * refused. Set once (the first cause wins), valid when has_error. With
+     * ever_ready false the destination never accepted us, so the owner may
+     * defer other messages queued for it; with ever_ready true it is a fault
+     * of this connection only. Messages in flight already got their own
+     * msg_done; this is for the ones not yet handed out. */
+    struct smtp_result error;
+    bool has_error;
+    int err;         /* -errno / -HERR_* matching error, 0 if none */
+    bool ever_ready; /* reached READY at least once */
+
+    /* Replies owed, in order: each entry is the offset in the stream of bytes
+     * ever appended to `out` where its command ends. A reply whose command is
+     * still (partly) in `out` answers nothing we sent: protocol violation. */
+    uint64_t out_appended;
+    uint64_t owed_end[SMTP_OWED_MAX];
+    unsigned n_owed;
+    bool in_callback; /* inside ops: public entry points refuse to re-enter */
+    bool out_failed;  /* appending to out failed (ENOMEM): session is failed */
 };
 
 /* Prepare a session on a freshly connected socket; it waits for the banner. */
 void smtp_session_init(struct smtp_session *s, const struct smtp_session_ops *ops, void *owner,
                        const char *ehlo_name, const struct smtp_timeouts *t, uint32_t max_msgs,
                        int64_t now_ms);
+/* Releases `out`. A message still in flight gets NETFAIL first, so freeing
+ * a live session never loses a msg_done. */
 void smtp_session_free(struct smtp_session *s);
 
-/* Feed received bytes; advances the state machine, may append to s->out and
- * call ops. Returns 0, or a negative error when the session is dead (all
- * messages already reported through msg_done; the owner closes). */
+/* Feed received bytes (any split, several replies at once); advances the
+ * state machine, may append to s->out and call ops. The owner must
+ * hbuf_consume() from s->out what it has handed to the transport before
+ * feeding the bytes that answer it (s->out may be reallocated by any session
+ * call, so a pending SEND must point at the owner's copy, not into it). Returns 0 while alive or
+ * after a clean QUIT, or s->err when the session ended on an error (all messages already reported
+ * through msg_done; the owner closes). */
 int smtp_session_recv(struct smtp_session *s, const char *buf, size_t len, int64_t now_ms);
 /* Owner has a new message for an idle session: pulls it via next_msg. */
 void smtp_session_kick(struct smtp_session *s, int64_t now_ms);
 /* Connection lost, deadline passed, or send failed: reports NETFAIL for the
  * message in flight (if any) with `reason`, state becomes CLOSED. */
 void smtp_session_fail(struct smtp_session *s, int err, const char *reason);
-/* Graceful close from READY: sends QUIT. */
+/* Graceful close: from READY sends QUIT now; in a transaction, QUIT follows
+ * when it ends; before READY, QUIT follows EHLO. */
 void smtp_session_quit(struct smtp_session *s, int64_t now_ms);
 static inline bool smtp_session_is_idle(const struct smtp_session *s)
 {
