@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "herald/core.h"
+
 enum cfg_tls_policy {
     CFG_TLS_UNSET = 0, /* inherit */
     CFG_TLS_OPPORTUNISTIC,
@@ -133,6 +135,7 @@ struct cfg_recipients {
 };
 
 struct config {
+    struct arena mem; /* every string and array of this snapshot */
     char *path;
     struct cfg_redis redis;
     struct cfg_engine engine;

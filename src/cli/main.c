@@ -1,6 +1,47 @@
+/* herald: command-line front door. Exit codes: 0 ok, 1 runtime failure,
+ * 2 usage or configuration error. */
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: herald COMMAND [OPTIONS]\n"
+    "\n"
+    "Bulk notification sender: jobs from a Redis Stream, delivered over SMTP,\n"
+    "every outcome written back as a case note.\n"
+    "\n"
+    "commands:\n"
+    "  run -c FILE             run the engine (SIGTERM drains and exits)\n"
+    "  check-config -c FILE    validate the config and print the effective settings\n"
+    "  enqueue -c FILE ...     add jobs (flags, or JSON Lines on stdin)\n"
+    "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
+    "\n"
+    "Run 'herald COMMAND --help' for a command's options.\n";
+
+int main(int argc, char **argv)
 {
-    fputs("herald: not built yet\n", stderr);
-    return 1;
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        puts("herald 0.1.0");
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-config") == 0)
+        return cli_check_config(argc - 1, argv + 1);
+    if (strcmp(cmd, "enqueue") == 0)
+        return cli_enqueue(argc - 1, argv + 1);
+    if (strcmp(cmd, "events") == 0)
+        return cli_events(argc - 1, argv + 1);
+    fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
+    return 2;
 }

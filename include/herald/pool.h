@@ -1,0 +1,70 @@
+/* pool: per-worker SMTP connections grouped by destination (egress IP x
+ * host:port). Messages queue per destination and are pulled by connections
+ * as they become ready, so a connection is reused for as many messages as
+ * its limits allow. */
+#ifndef HERALD_POOL_H
+#define HERALD_POOL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "herald/ring.h"
+#include "herald/smtp.h"
+
+/* Where a message went, for its case note. */
+struct pool_conn_info {
+    const char *mx;        /* destination host name as routed */
+    const char *remote_ip;
+    const char *local_ip;
+    const char *tls;       /* "none" or "TLSv1.3/..." */
+};
+
+/* Called once per submitted message with its final SMTP result, or with
+ * res == NULL when the message was never attempted (pool closing): the owner
+ * hands it back untouched. Must not
+ * call back into the pool for the same destination synchronously. */
+typedef void (*pool_done_fn)(void *arg, struct smtp_msg *msg, const struct smtp_result *res,
+                             const struct pool_conn_info *info);
+
+/* A resolved destination: what a route or (later) an MX lookup yields. */
+struct pool_target {
+    char host[256];
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+};
+
+struct pool_limits {
+    uint32_t max_conns;          /* per destination, this worker */
+    uint32_t max_msgs_per_conn;  /* 0 = unlimited */
+    int64_t connect_timeout_ms;
+    int64_t idle_timeout_ms;
+    struct smtp_timeouts smtp;
+};
+
+struct pool_dest;
+
+struct pool {
+    struct ring *ring;
+    pool_done_fn done;
+    void *done_arg;
+    struct pool_dest **buckets;
+    size_t n_buckets;
+    size_t n_dests;
+    uint32_t n_conns;     /* open or connecting, all destinations */
+    bool closing;
+};
+
+int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg);
+/* Queue msg for target from egress_ip ("" = no bind) with ehlo_name. */
+int pool_submit(struct pool *p, const struct pool_target *target, const char *egress_ip,
+                const char *ehlo_name, const struct pool_limits *lim, struct smtp_msg *msg);
+/* Stop: QUIT idle connections now, and others as they become idle; queued
+ * messages that have not started are handed back (done with res == NULL). */
+void pool_close_all(struct pool *p);
+/* True once no connection is open or in flight (safe to free). */
+bool pool_is_quiet(const struct pool *p);
+void pool_free(struct pool *p);
+
+#endif

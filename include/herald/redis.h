@@ -1,0 +1,98 @@
+/* redis: a Redis connection whose bytes travel through the worker's ring.
+ * hiredis formats commands and parses replies; nothing here blocks. */
+#ifndef HERALD_REDIS_H
+#define HERALD_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "herald/core.h"
+#include "herald/ring.h"
+
+/* Parsed redis:// URL. */
+struct redis_addr {
+    char host[256];
+    uint16_t port;
+    int db;
+    char user[128];
+    char password[256];
+    bool tls; /* rediss:// (not supported by this build yet) */
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+};
+
+/* Parse "redis://[user[:password]@]host[:port][/db]". Resolves host with
+ * getaddrinfo, so call it from the main thread, never from a worker.
+ * Returns 0 or -HERR_MALFORMED / -HERR_CONFIG with why. */
+int redis_addr_parse(const char *url, struct redis_addr *out, const char **why);
+
+struct redis_client;
+/* reply is NULL when the connection failed before a reply arrived. The
+ * reply is freed after the callback returns. */
+typedef void (*redis_reply_fn)(struct redis_client *c, redisReply *reply, void *arg);
+/* Connection state changes: up == true once connected (AUTH/SELECT sent),
+ * false when the connection is lost (all pending callbacks already ran). */
+typedef void (*redis_state_fn)(struct redis_client *c, bool up, int err, void *arg);
+
+struct redis_pending {
+    redis_reply_fn fn;
+    void *arg;
+};
+
+enum redis_client_state {
+    REDIS_C_IDLE = 0,
+    REDIS_C_CONNECTING,
+    REDIS_C_UP,
+    REDIS_C_CLOSING,
+};
+
+struct redis_client {
+    struct ring *ring;
+    const struct redis_addr *addr;
+    const char *name; /* for logs: "intake", "notes" */
+    enum redis_client_state state;
+    int fd;
+    redisReader *reader;
+    struct hbuf out;     /* formatted commands not yet handed to the kernel */
+    struct hbuf sending; /* bytes owned by the SEND in flight */
+    size_t sent;
+    struct redis_pending *q; /* callbacks for commands written, FIFO */
+    size_t q_head, q_len, q_cap;
+    char *rbuf;
+    size_t rbuf_cap;
+    struct ring_op op_connect, op_send, op_recv;
+    bool send_inflight, recv_inflight, connect_inflight;
+    int close_err;
+    redis_state_fn on_state;
+    void *state_arg;
+    struct ring_deferred finish;
+};
+
+int redis_client_init(struct redis_client *c, struct ring *r, const struct redis_addr *addr,
+                      const char *name, redis_state_fn on_state, void *state_arg);
+/* Start connecting; on_state(up=true) when done. */
+int redis_client_connect(struct redis_client *c);
+/* Queue a command; fn runs with the reply (or NULL on connection loss).
+ * Commands are pipelined: many may be queued before any reply arrives. */
+int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,
+                              const char **argv, const size_t *argvlen);
+int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
+                          ...);
+/* Drop the connection: pending callbacks get NULL, then on_state(false). */
+void redis_client_close(struct redis_client *c, int err);
+/* Free resources; only when no operation is in flight (state IDLE). */
+void redis_client_free(struct redis_client *c);
+static inline bool redis_client_up(const struct redis_client *c)
+{
+    return c->state == REDIS_C_UP;
+}
+static inline bool redis_client_busy(const struct redis_client *c)
+{
+    return c->send_inflight || c->recv_inflight || c->connect_inflight;
+}
+
+#endif

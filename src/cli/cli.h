@@ -1,0 +1,23 @@
+/* Subcommand entry points and the little they share. The CLI may block
+ * (it is not an engine thread), so it uses hiredis' synchronous API. */
+#ifndef HERALD_CLI_H
+#define HERALD_CLI_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+
+#include "herald/config.h"
+
+int cli_run(int argc, char **argv);
+int cli_check_config(int argc, char **argv);
+int cli_enqueue(int argc, char **argv);
+int cli_events(int argc, char **argv);
+
+/* Load -c FILE or exit-code 2 with the error printed. */
+int cli_load_config(const char *path, struct config **out);
+/* Connect per cfg->redis (AUTH, SELECT). NULL with a message on stderr. */
+redisContext *cli_redis_connect(const struct config *cfg);
+/* Format a unix-ms timestamp as "2026-11-22 14:03:07.123Z". */
+void cli_format_ms(long long ms, char *out, size_t outlen);
+
+#endif

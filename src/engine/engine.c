@@ -1,0 +1,217 @@
+/* `herald run`: builds the shared read-only state (config, resolved routes,
+ * script digests), starts one worker per configured thread, and turns
+ * SIGTERM/SIGINT into a drain. Signals are taken by sigtimedwait on the main
+ * thread so no handler ever runs inside a worker. */
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "herald/engine.h"
+#include "worker.h"
+
+static void sha1_hex(const char *text, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(text, strlen(text), md, &len, EVP_sha1(), NULL);
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < len && i < 20; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[40] = '\0';
+}
+
+static bool host_matches(const char *pattern, const char *host)
+{
+    if (strncmp(pattern, "*.", 2) == 0) {
+        size_t pl = strlen(pattern + 1), hl = strlen(host);
+        return hl > pl && strcasecmp(host + hl - pl, pattern + 1) == 0;
+    }
+    return strcasecmp(pattern, host) == 0;
+}
+
+static const struct cfg_provider *provider_for_host(const struct config *cfg, const char *host)
+{
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        for (size_t k = 0; k < cfg->providers[i].mx.n; k++)
+            if (host_matches(cfg->providers[i].mx.items[k], host))
+                return &cfg->providers[i];
+    return config_provider(cfg, "default");
+}
+
+/* Static routes are resolved once, here, on the main thread: workers never
+ * call the blocking resolver. */
+static int resolve_routes(struct engine_shared *sh)
+{
+    const struct config *cfg = sh->cfg;
+    sh->routes = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *sh->routes);
+    if (!sh->routes)
+        return -ENOMEM;
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const struct cfg_route *r = &cfg->routes[i];
+        struct engine_route *er = &sh->routes[sh->n_routes];
+        char port[8];
+        snprintf(port, sizeof port, "%u", r->port ? r->port : cfg->delivery.port);
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+        struct addrinfo *res = NULL;
+        int rc = getaddrinfo(r->host, port, &hints, &res);
+        if (rc != 0 || !res) {
+            log_event(LOG_ERROR, "event=route_unresolved route=%s host=%s reason=\"%s\"",
+                      r->pattern, r->host, gai_strerror(rc));
+            return -HERR_CONFIG;
+        }
+        er->route = r;
+        snprintf(er->target.host, sizeof er->target.host, "%s", r->host);
+        memcpy(&er->target.sa, res->ai_addr, res->ai_addrlen);
+        er->target.sa_len = res->ai_addrlen;
+        er->provider = provider_for_host(cfg, r->host);
+        freeaddrinfo(res);
+        sh->n_routes++;
+    }
+    return 0;
+}
+
+int engine_run(const struct engine_opts *opts)
+{
+    char err[512];
+    struct config *cfg = NULL;
+    int rc = config_load(opts->config_path, &cfg, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    struct engine_shared *sh = calloc(1, sizeof *sh);
+    if (!sh) {
+        config_free(cfg);
+        return 1;
+    }
+    sh->cfg = cfg;
+    const char *why = "";
+    if (redis_addr_parse(cfg->redis.url, &sh->redis, &why) < 0) {
+        fprintf(stderr, "%s: redis.url: %s\n", opts->config_path, why);
+        config_free(cfg);
+        free(sh);
+        return 2;
+    }
+    if (!sh->redis.password[0] && (cfg->redis.password_file || cfg->redis.password_env)) {
+        const char *pw = NULL;
+        char buf[256] = "";
+        if (cfg->redis.password_env)
+            pw = getenv(cfg->redis.password_env);
+        if (!pw && cfg->redis.password_file) {
+            FILE *f = fopen(cfg->redis.password_file, "r");
+            if (f && fgets(buf, sizeof buf, f)) {
+                buf[strcspn(buf, "\r\n")] = '\0';
+                pw = buf;
+            }
+            if (f)
+                fclose(f);
+        }
+        if (pw)
+            snprintf(sh->redis.password, sizeof sh->redis.password, "%s", pw);
+    }
+    if (resolve_routes(sh) < 0) {
+        config_free(cfg);
+        free(sh->routes);
+        free(sh);
+        return 2;
+    }
+    sha1_hex(notes_script_terminal, sh->sha_terminal);
+    sha1_hex(notes_script_defer, sh->sha_defer);
+    sha1_hex(notes_script_mover, sh->sha_mover);
+    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    snprintf(sh->retry_key, sizeof sh->retry_key, "%sretry", prefix);
+    snprintf(sh->job_key_prefix, sizeof sh->job_key_prefix, "%sjob:", prefix);
+
+    unsigned n = cfg->engine.workers;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    sh->n_workers = n;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct worker *workers = calloc(n, sizeof *workers);
+    unsigned started = 0, n_init = 0;
+    int exit_code = 0;
+    for (unsigned i = 0; workers && i < n; i++) {
+        rc = worker_init(&workers[i], i, sh);
+        if (rc < 0) {
+            fprintf(stderr, "herald: cannot start worker %u: %s%s\n", i, herald_strerror(rc),
+                    (rc == -ENOSYS || rc == -EPERM) ? " (io_uring unavailable or disabled)" : "");
+            exit_code = 1;
+            break;
+        }
+        n_init++;
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            exit_code = 1;
+            break;
+        }
+        started++;
+    }
+    if (started == n)
+        log_event(LOG_INFO, "event=started workers=%u consumer=%s redis=%s:%u jobs=%s events=%s",
+                  n, cfg->engine.consumer, sh->redis.host, sh->redis.port, cfg->redis.jobs,
+                  cfg->redis.events);
+    else
+        atomic_store(&sh->stop, true);
+
+    int n_signals = 0;
+    while (started > 0) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            n_signals++;
+            log_event(LOG_INFO, "event=signal signal=%s action=drain", sig == SIGTERM ? "TERM" : "INT");
+            atomic_store(&sh->stop, true);
+            if (n_signals >= 3) {
+                log_event(LOG_WARN, "event=forced_exit reason=\"third signal\"");
+                _exit(1);
+            }
+        } else if (sig == SIGHUP) {
+            log_event(LOG_WARN, "event=reload_unsupported reason=\"SIGHUP reload is not in this "
+                                "build; restart to apply config changes\"");
+        }
+        if (atomic_load(&sh->failed))
+            atomic_store(&sh->stop, true);
+        bool all_done = true;
+        for (unsigned i = 0; i < started; i++)
+            if (!workers[i].done)
+                all_done = false;
+        if (all_done && atomic_load(&sh->stop))
+            break;
+        if (all_done)
+            break;
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(workers[i].thread, NULL);
+    for (unsigned i = 0; workers && i < n_init; i++) {
+        redis_client_free(&workers[i].intake);
+        redis_client_free(&workers[i].notes);
+        pool_free(&workers[i].pool);
+        if (workers[i].ring_live)
+            ring_exit(&workers[i].ring);
+    }
+    if (atomic_load(&sh->failed))
+        exit_code = 1;
+    free(workers);
+    free(sh->routes);
+    free(sh);
+    config_free(cfg);
+    log_event(LOG_INFO, "event=stopped exit=%d", exit_code);
+    return exit_code;
+}

@@ -1,0 +1,890 @@
+/* A worker: one thread, one ring, two Redis connections (intake blocks in
+ * XREADGROUP, notes carries the pipelined note scripts) and its own SMTP
+ * pools. Every job it reads is held in `held` until the script that writes
+ * its note (and acknowledges it) has answered; a job whose note could not be
+ * written stays pending in Redis and is claimed again later. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "herald/engine.h"
+#include "worker.h"
+
+#define TICK_MS 200
+#define NOTE_MAX_ITEMS 96
+
+struct delivery {
+    struct job job;
+    struct smtp_msg msg;
+    struct worker *w;
+    struct delivery *prev, *next;
+    bool noting; /* note script sent: no further claim refresh needed */
+};
+
+/* ---------- held jobs ---------- */
+
+static struct delivery *delivery_new(struct worker *w)
+{
+    struct delivery *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    job_init(&d->job);
+    d->w = w;
+    d->next = w->held;
+    if (w->held)
+        w->held->prev = d;
+    w->held = d;
+    w->inflight++;
+    return d;
+}
+
+static void intake_read(struct worker *w);
+
+static void delivery_release(struct delivery *d)
+{
+    struct worker *w = d->w;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        w->held = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    job_clear(&d->job);
+    free(d);
+    w->inflight--;
+    intake_read(w);
+}
+
+/* ---------- case notes ---------- */
+
+struct note {
+    const char *argv[NOTE_MAX_ITEMS];
+    size_t lens[NOTE_MAX_ITEMS];
+    int argc;
+    char nums[12][24];
+    int n_nums;
+};
+
+static void note_add_len(struct note *n, const char *name, const char *value, size_t len)
+{
+    if (!value || n->argc + 2 > NOTE_MAX_ITEMS)
+        return;
+    n->argv[n->argc] = name;
+    n->lens[n->argc++] = strlen(name);
+    n->argv[n->argc] = value;
+    n->lens[n->argc++] = len;
+}
+
+static void note_add(struct note *n, const char *name, const char *value)
+{
+    if (value)
+        note_add_len(n, name, value, strlen(value));
+}
+
+static void note_add_int(struct note *n, const char *name, int64_t v)
+{
+    if (n->n_nums >= (int)HERALD_ARRAY_LEN(n->nums))
+        return;
+    char *buf = n->nums[n->n_nums++];
+    snprintf(buf, sizeof n->nums[0], "%" PRId64, v);
+    note_add(n, name, buf);
+}
+
+/* Fields every note carries: who, which attempt, when, how long since enqueue. */
+static void note_common(struct note *n, struct delivery *d, const char *event, int64_t now)
+{
+    struct job *j = &d->job;
+    note_add(n, "event", event);
+    note_add(n, "job", j->id ? j->id : j->stream_id);
+    note_add(n, "tenant", j->tenant);
+    note_add(n, "ref", j->ref);
+    note_add(n, "to", j->to);
+    note_add_int(n, "attempt", j->attempt ? j->attempt : 1);
+    note_add_int(n, "at", now);
+    if (j->enqueued_ms > 0)
+        note_add_int(n, "latency_ms", now - j->enqueued_ms);
+    note_add(n, "entry", j->stream_id);
+}
+
+static void note_smtp(struct note *n, const struct smtp_result *res,
+                      const struct pool_conn_info *info, const char *message_id)
+{
+    if (res) {
+        if (res->code)
+            note_add_int(n, "code", res->code);
+        if (res->enhanced[0])
+            note_add(n, "enhanced", res->enhanced);
+        if (res->reply[0])
+            note_add(n, "reply", res->reply);
+        const char *cat = classify_result(res);
+        if (cat[0])
+            note_add(n, "category", cat);
+        if (res->outcome != SMTP_OUT_OK)
+            note_add(n, "stage", smtp_stage_name(res->stage));
+    }
+    if (info) {
+        if (info->mx && info->mx[0])
+            note_add(n, "mx", info->mx);
+        if (info->remote_ip && info->remote_ip[0])
+            note_add(n, "remote_ip", info->remote_ip);
+        if (info->local_ip && info->local_ip[0])
+            note_add(n, "local_ip", info->local_ip);
+        if (info->tls)
+            note_add(n, "tls", info->tls);
+    }
+    if (message_id && message_id[0])
+        note_add(n, "message_id", message_id);
+}
+
+static void on_note_written(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct delivery *d = arg;
+    if (!reply) {
+        log_event(LOG_WARN, "event=note_unwritten job=%s entry=%s reason=\"redis connection lost; "
+                            "the job stays pending and will be claimed again\"",
+                  d->job.id ? d->job.id : "-", d->job.stream_id);
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        log_event(LOG_ERROR, "event=note_failed job=%s entry=%s reason=\"%.300s\"",
+                  d->job.id ? d->job.id : "-", d->job.stream_id, reply->str);
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        log_event(LOG_INFO, "event=note_skipped job=%s entry=%s reason=\"already acknowledged by "
+                            "another consumer\"",
+                  d->job.id ? d->job.id : "-", d->job.stream_id);
+    }
+    delivery_release(d);
+}
+
+static void count_event(struct worker *w, const char *event)
+{
+    if (strcmp(event, "delivered") == 0)
+        w->n_delivered++;
+    else if (strcmp(event, "deferred") == 0)
+        w->n_deferred++;
+    else if (strcmp(event, "bounced") == 0)
+        w->n_bounced++;
+    else if (strcmp(event, "rejected") == 0)
+        w->n_rejected++;
+    else
+        w->n_other++;
+}
+
+/* Terminal note + XACK + XDEL in one script call. */
+static void write_terminal(struct delivery *d, struct note *n)
+{
+    struct worker *w = d->w;
+    const struct config *cfg = w->cfg;
+    const char *argv[NOTE_MAX_ITEMS + 8];
+    size_t lens[NOTE_MAX_ITEMS + 8];
+    int argc = 0;
+#define PUSH(s)                                                                                    \
+    do {                                                                                           \
+        argv[argc] = (s);                                                                          \
+        lens[argc++] = strlen(s);                                                                  \
+    } while (0)
+    PUSH("EVALSHA");
+    PUSH(w->sh->sha_terminal);
+    PUSH("2");
+    PUSH(cfg->redis.jobs);
+    PUSH(cfg->redis.events);
+    PUSH(cfg->redis.group);
+    PUSH(d->job.stream_id);
+#undef PUSH
+    for (int i = 0; i < n->argc; i++) {
+        argv[argc] = n->argv[i];
+        lens[argc++] = n->lens[i];
+    }
+    d->noting = true;
+    count_event(w, n->argv[1]);
+    if (redis_client_command_argv(&w->notes, on_note_written, d, argc, argv, lens) < 0) {
+        log_event(LOG_WARN, "event=note_unwritten job=%s entry=%s reason=\"redis not connected\"",
+                  d->job.id ? d->job.id : "-", d->job.stream_id);
+        delivery_release(d);
+    }
+}
+
+/* Job fields as they must look when the job comes back from the retry set:
+ * the original fields, with id, attempt and enqueued_at made explicit. */
+static int job_items(struct delivery *d, uint32_t attempt_done, const char **argv, size_t *lens,
+                     int max, char *numbuf1, char *numbuf2)
+{
+    struct job *j = &d->job;
+    int argc = 0;
+    for (size_t i = 0; i < j->n_fields && argc + 2 <= max - 6; i++) {
+        const char *name = j->names[i];
+        if (strcmp(name, "attempt") == 0 || strcmp(name, "enqueued_at") == 0 ||
+            strcmp(name, "id") == 0)
+            continue;
+        argv[argc] = name;
+        lens[argc++] = strlen(name);
+        argv[argc] = j->values[i];
+        lens[argc++] = j->value_lens[i];
+    }
+    const char *id = j->id ? j->id : j->stream_id;
+    argv[argc] = "id";
+    lens[argc++] = 2;
+    argv[argc] = id;
+    lens[argc++] = strlen(id);
+    snprintf(numbuf1, 24, "%" PRIu32, attempt_done);
+    argv[argc] = "attempt";
+    lens[argc++] = 7;
+    argv[argc] = numbuf1;
+    lens[argc++] = strlen(numbuf1);
+    snprintf(numbuf2, 24, "%" PRId64, j->enqueued_ms);
+    argv[argc] = "enqueued_at";
+    lens[argc++] = 11;
+    argv[argc] = numbuf2;
+    lens[argc++] = strlen(numbuf2);
+    return argc;
+}
+
+/* Acknowledge the entry and park the job in the retry set until due_ms,
+ * optionally with a (non-terminal) note, in one script call. */
+static void write_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_done, struct note *n)
+{
+    struct worker *w = d->w;
+    const struct config *cfg = w->cfg;
+    enum { MAXA = 512 };
+    const char **argv = malloc(sizeof(char *) * MAXA);
+    size_t *lens = malloc(sizeof(size_t) * MAXA);
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        delivery_release(d);
+        return;
+    }
+    char due[24], count[24], key[320], num1[24], num2[24];
+    snprintf(due, sizeof due, "%" PRId64, due_ms);
+    snprintf(key, sizeof key, "%s%s", w->sh->job_key_prefix, d->job.stream_id);
+    int argc = 0;
+    const char *head[] = {"EVALSHA", w->sh->sha_defer, "3", cfg->redis.jobs, cfg->redis.events,
+                          w->sh->retry_key, cfg->redis.group, d->job.stream_id, due, key};
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++) {
+        argv[argc] = head[i];
+        lens[argc++] = strlen(head[i]);
+    }
+    int count_at = argc++;
+    int nj = job_items(d, attempt_done, argv + argc, lens + argc, MAXA - argc - NOTE_MAX_ITEMS,
+                       num1, num2);
+    argc += nj;
+    snprintf(count, sizeof count, "%d", nj);
+    argv[count_at] = count;
+    lens[count_at] = strlen(count);
+    if (n) {
+        for (int i = 0; i < n->argc; i++) {
+            argv[argc] = n->argv[i];
+            lens[argc++] = n->lens[i];
+        }
+        count_event(w, n->argv[1]);
+    }
+    d->noting = true;
+    if (redis_client_command_argv(&w->notes, on_note_written, d, argc, argv, lens) < 0)
+        delivery_release(d);
+    free(argv);
+    free(lens);
+}
+
+static void reject(struct delivery *d, const struct job_error *err)
+{
+    struct note n = {0};
+    int64_t now = clock_wall_ms();
+    note_common(&n, d, "rejected", now);
+    if (err->field[0])
+        note_add(&n, "field", err->field);
+    note_add(&n, "reason", err->reason);
+    char reason[256];
+    log_event(LOG_INFO, "event=rejected entry=%s field=%s reason=\"%s\"", d->job.stream_id,
+              err->field[0] ? err->field : "-",
+              log_quote(reason, sizeof reason, err->reason, strlen(err->reason)));
+    write_terminal(d, &n);
+}
+
+static int64_t tenant_max_age(const struct config *cfg, const char *tenant)
+{
+    const struct cfg_tenant *t = tenant ? config_tenant(cfg, tenant) : NULL;
+    if (t && t->max_age_ms > 0)
+        return t->max_age_ms;
+    return cfg->delivery.max_age_ms > 0 ? cfg->delivery.max_age_ms : 2LL * 86400 * 1000;
+}
+
+/* 4xx or a network fault: schedule the next attempt, or end the job when
+ * the next attempt would fall after its expiry or the tenant's max age. */
+static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
+                             const struct pool_conn_info *info)
+{
+    struct worker *w = d->w;
+    const struct config *cfg = w->cfg;
+    struct job *j = &d->job;
+    int64_t now = clock_wall_ms();
+    int64_t step = 60000;
+    if (cfg->delivery.n_retry > 0) {
+        size_t i = j->attempt > 0 ? j->attempt - 1 : 0;
+        if (i >= cfg->delivery.n_retry)
+            i = cfg->delivery.n_retry - 1;
+        step = cfg->delivery.retry_ms[i];
+    }
+    int64_t due = now + step;
+    struct note n = {0};
+    if (j->expires_at_ms > 0 && due >= j->expires_at_ms) {
+        note_common(&n, d, "expired", now);
+        note_smtp(&n, res, info, j->message_id);
+        note_add(&n, "reason", "the next attempt would fall after expires_at");
+        write_terminal(d, &n);
+        return;
+    }
+    if (j->enqueued_ms > 0 && due - j->enqueued_ms > tenant_max_age(cfg, j->tenant)) {
+        struct smtp_result last = *res;
+        char prefix[64];
+        int pl = snprintf(prefix, sizeof prefix, "gave up after %" PRIu32 " attempts: ", j->attempt);
+        size_t keep = sizeof last.reply - (size_t)pl - 1;
+        memcpy(last.reply, prefix, (size_t)pl);
+        memcpy(last.reply + pl, res->reply, strnlen(res->reply, keep));
+        last.reply[pl + strnlen(res->reply, keep)] = '\0';
+        note_common(&n, d, "bounced", now);
+        note_smtp(&n, &last, info, j->message_id);
+        write_terminal(d, &n);
+        return;
+    }
+    note_common(&n, d, "deferred", now);
+    note_smtp(&n, res, info, j->message_id);
+    note_add_int(&n, "next_attempt_at", due);
+    write_defer(d, due, j->attempt, &n);
+}
+
+/* ---------- delivery results from the pool ---------- */
+
+static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_result *res,
+                             const struct pool_conn_info *info)
+{
+    (void)arg;
+    struct delivery *d = msg->owner_data;
+    if (!res) {
+        /* Never attempted (shutting down): leave the entry pending. */
+        delivery_release(d);
+        return;
+    }
+    char reply[200];
+    log_quote(reply, sizeof reply, res->reply, strlen(res->reply));
+    if (res->outcome == SMTP_OUT_OK) {
+        struct note n = {0};
+        note_common(&n, d, "delivered", clock_wall_ms());
+        note_smtp(&n, res, info, d->job.message_id);
+        log_event(LOG_DEBUG, "event=delivered job=%s to=%s mx=%s code=%d", d->job.id, d->job.to,
+                  info ? info->mx : "-", res->code);
+        write_terminal(d, &n);
+    } else if (res->outcome == SMTP_OUT_PERMFAIL) {
+        struct note n = {0};
+        note_common(&n, d, "bounced", clock_wall_ms());
+        note_smtp(&n, res, info, d->job.message_id);
+        log_event(LOG_INFO, "event=bounced job=%s to=%s mx=%s code=%d reply=\"%s\"", d->job.id,
+                  d->job.to, info ? info->mx : "-", res->code, reply);
+        write_terminal(d, &n);
+    } else {
+        log_event(LOG_INFO, "event=deferred job=%s to=%s mx=%s code=%d reply=\"%s\"", d->job.id,
+                  d->job.to, info ? info->mx : "-", res->code, reply);
+        retry_or_give_up(d, res, info);
+    }
+}
+
+/* ---------- routing (static routes; MX lookup plugs in here) ---------- */
+
+static const struct engine_route *route_for(struct worker *w, const char *domain)
+{
+    const struct cfg_route *r = config_route(w->cfg, domain);
+    if (!r)
+        return NULL;
+    for (size_t i = 0; i < w->sh->n_routes; i++)
+        if (w->sh->routes[i].route == r)
+            return &w->sh->routes[i];
+    return NULL;
+}
+
+static void dispatch(struct delivery *d)
+{
+    struct worker *w = d->w;
+    const struct config *cfg = w->cfg;
+    struct job *j = &d->job;
+    const struct cfg_tenant *tenant = config_tenant(cfg, j->tenant);
+    const struct engine_route *route = route_for(w, j->to_domain);
+    if (!route) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply,
+                 "no route for domain %s (configure routes:; MX lookup is not in this build)",
+                 j->to_domain);
+        retry_or_give_up(d, &res, NULL);
+        return;
+    }
+    const char *pool_name = tenant && tenant->egress ? tenant->egress : "default";
+    const struct cfg_egress_pool *eg = config_egress(cfg, pool_name);
+    const char *ip = "";
+    if (eg && eg->ips.n > 0)
+        ip = eg->ips.items[w->egress_rr++ % eg->ips.n];
+    const char *ehlo = eg && eg->ehlo ? eg->ehlo : cfg->engine.ehlo;
+
+    const struct cfg_provider *prov = route->provider;
+    struct pool_limits lim = {0};
+    uint32_t conns = prov && prov->connections ? prov->connections : 10;
+    lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
+    lim.max_msgs_per_conn = prov ? prov->messages_per_connection : 100;
+    const struct cfg_timeouts *t = &cfg->delivery.timeouts;
+    lim.connect_timeout_ms = t->connect_ms ? t->connect_ms : 30000;
+    lim.idle_timeout_ms = t->idle_ms ? t->idle_ms : 30000;
+    lim.smtp.banner_ms = t->banner_ms ? t->banner_ms : 300000;
+    lim.smtp.command_ms = t->command_ms ? t->command_ms : 300000;
+    lim.smtp.data_block_ms = t->data_block_ms ? t->data_block_ms : 180000;
+    lim.smtp.data_end_ms = t->data_end_ms ? t->data_end_ms : 600000;
+
+    bool utf8_to = false, utf8_from = false;
+    const char *why;
+    addr_check(j->to, strlen(j->to), &utf8_to, &why);
+    if (j->from)
+        addr_check(j->from, strlen(j->from), &utf8_from, &why);
+    d->msg.mail_from = j->from ? j->from : "";
+    d->msg.rcpt = j->to;
+    d->msg.data = j->wire.data;
+    d->msg.data_len = j->wire.len;
+    d->msg.needs_smtputf8 = utf8_to || utf8_from;
+    d->msg.owner_data = d;
+    if (pool_submit(&w->pool, &route->target, ip, ehlo, &lim, &d->msg) < 0) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
+        retry_or_give_up(d, &res, NULL);
+    }
+}
+
+static const char *domain_of(const char *addr)
+{
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    return at ? at + 1 : "localhost";
+}
+
+/* One stream entry: decode, check, build, then route it or note why not. */
+static void handle_entry(struct worker *w, const char *id, redisReply *fields)
+{
+    struct delivery *d = delivery_new(w);
+    if (!d) {
+        log_event(LOG_ERROR, "event=oom entry=%s", id);
+        return;
+    }
+    snprintf(d->job.stream_id, sizeof d->job.stream_id, "%s", id);
+    struct job_error err = {{0}, {0}};
+    size_t n = fields->elements / 2;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    const char **values = calloc(n ? n : 1, sizeof *values);
+    size_t *nlens = calloc(n ? n : 1, sizeof *nlens);
+    size_t *vlens = calloc(n ? n : 1, sizeof *vlens);
+    int rc = -ENOMEM;
+    if (names && values && nlens && vlens) {
+        size_t k = 0;
+        for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+            redisReply *f = fields->element[i], *v = fields->element[i + 1];
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                continue;
+            names[k] = f->str;
+            nlens[k] = f->len;
+            values[k] = v->str;
+            vlens[k] = v->len;
+            k++;
+        }
+        rc = job_parse(&d->job, id, k, names, nlens, values, vlens, w->cfg, &err);
+    }
+    free(names);
+    free(values);
+    free(nlens);
+    free(vlens);
+    if (rc == -ENOMEM) {
+        snprintf(err.reason, sizeof err.reason, "out of memory decoding the job");
+        rc = -HERR_MALFORMED;
+    }
+    if (rc < 0) {
+        reject(d, &err);
+        return;
+    }
+    struct job *j = &d->job;
+    if (j->cancel) {
+        snprintf(err.field, sizeof err.field, "cancel");
+        snprintf(err.reason, sizeof err.reason, "cancel entries are not supported by this build");
+        reject(d, &err);
+        return;
+    }
+    int64_t now = clock_wall_ms();
+    if (j->expires_at_ms > 0 && now >= j->expires_at_ms) {
+        struct note note = {0};
+        note_common(&note, d, "expired", now);
+        note_add(&note, "reason", "expires_at passed before the first attempt");
+        write_terminal(d, &note);
+        return;
+    }
+    if (j->send_at_ms > now + 1000) {
+        /* Scheduled: park it in the retry set, keeping its attempt count. */
+        write_defer(d, j->send_at_ms, j->attempt > 0 ? j->attempt - 1 : 0, NULL);
+        return;
+    }
+    const struct cfg_tenant *tenant = config_tenant(w->cfg, j->tenant);
+    uint32_t max_msg = w->cfg->engine.max_message_bytes ? w->cfg->engine.max_message_bytes
+                                                        : 10u * 1024 * 1024;
+    if (job_build(j, tenant, domain_of(j->from), now, max_msg, &err) < 0) {
+        reject(d, &err);
+        return;
+    }
+    dispatch(d);
+}
+
+/* Each element: [id, [field, value, ...]] (fields nil when the entry was
+ * deleted while pending). */
+static void handle_entries(struct worker *w, redisReply *entries, char *last_id, size_t last_cap)
+{
+    for (size_t i = 0; i < entries->elements; i++) {
+        redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        const char *id = e->element[0]->str;
+        if (last_id)
+            snprintf(last_id, last_cap, "%s", id);
+        redisReply *fields = e->element[1];
+        if (fields->type != REDIS_REPLY_ARRAY) {
+            /* Deleted while pending: nothing to send; just clear it. */
+            redis_client_commandf(&w->notes, NULL, NULL, "XACK %s %s %s", w->cfg->redis.jobs,
+                                  w->cfg->redis.group, id);
+            continue;
+        }
+        handle_entry(w, id, fields);
+    }
+}
+
+/* ---------- intake ---------- */
+
+static void on_read(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    w->reading = false;
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_event(LOG_ERROR, "event=intake_error reason=\"%.300s\"", reply->str);
+        if (strncmp(reply->str, "NOGROUP", 7) == 0)
+            w->group_ready = false;
+        w->intake_retry_at = w->ring.now_ms + 1000;
+        return;
+    }
+    size_t got = 0;
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t s = 0; s < reply->elements; s++) {
+            redisReply *st = reply->element[s];
+            if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 ||
+                st->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            got += st->element[1]->elements;
+            handle_entries(w, st->element[1], w->pel_done ? NULL : w->pel_cursor,
+                           sizeof w->pel_cursor);
+        }
+    }
+    if (!w->pel_done && got == 0) {
+        w->pel_done = true;
+        log_event(LOG_INFO, "event=intake_live worker=%u consumer=%s", w->idx, w->consumer);
+    }
+    intake_read(w);
+}
+
+static void intake_read(struct worker *w)
+{
+    if (w->reading || w->draining || !w->group_ready || !redis_client_up(&w->intake))
+        return;
+    uint32_t max = w->cfg->engine.max_inflight ? w->cfg->engine.max_inflight : 2000;
+    uint32_t batch = w->cfg->engine.batch ? w->cfg->engine.batch : 256;
+    if (w->inflight >= max)
+        return;
+    uint32_t room = max - w->inflight;
+    /* Wait for a worthwhile batch rather than trickling one entry per trip. */
+    if (room < batch / 4 && w->inflight > 0)
+        return;
+    uint32_t count = room < batch ? room : batch;
+    int rc;
+    if (!w->pel_done)
+        rc = redis_client_commandf(&w->intake, on_read, w, "XREADGROUP GROUP %s %s COUNT %u STREAMS %s %s",
+                                   w->cfg->redis.group, w->consumer, count, w->cfg->redis.jobs,
+                                   w->pel_cursor);
+    else
+        rc = redis_client_commandf(&w->intake, on_read, w,
+                                   "XREADGROUP GROUP %s %s COUNT %u BLOCK 1000 STREAMS %s >",
+                                   w->cfg->redis.group, w->consumer, count, w->cfg->redis.jobs);
+    if (rc == 0)
+        w->reading = true;
+}
+
+static void on_group(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0) {
+        log_event(LOG_ERROR, "event=group_create_failed reason=\"%.300s\"", reply->str);
+        w->intake_retry_at = w->ring.now_ms + 2000;
+        return;
+    }
+    w->group_ready = true;
+    intake_read(w);
+}
+
+static void ensure_group(struct worker *w)
+{
+    /* Start at 0, not $: entries enqueued before the first start are jobs too. */
+    redis_client_commandf(&w->intake, on_group, w, "XGROUP CREATE %s %s 0 MKSTREAM",
+                          w->cfg->redis.jobs, w->cfg->redis.group);
+}
+
+static void on_claim(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    w->claiming = false;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+        return;
+    redisReply *cursor = reply->element[0];
+    if (cursor->type == REDIS_REPLY_STRING)
+        snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", cursor->str);
+    redisReply *entries = reply->element[1];
+    if (entries->type == REDIS_REPLY_ARRAY && entries->elements > 0) {
+        log_event(LOG_INFO, "event=claimed worker=%u entries=%zu", w->idx, entries->elements);
+        handle_entries(w, entries, NULL, 0);
+    }
+    if (strcmp(w->claim_cursor, "0-0") != 0)
+        w->next_claim_ms = w->ring.now_ms; /* more to scan */
+}
+
+static void on_ignore(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    (void)reply;
+    (void)arg;
+}
+
+static void on_moved(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    w->moving = false;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_event(LOG_ERROR, "event=retry_mover_failed reason=\"%.300s\"", reply->str);
+}
+
+/* Keep the entries this worker holds from looking idle, so no other
+ * consumer's XAUTOCLAIM takes a job we are still delivering. */
+static void refresh_claims(struct worker *w)
+{
+    enum { CHUNK = 500 };
+    const char *argv[CHUNK + 8];
+    size_t lens[CHUNK + 8];
+    struct delivery *d = w->held;
+    while (d) {
+        int argc = 0;
+        const char *head[] = {"XCLAIM", w->cfg->redis.jobs, w->cfg->redis.group, w->consumer, "0"};
+        for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++) {
+            argv[argc] = head[i];
+            lens[argc++] = strlen(head[i]);
+        }
+        int ids = 0;
+        for (; d && ids < CHUNK; d = d->next) {
+            if (d->noting)
+                continue;
+            argv[argc] = d->job.stream_id;
+            lens[argc++] = strlen(d->job.stream_id);
+            ids++;
+        }
+        argv[argc] = "JUSTID";
+        lens[argc++] = 6;
+        if (ids > 0)
+            redis_client_command_argv(&w->notes, on_ignore, NULL, argc, argv, lens);
+    }
+}
+
+/* ---------- connection management and the periodic tick ---------- */
+
+static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (up) {
+        w->intake_backoff_ms = 0;
+        log_event(LOG_INFO, "event=redis_connected worker=%u conn=intake", w->idx);
+        ensure_group(w);
+        return;
+    }
+    w->reading = false;
+    w->group_ready = false;
+    w->intake_backoff_ms = w->intake_backoff_ms ? w->intake_backoff_ms * 2 : 100;
+    if (w->intake_backoff_ms > 5000)
+        w->intake_backoff_ms = 5000;
+    w->intake_retry_at = w->ring.now_ms + w->intake_backoff_ms;
+    if (err == 0)
+        return; /* we closed it */
+    log_event(LOG_WARN, "event=redis_disconnected worker=%u conn=intake reason=\"%s\" retry_ms=%" PRId64,
+              w->idx, herald_strerror(err), w->intake_backoff_ms);
+}
+
+static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
+{
+    struct worker *w = arg;
+    if (up) {
+        w->notes_backoff_ms = 0;
+        log_event(LOG_INFO, "event=redis_connected worker=%u conn=notes", w->idx);
+        return;
+    }
+    (void)c;
+    w->claiming = false;
+    w->moving = false;
+    w->notes_backoff_ms = w->notes_backoff_ms ? w->notes_backoff_ms * 2 : 100;
+    if (w->notes_backoff_ms > 5000)
+        w->notes_backoff_ms = 5000;
+    w->notes_retry_at = w->ring.now_ms + w->notes_backoff_ms;
+    if (err == 0)
+        return; /* we closed it */
+    log_event(LOG_WARN, "event=redis_disconnected worker=%u conn=notes reason=\"%s\" retry_ms=%" PRId64,
+              w->idx, herald_strerror(err), w->notes_backoff_ms);
+}
+
+static void notes_connect(struct worker *w)
+{
+    if (redis_client_connect(&w->notes) == 0) {
+        /* Loaded ahead of any EVALSHA on the same connection. */
+        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_terminal);
+        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_defer);
+        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_mover);
+    } else {
+        w->notes_retry_at = w->ring.now_ms + 1000;
+    }
+}
+
+static void on_tick(struct ring_timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, tick));
+    int64_t now = w->ring.now_ms;
+    const struct config *cfg = w->cfg;
+
+    if (atomic_load(&w->sh->stop) && !w->draining) {
+        w->draining = true;
+        int64_t grace = cfg->engine.shutdown_grace_ms ? cfg->engine.shutdown_grace_ms : 30000;
+        w->drain_deadline_ms = now + grace;
+        log_event(LOG_INFO, "event=draining worker=%u held=%u", w->idx, w->inflight);
+    }
+    if (w->draining) {
+        if (w->inflight == 0 || now >= w->drain_deadline_ms) {
+            if (!w->pool.closing)
+                pool_close_all(&w->pool);
+            if (pool_is_quiet(&w->pool) || now >= w->drain_deadline_ms + 5000) {
+                w->done = true;
+                return;
+            }
+        }
+    }
+
+    if (w->intake.state == REDIS_C_IDLE && now >= w->intake_retry_at && !w->draining)
+        redis_client_connect(&w->intake);
+    if (w->notes.state == REDIS_C_IDLE && now >= w->notes_retry_at)
+        notes_connect(w);
+    if (redis_client_up(&w->intake) && !w->group_ready && now >= w->intake_retry_at &&
+        !w->draining)
+        ensure_group(w);
+    intake_read(w);
+
+    if (redis_client_up(&w->notes) && !w->draining) {
+        int64_t idle = cfg->engine.claim_idle_ms ? cfg->engine.claim_idle_ms : 60000;
+        if (w->pel_done && !w->claiming && now >= w->next_claim_ms) {
+            uint32_t max = cfg->engine.max_inflight ? cfg->engine.max_inflight : 2000;
+            uint32_t room = max > w->inflight ? max - w->inflight : 0;
+            if (room > 0) {
+                uint32_t count = room < 100 ? room : 100;
+                if (redis_client_commandf(&w->notes, on_claim, w,
+                                          "XAUTOCLAIM %s %s %s %lld %s COUNT %u", cfg->redis.jobs,
+                                          cfg->redis.group, w->consumer, (long long)idle,
+                                          w->claim_cursor, count) == 0)
+                    w->claiming = true;
+            }
+            w->next_claim_ms = now + (idle / 2 > 1000 ? idle / 2 : 1000);
+        }
+        if (now >= w->next_refresh_ms) {
+            refresh_claims(w);
+            w->next_refresh_ms = now + (idle / 3 > 500 ? idle / 3 : 500);
+        }
+        if (w->idx == 0 && !w->moving && now >= w->next_mover_ms) {
+            char nowbuf[24];
+            snprintf(nowbuf, sizeof nowbuf, "%" PRId64, clock_wall_ms());
+            if (redis_client_commandf(&w->notes, on_moved, w, "EVALSHA %s 2 %s %s %s 500",
+                                      w->sh->sha_mover, w->sh->retry_key, cfg->redis.jobs,
+                                      nowbuf) == 0)
+                w->moving = true;
+            w->next_mover_ms = now + 250;
+        }
+    }
+    ring_timer_arm(&w->ring, &w->tick, now + TICK_MS);
+}
+
+int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
+{
+    memset(w, 0, sizeof *w);
+    w->idx = idx;
+    w->sh = sh;
+    w->cfg = sh->cfg;
+    snprintf(w->consumer, sizeof w->consumer, "%s-%u", w->cfg->engine.consumer, idx);
+    snprintf(w->pel_cursor, sizeof w->pel_cursor, "0");
+    snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
+    /* The ring itself is created on the worker's own thread (worker_main):
+     * a single-issuer ring belongs to the thread that made it. */
+    int rc = redis_client_init(&w->intake, &w->ring, &sh->redis, "intake", on_intake_state, w);
+    if (rc == 0)
+        rc = redis_client_init(&w->notes, &w->ring, &sh->redis, "notes", on_notes_state, w);
+    if (rc == 0)
+        rc = pool_init(&w->pool, &w->ring, on_delivery_done, w);
+    ring_timer_init(&w->tick, on_tick);
+    return rc;
+}
+
+void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    int rc0 = ring_init(&w->ring, 4096);
+    if (rc0 < 0) {
+        log_event(LOG_ERROR, "event=ring_failed worker=%u reason=\"io_uring setup failed: %s\"",
+                  w->idx, herald_strerror(rc0));
+        atomic_store(&w->sh->failed, 1);
+        w->done = true;
+        return NULL;
+    }
+    w->ring_live = true;
+    redis_client_connect(&w->intake);
+    notes_connect(w);
+    ring_timer_arm(&w->ring, &w->tick, w->ring.now_ms + TICK_MS);
+    while (!w->done) {
+        int rc = ring_run_once(&w->ring, TICK_MS);
+        if (rc < 0) {
+            log_event(LOG_ERROR, "event=ring_failed worker=%u reason=\"%s\"", w->idx,
+                      herald_strerror(rc));
+            atomic_store(&w->sh->failed, 1);
+            break;
+        }
+    }
+    /* Hand back whatever is still held (pending in Redis) and close down. */
+    redis_client_close(&w->intake, 0);
+    redis_client_close(&w->notes, 0);
+    for (int i = 0; i < 50 && (redis_client_busy(&w->intake) || redis_client_busy(&w->notes) ||
+                               !pool_is_quiet(&w->pool));
+         i++)
+        ring_run_once(&w->ring, 20);
+    while (w->held) {
+        struct delivery *d = w->held;
+        w->held = d->next;
+        job_clear(&d->job);
+        free(d);
+    }
+    log_event(LOG_INFO,
+              "event=worker_stopped worker=%u delivered=%" PRIu64 " deferred=%" PRIu64
+              " bounced=%" PRIu64 " rejected=%" PRIu64 " other=%" PRIu64,
+              w->idx, w->n_delivered, w->n_deferred, w->n_bounced, w->n_rejected, w->n_other);
+    return NULL;
+}

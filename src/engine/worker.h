@@ -1,0 +1,62 @@
+/* Internal to the engine: one worker thread's state. */
+#ifndef HERALD_ENGINE_WORKER_H
+#define HERALD_ENGINE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "herald/config.h"
+#include "herald/job.h"
+#include "herald/pool.h"
+#include "herald/redis.h"
+#include "herald/ring.h"
+
+struct engine_route {
+    const struct cfg_route *route;
+    struct pool_target target;
+    const struct cfg_provider *provider;
+};
+
+/* Shared, read-only after start (except the atomics). */
+struct engine_shared {
+    const struct config *cfg;
+    struct redis_addr redis;
+    struct engine_route *routes;
+    size_t n_routes;
+    unsigned n_workers;
+    char sha_terminal[41], sha_defer[41], sha_mover[41];
+    char retry_key[256];   /* zset of deferred/scheduled jobs */
+    char job_key_prefix[256];
+    atomic_bool stop;
+    atomic_int failed;
+};
+
+struct delivery;
+
+struct worker {
+    unsigned idx;
+    pthread_t thread;
+    struct engine_shared *sh;
+    const struct config *cfg;
+    struct ring ring;
+    struct redis_client intake, notes;
+    struct pool pool;
+    char consumer[160];
+    struct delivery *held; /* every job this worker holds, until its note is written */
+    uint32_t inflight;
+    bool ring_live;
+    bool group_ready, reading, pel_done, draining, done;
+    char pel_cursor[48];
+    char claim_cursor[48];
+    struct ring_timer tick;
+    int64_t intake_retry_at, notes_retry_at, intake_backoff_ms, notes_backoff_ms;
+    int64_t next_claim_ms, next_refresh_ms, next_mover_ms, drain_deadline_ms;
+    bool claiming, moving;
+    uint32_t egress_rr;
+    uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;
+};
+
+int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);
+void *worker_main(void *arg);
+
+#endif

@@ -1,0 +1,586 @@
+/* Per-worker SMTP connection pools. A destination (egress IP x target
+ * address) owns a FIFO of messages and a list of connections; connections
+ * pull from the FIFO whenever their session becomes ready, so reuse is
+ * natural and no connection is handed work it cannot start.
+ *
+ * Lifetime: a connection is freed only from a deferred callback once no
+ * ring operation references it (send, recv and connect each tracked). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "herald/pool.h"
+
+#define POOL_RBUF 16384
+
+struct pool_conn {
+    struct pool *p;
+    struct pool_dest *d;
+    int fd;
+    struct smtp_session s;
+    bool session_live;
+    struct ring_op op_connect, op_send, op_recv;
+    struct ring_timer timer;
+    struct ring_deferred reap;
+    struct hbuf sending;
+    size_t sent;
+    bool connect_inflight, send_inflight, recv_inflight;
+    bool connected, closing, was_ready;
+    bool counted_connecting; /* included in d->n_connecting */
+    struct smtp_result fail; /* why it ended, when it ended before any message */
+    bool has_fail;
+    char local_ip[INET6_ADDRSTRLEN];
+    char remote_ip[INET6_ADDRSTRLEN];
+    struct pool_conn *next;
+    char rbuf[POOL_RBUF];
+};
+
+struct pool_dest {
+    struct pool_dest *next; /* hash chain */
+    char *key;
+    struct pool_target target;
+    char egress_ip[INET6_ADDRSTRLEN];
+    struct sockaddr_storage egress_sa;
+    socklen_t egress_len;
+    char ehlo[256];
+    struct pool_limits lim;
+    struct smtp_msg **q;
+    size_t q_head, q_len, q_cap;
+    struct pool_conn *conns;
+    uint32_t n_conns, n_connecting;
+};
+
+static void on_connect(struct ring_op *op, int res, uint32_t flags);
+static void on_send(struct ring_op *op, int res, uint32_t flags);
+static void on_recv(struct ring_op *op, int res, uint32_t flags);
+static void on_timer(struct ring_timer *t);
+static void reap_conn(struct ring_deferred *dfr);
+static void dest_dispatch(struct pool *p, struct pool_dest *d);
+static void conn_settle(struct pool_conn *c);
+
+#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg)
+{
+    memset(p, 0, sizeof *p);
+    p->ring = r;
+    p->done = done;
+    p->done_arg = done_arg;
+    p->n_buckets = 256;
+    p->buckets = calloc(p->n_buckets, sizeof *p->buckets);
+    return p->buckets ? 0 : -ENOMEM;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void sa_to_ip(const struct sockaddr_storage *sa, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (sa->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+    else if (sa->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)outlen);
+}
+
+static uint16_t sa_port(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, const char *egress_ip,
+                                  const char *ehlo, const struct pool_limits *lim)
+{
+    char ip[INET6_ADDRSTRLEN];
+    sa_to_ip(&t->sa, ip, sizeof ip);
+    char key[512];
+    snprintf(key, sizeof key, "%s|%s|%s|%u", egress_ip, t->host, ip, sa_port(&t->sa));
+    uint64_t h = hash_str(key) % p->n_buckets;
+    for (struct pool_dest *d = p->buckets[h]; d; d = d->next)
+        if (strcmp(d->key, key) == 0) {
+            d->lim = *lim; /* limits follow the current config */
+            return d;
+        }
+    struct pool_dest *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->key = strdup(key);
+    if (!d->key) {
+        free(d);
+        return NULL;
+    }
+    d->target = *t;
+    snprintf(d->egress_ip, sizeof d->egress_ip, "%s", egress_ip);
+    snprintf(d->ehlo, sizeof d->ehlo, "%s", ehlo);
+    d->lim = *lim;
+    if (egress_ip[0]) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&d->egress_sa;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&d->egress_sa;
+        if (inet_pton(AF_INET, egress_ip, &s4->sin_addr) == 1) {
+            s4->sin_family = AF_INET;
+            d->egress_len = sizeof *s4;
+        } else if (inet_pton(AF_INET6, egress_ip, &s6->sin6_addr) == 1) {
+            s6->sin6_family = AF_INET6;
+            d->egress_len = sizeof *s6;
+        }
+    }
+    d->next = p->buckets[h];
+    p->buckets[h] = d;
+    p->n_dests++;
+    return d;
+}
+
+static int q_push(struct pool_dest *d, struct smtp_msg *m)
+{
+    if (d->q_len == d->q_cap) {
+        size_t cap = d->q_cap ? d->q_cap * 2 : 64;
+        struct smtp_msg **nq = malloc(cap * sizeof *nq);
+        if (!nq)
+            return -ENOMEM;
+        for (size_t i = 0; i < d->q_len; i++)
+            nq[i] = d->q[(d->q_head + i) % d->q_cap];
+        free(d->q);
+        d->q = nq;
+        d->q_cap = cap;
+        d->q_head = 0;
+    }
+    d->q[(d->q_head + d->q_len) % d->q_cap] = m;
+    d->q_len++;
+    return 0;
+}
+
+static struct smtp_msg *q_pop(struct pool_dest *d)
+{
+    if (d->q_len == 0)
+        return NULL;
+    struct smtp_msg *m = d->q[d->q_head];
+    d->q_head = (d->q_head + 1) % d->q_cap;
+    d->q_len--;
+    return m;
+}
+
+/* --- session callbacks --- */
+
+static struct smtp_msg *conn_next_msg(void *owner)
+{
+    struct pool_conn *c = owner;
+    c->was_ready = true;
+    if (c->p->closing || c->closing)
+        return NULL;
+    return q_pop(c->d);
+}
+
+static void conn_info(struct pool_conn *c, struct pool_conn_info *info)
+{
+    info->mx = c->d->target.host;
+    info->remote_ip = c->remote_ip;
+    info->local_ip = c->local_ip;
+    info->tls = "none";
+}
+
+static void conn_msg_done(void *owner, struct smtp_msg *msg, const struct smtp_result *res)
+{
+    struct pool_conn *c = owner;
+    struct pool_conn_info info;
+    conn_info(c, &info);
+    c->p->done(c->p->done_arg, msg, res, &info);
+}
+
+static const struct smtp_session_ops conn_ops = {
+    .next_msg = conn_next_msg,
+    .msg_done = conn_msg_done,
+};
+
+/* --- connection I/O --- */
+
+static void uncount_connecting(struct pool_conn *c)
+{
+    if (c->counted_connecting) {
+        c->counted_connecting = false;
+        c->d->n_connecting--;
+    }
+}
+
+static void conn_close(struct pool_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    ring_timer_cancel(c->p->ring, &c->timer);
+    if (c->fd >= 0 && (c->connect_inflight || c->send_inflight || c->recv_inflight))
+        ring_cancel_fd(c->p->ring, c->fd);
+    ring_defer(c->p->ring, &c->reap, reap_conn);
+}
+
+static void conn_fail_early(struct pool_conn *c, enum smtp_stage stage, const char *fmt, int err)
+{
+    c->has_fail = true;
+    memset(&c->fail, 0, sizeof c->fail);
+    c->fail.outcome = SMTP_OUT_NETFAIL;
+    c->fail.stage = stage;
+    char ip[INET6_ADDRSTRLEN];
+    sa_to_ip(&c->d->target.sa, ip, sizeof ip);
+    snprintf(c->fail.reply, sizeof c->fail.reply, fmt, c->d->target.host, ip,
+             sa_port(&c->d->target.sa), herald_strerror(err));
+    conn_close(c);
+}
+
+static void conn_flush(struct pool_conn *c)
+{
+    if (c->closing || c->send_inflight || !c->session_live || c->s.out.len == 0)
+        return;
+    struct hbuf tmp = c->sending;
+    c->sending = c->s.out;
+    c->s.out = tmp;
+    hbuf_reset(&c->s.out);
+    c->sent = 0;
+    struct io_uring_sqe *sqe = ring_sqe(c->p->ring, &c->op_send);
+    io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+    c->send_inflight = true;
+}
+
+static void conn_arm_recv(struct pool_conn *c)
+{
+    if (c->closing || c->recv_inflight)
+        return;
+    struct io_uring_sqe *sqe = ring_sqe(c->p->ring, &c->op_recv);
+    io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
+    c->recv_inflight = true;
+}
+
+/* After every session step: send what it produced, close when it ended,
+ * and keep exactly one timer armed for what it waits on. */
+static void conn_after(struct pool_conn *c)
+{
+    if (c->closing)
+        return;
+    if (smtp_session_is_closed(&c->s)) {
+        if (c->s.out.len == 0 && !c->send_inflight) {
+            if (!c->was_ready) {
+                c->fail = c->s.error;
+                c->has_fail = true;
+            }
+            conn_close(c);
+            return;
+        }
+    }
+    conn_flush(c);
+    struct ring *r = c->p->ring;
+    if (smtp_session_is_idle(&c->s)) {
+        if (c->p->closing) {
+            smtp_session_quit(&c->s, r->now_ms);
+            conn_flush(c);
+            ring_timer_arm(r, &c->timer, c->s.deadline_ms);
+        } else {
+            ring_timer_arm(r, &c->timer, r->now_ms + c->d->lim.idle_timeout_ms);
+        }
+    } else if (smtp_session_is_closed(&c->s)) {
+        /* Waiting for the last bytes (QUIT) to leave; bound it anyway. */
+        ring_timer_arm(r, &c->timer, r->now_ms + 5000);
+    } else if (c->s.deadline_ms > 0) {
+        ring_timer_arm(r, &c->timer, c->s.deadline_ms);
+    }
+}
+
+static int conn_open(struct pool *p, struct pool_dest *d)
+{
+    struct pool_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->p = p;
+    c->d = d;
+    c->op_connect.fn = on_connect;
+    c->op_send.fn = on_send;
+    c->op_recv.fn = on_recv;
+    ring_timer_init(&c->timer, on_timer);
+    hbuf_init(&c->sending);
+    sa_to_ip(&d->target.sa, c->remote_ip, sizeof c->remote_ip);
+    c->fd = socket(d->target.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->next = d->conns;
+    d->conns = c;
+    d->n_conns++;
+    d->n_connecting++;
+    c->counted_connecting = true;
+    p->n_conns++;
+    if (c->fd < 0) {
+        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s", errno);
+        return 0;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (d->egress_len) {
+        /* Let connect() pick the port so many connections share one IP
+         * without exhausting ephemeral ports at bind time. */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(c->fd, (struct sockaddr *)&d->egress_sa, d->egress_len) < 0) {
+            conn_fail_early(c, SMTP_STAGE_CONNECT, "bind for %s [%s]:%u failed: %s", errno);
+            return 0;
+        }
+    }
+    struct io_uring_sqe *sqe = ring_sqe(p->ring, &c->op_connect);
+    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&d->target.sa, d->target.sa_len);
+    c->connect_inflight = true;
+    ring_timer_arm(p->ring, &c->timer, p->ring->now_ms + d->lim.connect_timeout_ms);
+    return 0;
+}
+
+static void on_connect(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct pool_conn *c = CONTAINER(op, struct pool_conn, op_connect);
+    c->connect_inflight = false;
+    uncount_connecting(c);
+    if (c->closing) {
+        conn_settle(c);
+        return;
+    }
+    if (res < 0) {
+        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s", res);
+        return;
+    }
+    c->connected = true;
+    struct sockaddr_storage local;
+    socklen_t len = sizeof local;
+    if (getsockname(c->fd, (struct sockaddr *)&local, &len) == 0)
+        sa_to_ip(&local, c->local_ip, sizeof c->local_ip);
+    smtp_session_init(&c->s, &conn_ops, c, c->d->ehlo, &c->d->lim.smtp,
+                      c->d->lim.max_msgs_per_conn, c->p->ring->now_ms);
+    c->session_live = true;
+    conn_arm_recv(c);
+    conn_after(c);
+}
+
+static void on_send(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct pool_conn *c = CONTAINER(op, struct pool_conn, op_send);
+    c->send_inflight = false;
+    if (c->closing) {
+        conn_settle(c);
+        return;
+    }
+    if (res <= 0) {
+        smtp_session_fail(&c->s, res < 0 ? res : -HERR_CLOSED, "send failed");
+        conn_after(c);
+        return;
+    }
+    c->sent += (size_t)res;
+    if (c->sent < c->sending.len) {
+        struct io_uring_sqe *sqe = ring_sqe(c->p->ring, &c->op_send);
+        io_uring_prep_send(sqe, c->fd, c->sending.data + c->sent, c->sending.len - c->sent,
+                           MSG_NOSIGNAL);
+        c->send_inflight = true;
+        return;
+    }
+    hbuf_reset(&c->sending);
+    conn_after(c);
+}
+
+static void on_recv(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct pool_conn *c = CONTAINER(op, struct pool_conn, op_recv);
+    c->recv_inflight = false;
+    if (c->closing) {
+        conn_settle(c);
+        return;
+    }
+    if (res <= 0) {
+        char why[128];
+        snprintf(why, sizeof why, "%s in state %s",
+                 res == 0 ? "connection closed by server" : herald_strerror(res),
+                 smtp_state_name(c->s.state));
+        if (!smtp_session_is_closed(&c->s))
+            smtp_session_fail(&c->s, res < 0 ? res : -HERR_CLOSED, why);
+        /* Nothing more will arrive: drop whatever is unsent. */
+        hbuf_reset(&c->s.out);
+        if (!c->was_ready) {
+            c->fail = c->s.error;
+            c->has_fail = true;
+        }
+        conn_close(c);
+        return;
+    }
+    smtp_session_recv(&c->s, c->rbuf, (size_t)res, c->p->ring->now_ms);
+    conn_after(c);
+    if (!smtp_session_is_closed(&c->s))
+        conn_arm_recv(c);
+}
+
+static void on_timer(struct ring_timer *t)
+{
+    struct pool_conn *c = CONTAINER(t, struct pool_conn, timer);
+    if (c->closing)
+        return;
+    struct ring *r = c->p->ring;
+    if (!c->connected) {
+        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s",
+                        -HERR_TIMEOUT);
+        return;
+    }
+    if (smtp_session_is_idle(&c->s)) {
+        smtp_session_quit(&c->s, r->now_ms);
+        conn_after(c);
+        return;
+    }
+    if (smtp_session_is_closed(&c->s)) {
+        conn_close(c);
+        return;
+    }
+    char why[96];
+    snprintf(why, sizeof why, "timed out in state %s", smtp_state_name(c->s.state));
+    smtp_session_fail(&c->s, -HERR_TIMEOUT, why);
+    hbuf_reset(&c->s.out);
+    if (!c->was_ready) {
+        c->fail = c->s.error;
+        c->has_fail = true;
+    }
+    conn_close(c);
+}
+
+/* A destination with no usable connection left fails its queue with the
+ * last connection's reason, so messages go to retry instead of waiting. */
+static void dest_fail_queue(struct pool *p, struct pool_dest *d, const struct smtp_result *why)
+{
+    struct pool_conn_info info = {.mx = d->target.host, .remote_ip = "", .local_ip = "",
+                                  .tls = "none"};
+    char ip[INET6_ADDRSTRLEN];
+    sa_to_ip(&d->target.sa, ip, sizeof ip);
+    info.remote_ip = ip;
+    struct smtp_msg *m;
+    while ((m = q_pop(d)) != NULL)
+        p->done(p->done_arg, m, why, &info);
+}
+
+static void reap_conn(struct ring_deferred *dfr)
+{
+    struct pool_conn *c = CONTAINER(dfr, struct pool_conn, reap);
+    if (c->connect_inflight || c->send_inflight || c->recv_inflight)
+        return; /* the last completion re-queues us */
+    struct pool *p = c->p;
+    struct pool_dest *d = c->d;
+    if (c->session_live && !smtp_session_is_closed(&c->s))
+        smtp_session_fail(&c->s, -HERR_CLOSED, "connection closed");
+    uncount_connecting(c);
+    if (c->fd >= 0)
+        close(c->fd);
+    for (struct pool_conn **pp = &d->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    d->n_conns--;
+    p->n_conns--;
+    bool failed_early = !c->was_ready && c->has_fail;
+    struct smtp_result why = c->fail;
+    if (c->session_live)
+        smtp_session_free(&c->s);
+    hbuf_free(&c->sending);
+    free(c);
+
+    if (p->closing) {
+        while (d->q_len)
+            p->done(p->done_arg, q_pop(d), NULL, NULL);
+        return;
+    }
+    if (failed_early) {
+        bool other_ready = false;
+        for (struct pool_conn *o = d->conns; o; o = o->next)
+            if (o->was_ready && !o->closing)
+                other_ready = true;
+        if (!other_ready) {
+            log_event(LOG_WARN, "event=destination_failed dest=%s reason=\"%.200s\" queued=%zu",
+                      d->key, why.reply, d->q_len);
+            dest_fail_queue(p, d, &why);
+            return;
+        }
+    }
+    dest_dispatch(p, d);
+}
+
+/* Completion handlers of a closing connection re-check whether it can go. */
+static void conn_settle(struct pool_conn *c)
+{
+    if (c->closing && !(c->connect_inflight || c->send_inflight || c->recv_inflight))
+        ring_defer(c->p->ring, &c->reap, reap_conn);
+}
+
+static void dest_dispatch(struct pool *p, struct pool_dest *d)
+{
+    for (struct pool_conn *c = d->conns; c && d->q_len; c = c->next) {
+        if (!c->closing && c->session_live && smtp_session_is_idle(&c->s)) {
+            smtp_session_kick(&c->s, p->ring->now_ms);
+            conn_after(c);
+        }
+    }
+    uint32_t max = d->lim.max_conns ? d->lim.max_conns : 1;
+    while (d->q_len > d->n_connecting && d->n_conns < max && !p->closing)
+        if (conn_open(p, d) < 0)
+            break;
+}
+
+int pool_submit(struct pool *p, const struct pool_target *target, const char *egress_ip,
+                const char *ehlo_name, const struct pool_limits *lim, struct smtp_msg *msg)
+{
+    struct pool_dest *d = dest_get(p, target, egress_ip ? egress_ip : "", ehlo_name, lim);
+    if (!d)
+        return -ENOMEM;
+    int rc = q_push(d, msg);
+    if (rc)
+        return rc;
+    dest_dispatch(p, d);
+    return 0;
+}
+
+void pool_close_all(struct pool *p)
+{
+    p->closing = true;
+    for (size_t i = 0; i < p->n_buckets; i++)
+        for (struct pool_dest *d = p->buckets[i]; d; d = d->next) {
+            while (d->q_len)
+                p->done(p->done_arg, q_pop(d), NULL, NULL);
+            for (struct pool_conn *c = d->conns; c; c = c->next) {
+                if (c->closing)
+                    continue;
+                if (!c->connected)
+                    conn_close(c);
+                else if (smtp_session_is_idle(&c->s))
+                    conn_after(c);
+            }
+        }
+}
+
+bool pool_is_quiet(const struct pool *p)
+{
+    return p->n_conns == 0;
+}
+
+void pool_free(struct pool *p)
+{
+    for (size_t i = 0; i < p->n_buckets; i++) {
+        struct pool_dest *d = p->buckets[i];
+        while (d) {
+            struct pool_dest *next = d->next;
+            free(d->q);
+            free(d->key);
+            free(d);
+            d = next;
+        }
+    }
+    free(p->buckets);
+    p->buckets = NULL;
+}

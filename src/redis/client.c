@@ -1,0 +1,327 @@
+/* Redis connection over the ring. Commands are formatted by hiredis into
+ * `out`; one SEND at a time drains it (everything queued meanwhile goes in
+ * the next SEND, which is what pipelines notes across messages); one RECV is
+ * always armed and feeds hiredis' reader. Replies arrive in command order, so
+ * callbacks are a FIFO. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <netinet/tcp.h>
+
+#include "herald/redis.h"
+
+#define REDIS_RBUF 65536
+
+static void on_connect(struct ring_op *op, int res, uint32_t flags);
+static void on_send(struct ring_op *op, int res, uint32_t flags);
+static void on_recv(struct ring_op *op, int res, uint32_t flags);
+static void finish_close(struct ring_deferred *d);
+
+int redis_client_init(struct redis_client *c, struct ring *r, const struct redis_addr *addr,
+                      const char *name, redis_state_fn on_state, void *state_arg)
+{
+    memset(c, 0, sizeof *c);
+    c->ring = r;
+    c->addr = addr;
+    c->name = name;
+    c->fd = -1;
+    c->on_state = on_state;
+    c->state_arg = state_arg;
+    c->op_connect.fn = on_connect;
+    c->op_send.fn = on_send;
+    c->op_recv.fn = on_recv;
+    hbuf_init(&c->out);
+    hbuf_init(&c->sending);
+    c->rbuf = malloc(REDIS_RBUF);
+    c->rbuf_cap = REDIS_RBUF;
+    return c->rbuf ? 0 : -ENOMEM;
+}
+
+void redis_client_free(struct redis_client *c)
+{
+    if (c->reader)
+        redisReaderFree(c->reader);
+    c->reader = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    hbuf_free(&c->out);
+    hbuf_free(&c->sending);
+    free(c->q);
+    c->q = NULL;
+    free(c->rbuf);
+    c->rbuf = NULL;
+}
+
+static int q_push(struct redis_client *c, redis_reply_fn fn, void *arg)
+{
+    if (c->q_len == c->q_cap) {
+        size_t cap = c->q_cap ? c->q_cap * 2 : 256;
+        struct redis_pending *nq = malloc(cap * sizeof *nq);
+        if (!nq)
+            return -ENOMEM;
+        for (size_t i = 0; i < c->q_len; i++)
+            nq[i] = c->q[(c->q_head + i) % c->q_cap];
+        free(c->q);
+        c->q = nq;
+        c->q_cap = cap;
+        c->q_head = 0;
+    }
+    c->q[(c->q_head + c->q_len) % c->q_cap] = (struct redis_pending){fn, arg};
+    c->q_len++;
+    return 0;
+}
+
+static bool q_pop(struct redis_client *c, struct redis_pending *out)
+{
+    if (c->q_len == 0)
+        return false;
+    *out = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    return true;
+}
+
+static void flush(struct redis_client *c)
+{
+    if (c->state != REDIS_C_UP || c->send_inflight || c->out.len == 0)
+        return;
+    /* Swap instead of copying: the SEND owns `sending` until it completes. */
+    struct hbuf tmp = c->sending;
+    c->sending = c->out;
+    c->out = tmp;
+    hbuf_reset(&c->out);
+    c->sent = 0;
+    struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
+    io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+    c->send_inflight = true;
+}
+
+static void arm_recv(struct redis_client *c)
+{
+    if (c->state != REDIS_C_UP || c->recv_inflight)
+        return;
+    struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_recv);
+    io_uring_prep_recv(sqe, c->fd, c->rbuf, c->rbuf_cap, 0);
+    c->recv_inflight = true;
+}
+
+static void auth_reply(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        log_event(LOG_ERROR, "event=redis_auth_failed conn=%s reason=\"%.200s\"", c->name,
+                  reply->str);
+        redis_client_close(c, -HERR_REDIS);
+    }
+}
+
+int redis_client_connect(struct redis_client *c)
+{
+    if (c->state != REDIS_C_IDLE)
+        return -EALREADY;
+    if (c->addr->tls) {
+        log_event(LOG_ERROR, "event=redis_connect_failed conn=%s reason=\"rediss:// is not "
+                             "supported by this build\"",
+                  c->name);
+        return -EPROTONOSUPPORT;
+    }
+    int fd = socket(c->addr->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    if (c->reader)
+        redisReaderFree(c->reader);
+    c->reader = redisReaderCreate();
+    if (!c->reader)
+        return -ENOMEM;
+    hbuf_reset(&c->out);
+    c->close_err = 0;
+    c->state = REDIS_C_CONNECTING;
+    /* AUTH and SELECT go first in the byte stream, ahead of any command the
+     * owner queues, so they need no separate handshake step. */
+    if (c->addr->password[0]) {
+        if (c->addr->user[0])
+            redis_client_commandf(c, auth_reply, NULL, "AUTH %s %s", c->addr->user,
+                                  c->addr->password);
+        else
+            redis_client_commandf(c, auth_reply, NULL, "AUTH %s", c->addr->password);
+    }
+    if (c->addr->db)
+        redis_client_commandf(c, auth_reply, NULL, "SELECT %d", c->addr->db);
+    struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_connect);
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&c->addr->sa, c->addr->sa_len);
+    c->connect_inflight = true;
+    return 0;
+}
+
+static int queue_formatted(struct redis_client *c, redis_reply_fn fn, void *arg, char *cmd,
+                           int len)
+{
+    if (len < 0)
+        return -ENOMEM;
+    size_t mark = c->out.len;
+    int rc = hbuf_append(&c->out, cmd, (size_t)len);
+    if (rc == 0) {
+        rc = q_push(c, fn, arg);
+        if (rc)
+            c->out.len = mark; /* no callback slot: do not send the command either */
+    }
+    if (rc == 0)
+        flush(c);
+    return rc;
+}
+
+int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,
+                              const char **argv, const size_t *argvlen)
+{
+    if (c->state != REDIS_C_UP && c->state != REDIS_C_CONNECTING)
+        return -ENOTCONN;
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    int rc = queue_formatted(c, fn, arg, cmd, len);
+    redisFreeCommand(cmd);
+    return rc;
+}
+
+int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
+                          ...)
+{
+    if (c->state != REDIS_C_UP && c->state != REDIS_C_CONNECTING)
+        return -ENOTCONN;
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    int rc = queue_formatted(c, fn, arg, cmd, len);
+    redisFreeCommand(cmd);
+    return rc;
+}
+
+static void maybe_finish(struct redis_client *c)
+{
+    if (c->state == REDIS_C_CLOSING && !redis_client_busy(c))
+        ring_defer(c->ring, &c->finish, finish_close);
+}
+
+static void finish_close(struct ring_deferred *d)
+{
+    struct redis_client *c = (struct redis_client *)((char *)d - offsetof(struct redis_client, finish));
+    if (c->state != REDIS_C_CLOSING || redis_client_busy(c))
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->state = REDIS_C_IDLE;
+    if (c->on_state)
+        c->on_state(c, false, c->close_err, c->state_arg);
+}
+
+void redis_client_close(struct redis_client *c, int err)
+{
+    if (c->state == REDIS_C_IDLE || c->state == REDIS_C_CLOSING)
+        return;
+    c->state = REDIS_C_CLOSING;
+    c->close_err = err;
+    if (c->fd >= 0 && redis_client_busy(c))
+        ring_cancel_fd(c->ring, c->fd);
+    hbuf_reset(&c->out);
+    /* Every command ever queued gets exactly one callback: NULL now. */
+    struct redis_pending p;
+    while (q_pop(c, &p))
+        p.fn(c, NULL, p.arg);
+    maybe_finish(c);
+}
+
+static void on_connect(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct redis_client *c = (struct redis_client *)((char *)op - offsetof(struct redis_client, op_connect));
+    c->connect_inflight = false;
+    if (c->state != REDIS_C_CONNECTING) {
+        maybe_finish(c);
+        return;
+    }
+    if (res < 0) {
+        redis_client_close(c, res);
+        return;
+    }
+    c->state = REDIS_C_UP;
+    arm_recv(c);
+    flush(c);
+    if (c->on_state)
+        c->on_state(c, true, 0, c->state_arg);
+}
+
+static void on_send(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct redis_client *c = (struct redis_client *)((char *)op - offsetof(struct redis_client, op_send));
+    c->send_inflight = false;
+    if (c->state != REDIS_C_UP) {
+        maybe_finish(c);
+        return;
+    }
+    if (res <= 0) {
+        redis_client_close(c, res < 0 ? res : -HERR_CLOSED);
+        return;
+    }
+    c->sent += (size_t)res;
+    if (c->sent < c->sending.len) {
+        struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
+        io_uring_prep_send(sqe, c->fd, c->sending.data + c->sent, c->sending.len - c->sent,
+                           MSG_NOSIGNAL);
+        c->send_inflight = true;
+        return;
+    }
+    hbuf_reset(&c->sending);
+    flush(c);
+}
+
+static void on_recv(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct redis_client *c = (struct redis_client *)((char *)op - offsetof(struct redis_client, op_recv));
+    c->recv_inflight = false;
+    if (c->state != REDIS_C_UP) {
+        maybe_finish(c);
+        return;
+    }
+    if (res <= 0) {
+        redis_client_close(c, res < 0 ? res : -HERR_CLOSED);
+        return;
+    }
+    if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
+        redis_client_close(c, -HERR_PROTOCOL);
+        return;
+    }
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            log_event(LOG_ERROR, "event=redis_protocol_error conn=%s reason=\"%s\"", c->name,
+                      c->reader->errstr);
+            redis_client_close(c, -HERR_PROTOCOL);
+            return;
+        }
+        if (!reply)
+            break;
+        struct redis_pending p;
+        if (!q_pop(c, &p)) {
+            /* A reply nobody asked for: the peer is not a Redis we understand. */
+            freeReplyObject(reply);
+            redis_client_close(c, -HERR_PROTOCOL);
+            return;
+        }
+        p.fn(c, reply, p.arg);
+        freeReplyObject(reply);
+        if (c->state != REDIS_C_UP)
+            return;
+    }
+    arm_recv(c);
+}

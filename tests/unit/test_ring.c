@@ -1,0 +1,70 @@
+/* Timers fire in deadline order, re-arming moves them, cancelled ones never
+ * fire, and deferred work runs after the batch. No sockets needed. */
+#include <stdlib.h>
+
+#include "check.h"
+#include "herald/core.h"
+#include "herald/ring.h"
+
+struct tt {
+    struct ring_timer t;
+    int id;
+};
+
+static int fired[16];
+static int n_fired;
+
+static void on_fire(struct ring_timer *t)
+{
+    struct tt *x = (struct tt *)t;
+    fired[n_fired++] = x->id;
+}
+
+static int deferred_runs;
+static void on_deferred(struct ring_deferred *d)
+{
+    (void)d;
+    deferred_runs++;
+}
+
+int main(void)
+{
+    struct ring r;
+    int rc = ring_init(&r, 64);
+    if (rc < 0) {
+        fprintf(stderr, "io_uring unavailable: %s\n", herald_strerror(rc));
+        return 77;
+    }
+    struct tt t[6];
+    for (int i = 0; i < 6; i++) {
+        ring_timer_init(&t[i].t, on_fire);
+        t[i].id = i;
+    }
+    int64_t now = r.now_ms;
+    ring_timer_arm(&r, &t[0].t, now + 50);
+    ring_timer_arm(&r, &t[1].t, now + 10);
+    ring_timer_arm(&r, &t[2].t, now + 30);
+    ring_timer_arm(&r, &t[3].t, now + 20);
+    ring_timer_arm(&r, &t[4].t, now + 40);
+    ring_timer_arm(&r, &t[5].t, now + 5);
+    ring_timer_cancel(&r, &t[5].t);    /* never fires */
+    ring_timer_arm(&r, &t[0].t, now + 1); /* moved earlier */
+    CHECK(!ring_timer_armed(&t[5].t));
+    CHECK(ring_timer_armed(&t[0].t));
+
+    struct ring_deferred d = {0};
+    ring_defer(&r, &d, on_deferred);
+    ring_defer(&r, &d, on_deferred); /* queued once */
+
+    int64_t start = clock_mono_ms();
+    while (n_fired < 5 && clock_mono_ms() - start < 2000)
+        ring_run_once(&r, 100);
+    CHECK_EQ_INT(n_fired, 5);
+    int want[] = {0, 1, 3, 2, 4};
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_INT(fired[i], want[i]);
+    CHECK_EQ_INT(deferred_runs, 1);
+    CHECK(clock_mono_ms() - start >= 35);
+    ring_exit(&r);
+    return check_report("test_ring");
+}
