@@ -382,7 +382,7 @@ static int relay_key(struct ctx *c, const char *where, yaml_node_t *key, const c
     if (strcmp(k, "host") == 0)
         return get_str(c, v, "relay.host", &r->host);
     if (strcmp(k, "port") == 0) {
-        uint32_t p;
+        uint32_t p = 0;
         int rc = get_u32(c, v, "relay.port", 1, 65535, &p);
         r->port = (uint16_t)p;
         return rc;
@@ -527,7 +527,7 @@ static int delivery_key(struct ctx *c, const char *where, yaml_node_t *key, cons
 {
     struct cfg_delivery *d = arg;
     if (strcmp(k, "port") == 0) {
-        uint32_t p;
+        uint32_t p = 0;
         int rc = get_u32(c, v, "delivery.port", 1, 65535, &p);
         d->port = (uint16_t)p;
         return rc;

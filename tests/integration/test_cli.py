@@ -6,8 +6,7 @@ import re
 
 import harness as h
 
-SUBCOMMANDS = ["run", "check-config", "enqueue", "status", "events", "check-domain",
-               "smtp-test"]
+SUBCOMMANDS = ["run", "check-config", "enqueue", "events"]
 
 
 def show(cp):
