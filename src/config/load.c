@@ -1,0 +1,284 @@
+/* config_load: file -> ytree -> struct config, with defaults applied and
+ * every cross-reference checked. The result is immutable; a reload builds a
+ * new one. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/loader.h"
+
+/* A config is a few KiB; anything this large is a mistake, and the bound
+ * keeps a stray path (a log, /dev/zero) from eating memory. */
+#define CONFIG_MAX_BYTES (4u << 20)
+
+static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
+                                       "tenants", "delivery", "providers", "recipients"};
+
+/* Sections in the order they are read: later ones refer to earlier ones
+ * (routes default to delivery.port, tenants name egress pools). */
+static const struct {
+    const char *key;
+    int (*read)(struct loader *L, const struct ynode *k, const struct ynode *v);
+} sections[] = {
+    {"redis", loader_redis},           {"engine", loader_engine},
+    {"egress", loader_egress},         {"dns", loader_dns},
+    {"delivery", loader_delivery},     {"providers", loader_providers},
+    {"recipients", loader_recipients}, {"routes", loader_routes},
+    {"tenants", loader_tenants},
+};
+
+static void set_numeric_defaults(struct config *cfg)
+{
+    struct cfg_engine *e = &cfg->engine;
+    e->workers_auto = true;
+    e->batch = 256;
+    e->max_inflight = 2000;
+    e->claim_idle_ms = 60000;
+    e->shutdown_grace_ms = 30000;
+    e->max_field_bytes = 1u << 20;
+    e->max_message_bytes = 10u << 20;
+
+    struct cfg_delivery *d = &cfg->delivery;
+    d->port = 25;
+    d->tls = CFG_TLS_OPPORTUNISTIC;
+    d->max_age_ms = 2LL * 86400 * 1000;
+    d->timeouts.connect_ms = 30000;
+    d->timeouts.banner_ms = 5 * 60000;
+    d->timeouts.command_ms = 5 * 60000;
+    d->timeouts.data_block_ms = 3 * 60000;
+    d->timeouts.data_end_ms = 10 * 60000;
+    d->timeouts.idle_ms = 30000;
+}
+
+static int default_str(char **slot, const char *value)
+{
+    if (*slot) return 0;
+    *slot = strdup(value);
+    return *slot ? 0 : -ENOMEM;
+}
+
+static int apply_defaults(struct config *cfg)
+{
+    static const int64_t retry_default_ms[] = {60000, 300000, 900000, 3600000, 14400000};
+    char host[256];
+    if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+
+    struct cfg_engine *e = &cfg->engine;
+    if (e->workers_auto) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        e->workers = n < 1 ? 1 : n > 256 ? 256 : (uint32_t)n;
+    }
+    if (default_str(&cfg->redis.url, "redis://127.0.0.1:6379/0") ||
+        default_str(&cfg->redis.jobs, "herald:jobs") || default_str(&cfg->redis.group, "herald") ||
+        default_str(&cfg->redis.events, "herald:events") ||
+        default_str(&cfg->redis.prefix, "herald:") || default_str(&e->ehlo, host) ||
+        default_str(&e->consumer, host) || default_str(&cfg->recipients.policy, "defer"))
+        return -ENOMEM;
+
+    if (!cfg->delivery.retry_ms) {
+        cfg->delivery.retry_ms = malloc(sizeof retry_default_ms);
+        if (!cfg->delivery.retry_ms) return -ENOMEM;
+        memcpy(cfg->delivery.retry_ms, retry_default_ms, sizeof retry_default_ms);
+        cfg->delivery.n_retry = HERALD_ARRAY_LEN(retry_default_ms);
+    }
+
+    /* The engine relies on both fallbacks existing; add them unconfigured. */
+    if (!config_egress(cfg, "default")) {
+        struct cfg_egress_pool *p =
+            realloc(cfg->egress, (cfg->n_egress + 1) * sizeof(*cfg->egress));
+        if (!p) return -ENOMEM;
+        cfg->egress = p;
+        memset(&p[cfg->n_egress], 0, sizeof(*p));
+        if (!(p[cfg->n_egress].name = strdup("default"))) return -ENOMEM;
+        cfg->n_egress++;
+    }
+    if (!config_provider(cfg, "default")) {
+        struct cfg_provider *p =
+            realloc(cfg->providers, (cfg->n_providers + 1) * sizeof(*cfg->providers));
+        if (!p) return -ENOMEM;
+        cfg->providers = p;
+        memset(&p[cfg->n_providers], 0, sizeof(*p));
+        p[cfg->n_providers].connections = 10;
+        p[cfg->n_providers].messages_per_connection = 100;
+        p[cfg->n_providers].recipients_per_message = 1;
+        if (!(p[cfg->n_providers].name = strdup("default"))) return -ENOMEM;
+        cfg->n_providers++;
+    }
+    return 0;
+}
+
+static const struct ynode *map_get(const struct ynode *m, const char *key, const struct ynode **k)
+{
+    for (const struct ynode *it = m->child; it && it->next; it = it->next->next) {
+        if (strcmp(it->str, key) == 0) {
+            *k = it;
+            return it->next;
+        }
+    }
+    return NULL;
+}
+
+static int read_root(struct loader *L, const struct ynode *root)
+{
+    int rc = loader_check_map(L, root, "");
+    if (rc) return rc;
+    for (const struct ynode *k = root->child; k && k->next; k = k->next->next) {
+        bool known = false;
+        for (size_t i = 0; i < HERALD_ARRAY_LEN(top_keys) && !known; i++)
+            known = strcmp(k->str, top_keys[i]) == 0;
+        if (!known) {
+            char tmp[160];
+            return loader_fail(L, k, "unknown key %s at top level",
+                               loader_show(k, tmp, sizeof tmp));
+        }
+    }
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(sections); i++) {
+        const struct ynode *k = NULL, *v = map_get(root, sections[i].key, &k);
+        if (v && (rc = sections[i].read(L, k, v))) return rc;
+    }
+    return 0;
+}
+
+int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
+                       char *err, size_t errlen)
+{
+    struct arena arena;
+    struct ynode *root = NULL;
+    struct loader L = {.name = name ? name : "<config>", .err = err, .errlen = errlen};
+    *out = NULL;
+    if (errlen) err[0] = '\0';
+    arena_init(&arena);
+    int rc = ytree_parse(&arena, L.name, yaml ? yaml : "", yaml ? len : 0, &root, err, errlen);
+    if (rc) {
+        if (rc == -ENOMEM) loader_oom(&L);
+        arena_free(&arena);
+        return rc;
+    }
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        arena_free(&arena);
+        return loader_oom(&L);
+    }
+    L.cfg = cfg;
+    set_numeric_defaults(cfg);
+    if (!(cfg->path = strdup(L.name))) rc = loader_oom(&L);
+    if (rc == 0 && root && !ynode_is_null(root)) rc = read_root(&L, root);
+    if (rc == 0 && (rc = apply_defaults(cfg)) != 0) loader_oom(&L);
+    arena_free(&arena);
+    if (rc) {
+        config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (errlen) err[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)CONFIG_MAX_BYTES) {
+        int e = errno;
+        if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+            snprintf(err, errlen, "%s: not a regular file", path);
+        else if (fstat(fd, &st) == 0)
+            snprintf(err, errlen, "%s: larger than %u bytes", path, CONFIG_MAX_BYTES);
+        else
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
+        close(fd);
+        return -HERR_CONFIG;
+    }
+    size_t size = (size_t)st.st_size, got = 0;
+    char *buf = malloc(size + 1);
+    if (!buf) {
+        close(fd);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
+            free(buf);
+            close(fd);
+            return -e;
+        }
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    int rc = config_load_string(path, buf, got, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg) return;
+    free(cfg->path);
+    struct cfg_redis *r = &cfg->redis;
+    free(r->url);
+    free(r->jobs);
+    free(r->group);
+    free(r->events);
+    free(r->prefix);
+    free(r->password_file);
+    free(r->password_env);
+    free(cfg->engine.ehlo);
+    free(cfg->engine.consumer);
+    for (size_t i = 0; i < cfg->n_egress; i++) {
+        free(cfg->egress[i].name);
+        loader_strlist_free(&cfg->egress[i].ips);
+        free(cfg->egress[i].ehlo);
+    }
+    free(cfg->egress);
+    loader_strlist_free(&cfg->dns.servers);
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        free(cfg->routes[i].pattern);
+        free(cfg->routes[i].host);
+    }
+    free(cfg->routes);
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        struct cfg_tenant *t = &cfg->tenants[i];
+        free(t->name);
+        free(t->from);
+        free(t->from_name);
+        free(t->reply_to);
+        loader_strlist_free(&t->domains);
+        free(t->dkim.selector);
+        free(t->dkim.key);
+        free(t->dkim.algorithm);
+        free(t->relay.host);
+        free(t->relay.user);
+        free(t->relay.password_file);
+        free(t->relay.password_env);
+        free(t->egress);
+    }
+    free(cfg->tenants);
+    free(cfg->delivery.ca_file);
+    free(cfg->delivery.retry_ms);
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        free(cfg->providers[i].name);
+        loader_strlist_free(&cfg->providers[i].mx);
+    }
+    free(cfg->providers);
+    free(cfg->recipients.limits);
+    free(cfg->recipients.policy);
+    free(cfg);
+}
