@@ -8,8 +8,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "herald/core.h"
-
 enum cfg_tls_policy {
     CFG_TLS_UNSET = 0, /* inherit */
     CFG_TLS_OPPORTUNISTIC,
@@ -42,6 +40,7 @@ struct cfg_redis {
 
 struct cfg_engine {
     uint32_t workers;        /* 0 in YAML "auto" -> number of CPUs (resolved at load) */
+    bool workers_auto;       /* workers came from "auto" (or the default) */
     char *ehlo;              /* default: gethostname() */
     char *consumer;          /* consumer-name prefix; default hostname */
     uint32_t batch;          /* XREADGROUP COUNT; default 256 */
@@ -135,7 +134,6 @@ struct cfg_recipients {
 };
 
 struct config {
-    struct arena mem; /* every string and array of this snapshot */
     char *path;
     struct cfg_redis redis;
     struct cfg_engine engine;
@@ -171,6 +169,11 @@ const struct cfg_provider *config_provider(const struct config *cfg, const char 
  * "3600/h" -> rate. Return 0 or -HERR_MALFORMED. */
 int config_parse_duration(const char *s, int64_t *out_ms);
 int config_parse_rate(const char *s, struct cfg_rate *out);
+/* "65536", "512k", "1MiB", "10M", "1G" (binary multiples; "b"/"B" optional). */
+int config_parse_size(const char *s, uint64_t *out_bytes);
+/* Policy words for printing ("opportunistic", "starttls", ...); never NULL. */
+const char *config_tls_policy_name(enum cfg_tls_policy p);
+const char *config_relay_tls_name(enum cfg_relay_tls t);
 
 /* Human-readable effective settings (check-config output). */
 void config_print_effective(const struct config *cfg, FILE *out);

@@ -1,0 +1,72 @@
+/* Lookups on a loaded config. Tenants and routes are sorted at load time so
+ * the per-message lookups are binary searches; pools and providers are few. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "herald/config.h"
+
+static int tenant_key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct cfg_tenant *)elem)->name);
+}
+
+const struct cfg_tenant *config_tenant(const struct config *cfg, const char *name)
+{
+    if (!cfg || !name || cfg->n_tenants == 0) return NULL;
+    return bsearch(name, cfg->tenants, cfg->n_tenants, sizeof(*cfg->tenants), tenant_key_cmp);
+}
+
+const struct cfg_egress_pool *config_egress(const struct config *cfg, const char *name)
+{
+    if (!cfg) return NULL;
+    if (!name) name = "default";
+    for (size_t i = 0; i < cfg->n_egress; i++)
+        if (strcmp(cfg->egress[i].name, name) == 0) return &cfg->egress[i];
+    return NULL;
+}
+
+const struct cfg_provider *config_provider(const struct config *cfg, const char *name)
+{
+    if (!cfg) return NULL;
+    if (!name) name = "default";
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (strcmp(cfg->providers[i].name, name) == 0) return &cfg->providers[i];
+    return NULL;
+}
+
+static int route_key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct cfg_route *)elem)->pattern);
+}
+
+static const struct cfg_route *route_find(const struct config *cfg, const char *pattern)
+{
+    return bsearch(pattern, cfg->routes, cfg->n_routes, sizeof(*cfg->routes), route_key_cmp);
+}
+
+/* Patterns are stored lower case, so the domain is folded once into a
+ * buffer with a spare byte in front: "*.suffix" candidates are then made in
+ * place by writing '*' just before each dot, scanning left to right so the
+ * longest suffix is tried first. A trailing root dot is ignored. */
+const struct cfg_route *config_route(const struct config *cfg, const char *domain)
+{
+    if (!cfg || !domain || cfg->n_routes == 0) return NULL;
+    size_t len = strlen(domain);
+    if (len > 0 && domain[len - 1] == '.') len--;
+    char buf[256];
+    if (len > 0 && len < sizeof buf - 1) {
+        buf[0] = '*';
+        for (size_t i = 0; i < len; i++)
+            buf[i + 1] = (char)tolower((unsigned char)domain[i]);
+        buf[len + 1] = '\0';
+        const struct cfg_route *r = route_find(cfg, buf + 1);
+        if (r) return r;
+        for (size_t i = 1; i <= len; i++) {
+            if (buf[i] != '.') continue;
+            buf[i - 1] = '*';
+            if ((r = route_find(cfg, buf + i - 1))) return r;
+        }
+    }
+    return route_find(cfg, "*");
+}

@@ -1,0 +1,206 @@
+/* config_print_effective: what `herald check-config` shows — every setting
+ * after defaults, so an operator sees what the engine will actually do.
+ * Secrets are never printed: only where they come from. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "herald/config.h"
+
+static const char *fmt_duration(int64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    if (ms == 0) {
+        snprintf(buf, len, "0s");
+        return buf;
+    }
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (ms % units[i].ms == 0) {
+            snprintf(buf, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%" PRId64 "ms", ms);
+    return buf;
+}
+
+static const char *fmt_rate(const struct cfg_rate *r, char *buf, size_t len)
+{
+    if (r->count == 0) {
+        snprintf(buf, len, "unlimited");
+        return buf;
+    }
+    char win[32];
+    switch (r->window_s) {
+    case 1:
+        snprintf(win, sizeof win, "s");
+        break;
+    case 60:
+        snprintf(win, sizeof win, "m");
+        break;
+    case 3600:
+        snprintf(win, sizeof win, "h");
+        break;
+    case 86400:
+        snprintf(win, sizeof win, "d");
+        break;
+    default:
+        fmt_duration((int64_t)r->window_s * 1000, win, sizeof win);
+    }
+    snprintf(buf, len, "%" PRIu32 "/%s", r->count, win);
+    return buf;
+}
+
+static void print_list(FILE *out, const struct cfg_strlist *l, const char *empty)
+{
+    if (l->n == 0) {
+        fputs(empty, out);
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        fprintf(out, "%s%s", i ? ", " : "", l->items[i]);
+}
+
+/* A redis URL may carry "user:password@": show it with the password masked. */
+static void print_url(FILE *out, const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (!colon) {
+        fputs(url, out);
+        return;
+    }
+    fprintf(out, "%.*s:***%s", (int)(colon - url), url, at);
+}
+
+static const char *secret_source(const char *file, const char *env, char *buf, size_t len)
+{
+    if (file)
+        snprintf(buf, len, "file %s", file);
+    else if (env)
+        snprintf(buf, len, "env $%s", env);
+    else
+        snprintf(buf, len, "none");
+    return buf;
+}
+
+void config_print_effective(const struct config *cfg, FILE *out)
+{
+    char a[64], b[64], c[300];
+    fprintf(out, "config %s\n\n", cfg->path ? cfg->path : "");
+
+    const struct cfg_redis *r = &cfg->redis;
+    fputs("redis:\n  url             ", out);
+    print_url(out, r->url);
+    fprintf(out, "\n  jobs            %s (group %s)\n  events          %s\n  prefix          %s\n",
+            r->jobs, r->group, r->events, r->prefix);
+    fprintf(out, "  password        %s\n\n",
+            secret_source(r->password_file, r->password_env, c, sizeof c));
+
+    const struct cfg_engine *e = &cfg->engine;
+    fprintf(out, "engine:\n  workers         %" PRIu32 "%s\n", e->workers,
+            e->workers_auto ? " (auto)" : "");
+    fprintf(out, "  ehlo            %s\n  consumer        %s\n", e->ehlo, e->consumer);
+    fprintf(out, "  batch           %" PRIu32 "\n  max_inflight    %" PRIu32 " per worker\n",
+            e->batch, e->max_inflight);
+    fprintf(out, "  claim_idle      %s\n  shutdown_grace  %s\n",
+            fmt_duration(e->claim_idle_ms, a, sizeof a),
+            fmt_duration(e->shutdown_grace_ms, b, sizeof b));
+    fprintf(out, "  max_field       %" PRIu32 " bytes\n  max_message     %" PRIu32 " bytes\n\n",
+            e->max_field_bytes, e->max_message_bytes);
+
+    fputs("egress:\n", out);
+    for (size_t i = 0; i < cfg->n_egress; i++) {
+        const struct cfg_egress_pool *p = &cfg->egress[i];
+        fprintf(out, "  %-15s ", p->name);
+        print_list(out, &p->ips, "(no bind: kernel picks the source address)");
+        if (p->ehlo) fprintf(out, "  ehlo %s", p->ehlo);
+        fputc('\n', out);
+    }
+    fputs("\ndns:\n  servers         ", out);
+    print_list(out, &cfg->dns.servers, "system resolver");
+    fputs("\n\nroutes:\n", out);
+    if (cfg->n_routes == 0) fputs("  (none: MX lookup for every domain)\n", out);
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const struct cfg_route *rt = &cfg->routes[i];
+        bool v6 = strchr(rt->host, ':') != NULL;
+        fprintf(out, "  %-15s %s%s%s:%u\n", rt->pattern, v6 ? "[" : "", rt->host, v6 ? "]" : "",
+                rt->port);
+    }
+
+    const struct cfg_delivery *d = &cfg->delivery;
+    fprintf(out, "\ndelivery:\n  port            %u\n  tls             %s\n", d->port,
+            config_tls_policy_name(d->tls));
+    fprintf(out, "  ca_file         %s\n  retry           ",
+            d->ca_file ? d->ca_file : "(OpenSSL default)");
+    for (size_t i = 0; i < d->n_retry; i++)
+        fprintf(out, "%s%s", i ? ", " : "", fmt_duration(d->retry_ms[i], a, sizeof a));
+    fprintf(out, " (last step repeats)\n  max_age         %s\n",
+            fmt_duration(d->max_age_ms, a, sizeof a));
+    const struct cfg_timeouts *t = &d->timeouts;
+    char t1[32], t2[32], t3[32], t4[32], t5[32], t6[32];
+    fprintf(out,
+            "  timeouts        connect %s, banner %s, command %s, data_block %s, data_end %s, "
+            "idle %s\n\n",
+            fmt_duration(t->connect_ms, t1, sizeof t1), fmt_duration(t->banner_ms, t2, sizeof t2),
+            fmt_duration(t->command_ms, t3, sizeof t3),
+            fmt_duration(t->data_block_ms, t4, sizeof t4),
+            fmt_duration(t->data_end_ms, t5, sizeof t5), fmt_duration(t->idle_ms, t6, sizeof t6));
+
+    fputs("providers:\n", out);
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const struct cfg_provider *p = &cfg->providers[i];
+        fprintf(out, "  %s:\n    mx              ", p->name);
+        print_list(out, &p->mx, strcmp(p->name, "default") == 0 ? "(every other domain)" : "-");
+        fprintf(out,
+                "\n    limits          %" PRIu32 " connections per IP, rate %s, %" PRIu32
+                " messages per connection, %" PRIu32 " recipients per message\n",
+                p->connections, fmt_rate(&p->rate, a, sizeof a), p->messages_per_connection,
+                p->recipients_per_message);
+        fprintf(out, "    tls             %s\n", config_tls_policy_name(p->tls ? p->tls : d->tls));
+    }
+
+    fputs("\nrecipients:\n  limits          ", out);
+    if (cfg->recipients.n_limits == 0) fputs("none", out);
+    for (size_t i = 0; i < cfg->recipients.n_limits; i++)
+        fprintf(out, "%s%s", i ? ", " : "", fmt_rate(&cfg->recipients.limits[i], a, sizeof a));
+    fprintf(out, "\n  policy          %s\n\n", cfg->recipients.policy);
+
+    fprintf(out, "tenants: %zu\n", cfg->n_tenants);
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        const struct cfg_tenant *tn = &cfg->tenants[i];
+        fprintf(out, "  %s:\n    from            %s%s%s%s\n", tn->name,
+                tn->from_name ? tn->from_name : "", tn->from_name ? " <" : "", tn->from,
+                tn->from_name ? ">" : "");
+        if (tn->reply_to) fprintf(out, "    reply_to        %s\n", tn->reply_to);
+        fputs("    domains         ", out);
+        print_list(out, &tn->domains, "-");
+        fputc('\n', out);
+        if (tn->dkim.selector)
+            fprintf(out, "    dkim            %s selector %s key %s\n", tn->dkim.algorithm,
+                    tn->dkim.selector, tn->dkim.key);
+        else
+            fputs("    dkim            none\n", out);
+        if (tn->relay.host) {
+            fprintf(out, "    relay           %s:%u tls %s", tn->relay.host, tn->relay.port,
+                    config_relay_tls_name(tn->relay.tls));
+            if (tn->relay.user)
+                fprintf(
+                    out, " user %s password from %s", tn->relay.user,
+                    secret_source(tn->relay.password_file, tn->relay.password_env, c, sizeof c));
+            fputc('\n', out);
+        } else {
+            fputs("    relay           none (routes, then MX)\n", out);
+        }
+        fprintf(out, "    tls             %s\n",
+                config_tls_policy_name(tn->tls ? tn->tls : d->tls));
+        fprintf(out, "    egress          %s\n", tn->egress ? tn->egress : "default");
+        fprintf(out, "    rate            %s, weight %" PRIu32 ", max_age %s\n",
+                fmt_rate(&tn->rate, a, sizeof a), tn->weight,
+                fmt_duration(tn->max_age_ms ? tn->max_age_ms : d->max_age_ms, b, sizeof b));
+    }
+}

@@ -1,0 +1,689 @@
+/* One reader per top-level config section. load.c calls them in dependency
+ * order (delivery before routes, egress before tenants), so each can check
+ * references as it goes. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/loader.h"
+
+#define RETRY_MAX_STEPS      32
+#define RECIPIENT_LIMITS_MAX 16
+
+static int str_is(const struct ynode *v, const char *s)
+{
+    return v && v->type == YNODE_SCALAR && strcmp(v->str, s) == 0;
+}
+
+/* ---- redis ---- */
+
+struct redis_ctx {
+    struct cfg_redis *r;
+    const struct ynode *password_env;
+};
+
+static int redis_key(struct loader *L, const char *key, const struct ynode *k,
+                     const struct ynode *v, void *obj)
+{
+    struct redis_ctx *c = obj;
+    struct cfg_redis *r = c->r;
+    (void)k;
+    if (strcmp(key, "url") == 0) {
+        int rc = loader_str(L, v, &r->url);
+        if (rc == 0 && !ynode_is_null(v) && strncmp(r->url, "redis://", 8) != 0 &&
+            strncmp(r->url, "rediss://", 9) != 0 && strncmp(r->url, "unix://", 7) != 0) {
+            char tmp[160];
+            return loader_fail(L, v, "expected a redis://, rediss:// or unix:// URL, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        }
+        return rc;
+    }
+    if (strcmp(key, "jobs") == 0) return loader_str(L, v, &r->jobs);
+    if (strcmp(key, "group") == 0) return loader_str(L, v, &r->group);
+    if (strcmp(key, "events") == 0) return loader_str(L, v, &r->events);
+    if (strcmp(key, "prefix") == 0) return loader_str(L, v, &r->prefix);
+    if (strcmp(key, "password_file") == 0) return loader_str(L, v, &r->password_file);
+    if (strcmp(key, "password_env") == 0) {
+        c->password_env = v;
+        return loader_str(L, v, &r->password_env);
+    }
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_redis(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    struct redis_ctx c = {&L->cfg->redis, NULL};
+    (void)k;
+    int rc = loader_walk(L, v, "redis", redis_key, &c);
+    if (rc == 0 && c.r->password_file && c.r->password_env)
+        return loader_fail(L, c.password_env,
+                           "set password_file or password_env in redis, "
+                           "not both");
+    return rc;
+}
+
+/* ---- engine ---- */
+
+static int engine_key(struct loader *L, const char *key, const struct ynode *k,
+                      const struct ynode *v, void *obj)
+{
+    struct cfg_engine *e = obj;
+    (void)k;
+    if (strcmp(key, "workers") == 0) {
+        if (str_is(v, "auto")) {
+            e->workers_auto = true;
+            return 0;
+        }
+        if (ynode_is_null(v)) return 0;
+        unsigned long n = 0;
+        size_t i = 0;
+        if (v->type == YNODE_SCALAR)
+            for (; isdigit((unsigned char)v->str[i]) && i < 4; i++)
+                n = n * 10 + (unsigned long)(v->str[i] - '0');
+        if (v->type != YNODE_SCALAR || i == 0 || i != v->len || n < 1 || n > 256) {
+            char tmp[160];
+            return loader_fail(L, v, "expected auto or an integer from 1 to 256, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        }
+        e->workers_auto = false;
+        e->workers = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "ehlo") == 0) {
+        int rc = loader_str(L, v, &e->ehlo);
+        if (rc == 0 && e->ehlo && loader_check_host(e->ehlo)) {
+            char tmp[160];
+            return loader_fail(L, v, "expected a host name, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        }
+        return rc;
+    }
+    if (strcmp(key, "consumer") == 0) return loader_str(L, v, &e->consumer);
+    if (strcmp(key, "batch") == 0) return loader_u32(L, v, 1, 100000, &e->batch);
+    if (strcmp(key, "max_inflight") == 0) return loader_u32(L, v, 1, 10000000, &e->max_inflight);
+    if (strcmp(key, "claim_idle") == 0) return loader_duration(L, v, 1000, &e->claim_idle_ms);
+    if (strcmp(key, "shutdown_grace") == 0) return loader_duration(L, v, 0, &e->shutdown_grace_ms);
+    if (strcmp(key, "max_field_bytes") == 0)
+        return loader_size(L, v, 1024, 1u << 30, &e->max_field_bytes);
+    if (strcmp(key, "max_message_bytes") == 0)
+        return loader_size(L, v, 1024, 1u << 30, &e->max_message_bytes);
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_engine(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_walk(L, v, "engine", engine_key, &L->cfg->engine);
+}
+
+/* ---- egress ---- */
+
+static int pool_key(struct loader *L, const char *key, const struct ynode *k, const struct ynode *v,
+                    void *obj)
+{
+    struct cfg_egress_pool *p = obj;
+    (void)k;
+    if (strcmp(key, "ips") == 0) return loader_strlist(L, v, loader_check_ip, true, &p->ips);
+    if (strcmp(key, "ehlo") == 0) {
+        int rc = loader_str(L, v, &p->ehlo);
+        if (rc == 0 && p->ehlo && loader_check_host(p->ehlo)) {
+            char tmp[160];
+            return loader_fail(L, v, "expected a host name, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        }
+        return rc;
+    }
+    return LOADER_UNKNOWN_KEY;
+}
+
+/* Checks a user-chosen name (tenant, pool, provider) used as a key. */
+static int check_name_key(struct loader *L, const struct ynode *key, const char *what)
+{
+    const char *expected = loader_check_name(key->str);
+    if (expected) {
+        char tmp[160];
+        return loader_fail(L, key, "invalid %s name %s: expected %s", what,
+                           loader_show(key, tmp, sizeof tmp), expected);
+    }
+    return 0;
+}
+
+int loader_egress(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    struct config *cfg = L->cfg;
+    if (ynode_is_null(v)) return 0;
+    int rc = loader_check_map(L, v, "egress");
+    if (rc) return rc;
+    cfg->egress = calloc(v->n_children / 2 + 1, sizeof(*cfg->egress));
+    if (!cfg->egress) return loader_oom(L);
+    bool have_default = false;
+    for (const struct ynode *key = v->child; key && key->next; key = key->next->next) {
+        const struct ynode *val = key->next;
+        if ((rc = check_name_key(L, key, "egress pool"))) return rc;
+        struct cfg_egress_pool *p = &cfg->egress[cfg->n_egress++];
+        if (!(p->name = strdup(key->str))) return loader_oom(L);
+        if (strcmp(p->name, "default") == 0) have_default = true;
+        if (val->type == YNODE_MAP) {
+            char where[96];
+            snprintf(where, sizeof where, "egress.%s", p->name);
+            rc = loader_walk(L, val, where, pool_key, p);
+        } else {
+            rc = loader_strlist(L, val, loader_check_ip, true, &p->ips);
+        }
+        if (rc) return rc;
+    }
+    if (!have_default) return loader_fail(L, k, "egress has no pool named 'default'");
+    return 0;
+}
+
+/* ---- dns ---- */
+
+static int dns_key(struct loader *L, const char *key, const struct ynode *k, const struct ynode *v,
+                   void *obj)
+{
+    struct cfg_dns *d = obj;
+    (void)k;
+    if (strcmp(key, "servers") == 0)
+        return loader_strlist(L, v, loader_check_dns_server, true, &d->servers);
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_dns(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_walk(L, v, "dns", dns_key, &L->cfg->dns);
+}
+
+/* ---- delivery ---- */
+
+static int timeouts_key(struct loader *L, const char *key, const struct ynode *k,
+                        const struct ynode *v, void *obj)
+{
+    struct cfg_timeouts *t = obj;
+    (void)k;
+    if (strcmp(key, "connect") == 0) return loader_duration(L, v, 1, &t->connect_ms);
+    if (strcmp(key, "banner") == 0) return loader_duration(L, v, 1, &t->banner_ms);
+    if (strcmp(key, "command") == 0) return loader_duration(L, v, 1, &t->command_ms);
+    if (strcmp(key, "data_block") == 0) return loader_duration(L, v, 1, &t->data_block_ms);
+    if (strcmp(key, "data_end") == 0) return loader_duration(L, v, 1, &t->data_end_ms);
+    if (strcmp(key, "idle") == 0) return loader_duration(L, v, 1, &t->idle_ms);
+    return LOADER_UNKNOWN_KEY;
+}
+
+static int retry_list(struct loader *L, const struct ynode *v, struct cfg_delivery *d)
+{
+    if (ynode_is_null(v)) return 0;
+    if (v->type == YNODE_MAP)
+        return loader_fail(L, v, "expected a list of durations, got a mapping");
+    const struct ynode *first = v->type == YNODE_SEQ ? v->child : v;
+    size_t n = v->type == YNODE_SEQ ? v->n_children : 1;
+    if (n == 0) return loader_fail(L, v, "retry needs at least one step");
+    if (n > RETRY_MAX_STEPS)
+        return loader_fail(L, v, "retry has %zu steps, at most %d are allowed", n, RETRY_MAX_STEPS);
+    int64_t *steps = calloc(n, sizeof(*steps));
+    if (!steps) return loader_oom(L);
+    size_t i = 0;
+    for (const struct ynode *it = first; it && i < n; it = it->next) {
+        if (ynode_is_null(it)) {
+            free(steps);
+            return loader_fail(L, it, "empty list item");
+        }
+        int rc = loader_duration(L, it, 1000, &steps[i++]);
+        if (rc) {
+            free(steps);
+            return rc;
+        }
+    }
+    free(d->retry_ms);
+    d->retry_ms = steps;
+    d->n_retry = n;
+    return 0;
+}
+
+static int delivery_key(struct loader *L, const char *key, const struct ynode *k,
+                        const struct ynode *v, void *obj)
+{
+    struct cfg_delivery *d = obj;
+    (void)k;
+    if (strcmp(key, "port") == 0) return loader_port(L, v, &d->port);
+    if (strcmp(key, "tls") == 0) return loader_tls(L, v, &d->tls);
+    if (strcmp(key, "ca_file") == 0) return loader_str(L, v, &d->ca_file);
+    if (strcmp(key, "retry") == 0) return retry_list(L, v, d);
+    if (strcmp(key, "max_age") == 0) return loader_duration(L, v, 1000, &d->max_age_ms);
+    if (strcmp(key, "timeouts") == 0)
+        return loader_walk(L, v, "delivery.timeouts", timeouts_key, &d->timeouts);
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_delivery(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_walk(L, v, "delivery", delivery_key, &L->cfg->delivery);
+}
+
+/* ---- providers ---- */
+
+static int provider_key(struct loader *L, const char *key, const struct ynode *k,
+                        const struct ynode *v, void *obj)
+{
+    struct cfg_provider *p = obj;
+    (void)k;
+    if (strcmp(key, "mx") == 0) return loader_strlist(L, v, loader_check_pattern, true, &p->mx);
+    if (strcmp(key, "connections") == 0) return loader_u32(L, v, 1, 100000, &p->connections);
+    if (strcmp(key, "rate") == 0) return loader_rate(L, v, &p->rate);
+    if (strcmp(key, "messages_per_connection") == 0)
+        return loader_u32(L, v, 1, 1000000, &p->messages_per_connection);
+    if (strcmp(key, "recipients_per_message") == 0)
+        return loader_u32(L, v, 1, 1000, &p->recipients_per_message);
+    if (strcmp(key, "tls") == 0) return loader_tls(L, v, &p->tls);
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_providers(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    struct config *cfg = L->cfg;
+    (void)k;
+    if (ynode_is_null(v)) return 0;
+    int rc = loader_check_map(L, v, "providers");
+    if (rc) return rc;
+    /* One spare slot: load.c adds "default" when it is not configured. */
+    cfg->providers = calloc(v->n_children / 2 + 1, sizeof(*cfg->providers));
+    if (!cfg->providers) return loader_oom(L);
+    for (const struct ynode *key = v->child; key && key->next; key = key->next->next) {
+        if ((rc = check_name_key(L, key, "provider"))) return rc;
+        struct cfg_provider *p = &cfg->providers[cfg->n_providers++];
+        p->connections = 10;
+        p->messages_per_connection = 100;
+        p->recipients_per_message = 1;
+        if (!(p->name = strdup(key->str))) return loader_oom(L);
+        char where[96];
+        snprintf(where, sizeof where, "providers.%s", p->name);
+        if ((rc = loader_walk(L, key->next, where, provider_key, p))) return rc;
+    }
+    return 0;
+}
+
+/* ---- recipients ---- */
+
+static int recipients_key(struct loader *L, const char *key, const struct ynode *k,
+                          const struct ynode *v, void *obj)
+{
+    struct cfg_recipients *r = obj;
+    (void)k;
+    if (strcmp(key, "limit") == 0) {
+        if (ynode_is_null(v)) return 0;
+        if (v->type == YNODE_MAP)
+            return loader_fail(L, v, "expected a list of rates like [3/h, 10/d], got a mapping");
+        const struct ynode *first = v->type == YNODE_SEQ ? v->child : v;
+        size_t n = v->type == YNODE_SEQ ? v->n_children : 1;
+        if (n > RECIPIENT_LIMITS_MAX)
+            return loader_fail(L, v, "at most %d recipient limits are allowed",
+                               RECIPIENT_LIMITS_MAX);
+        free(r->limits);
+        r->limits = NULL;
+        r->n_limits = 0;
+        if (n == 0) return 0;
+        if (!(r->limits = calloc(n, sizeof(*r->limits)))) return loader_oom(L);
+        for (const struct ynode *it = first; it && r->n_limits < n; it = it->next) {
+            if (ynode_is_null(it)) return loader_fail(L, it, "empty list item");
+            int rc = loader_rate(L, it, &r->limits[r->n_limits]);
+            if (rc) return rc;
+            r->n_limits++;
+        }
+        return 0;
+    }
+    if (strcmp(key, "policy") == 0) {
+        if (ynode_is_null(v)) return 0;
+        if (!str_is(v, "defer") && !str_is(v, "drop")) {
+            char tmp[160];
+            return loader_fail(L, v, "expected defer or drop, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        }
+        return loader_str(L, v, &r->policy);
+    }
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_recipients(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_walk(L, v, "recipients", recipients_key, &L->cfg->recipients);
+}
+
+/* ---- routes ---- */
+
+/* "host:port", "host", "[v6]:port", "[v6]" or a bare IPv6 literal; the port
+ * defaults to def_port. On success *host is allocated. */
+static const char *parse_hostport(const char *s, uint16_t def_port, char **host, uint16_t *port)
+{
+    static const char expected[] = "host:port like 127.0.0.1:2525 or [::1]:2525";
+    const char *h = s, *p = NULL;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end) return expected;
+        h = s + 1;
+        hlen = (size_t)(end - h);
+        if (end[1] == ':')
+            p = end + 2;
+        else if (end[1] != '\0')
+            return expected;
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon && strchr(colon + 1, ':')) {
+            hlen = strlen(s); /* bare IPv6 literal */
+        } else if (colon) {
+            hlen = (size_t)(colon - s);
+            p = colon + 1;
+        } else {
+            hlen = strlen(s);
+        }
+    }
+    if (hlen == 0 || hlen > 253) return expected;
+    char buf[256];
+    memcpy(buf, h, hlen);
+    buf[hlen] = '\0';
+    if (s[0] == '[' || strchr(buf, ':')) {
+        if (loader_check_ip(buf) || !strchr(buf, ':')) return expected;
+    } else if (loader_check_host(buf)) {
+        return expected;
+    }
+    unsigned long pn = def_port;
+    if (p) {
+        size_t n = 0;
+        pn = 0;
+        for (; isdigit((unsigned char)p[n]) && n < 6; n++)
+            pn = pn * 10 + (unsigned long)(p[n] - '0');
+        if (n == 0 || p[n] != '\0' || pn < 1 || pn > 65535) return expected;
+    }
+    if (!(*host = strdup(buf))) return NULL;
+    loader_lower(*host);
+    *port = (uint16_t)pn;
+    return NULL;
+}
+
+static int route_cmp(const void *a, const void *b)
+{
+    const struct cfg_route *x = a, *y = b;
+    return strcmp(x->pattern, y->pattern);
+}
+
+/* Keys differing only in case are the same route, which the YAML-level
+ * duplicate check cannot see. With the routes sorted, a second sighting of a
+ * pattern while walking the keys in document order is the one to report. */
+static int check_route_dups(struct loader *L, const struct ynode *map)
+{
+    struct config *cfg = L->cfg;
+    bool any = false;
+    for (size_t i = 0; i + 1 < cfg->n_routes && !any; i++)
+        any = strcmp(cfg->routes[i].pattern, cfg->routes[i + 1].pattern) == 0;
+    if (!any) return 0;
+    bool *seen = calloc(cfg->n_routes, sizeof(*seen));
+    if (!seen) return loader_oom(L);
+    int rc = 0;
+    for (const struct ynode *key = map->child; key && key->next && !rc; key = key->next->next) {
+        size_t lo = 0, hi = cfg->n_routes;
+        while (lo < hi) { /* first route whose pattern is >= key, ignoring case */
+            size_t mid = lo + (hi - lo) / 2;
+            if (strcasecmp(cfg->routes[mid].pattern, key->str) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < cfg->n_routes && strcasecmp(cfg->routes[lo].pattern, key->str) == 0) {
+            if (seen[lo]) {
+                char tmp[160];
+                rc = loader_fail(L, key, "duplicate route %s (case does not matter)",
+                                 loader_show(key, tmp, sizeof tmp));
+            }
+            seen[lo] = true;
+        }
+    }
+    free(seen);
+    return rc;
+}
+
+int loader_routes(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    struct config *cfg = L->cfg;
+    char tmp[160];
+    (void)k;
+    if (ynode_is_null(v)) return 0;
+    int rc = loader_check_map(L, v, "routes");
+    if (rc) return rc;
+    size_t n = v->n_children / 2;
+    if (n == 0) return 0;
+    if (!(cfg->routes = calloc(n, sizeof(*cfg->routes)))) return loader_oom(L);
+    for (const struct ynode *key = v->child; key && key->next; key = key->next->next) {
+        const struct ynode *val = key->next;
+        struct cfg_route *r = &cfg->routes[cfg->n_routes];
+        if (!(r->pattern = strdup(key->str))) return loader_oom(L);
+        cfg->n_routes++;
+        loader_lower(r->pattern);
+        const char *expected = loader_check_pattern(r->pattern);
+        if (expected)
+            return loader_fail(L, key, "expected %s as route pattern, got %s", expected,
+                               loader_show(key, tmp, sizeof tmp));
+        if (ynode_is_null(val) || val->type != YNODE_SCALAR || strlen(val->str) != val->len)
+            return loader_fail(L, val, "expected host:port like 127.0.0.1:2525, got %s",
+                               loader_show(val, tmp, sizeof tmp));
+        expected = parse_hostport(val->str, cfg->delivery.port, &r->host, &r->port);
+        if (expected)
+            return loader_fail(L, val, "expected %s, got %s", expected,
+                               loader_show(val, tmp, sizeof tmp));
+        if (!r->host) return loader_oom(L);
+    }
+    qsort(cfg->routes, cfg->n_routes, sizeof(*cfg->routes), route_cmp);
+    return check_route_dups(L, v);
+}
+
+/* ---- tenants ---- */
+
+struct tenant_ctx {
+    struct cfg_tenant *t;
+    char where[96];
+    const struct ynode *from, *egress, *dkim_k, *relay_k;
+    const struct ynode *relay_user, *relay_pw_env;
+};
+
+static int dkim_key(struct loader *L, const char *key, const struct ynode *k, const struct ynode *v,
+                    void *obj)
+{
+    struct cfg_dkim *d = obj;
+    char tmp[160];
+    (void)k;
+    if (strcmp(key, "selector") == 0) {
+        int rc = loader_str(L, v, &d->selector);
+        if (rc == 0 && d->selector && loader_check_domain(d->selector))
+            return loader_fail(L, v, "expected a DKIM selector like s1, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        return rc;
+    }
+    if (strcmp(key, "key") == 0) return loader_str(L, v, &d->key);
+    if (strcmp(key, "algorithm") == 0) {
+        if (!ynode_is_null(v) && !str_is(v, "rsa-sha256") && !str_is(v, "ed25519-sha256"))
+            return loader_fail(L, v, "expected rsa-sha256 or ed25519-sha256, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        return loader_str(L, v, &d->algorithm);
+    }
+    return LOADER_UNKNOWN_KEY;
+}
+
+static int relay_key(struct loader *L, const char *key, const struct ynode *k,
+                     const struct ynode *v, void *obj)
+{
+    struct tenant_ctx *c = obj;
+    struct cfg_relay *r = &c->t->relay;
+    char tmp[160];
+    (void)k;
+    if (strcmp(key, "host") == 0) {
+        int rc = loader_str(L, v, &r->host);
+        if (rc == 0 && r->host && loader_check_host(r->host))
+            return loader_fail(L, v, "expected a host name, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        return rc;
+    }
+    if (strcmp(key, "port") == 0) return loader_port(L, v, &r->port);
+    if (strcmp(key, "tls") == 0) {
+        if (ynode_is_null(v)) return 0;
+        if (str_is(v, "starttls"))
+            r->tls = CFG_RELAY_TLS_STARTTLS;
+        else if (str_is(v, "tls"))
+            r->tls = CFG_RELAY_TLS_IMPLICIT;
+        else if (str_is(v, "none"))
+            r->tls = CFG_RELAY_TLS_NONE;
+        else
+            return loader_fail(L, v, "expected starttls, tls or none, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        return 0;
+    }
+    if (strcmp(key, "user") == 0) {
+        c->relay_user = v;
+        return loader_str(L, v, &r->user);
+    }
+    if (strcmp(key, "password_file") == 0) return loader_str(L, v, &r->password_file);
+    if (strcmp(key, "password_env") == 0) {
+        c->relay_pw_env = v;
+        return loader_str(L, v, &r->password_env);
+    }
+    if (strcmp(key, "allow_plaintext_auth") == 0)
+        return loader_bool(L, v, &r->allow_plaintext_auth);
+    return LOADER_UNKNOWN_KEY;
+}
+
+static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
+                      const struct ynode *v, void *obj)
+{
+    struct tenant_ctx *c = obj;
+    struct cfg_tenant *t = c->t;
+    char tmp[160];
+    if (strcmp(key, "from") == 0) {
+        c->from = v;
+        int rc = loader_str(L, v, &t->from);
+        if (rc == 0 && t->from && loader_check_address(t->from))
+            return loader_fail(L, v, "expected %s, got %s", loader_check_address(t->from),
+                               loader_show(v, tmp, sizeof tmp));
+        return rc;
+    }
+    if (strcmp(key, "from_name") == 0) return loader_str(L, v, &t->from_name);
+    if (strcmp(key, "reply_to") == 0) {
+        int rc = loader_str(L, v, &t->reply_to);
+        if (rc == 0 && t->reply_to && loader_check_address(t->reply_to))
+            return loader_fail(L, v, "expected %s, got %s", loader_check_address(t->reply_to),
+                               loader_show(v, tmp, sizeof tmp));
+        return rc;
+    }
+    if (strcmp(key, "domains") == 0)
+        return loader_strlist(L, v, loader_check_domain, true, &t->domains);
+    if (strcmp(key, "dkim") == 0) {
+        char where[128];
+        c->dkim_k = ynode_is_null(v) ? NULL : k;
+        snprintf(where, sizeof where, "%s.dkim", c->where);
+        return loader_walk(L, v, where, dkim_key, &t->dkim);
+    }
+    if (strcmp(key, "relay") == 0) {
+        char where[128];
+        c->relay_k = ynode_is_null(v) ? NULL : k;
+        snprintf(where, sizeof where, "%s.relay", c->where);
+        return loader_walk(L, v, where, relay_key, c);
+    }
+    if (strcmp(key, "tls") == 0) return loader_tls(L, v, &t->tls);
+    if (strcmp(key, "egress") == 0) {
+        int rc = loader_str(L, v, &t->egress);
+        if (rc == 0 && t->egress && !config_egress(L->cfg, t->egress))
+            return loader_fail(L, v, "unknown egress pool %s", loader_show(v, tmp, sizeof tmp));
+        return rc;
+    }
+    if (strcmp(key, "rate") == 0) return loader_rate(L, v, &t->rate);
+    if (strcmp(key, "weight") == 0) return loader_u32(L, v, 1, 1000, &t->weight);
+    if (strcmp(key, "max_age") == 0) return loader_duration(L, v, 1000, &t->max_age_ms);
+    return LOADER_UNKNOWN_KEY;
+}
+
+static bool list_has(const struct cfg_strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i], s) == 0) return true;
+    return false;
+}
+
+/* Cross-field rules for one tenant, checked once all its keys are read. */
+static int tenant_finish(struct loader *L, const struct ynode *key, struct tenant_ctx *c)
+{
+    struct cfg_tenant *t = c->t;
+    if (!t->from) return loader_fail(L, key, "missing required key 'from' in %s", c->where);
+    const char *domain = strrchr(t->from, '@') + 1;
+    if (t->domains.n == 0) {
+        if (!(t->domains.items = calloc(1, sizeof(char *))) ||
+            !(t->domains.items[0] = strdup(domain)))
+            return loader_oom(L);
+        t->domains.n = 1;
+        loader_lower(t->domains.items[0]);
+    } else if (!list_has(&t->domains, domain)) {
+        return loader_fail(L, c->from, "from domain '%s' is not in %s.domains", domain, c->where);
+    }
+    if (c->dkim_k) {
+        if (!t->dkim.selector || !t->dkim.key)
+            return loader_fail(L, c->dkim_k, "missing required key '%s' in %s.dkim",
+                               t->dkim.selector ? "key" : "selector", c->where);
+        if (!t->dkim.algorithm && !(t->dkim.algorithm = strdup("rsa-sha256"))) return loader_oom(L);
+    }
+    if (c->relay_k) {
+        struct cfg_relay *r = &t->relay;
+        if (!r->host)
+            return loader_fail(L, c->relay_k, "missing required key 'host' in %s.relay", c->where);
+        if (r->port == 0)
+            r->port = r->tls == CFG_RELAY_TLS_IMPLICIT ? 465
+                      : r->tls == CFG_RELAY_TLS_NONE   ? 25
+                                                       : 587;
+        bool has_pw = r->password_file || r->password_env;
+        if (r->password_file && r->password_env)
+            return loader_fail(L, c->relay_pw_env,
+                               "set password_file or password_env in %s.relay, not both", c->where);
+        if (r->user && !has_pw)
+            return loader_fail(L, c->relay_user,
+                               "relay user needs password_file or password_env in %s.relay",
+                               c->where);
+        if (!r->user && has_pw)
+            return loader_fail(L, c->relay_k, "missing required key 'user' in %s.relay", c->where);
+        if (r->user && r->tls == CFG_RELAY_TLS_NONE && !r->allow_plaintext_auth)
+            return loader_fail(L, c->relay_k,
+                               "relay with tls: none would send the password in clear; set "
+                               "allow_plaintext_auth: true in %s.relay to allow it",
+                               c->where);
+    }
+    return 0;
+}
+
+static int tenant_cmp(const void *a, const void *b)
+{
+    const struct cfg_tenant *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+int loader_tenants(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    struct config *cfg = L->cfg;
+    (void)k;
+    if (ynode_is_null(v)) return 0;
+    int rc = loader_check_map(L, v, "tenants");
+    if (rc) return rc;
+    size_t n = v->n_children / 2;
+    if (n == 0) return 0;
+    if (!(cfg->tenants = calloc(n, sizeof(*cfg->tenants)))) return loader_oom(L);
+    for (const struct ynode *key = v->child; key && key->next; key = key->next->next) {
+        if ((rc = check_name_key(L, key, "tenant"))) return rc;
+        struct cfg_tenant *t = &cfg->tenants[cfg->n_tenants++];
+        t->weight = 1;
+        if (!(t->name = strdup(key->str))) return loader_oom(L);
+        struct tenant_ctx c = {.t = t};
+        snprintf(c.where, sizeof c.where, "tenants.%s", t->name);
+        if ((rc = loader_walk(L, key->next, c.where, tenant_key, &c))) return rc;
+        if ((rc = tenant_finish(L, key, &c))) return rc;
+    }
+    /* Sorted so config_tenant can binary-search: a job lookup per message. */
+    qsort(cfg->tenants, cfg->n_tenants, sizeof(*cfg->tenants), tenant_cmp);
+    return 0;
+}
