@@ -167,8 +167,9 @@ def show_note(n):
         lines.append("      to %s (attempt %s, %s ms after enqueue)" % (
             n["to"], n.get("attempt", "?"), n.get("latency_ms", "?")))
     if n.get("code"):
-        lines.append("      server said: %s %s %s" % (n["code"], n.get("enhanced", ""),
-                                                   n.get("reply", "").replace("\n", " / ")))
+        # `reply` is the server's own text, enhanced code included.
+        lines.append("      server said: %s %s" % (n["code"],
+                                                n.get("reply", "").replace("\n", " / ")))
     if n.get("mx") or n.get("remote_ip"):
         lines.append("      via %s [%s] from %s, tls %s" % (
             n.get("mx", "?"), n.get("remote_ip", "?"), n.get("local_ip", "?"), n.get("tls", "?")))

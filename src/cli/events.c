@@ -62,15 +62,13 @@ static void print_note(const char *id, redisReply *fields, const struct filter *
     if (at)
         cli_format_ms(strtoll(at, NULL, 10), when, sizeof when);
     const char *code = field(fields, "code");
-    const char *enh = field(fields, "enhanced");
     const char *reply = field(fields, "reply");
     const char *reason = field(fields, "reason");
     const char *fld = field(fields, "field");
     const char *mx = field(fields, "mx");
     char detail[400];
     if (reply)
-        snprintf(detail, sizeof detail, "%s%s%s %s", code ? code : "", enh ? " " : "",
-                 enh ? enh : "", reply);
+        snprintf(detail, sizeof detail, "%s%s%s", code ? code : "", code ? " " : "", reply);
     else if (reason)
         snprintf(detail, sizeof detail, "%s%s%s", fld ? fld : "", fld ? ": " : "", reason);
     else
