@@ -415,6 +415,7 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         conn_close(c);
         return;
     }
+    ring_mark_filled(c->rbuf, (size_t)res);
     smtp_session_recv(&c->s, c->rbuf, (size_t)res, c->p->ring->now_ms);
     conn_after(c);
     if (!smtp_session_is_closed(&c->s))

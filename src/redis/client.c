@@ -297,6 +297,7 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         redis_client_close(c, res < 0 ? res : -HERR_CLOSED);
         return;
     }
+    ring_mark_filled(c->rbuf, (size_t)res);
     if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
         redis_client_close(c, -HERR_PROTOCOL);
         return;

@@ -443,7 +443,9 @@ class Sink:
         for _ in range(5):
             self.port = free_port()
             listen = [a.format(port=self.port) for a in shlex.split(SINK_LISTEN)]
-            self.proc = Proc("herald-sink", [HERALD_SINK] + listen + [str(a) for a in args])
+            self.stats_path = tmpdir().join("sink-%d-stats.json" % self.port)
+            self.proc = Proc("herald-sink", [HERALD_SINK] + listen +
+                             ["--stats", self.stats_path] + [str(a) for a in args])
             if wait_port(self.port, scaled(10), self.proc):
                 _diagnostics.append(self._diagnose)
                 return
@@ -461,8 +463,13 @@ class Sink:
         return self.proc.read_stdout() + self.proc.read_stderr()
 
     def messages_seen(self):
-        """The sink's own count of accepted messages, from the last
-        `key=N` counter it printed (accepted/messages/delivered), or None."""
+        """The sink's own count of accepted messages: its --stats file
+        (rewritten at exit), else the last `key=N` counter it printed."""
+        try:
+            with open(self.stats_path) as f:
+                return int(json.load(f)["messages"])
+        except (OSError, ValueError, KeyError):
+            pass
         found = None
         for m in re.finditer(r"\b(accepted|messages|delivered|received)[=:]\s*(\d+)",
                              self.output()):
