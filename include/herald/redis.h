@@ -30,6 +30,11 @@ struct redis_addr {
  * Returns 0 or -HERR_MALFORMED / -HERR_CONFIG with why. */
 int redis_addr_parse(const char *url, struct redis_addr *out, const char **why);
 
+/* redis_addr_parse(cfg->redis.url) plus the password from
+ * redis.password_env or redis.password_file when the URL carries none. */
+struct config;
+int redis_addr_from_config(const struct config *cfg, struct redis_addr *out, const char **why);
+
 struct redis_client;
 /* reply is NULL when the connection failed before a reply arrived. The
  * reply is freed after the callback returns. */

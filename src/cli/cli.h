@@ -17,6 +17,8 @@ int cli_events(int argc, char **argv);
 int cli_load_config(const char *path, struct config **out);
 /* Connect per cfg->redis (AUTH, SELECT). NULL with a message on stderr. */
 redisContext *cli_redis_connect(const struct config *cfg);
+/* Both of the above; returns the exit code to use on failure, else 0. */
+int cli_open(const char *path, struct config **cfg, redisContext **redis);
 /* Format a unix-ms timestamp as "2026-11-22 14:03:07.123Z". */
 void cli_format_ms(long long ms, char *out, size_t outlen);
 

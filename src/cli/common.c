@@ -24,7 +24,7 @@ redisContext *cli_redis_connect(const struct config *cfg)
 {
     struct redis_addr addr;
     const char *why = "";
-    if (redis_addr_parse(cfg->redis.url, &addr, &why) < 0) {
+    if (redis_addr_from_config(cfg, &addr, &why) < 0) {
         fprintf(stderr, "herald: redis.url '%s': %s\n", cfg->redis.url, why);
         return NULL;
     }
@@ -41,21 +41,10 @@ redisContext *cli_redis_connect(const struct config *cfg)
             redisFree(c);
         return NULL;
     }
-    char pw[256] = "";
-    snprintf(pw, sizeof pw, "%s", addr.password);
-    if (!pw[0] && cfg->redis.password_env && getenv(cfg->redis.password_env))
-        snprintf(pw, sizeof pw, "%s", getenv(cfg->redis.password_env));
-    if (!pw[0] && cfg->redis.password_file) {
-        FILE *f = fopen(cfg->redis.password_file, "r");
-        if (f && fgets(pw, sizeof pw, f))
-            pw[strcspn(pw, "\r\n")] = '\0';
-        if (f)
-            fclose(f);
-    }
     redisReply *r = NULL;
-    if (pw[0]) {
-        r = addr.user[0] ? redisCommand(c, "AUTH %s %s", addr.user, pw)
-                         : redisCommand(c, "AUTH %s", pw);
+    if (addr.password[0]) {
+        r = addr.user[0] ? redisCommand(c, "AUTH %s %s", addr.user, addr.password)
+                         : redisCommand(c, "AUTH %s", addr.password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "herald: redis AUTH failed: %s\n", r ? r->str : c->errstr);
             if (r)
@@ -71,6 +60,20 @@ redisContext *cli_redis_connect(const struct config *cfg)
             freeReplyObject(r);
     }
     return c;
+}
+
+int cli_open(const char *path, struct config **cfg, redisContext **redis)
+{
+    int rc = cli_load_config(path, cfg);
+    if (rc)
+        return rc;
+    *redis = cli_redis_connect(*cfg);
+    if (!*redis) {
+        config_free(*cfg);
+        *cfg = NULL;
+        return 1;
+    }
+    return 0;
 }
 
 void cli_format_ms(long long ms, char *out, size_t outlen)

@@ -278,14 +278,10 @@ int cli_enqueue(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    int rc = cli_load_config(path, &cfg);
+    redisContext *c = NULL;
+    int rc = cli_open(path, &cfg, &c);
     if (rc)
         return rc;
-    redisContext *c = cli_redis_connect(cfg);
-    if (!c) {
-        config_free(cfg);
-        return 1;
-    }
     if (!any_flag) {
         rc = enqueue_jsonl(c, cfg);
     } else {

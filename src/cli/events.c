@@ -136,14 +136,10 @@ int cli_events(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    int rc = cli_load_config(path, &cfg);
+    redisContext *c = NULL;
+    int rc = cli_open(path, &cfg, &c);
     if (rc)
         return rc;
-    redisContext *c = cli_redis_connect(cfg);
-    if (!c) {
-        config_free(cfg);
-        return 1;
-    }
     signal(SIGPIPE, SIG_DFL);
     if (!flt.json)
         printf("%-24s %-10s %-16s %-20s %-32s %-4s %-20s %s\n", "at", "event", "tenant", "job",

@@ -94,28 +94,11 @@ int engine_run(const struct engine_opts *opts)
     }
     sh->cfg = cfg;
     const char *why = "";
-    if (redis_addr_parse(cfg->redis.url, &sh->redis, &why) < 0) {
-        fprintf(stderr, "%s: redis.url: %s\n", opts->config_path, why);
+    if (redis_addr_from_config(cfg, &sh->redis, &why) < 0) {
+        fprintf(stderr, "%s: redis: %s\n", opts->config_path, why);
         config_free(cfg);
         free(sh);
         return 2;
-    }
-    if (!sh->redis.password[0] && (cfg->redis.password_file || cfg->redis.password_env)) {
-        const char *pw = NULL;
-        char buf[256] = "";
-        if (cfg->redis.password_env)
-            pw = getenv(cfg->redis.password_env);
-        if (!pw && cfg->redis.password_file) {
-            FILE *f = fopen(cfg->redis.password_file, "r");
-            if (f && fgets(buf, sizeof buf, f)) {
-                buf[strcspn(buf, "\r\n")] = '\0';
-                pw = buf;
-            }
-            if (f)
-                fclose(f);
-        }
-        if (pw)
-            snprintf(sh->redis.password, sizeof sh->redis.password, "%s", pw);
     }
     if (resolve_routes(sh) < 0) {
         config_free(cfg);

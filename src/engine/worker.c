@@ -706,6 +706,15 @@ static void refresh_claims(struct worker *w)
 
 /* ---------- connection management and the periodic tick ---------- */
 
+/* Reconnect delay: 100 ms doubling to 5 s, reset on success. */
+static void backoff(int64_t *delay_ms, int64_t *retry_at, int64_t now)
+{
+    *delay_ms = *delay_ms ? *delay_ms * 2 : 100;
+    if (*delay_ms > 5000)
+        *delay_ms = 5000;
+    *retry_at = now + *delay_ms;
+}
+
 static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
 {
     (void)c;
@@ -718,10 +727,7 @@ static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
     }
     w->reading = false;
     w->group_ready = false;
-    w->intake_backoff_ms = w->intake_backoff_ms ? w->intake_backoff_ms * 2 : 100;
-    if (w->intake_backoff_ms > 5000)
-        w->intake_backoff_ms = 5000;
-    w->intake_retry_at = w->ring.now_ms + w->intake_backoff_ms;
+    backoff(&w->intake_backoff_ms, &w->intake_retry_at, w->ring.now_ms);
     if (err == 0)
         return; /* we closed it */
     log_event(LOG_WARN, "event=redis_disconnected worker=%u conn=intake reason=\"%s\" retry_ms=%" PRId64,
@@ -739,10 +745,7 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
     (void)c;
     w->claiming = false;
     w->moving = false;
-    w->notes_backoff_ms = w->notes_backoff_ms ? w->notes_backoff_ms * 2 : 100;
-    if (w->notes_backoff_ms > 5000)
-        w->notes_backoff_ms = 5000;
-    w->notes_retry_at = w->ring.now_ms + w->notes_backoff_ms;
+    backoff(&w->notes_backoff_ms, &w->notes_retry_at, w->ring.now_ms);
     if (err == 0)
         return; /* we closed it */
     log_event(LOG_WARN, "event=redis_disconnected worker=%u conn=notes reason=\"%s\" retry_ms=%" PRId64,

@@ -104,18 +104,8 @@ static int append_unsubscribe(struct hbuf *h, const char *v)
     int rc = hbuf_append_str(h, "List-Unsubscribe:");
     if (rc) return rc;
     bool https = false, first = true;
-    size_t len = strlen(v), i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end > start + 1 && v[start] == '<' && v[end - 1] == '>') start++, end--;
-        if (end == start) continue;
+    size_t len = strlen(v), i = 0, start, end;
+    while (msg_list_next(v, len, &i, &start, &end)) {
         if (end - start >= 8 && strncasecmp(v + start, "https://", 8) == 0) https = true;
         if ((rc =
                  hbuf_appendf(h, "%s <%.*s>", first ? "" : ",\r\n", (int)(end - start), v + start)))

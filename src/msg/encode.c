@@ -300,3 +300,32 @@ int msg_append_phrase(struct hbuf *out, const char *src, size_t len, size_t used
     }
     return hbuf_append_char(out, '"');
 }
+
+bool msg_list_next(const char *v, size_t len, size_t *pos, size_t *start, size_t *end)
+{
+    size_t i = *pos;
+    for (;;) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        if (i >= len) {
+            *pos = i;
+            return false;
+        }
+        size_t s = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e > s + 1 && v[s] == '<' && v[e - 1] == '>') {
+            s++;
+            e--;
+        }
+        if (e > s) {
+            *pos = i;
+            *start = s;
+            *end = e;
+            return true;
+        }
+    }
+}

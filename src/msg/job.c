@@ -193,18 +193,8 @@ static int check_address(struct job *j, enum jf f, const struct known *k, struct
 static int check_unsubscribe(const char *v, size_t len, struct job_error *err)
 {
     size_t n_items = 0;
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end > start + 1 && v[start] == '<' && v[end - 1] == '>') start++, end--;
-        if (end == start) continue;
+    size_t i = 0, start, end;
+    while (msg_list_next(v, len, &i, &start, &end)) {
         if (end - start > 900)
             return fail(err, "unsubscribe", "URL too long (%zu bytes, limit 900)", end - start);
         for (size_t m = start; m < end; m++) {

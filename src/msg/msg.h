@@ -11,6 +11,11 @@
 /* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when s does
  * not start one (stray continuation, overlong form, surrogate, > U+10FFFF,
  * truncated). n is the number of bytes available, at least 1. */
+/* Next item of a comma-separated list such as the unsubscribe field: skips
+ * separators and blanks, strips one pair of angle brackets, never yields an
+ * empty item. [*start, *end) is the item; false when the list is done. */
+bool msg_list_next(const char *v, size_t len, size_t *pos, size_t *start, size_t *end);
+
 size_t msg_utf8_seq_len(const unsigned char *s, size_t n);
 
 /* Append a display name as an RFC 5322 phrase: atoms when plain ASCII, a

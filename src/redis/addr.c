@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "herald/config.h"
 #include "herald/redis.h"
 
 static int copy_part(char *dst, size_t cap, const char *s, size_t n)
@@ -97,5 +98,26 @@ int redis_addr_parse(const char *url, struct redis_addr *out, const char **why)
     memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
     out->sa_len = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+int redis_addr_from_config(const struct config *cfg, struct redis_addr *out, const char **why)
+{
+    int rc = redis_addr_parse(cfg->redis.url, out, why);
+    if (rc < 0 || out->password[0])
+        return rc;
+    const char *env = cfg->redis.password_env ? getenv(cfg->redis.password_env) : NULL;
+    if (env) {
+        snprintf(out->password, sizeof out->password, "%s", env);
+    } else if (cfg->redis.password_file) {
+        FILE *f = fopen(cfg->redis.password_file, "r");
+        if (!f) {
+            *why = "cannot read redis.password_file";
+            return -HERR_CONFIG;
+        }
+        if (fgets(out->password, sizeof out->password, f))
+            out->password[strcspn(out->password, "\r\n")] = '\0';
+        fclose(f);
+    }
     return 0;
 }
