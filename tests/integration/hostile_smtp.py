@@ -1,0 +1,89 @@
+"""A misbehaving SMTP server for fault tests, one behaviour per port:
+
+  silent      accept and never say anything (banner timeout)
+  slowbanner  send the banner one byte a second
+  dropdata    a normal server until DATA, then close after 100 body bytes
+  garbage     answer the banner with bytes that are not SMTP
+  endless     answer EHLO with a multiline reply that never ends
+
+Usage: hostile_smtp.py MODE PORT   (prints "ready" when listening)
+"""
+
+import socket
+import sys
+import threading
+import time
+
+
+def recv_line(conn, buf):
+    while b"\n" not in buf[0]:
+        data = conn.recv(4096)
+        if not data:
+            raise EOFError
+        buf[0] += data
+    line, _, rest = buf[0].partition(b"\n")
+    buf[0] = rest
+    return line
+
+
+def serve(mode, conn):
+    buf = [b""]
+    try:
+        if mode == "silent":
+            time.sleep(60)
+            return
+        if mode == "slowbanner":
+            for ch in b"220 slow.test ESMTP\r\n":
+                conn.sendall(bytes([ch]))
+                time.sleep(1)
+            return
+        if mode == "garbage":
+            conn.sendall(b"\x00\xffHELLO THERE\r\nnot smtp at all\r\n")
+            time.sleep(30)
+            return
+        conn.sendall(b"220 hostile.test ESMTP\r\n")
+        while True:
+            line = recv_line(conn, buf).rstrip(b"\r").upper()
+            if line.startswith(b"EHLO"):
+                if mode == "endless":
+                    deadline = time.time() + 30
+                    while time.time() < deadline:
+                        conn.sendall(b"250-" + b"X" * 200 + b"\r\n")
+                    return
+                conn.sendall(b"250-hostile.test\r\n250 ENHANCEDSTATUSCODES\r\n")
+            elif line.startswith(b"MAIL") or line.startswith(b"RCPT") or line.startswith(b"RSET"):
+                conn.sendall(b"250 2.0.0 ok\r\n")
+            elif line.startswith(b"DATA"):
+                conn.sendall(b"354 go ahead\r\n")
+                got = len(buf[0])
+                while got < 100:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    got += len(data)
+                return  # drop mid-DATA
+            elif line.startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"500 5.5.1 what\r\n")
+    except (EOFError, OSError):
+        pass
+    finally:
+        conn.close()
+
+
+def main():
+    mode, port = sys.argv[1], int(sys.argv[2])
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(64)
+    print("ready", flush=True)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=serve, args=(mode, conn), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
