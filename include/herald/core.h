@@ -72,5 +72,7 @@ void log_event(enum log_level lvl, const char *fmt, ...) __attribute__((format(p
 const char *log_quote(char *out, size_t outlen, const char *s, size_t n);
 
 #define HERALD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* The object that embeds `ptr` as its `member` (ring ops, timers). */
+#define HERALD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

@@ -76,6 +76,13 @@ static inline bool ring_timer_armed(const struct ring_timer *t)
 
 void ring_defer(struct ring *r, struct ring_deferred *d, ring_deferred_fn fn);
 
+/* Submit a SEND of data[0..len) for op. */
+void ring_send(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len);
+/* Account a successful SEND completion of `res` bytes against *sent; when
+ * bytes of data[0..len) remain, resubmit them and return true. */
+bool ring_send_continue(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len,
+                        size_t *sent, int res);
+
 /* The kernel filled n bytes at p through the ring. Memcheck cannot see
  * io_uring writes, so tell it; a no-op outside valgrind. */
 void ring_mark_filled(const void *p, size_t n);

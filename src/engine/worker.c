@@ -766,7 +766,7 @@ static void notes_connect(struct worker *w)
 
 static void on_tick(struct ring_timer *t)
 {
-    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, tick));
+    struct worker *w = HERALD_CONTAINER_OF(t, struct worker, tick);
     int64_t now = w->ring.now_ms;
     const struct config *cfg = w->cfg;
 

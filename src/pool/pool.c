@@ -63,7 +63,6 @@ static void reap_conn(struct ring_deferred *dfr);
 static void dest_dispatch(struct pool *p, struct pool_dest *d);
 static void conn_settle(struct pool_conn *c);
 
-#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg)
 {
@@ -248,8 +247,7 @@ static void conn_flush(struct pool_conn *c)
     c->s.out = tmp;
     hbuf_reset(&c->s.out);
     c->sent = 0;
-    struct io_uring_sqe *sqe = ring_sqe(c->p->ring, &c->op_send);
-    io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+    ring_send(c->p->ring, &c->op_send, c->fd, c->sending.data, c->sending.len);
     c->send_inflight = true;
 }
 
@@ -341,7 +339,7 @@ static int conn_open(struct pool *p, struct pool_dest *d)
 static void on_connect(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct pool_conn *c = CONTAINER(op, struct pool_conn, op_connect);
+    struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_connect);
     c->connect_inflight = false;
     uncount_connecting(c);
     if (c->closing) {
@@ -367,7 +365,7 @@ static void on_connect(struct ring_op *op, int res, uint32_t flags)
 static void on_send(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct pool_conn *c = CONTAINER(op, struct pool_conn, op_send);
+    struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_send);
     c->send_inflight = false;
     if (c->closing) {
         conn_settle(c);
@@ -378,11 +376,8 @@ static void on_send(struct ring_op *op, int res, uint32_t flags)
         conn_after(c);
         return;
     }
-    c->sent += (size_t)res;
-    if (c->sent < c->sending.len) {
-        struct io_uring_sqe *sqe = ring_sqe(c->p->ring, &c->op_send);
-        io_uring_prep_send(sqe, c->fd, c->sending.data + c->sent, c->sending.len - c->sent,
-                           MSG_NOSIGNAL);
+    if (ring_send_continue(c->p->ring, &c->op_send, c->fd, c->sending.data, c->sending.len,
+                           &c->sent, res)) {
         c->send_inflight = true;
         return;
     }
@@ -393,7 +388,7 @@ static void on_send(struct ring_op *op, int res, uint32_t flags)
 static void on_recv(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct pool_conn *c = CONTAINER(op, struct pool_conn, op_recv);
+    struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_recv);
     c->recv_inflight = false;
     if (c->closing) {
         conn_settle(c);
@@ -424,7 +419,7 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
 
 static void on_timer(struct ring_timer *t)
 {
-    struct pool_conn *c = CONTAINER(t, struct pool_conn, timer);
+    struct pool_conn *c = HERALD_CONTAINER_OF(t, struct pool_conn, timer);
     if (c->closing)
         return;
     struct ring *r = c->p->ring;
@@ -469,7 +464,7 @@ static void dest_fail_queue(struct pool *p, struct pool_dest *d, const struct sm
 
 static void reap_conn(struct ring_deferred *dfr)
 {
-    struct pool_conn *c = CONTAINER(dfr, struct pool_conn, reap);
+    struct pool_conn *c = HERALD_CONTAINER_OF(dfr, struct pool_conn, reap);
     if (c->connect_inflight || c->send_inflight || c->recv_inflight)
         return; /* the last completion re-queues us */
     struct pool *p = c->p;

@@ -95,8 +95,7 @@ static void flush(struct redis_client *c)
     c->out = tmp;
     hbuf_reset(&c->out);
     c->sent = 0;
-    struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
-    io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+    ring_send(c->ring, &c->op_send, c->fd, c->sending.data, c->sending.len);
     c->send_inflight = true;
 }
 
@@ -212,7 +211,7 @@ static void maybe_finish(struct redis_client *c)
 
 static void finish_close(struct ring_deferred *d)
 {
-    struct redis_client *c = (struct redis_client *)((char *)d - offsetof(struct redis_client, finish));
+    struct redis_client *c = HERALD_CONTAINER_OF(d, struct redis_client, finish);
     if (c->state != REDIS_C_CLOSING || redis_client_busy(c))
         return;
     if (c->fd >= 0)
@@ -242,7 +241,7 @@ void redis_client_close(struct redis_client *c, int err)
 static void on_connect(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct redis_client *c = (struct redis_client *)((char *)op - offsetof(struct redis_client, op_connect));
+    struct redis_client *c = HERALD_CONTAINER_OF(op, struct redis_client, op_connect);
     c->connect_inflight = false;
     if (c->state != REDIS_C_CONNECTING) {
         maybe_finish(c);
@@ -262,7 +261,7 @@ static void on_connect(struct ring_op *op, int res, uint32_t flags)
 static void on_send(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct redis_client *c = (struct redis_client *)((char *)op - offsetof(struct redis_client, op_send));
+    struct redis_client *c = HERALD_CONTAINER_OF(op, struct redis_client, op_send);
     c->send_inflight = false;
     if (c->state != REDIS_C_UP) {
         maybe_finish(c);
@@ -272,11 +271,8 @@ static void on_send(struct ring_op *op, int res, uint32_t flags)
         redis_client_close(c, res < 0 ? res : -HERR_CLOSED);
         return;
     }
-    c->sent += (size_t)res;
-    if (c->sent < c->sending.len) {
-        struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
-        io_uring_prep_send(sqe, c->fd, c->sending.data + c->sent, c->sending.len - c->sent,
-                           MSG_NOSIGNAL);
+    if (ring_send_continue(c->ring, &c->op_send, c->fd, c->sending.data, c->sending.len,
+                           &c->sent, res)) {
         c->send_inflight = true;
         return;
     }
@@ -287,7 +283,7 @@ static void on_send(struct ring_op *op, int res, uint32_t flags)
 static void on_recv(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct redis_client *c = (struct redis_client *)((char *)op - offsetof(struct redis_client, op_recv));
+    struct redis_client *c = HERALD_CONTAINER_OF(op, struct redis_client, op_recv);
     c->recv_inflight = false;
     if (c->state != REDIS_C_UP) {
         maybe_finish(c);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #if __has_include(<valgrind/memcheck.h>)
@@ -247,4 +248,20 @@ void ring_mark_filled(const void *p, size_t n)
     (void)p;
     (void)n;
 #endif
+}
+
+void ring_send(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r, op);
+    io_uring_prep_send(sqe, fd, data, len, MSG_NOSIGNAL);
+}
+
+bool ring_send_continue(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len,
+                        size_t *sent, int res)
+{
+    *sent += (size_t)res;
+    if (*sent >= len)
+        return false;
+    ring_send(r, op, fd, data + *sent, len - *sent);
+    return true;
 }
