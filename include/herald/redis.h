@@ -85,6 +85,9 @@ int redis_client_connect(struct redis_client *c);
  * Commands are pipelined: many may be queued before any reply arrives. */
 int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,
                               const char **argv, const size_t *argvlen);
+/* Queue an already formatted command (RESP bytes, copied). */
+int redis_client_command_raw(struct redis_client *c, redis_reply_fn fn, void *arg,
+                             const char *cmd, size_t len);
 int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
                           ...);
 /* Drop the connection: pending callbacks get NULL, then on_state(false). */

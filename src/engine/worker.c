@@ -22,6 +22,8 @@ struct delivery {
     struct worker *w;
     struct delivery *prev, *next;
     bool noting; /* note script sent: no further claim refresh needed */
+    struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
+    struct delivery *unwritten_next; /* on w->unwritten while Redis is unreachable */
 };
 
 /* ---------- held jobs ---------- */
@@ -53,6 +55,7 @@ static void delivery_release(struct delivery *d)
     if (d->next)
         d->next->prev = d->prev;
     job_clear(&d->job);
+    hbuf_free(&d->note_cmd);
     free(d);
     w->inflight--;
     intake_read(w);
@@ -139,14 +142,28 @@ static void note_smtp(struct note *n, const struct smtp_result *res,
         note_add(n, "message_id", message_id);
 }
 
+/* Park a note Redis did not answer: it is sent again as soon as the notes
+ * connection is back. The script is idempotent (XACK guards it), so a note
+ * whose first call did run is not written twice, and the job is not
+ * delivered again the way a reclaimed entry would be. */
+static void park_note(struct delivery *d)
+{
+    struct worker *w = d->w;
+    d->noting = false; /* keep refreshing its claim meanwhile */
+    d->unwritten_next = w->unwritten;
+    w->unwritten = d;
+}
+
 static void on_note_written(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct delivery *d = arg;
     if (!reply) {
-        log_event(LOG_WARN, "event=note_unwritten job=%s entry=%s reason=\"redis connection lost; "
-                            "the job stays pending and will be claimed again\"",
+        log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=\"redis connection lost; "
+                            "the note is sent again on reconnect\"",
                   d->job.id ? d->job.id : "-", d->job.stream_id);
+        park_note(d);
+        return;
     } else if (reply->type == REDIS_REPLY_ERROR) {
         log_event(LOG_ERROR, "event=note_failed job=%s entry=%s reason=\"%.300s\"",
                   d->job.id ? d->job.id : "-", d->job.stream_id, reply->str);
@@ -170,6 +187,45 @@ static void count_event(struct worker *w, const char *event)
         w->n_rejected++;
     else
         w->n_other++;
+}
+
+/* Format the script call once, keep it with the job, and send it (or park
+ * it until the notes connection is back). */
+static void send_note(struct delivery *d, int argc, const char **argv, const size_t *lens)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    hbuf_reset(&d->note_cmd);
+    if (len < 0 || hbuf_append(&d->note_cmd, cmd, (size_t)len) < 0) {
+        redisFreeCommand(cmd);
+        log_event(LOG_ERROR, "event=note_unwritten job=%s entry=%s reason=\"out of memory\"",
+                  d->job.id ? d->job.id : "-", d->job.stream_id);
+        delivery_release(d);
+        return;
+    }
+    redisFreeCommand(cmd);
+    d->noting = true;
+    if (redis_client_command_raw(&d->w->notes, on_note_written, d, d->note_cmd.data,
+                                 d->note_cmd.len) < 0)
+        park_note(d);
+}
+
+static void resend_parked_notes(struct worker *w)
+{
+    struct delivery *list = w->unwritten;
+    w->unwritten = NULL;
+    size_t n = 0;
+    while (list) {
+        struct delivery *d = list;
+        list = d->unwritten_next;
+        d->noting = true;
+        if (redis_client_command_raw(&w->notes, on_note_written, d, d->note_cmd.data,
+                                     d->note_cmd.len) < 0)
+            park_note(d);
+        n++;
+    }
+    if (n)
+        log_event(LOG_INFO, "event=notes_resent worker=%u count=%zu", w->idx, n);
 }
 
 /* Terminal note + XACK + XDEL in one script call. */
@@ -197,13 +253,8 @@ static void write_terminal(struct delivery *d, struct note *n)
         argv[argc] = n->argv[i];
         lens[argc++] = n->lens[i];
     }
-    d->noting = true;
     count_event(w, n->argv[1]);
-    if (redis_client_command_argv(&w->notes, on_note_written, d, argc, argv, lens) < 0) {
-        log_event(LOG_WARN, "event=note_unwritten job=%s entry=%s reason=\"redis not connected\"",
-                  d->job.id ? d->job.id : "-", d->job.stream_id);
-        delivery_release(d);
-    }
+    send_note(d, argc, argv, lens);
 }
 
 /* Job fields as they must look when the job comes back from the retry set:
@@ -280,9 +331,7 @@ static void write_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_don
         }
         count_event(w, n->argv[1]);
     }
-    d->noting = true;
-    if (redis_client_command_argv(&w->notes, on_note_written, d, argc, argv, lens) < 0)
-        delivery_release(d);
+    send_note(d, argc, argv, lens);
     free(argv);
     free(lens);
 }
@@ -740,6 +789,12 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
     if (up) {
         w->notes_backoff_ms = 0;
         log_event(LOG_INFO, "event=redis_connected worker=%u conn=notes", w->idx);
+        resend_parked_notes(w);
+        /* Let every worker re-send its parked notes before anyone claims
+         * entries that merely look idle because Redis was away. */
+        int64_t hold = w->ring.now_ms + 2000;
+        if (w->next_claim_ms < hold)
+            w->next_claim_ms = hold;
         return;
     }
     (void)c;
@@ -883,6 +938,7 @@ void *worker_main(void *arg)
         struct delivery *d = w->held;
         w->held = d->next;
         job_clear(&d->job);
+        hbuf_free(&d->note_cmd);
         free(d);
     }
     log_event(LOG_INFO,

@@ -43,6 +43,7 @@ struct worker {
     struct pool pool;
     char consumer[160];
     struct delivery *held; /* every job this worker holds, until its note is written */
+    struct delivery *unwritten; /* notes waiting for the notes connection to come back */
     uint32_t inflight;
     bool ring_live;
     bool group_ready, reading, pel_done, draining, done;

@@ -159,7 +159,7 @@ int redis_client_connect(struct redis_client *c)
     return 0;
 }
 
-static int queue_formatted(struct redis_client *c, redis_reply_fn fn, void *arg, char *cmd,
+static int queue_formatted(struct redis_client *c, redis_reply_fn fn, void *arg, const char *cmd,
                            int len)
 {
     if (len < 0)
@@ -186,6 +186,16 @@ int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *a
     int rc = queue_formatted(c, fn, arg, cmd, len);
     redisFreeCommand(cmd);
     return rc;
+}
+
+int redis_client_command_raw(struct redis_client *c, redis_reply_fn fn, void *arg,
+                             const char *cmd, size_t len)
+{
+    if (c->state != REDIS_C_UP && c->state != REDIS_C_CONNECTING)
+        return -ENOTCONN;
+    if (len > INT32_MAX)
+        return -E2BIG;
+    return queue_formatted(c, fn, arg, (char *)cmd, (int)len);
 }
 
 int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
