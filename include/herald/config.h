@@ -46,6 +46,7 @@ struct cfg_engine {
     uint32_t batch;          /* XREADGROUP COUNT; default 256 */
     uint32_t max_inflight;   /* jobs held per worker; default 2000 */
     int64_t claim_idle_ms;   /* XAUTOCLAIM min idle; default 60000 */
+    int64_t idempotency_window_ms; /* same tenant+id is a duplicate this long; default 7d */
     int64_t shutdown_grace_ms; /* SIGTERM grace; default 30000 */
     uint32_t max_field_bytes;   /* per job field; default 1 MiB */
     uint32_t max_message_bytes; /* built message; default 10 MiB */

@@ -28,5 +28,6 @@ const char *classify_result(const struct smtp_result *res);
 extern const char *const notes_script_terminal;
 extern const char *const notes_script_defer;
 extern const char *const notes_script_mover;
+extern const char *const notes_script_admit;
 
 #endif

@@ -16,6 +16,7 @@ static const char usage[] =
     "  check-config -c FILE    validate the config and print the effective settings\n"
     "  enqueue -c FILE ...     add jobs (flags, or JSON Lines on stdin)\n"
     "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
+    "  suppress ACTION ...     list, add or remove suppressed recipients\n"
     "\n"
     "Run 'herald COMMAND --help' for a command's options.\n";
 
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
         return cli_enqueue(argc - 1, argv + 1);
     if (strcmp(cmd, "events") == 0)
         return cli_events(argc - 1, argv + 1);
+    if (strcmp(cmd, "suppress") == 0)
+        return cli_suppress(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -38,6 +38,7 @@ static void set_numeric_defaults(struct config *cfg)
     e->batch = 256;
     e->max_inflight = 2000;
     e->claim_idle_ms = 60000;
+    e->idempotency_window_ms = 7LL * 86400 * 1000;
     e->shutdown_grace_ms = 30000;
     e->max_field_bytes = 1u << 20;
     e->max_message_bytes = 10u << 20;

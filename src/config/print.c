@@ -110,6 +110,7 @@ void config_print_effective(const struct config *cfg, FILE *out)
     fprintf(out, "  claim_idle      %s\n  shutdown_grace  %s\n",
             fmt_duration(e->claim_idle_ms, a, sizeof a),
             fmt_duration(e->shutdown_grace_ms, b, sizeof b));
+    fprintf(out, "  idempotency     %s\n", fmt_duration(e->idempotency_window_ms, a, sizeof a));
     fprintf(out, "  max_field       %" PRIu32 " bytes\n  max_message     %" PRIu32 " bytes\n\n",
             e->max_field_bytes, e->max_message_bytes);
 

@@ -104,6 +104,8 @@ static int engine_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "batch") == 0) return loader_u32(L, v, 1, 100000, &e->batch);
     if (strcmp(key, "max_inflight") == 0) return loader_u32(L, v, 1, 10000000, &e->max_inflight);
     if (strcmp(key, "claim_idle") == 0) return loader_duration(L, v, 1000, &e->claim_idle_ms);
+    if (strcmp(key, "idempotency_window") == 0)
+        return loader_duration(L, v, 1000, &e->idempotency_window_ms);
     if (strcmp(key, "shutdown_grace") == 0) return loader_duration(L, v, 0, &e->shutdown_grace_ms);
     if (strcmp(key, "max_field_bytes") == 0)
         return loader_size(L, v, 1024, 1u << 30, &e->max_field_bytes);

@@ -109,9 +109,11 @@ int engine_run(const struct engine_opts *opts)
     sha1_hex(notes_script_terminal, sh->sha_terminal);
     sha1_hex(notes_script_defer, sh->sha_defer);
     sha1_hex(notes_script_mover, sh->sha_mover);
+    sha1_hex(notes_script_admit, sh->sha_admit);
     const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
     snprintf(sh->retry_key, sizeof sh->retry_key, "%sretry", prefix);
     snprintf(sh->job_key_prefix, sizeof sh->job_key_prefix, "%sjob:", prefix);
+    sh->prefix = prefix;
 
     unsigned n = cfg->engine.workers;
     if (n == 0) {

@@ -3,12 +3,30 @@
  * (after a claim) already finished this entry, so no second note is added. */
 #include "herald/engine.h"
 
-/* KEYS: jobs, events. ARGV: group, entry id, note field/value pairs... */
+/* KEYS: jobs, events, the tenant's suppression set. ARGV: group, entry id,
+ * address to suppress ("" for none: only hard bounces add one), note
+ * field/value pairs... */
 const char *const notes_script_terminal =
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"
+    "if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))\n"
     "return 1\n";
+
+/* Admission, before any connection. KEYS: idempotency key, the tenant's
+ * suppression set, the global suppression set. ARGV: entry id, window ms,
+ * recipient (lower-cased), "1" to check idempotency (first attempts only).
+ * The idempotency key holds the entry that first claimed the id, so the
+ * same entry read again after a crash is still admitted. */
+const char *const notes_script_admit =
+    "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
+    "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
+    "if ARGV[4] == '1' then\n"
+    "  local v = redis.call('GET', KEYS[1])\n"
+    "  if v and v ~= ARGV[1] then return 'duplicate:' .. v end\n"
+    "  if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
+    "end\n"
+    "return 'ok'\n";
 
 /* KEYS: jobs, events, retry zset. ARGV: group, entry id, due ms, job hash
  * key, n (count of job field/value items), job items..., note items... (a

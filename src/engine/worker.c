@@ -228,14 +228,36 @@ static void resend_parked_notes(struct worker *w)
         log_event(LOG_INFO, "event=notes_resent worker=%u count=%zu", w->idx, n);
 }
 
-/* Terminal note + XACK + XDEL in one script call. */
-static void write_terminal(struct delivery *d, struct note *n)
+/* Lower-cased recipient: suppression lists match addresses case-blind. */
+static void lower_addr(const char *to, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; to && to[i] && i + 1 < cap; i++)
+        out[i] = (char)((to[i] >= 'A' && to[i] <= 'Z') ? to[i] + 32 : to[i]);
+    out[i] = '\0';
+}
+
+static void suppress_key(const struct worker *w, const char *tenant, char *out, size_t cap)
+{
+    if (tenant)
+        snprintf(out, cap, "%ssuppress:%s", w->sh->prefix, tenant);
+    else
+        snprintf(out, cap, "%ssuppress", w->sh->prefix);
+}
+
+/* Terminal note + XACK + XDEL in one script call; with suppress, the
+ * recipient joins the tenant's suppression list in the same step. */
+static void write_terminal_ex(struct delivery *d, struct note *n, bool suppress)
 {
     struct worker *w = d->w;
     const struct config *cfg = w->cfg;
     const char *argv[NOTE_MAX_ITEMS + 8];
     size_t lens[NOTE_MAX_ITEMS + 8];
     int argc = 0;
+    char skey[320], addr[320] = "";
+    suppress_key(w, d->job.tenant ? d->job.tenant : "-", skey, sizeof skey);
+    if (suppress)
+        lower_addr(d->job.to, addr, sizeof addr);
 #define PUSH(s)                                                                                    \
     do {                                                                                           \
         argv[argc] = (s);                                                                          \
@@ -243,11 +265,13 @@ static void write_terminal(struct delivery *d, struct note *n)
     } while (0)
     PUSH("EVALSHA");
     PUSH(w->sh->sha_terminal);
-    PUSH("2");
+    PUSH("3");
     PUSH(cfg->redis.jobs);
     PUSH(cfg->redis.events);
+    PUSH(skey);
     PUSH(cfg->redis.group);
     PUSH(d->job.stream_id);
+    PUSH(addr);
 #undef PUSH
     for (int i = 0; i < n->argc; i++) {
         argv[argc] = n->argv[i];
@@ -255,6 +279,11 @@ static void write_terminal(struct delivery *d, struct note *n)
     }
     count_event(w, n->argv[1]);
     send_note(d, argc, argv, lens);
+}
+
+static void write_terminal(struct delivery *d, struct note *n)
+{
+    write_terminal_ex(d, n, false);
 }
 
 /* Job fields as they must look when the job comes back from the retry set:
@@ -373,9 +402,14 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
         size_t i = j->attempt > 0 ? j->attempt - 1 : 0;
         if (i >= cfg->delivery.n_retry)
             i = cfg->delivery.n_retry - 1;
+        /* Greylisting asks for a prompt retry: always the short step. */
+        if (strcmp(classify_result(res), "greylist") == 0)
+            i = 0;
         step = cfg->delivery.retry_ms[i];
     }
-    int64_t due = now + step;
+    /* Up to +10% jitter so jobs deferred together do not return together. */
+    w->rng = w->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    int64_t due = now + step + (int64_t)((w->rng >> 33) % (uint64_t)(step / 10 + 1));
     struct note n = {0};
     if (j->expires_at_ms > 0 && due >= j->expires_at_ms) {
         note_common(&n, d, "expired", now);
@@ -428,9 +462,15 @@ static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_
         struct note n = {0};
         note_common(&n, d, "bounced", clock_wall_ms());
         note_smtp(&n, res, info, d->job.message_id);
+        /* A mailbox or domain that does not exist will not start to: later
+         * jobs to it end `suppressed` without a connection. */
+        const char *cat = classify_result(res);
+        bool hard = strcmp(cat, "bad-mailbox") == 0 || strcmp(cat, "bad-domain") == 0;
+        if (hard)
+            note_add(&n, "suppressed", "added");
         log_event(LOG_INFO, "event=bounced job=%s to=%s mx=%s code=%d reply=\"%s\"", d->job.id,
                   d->job.to, info ? info->mx : "-", res->code, reply);
-        write_terminal(d, &n);
+        write_terminal_ex(d, &n, hard);
     } else {
         log_event(LOG_INFO, "event=deferred job=%s to=%s mx=%s code=%d reply=\"%s\"", d->job.id,
                   d->job.to, info ? info->mx : "-", res->code, reply);
@@ -502,6 +542,69 @@ static void dispatch(struct delivery *d)
         snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
         retry_or_give_up(d, &res, NULL);
     }
+}
+
+static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct delivery *d = arg;
+    if (!reply) {
+        /* Redis went away: the entry stays pending and is taken up again. */
+        delivery_release(d);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS) {
+        log_event(LOG_ERROR, "event=admit_failed job=%s entry=%s reason=\"%.300s\"",
+                  d->job.id ? d->job.id : "-", d->job.stream_id,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        delivery_release(d);
+        return;
+    }
+    if (strcmp(reply->str, "ok") == 0) {
+        dispatch(d);
+        return;
+    }
+    struct note n = {0};
+    char reason[160];
+    if (strncmp(reply->str, "duplicate:", 10) == 0) {
+        note_common(&n, d, "duplicate", clock_wall_ms());
+        snprintf(reason, sizeof reason, "tenant %s already has job id %s (entry %.48s)",
+                 d->job.tenant, d->job.id, reply->str + 10);
+        note_add(&n, "reason", reason);
+        note_add(&n, "first_entry", reply->str + 10);
+    } else {
+        bool global = strcmp(reply->str, "suppressed:global") == 0;
+        note_common(&n, d, "suppressed", clock_wall_ms());
+        note_add(&n, "reason", global ? "recipient is on the global suppression list"
+                                      : "recipient is on the tenant's suppression list");
+        note_add(&n, "list", global ? "global" : "tenant");
+    }
+    write_terminal(d, &n);
+}
+
+/* Suppression lists and idempotency, in one script call per job before it
+ * may take a connection. Retries (attempt > 1) skip the idempotency check:
+ * the id was claimed by their first attempt. */
+static void admit(struct delivery *d)
+{
+    struct worker *w = d->w;
+    struct job *j = &d->job;
+    char idem[512], skey[320], gkey[320], addr[320], window[24];
+    snprintf(idem, sizeof idem, "%sidem:%s:%s", w->sh->prefix, j->tenant, j->id);
+    suppress_key(w, j->tenant, skey, sizeof skey);
+    suppress_key(w, NULL, gkey, sizeof gkey);
+    lower_addr(j->to, addr, sizeof addr);
+    int64_t win = w->cfg->engine.idempotency_window_ms > 0 ? w->cfg->engine.idempotency_window_ms
+                                                           : 7LL * 86400 * 1000;
+    snprintf(window, sizeof window, "%" PRId64, win);
+    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "3", idem, skey, gkey,
+                          j->stream_id, window, addr, j->attempt <= 1 ? "1" : "0"};
+    size_t lens[HERALD_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_client_command_argv(&w->notes, on_admitted, d, (int)HERALD_ARRAY_LEN(argv), argv,
+                                  lens) < 0)
+        delivery_release(d);
 }
 
 static const char *domain_of(const char *addr)
@@ -579,7 +682,7 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
         reject(d, &err);
         return;
     }
-    dispatch(d);
+    admit(d);
 }
 
 /* Each element: [id, [field, value, ...]] (fields nil when the entry was
@@ -814,6 +917,7 @@ static void notes_connect(struct worker *w)
         redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_terminal);
         redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_defer);
         redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_mover);
+        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_admit);
     } else {
         w->notes_retry_at = w->ring.now_ms + 1000;
     }
@@ -890,6 +994,7 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
     w->sh = sh;
     w->cfg = sh->cfg;
     snprintf(w->consumer, sizeof w->consumer, "%s-%u", w->cfg->engine.consumer, idx);
+    w->rng = (uint64_t)clock_wall_ms() ^ ((uint64_t)idx << 32) ^ (uint64_t)(uintptr_t)w;
     snprintf(w->pel_cursor, sizeof w->pel_cursor, "0");
     snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
     /* The ring itself is created on the worker's own thread (worker_main):

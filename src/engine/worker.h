@@ -24,9 +24,10 @@ struct engine_shared {
     struct engine_route *routes;
     size_t n_routes;
     unsigned n_workers;
-    char sha_terminal[41], sha_defer[41], sha_mover[41];
+    char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41];
     char retry_key[256];   /* zset of deferred/scheduled jobs */
     char job_key_prefix[256];
+    const char *prefix;    /* redis.prefix, for per-tenant keys */
     atomic_bool stop;
     atomic_int failed;
 };
@@ -54,6 +55,7 @@ struct worker {
     int64_t next_claim_ms, next_refresh_ms, next_mover_ms, drain_deadline_ms;
     bool claiming, moving;
     uint32_t egress_rr;
+    uint64_t rng; /* retry jitter; seeded per worker */
     uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;
 };
 

@@ -1,0 +1,114 @@
+/* herald suppress: the per-tenant and global suppression lists that hard
+ * bounces feed and that admission checks before any connection. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "herald/job.h"
+
+static const char suppress_usage[] =
+    "usage: herald suppress list   -c FILE (--tenant T | --global)\n"
+    "       herald suppress add    -c FILE (--tenant T | --global) ADDR...\n"
+    "       herald suppress remove -c FILE (--tenant T | --global) ADDR...\n"
+    "\n"
+    "Jobs to a suppressed recipient end with a `suppressed` case note and no\n"
+    "connection. Hard bounces (unknown mailbox or domain) add the recipient to\n"
+    "the tenant's list automatically. Addresses are matched case-blind.\n";
+
+int cli_suppress(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"tenant", required_argument, NULL, 't'},
+                                         {"global", no_argument, NULL, 'g'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL, *tenant = NULL;
+    bool global = false;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:t:gh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': path = optarg; break;
+        case 't': tenant = optarg; break;
+        case 'g': global = true; break;
+        case 'h': fputs(suppress_usage, stdout); return 0;
+        default: fputs(suppress_usage, stderr); return 2;
+        }
+    }
+    if (optind >= argc || (!tenant == !global)) {
+        fputs(suppress_usage, stderr);
+        return 2;
+    }
+    const char *verb = argv[optind++];
+    bool list = strcmp(verb, "list") == 0, add = strcmp(verb, "add") == 0,
+         del = strcmp(verb, "remove") == 0;
+    if (!list && !add && !del) {
+        fprintf(stderr, "herald suppress: unknown action '%s'\n", verb);
+        return 2;
+    }
+    if ((add || del) && optind >= argc) {
+        fprintf(stderr, "herald suppress %s: give at least one address\n", verb);
+        return 2;
+    }
+    for (int i = optind; add && i < argc; i++) {
+        bool utf8;
+        const char *why = NULL;
+        if (addr_check(argv[i], strlen(argv[i]), &utf8, &why) < 0) {
+            fprintf(stderr, "herald suppress: '%s' is not an address (%s)\n", argv[i],
+                    why ? why : "malformed");
+            return 2;
+        }
+    }
+    struct config *cfg = NULL;
+    redisContext *c = NULL;
+    int rc = cli_open(path, &cfg, &c);
+    if (rc)
+        return rc;
+    if (tenant && !config_tenant(cfg, tenant)) {
+        fprintf(stderr, "herald suppress: no tenant '%s' in %s\n", tenant, path);
+        redisFree(c);
+        config_free(cfg);
+        return 2;
+    }
+    char key[512];
+    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    if (global)
+        snprintf(key, sizeof key, "%ssuppress", prefix);
+    else
+        snprintf(key, sizeof key, "%ssuppress:%s", prefix, tenant);
+    if (list) {
+        redisReply *r = redisCommand(c, "SMEMBERS %s", key);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "herald suppress: %s\n", r && r->str ? r->str : c->errstr);
+            rc = 1;
+        } else {
+            for (size_t i = 0; i < r->elements; i++)
+                puts(r->element[i]->str);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    for (int i = optind; !list && i < argc; i++) {
+        char addr[512];
+        size_t n = 0;
+        for (; argv[i][n] && n + 1 < sizeof addr; n++)
+            addr[n] = (char)((argv[i][n] >= 'A' && argv[i][n] <= 'Z') ? argv[i][n] + 32
+                                                                      : argv[i][n]);
+        addr[n] = '\0';
+        redisReply *r = redisCommand(c, add ? "SADD %s %s" : "SREM %s %s", key, addr);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "herald suppress: %s\n", r && r->str ? r->str : c->errstr);
+            rc = 1;
+        } else {
+            printf("%s %s\n", r->integer ? (add ? "added" : "removed")
+                                         : (add ? "already listed" : "not listed"),
+                   addr);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    redisFree(c);
+    config_free(cfg);
+    return rc;
+}

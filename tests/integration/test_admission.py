@@ -1,0 +1,75 @@
+"""Before any connection: a second job with the same tenant + id gets one
+`duplicate` note and is not sent; a hard bounce puts the recipient on the
+tenant's suppression list, so a later job to it ends `suppressed` without
+reaching the server; `herald suppress` lists, adds and removes entries and
+the global list applies to every tenant."""
+
+import time
+
+import harness as h
+
+
+def job(job_id, to, tenant="acme"):
+    return {"id": job_id, "tenant": tenant, "to": to, "subject": "Reminder",
+            "text": "Tomorrow at 9:00"}
+
+
+def cli(cfg, *args):
+    r = h.herald_cli(["suppress", "-c", cfg] + list(args))
+    if r.returncode != 0:
+        raise h.TestFailure("herald suppress %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                                                 r.stderr))
+    return r.stdout
+
+
+def run():
+    smtp = h.start_aiosmtpd()
+    redis = h.start_redis()
+    cfg = h.write_config(h.base_config(redis, smtp.port))
+    fails = h.Failures()
+
+    # Round 1: a job, its duplicate, the same id under another tenant, and a
+    # hard bounce.
+    h.enqueue(cfg, [job("appt-1", "pat@clinic.test"), job("appt-1", "pat@clinic.test"),
+                    job("appt-1", "pat@clinic.test", tenant="beta"),
+                    job("gone-1", "bounce@clinic.test")])
+    out = cli(cfg, "add", "--global", "Blocked@Example.TEST")
+    fails.check("added blocked@example.test" in out, "suppress add output: %r" % out)
+    herald = h.run_herald(cfg)
+    h.wait_notes(redis, 4, timeout=h.scaled(30), herald=herald)
+    # Round 2: after the bounce, the same recipient again, another job of
+    # beta's to the same address (its list is separate), and a globally
+    # suppressed one.
+    h.enqueue(cfg, [job("gone-2", "BOUNCE@clinic.test"), job("gone-3", "bounce@clinic.test",
+                                                            tenant="beta"),
+                    job("blocked-1", "blocked@example.test", tenant="beta")])
+    h.wait_notes(redis, 7, timeout=h.scaled(30), herald=herald)
+    time.sleep(1)
+    herald.stop()
+
+    notes = h.read_notes(redis)
+    events = [(n.get("job"), n.get("tenant"), n.get("event")) for n in notes]
+    want = sorted([("appt-1", "acme", "delivered"), ("appt-1", "acme", "duplicate"),
+                   ("appt-1", "beta", "delivered"), ("gone-1", "acme", "bounced"),
+                   ("gone-2", "acme", "suppressed"), ("gone-3", "beta", "bounced"),
+                   ("blocked-1", "beta", "suppressed")])
+    fails.check(sorted(events) == want, "notes:\n  got  %s\n  want %s" % (sorted(events), want))
+    dup = [n for n in notes if n.get("event") == "duplicate"]
+    fails.check(dup and "already has job id appt-1" in dup[0].get("reason", ""),
+                "duplicate note should say why: %s" % (dup and h.format_note(dup[0])))
+    bounced = [n for n in notes if n.get("job") == "gone-1"]
+    fails.check(bounced and bounced[0].get("suppressed") == "added",
+                "hard bounce note should say the recipient was suppressed")
+    rcpts = [r for m in smtp.messages() for r in m["rcpt_tos"]] if smtp.count() else []
+    fails.check(smtp.count() == 2, "server should hold the 2 delivered messages, has %d: %s"
+                % (smtp.count(), rcpts))
+    listed = cli(cfg, "list", "--tenant", "acme").split()
+    fails.check(listed == ["bounce@clinic.test"], "acme's list: %s" % listed)
+    out = cli(cfg, "remove", "--tenant", "acme", "bounce@clinic.test")
+    fails.check("removed" in out, "remove output: %r" % out)
+    fails.check(cli(cfg, "list", "--tenant", "acme").split() == [], "acme's list not empty")
+    fails.raise_if_any("duplicates and suppression")
+
+
+if __name__ == "__main__":
+    h.main(run)
