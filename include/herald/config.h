@@ -165,6 +165,9 @@ const struct cfg_tenant *config_tenant(const struct config *cfg, const char *nam
 const struct cfg_route *config_route(const struct config *cfg, const char *domain);
 const struct cfg_egress_pool *config_egress(const struct config *cfg, const char *name);
 const struct cfg_provider *config_provider(const struct config *cfg, const char *name);
+/* The provider whose `mx` patterns ("*.google.com" or an exact name) match
+ * an MX host name, first match in config order; else "default". */
+const struct cfg_provider *config_provider_for_host(const struct config *cfg, const char *host);
 
 /* Parse helpers, exported for tests: "30s", "5m", "2h", "2d", "250ms" -> ms;
  * "3600/h" -> rate. Return 0 or -HERR_MALFORMED. */

@@ -43,6 +43,8 @@ int hbuf_append_str(struct hbuf *b, const char *s);
 int hbuf_append_char(struct hbuf *b, char c);
 int hbuf_appendf(struct hbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int hbuf_vappendf(struct hbuf *b, const char *fmt, va_list ap);
+/* Standard base64 (RFC 4648, padded, no line breaks) of p[0..n). */
+int hbuf_append_base64(struct hbuf *b, const void *p, size_t n);
 /* Drop the first n bytes (after a partial send). */
 void hbuf_consume(struct hbuf *b, size_t n);
 

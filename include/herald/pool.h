@@ -36,7 +36,11 @@ struct pool_target {
 };
 
 struct pool_limits {
-    uint32_t max_conns;          /* per destination, this worker */
+    /* Connections open at once, this worker, for the destination and for
+     * its whole group: destinations sharing `group` (egress IP x provider)
+     * share max_conns, so a provider's limit holds across its MX hosts. */
+    uint32_t max_conns;
+    const char *group;           /* NULL: the destination is its own group */
     uint32_t max_msgs_per_conn;  /* 0 = unlimited */
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
@@ -44,6 +48,7 @@ struct pool_limits {
 };
 
 struct pool_dest;
+struct pool_group;
 
 struct pool {
     struct ring *ring;
@@ -52,6 +57,7 @@ struct pool {
     struct pool_dest **buckets;
     size_t n_buckets;
     size_t n_dests;
+    struct pool_group *groups;
     uint32_t n_conns;     /* open or connecting, all destinations */
     bool closing;
 };

@@ -68,6 +68,9 @@ enum smtp_state {
     SMTP_S_BANNER,   /* waiting for 220 */
     SMTP_S_EHLO,
     SMTP_S_HELO,
+    SMTP_S_STARTTLS, /* STARTTLS sent, waiting for 220 */
+    SMTP_S_TLS,      /* the owner runs the TLS handshake, then smtp_session_tls_done */
+    SMTP_S_AUTH,     /* AUTH PLAIN/LOGIN exchange */
     SMTP_S_READY, /* idle, may take a message */
     SMTP_S_MAIL,  /* MAIL FROM sent (with PIPELINING: MAIL+RCPT+DATA sent) */
     SMTP_S_RCPT,
@@ -85,6 +88,8 @@ enum smtp_stage {
     SMTP_STAGE_CONNECT = 0,
     SMTP_STAGE_BANNER,
     SMTP_STAGE_EHLO,
+    SMTP_STAGE_TLS,  /* STARTTLS refused or missing under a policy, handshake failed */
+    SMTP_STAGE_AUTH, /* credentials refused, or not sent (no TLS, no mechanism) */
     SMTP_STAGE_MAIL,
     SMTP_STAGE_RCPT,
     SMTP_STAGE_DATA,
@@ -145,6 +150,21 @@ struct smtp_timeouts {
     int64_t banner_ms, command_ms, data_block_ms, data_end_ms;
 };
 
+/* What the session does about TLS once the server has said EHLO. */
+enum smtp_tls_mode {
+    SMTP_TLS_OFF = 0, /* never STARTTLS (plain policy, or a retry after a failed handshake) */
+    SMTP_TLS_TRY,     /* STARTTLS when offered, plaintext otherwise */
+    SMTP_TLS_MUST,    /* STARTTLS or give up with stage TLS */
+    SMTP_TLS_ACTIVE,  /* the transport is TLS already (implicit TLS, port 465) */
+};
+
+/* Relay credentials. The strings must outlive the session. */
+struct smtp_auth {
+    const char *user;
+    const char *pass;
+    bool allow_plaintext; /* send them without TLS (only if the tenant says so) */
+};
+
 #define SMTP_OWED_MAX 4 /* commands in flight: MAIL+RCPT+DATA when pipelining */
 
 struct smtp_session {
@@ -187,6 +207,12 @@ struct smtp_session {
     uint64_t out_appended;
     uint64_t owed_end[SMTP_OWED_MAX];
     unsigned n_owed;
+    enum smtp_tls_mode tls_mode;
+    bool tls_active;        /* STARTTLS completed, or implicit TLS */
+    struct smtp_auth auth;  /* user NULL: no AUTH */
+    bool auth_login;        /* AUTH LOGIN rather than PLAIN */
+    unsigned auth_step;     /* LOGIN: 0 command sent, 1 user sent, 2 password sent */
+    bool authenticated;
     bool in_callback; /* inside ops: public entry points refuse to re-enter */
     bool out_failed;  /* appending to out failed (ENOMEM): session is failed */
 };
@@ -195,6 +221,22 @@ struct smtp_session {
 void smtp_session_init(struct smtp_session *s, const struct smtp_session_ops *ops, void *owner,
                        const char *ehlo_name, const struct smtp_timeouts *t, uint32_t max_msgs,
                        int64_t now_ms);
+/* TLS and AUTH for this connection; call right after init, before any
+ * bytes are fed. auth may be NULL. */
+void smtp_session_set_security(struct smtp_session *s, enum smtp_tls_mode mode,
+                               const struct smtp_auth *auth);
+/* True while the session waits for the owner's TLS handshake (after the
+ * server's 220 to STARTTLS). Bytes that arrived with that 220 have already
+ * been refused: they would be plaintext injected ahead of the handshake. */
+static inline bool smtp_session_wants_tls(const struct smtp_session *s)
+{
+    return s->state == SMTP_S_TLS;
+}
+/* The owner finished the handshake: err 0 (the session says EHLO again,
+ * now over TLS; from then on the owner feeds decrypted bytes) or a negative
+ * code with a reason (the session ends with stage TLS; the owner may retry
+ * the host without STARTTLS under an opportunistic policy). */
+void smtp_session_tls_done(struct smtp_session *s, int err, const char *reason, int64_t now_ms);
 /* Releases `out`. A message still in flight gets NETFAIL first, so freeing
  * a live session never loses a msg_done. */
 void smtp_session_free(struct smtp_session *s);

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "herald/config.h"
 
@@ -33,6 +34,30 @@ const struct cfg_provider *config_provider(const struct config *cfg, const char 
     for (size_t i = 0; i < cfg->n_providers; i++)
         if (strcmp(cfg->providers[i].name, name) == 0) return &cfg->providers[i];
     return NULL;
+}
+
+static bool host_matches(const char *pattern, const char *host)
+{
+    if (strncmp(pattern, "*.", 2) == 0) {
+        size_t pl = strlen(pattern + 1), hl = strlen(host);
+        return hl > pl && strncasecmp(host + hl - pl, pattern + 1, pl) == 0;
+    }
+    return strcasecmp(pattern, host) == 0;
+}
+
+const struct cfg_provider *config_provider_for_host(const struct config *cfg, const char *host)
+{
+    if (!cfg) return NULL;
+    char h[256];
+    size_t n = host ? strlen(host) : 0;
+    if (n > 0 && host[n - 1] == '.') n--; /* MX targets may carry the root dot */
+    if (n >= sizeof h) n = sizeof h - 1;
+    memcpy(h, host ? host : "", n);
+    h[n] = '\0';
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        for (size_t k = 0; k < cfg->providers[i].mx.n; k++)
+            if (host_matches(cfg->providers[i].mx.items[k], h)) return &cfg->providers[i];
+    return config_provider(cfg, "default");
 }
 
 static int route_key_cmp(const void *key, const void *elem)

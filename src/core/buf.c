@@ -101,3 +101,21 @@ void hbuf_consume(struct hbuf *b, size_t n)
     b->len -= n;
     b->data[b->len] = '\0';
 }
+
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int hbuf_append_base64(struct hbuf *b, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    int rc = hbuf_reserve(b, (n + 2) / 3 * 4);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n) v |= s[i + 2];
+        char q[4] = {b64_chars[(v >> 18) & 63], b64_chars[(v >> 12) & 63],
+                     i + 1 < n ? b64_chars[(v >> 6) & 63] : '=', i + 2 < n ? b64_chars[v & 63] : '='};
+        if ((rc = hbuf_append(b, q, 4))) return rc;
+    }
+    return 0;
+}

@@ -28,24 +28,6 @@ static void sha1_hex(const char *text, char out[41])
     out[40] = '\0';
 }
 
-static bool host_matches(const char *pattern, const char *host)
-{
-    if (strncmp(pattern, "*.", 2) == 0) {
-        size_t pl = strlen(pattern + 1), hl = strlen(host);
-        return hl > pl && strcasecmp(host + hl - pl, pattern + 1) == 0;
-    }
-    return strcasecmp(pattern, host) == 0;
-}
-
-static const struct cfg_provider *provider_for_host(const struct config *cfg, const char *host)
-{
-    for (size_t i = 0; i < cfg->n_providers; i++)
-        for (size_t k = 0; k < cfg->providers[i].mx.n; k++)
-            if (host_matches(cfg->providers[i].mx.items[k], host))
-                return &cfg->providers[i];
-    return config_provider(cfg, "default");
-}
-
 /* Static routes are resolved once, here, on the main thread: workers never
  * call the blocking resolver. */
 static int resolve_routes(struct engine_shared *sh)
@@ -71,7 +53,7 @@ static int resolve_routes(struct engine_shared *sh)
         snprintf(er->target.host, sizeof er->target.host, "%s", r->host);
         memcpy(&er->target.sa, res->ai_addr, res->ai_addrlen);
         er->target.sa_len = res->ai_addrlen;
-        er->provider = provider_for_host(cfg, r->host);
+        er->provider = config_provider_for_host(cfg, r->host);
         freeaddrinfo(res);
         sh->n_routes++;
     }

@@ -517,6 +517,7 @@ static void dispatch(struct delivery *d)
     struct pool_limits lim = {0};
     uint32_t conns = prov && prov->connections ? prov->connections : 10;
     lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
+    lim.group = prov ? prov->name : NULL;
     lim.max_msgs_per_conn = prov ? prov->messages_per_connection : 100;
     const struct cfg_timeouts *t = &cfg->delivery.timeouts;
     lim.connect_timeout_ms = t->connect_ms ? t->connect_ms : 30000;

@@ -101,25 +101,6 @@ int msg_append_qp(struct hbuf *out, const char *src, size_t len)
     return col ? hbuf_append(out, line, col) : 0;
 }
 
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int append_base64(struct hbuf *out, const unsigned char *s, size_t n)
-{
-    char q[4];
-    int rc;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n) v |= s[i + 2];
-        q[0] = b64_chars[(v >> 18) & 63];
-        q[1] = b64_chars[(v >> 12) & 63];
-        q[2] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < n ? b64_chars[v & 63] : '=';
-        if ((rc = hbuf_append(out, q, 4))) return rc;
-    }
-    return 0;
-}
-
 /* Characters that may stand for themselves in a Q-encoded word in every
  * context (RFC 2047 5(3), the strictest: inside a phrase). */
 static bool q_safe(unsigned char c)
@@ -201,7 +182,7 @@ static int append_encoded_words(struct hbuf *out, const char *src, size_t len, s
                 }
                 if (rc) return rc;
             }
-        } else if ((rc = append_base64(out, (const unsigned char *)src + i, end - i))) {
+        } else if ((rc = hbuf_append_base64(out, src + i, end - i))) {
             return rc;
         }
         if ((rc = hbuf_append(out, "?=", 2))) return rc;

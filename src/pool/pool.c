@@ -40,8 +40,20 @@ struct pool_conn {
     char rbuf[POOL_RBUF];
 };
 
+/* Destinations that share a connection limit. When a slot frees, every
+ * destination of the group with queued messages gets a chance at it. */
+struct pool_group {
+    struct pool_group *next;
+    char *key;
+    uint32_t n_conns;
+    uint32_t max_conns;
+    struct pool_dest *dests;
+};
+
 struct pool_dest {
     struct pool_dest *next; /* hash chain */
+    struct pool_group *g;
+    struct pool_dest *g_next; /* next destination of the group */
     char *key;
     struct pool_target target;
     char egress_ip[INET6_ADDRSTRLEN];
@@ -61,6 +73,7 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags);
 static void on_timer(struct ring_timer *t);
 static void reap_conn(struct ring_deferred *dfr);
 static void dest_dispatch(struct pool *p, struct pool_dest *d);
+static void group_dispatch(struct pool *p, struct pool_group *g);
 static void conn_settle(struct pool_conn *c);
 
 
@@ -101,6 +114,20 @@ static uint16_t sa_port(const struct sockaddr_storage *sa)
     return 0;
 }
 
+static struct pool_group *group_get(struct pool *p, const char *key)
+{
+    for (struct pool_group *g = p->groups; g; g = g->next)
+        if (strcmp(g->key, key) == 0) return g;
+    struct pool_group *g = calloc(1, sizeof *g);
+    if (!g || !(g->key = strdup(key))) {
+        free(g);
+        return NULL;
+    }
+    g->next = p->groups;
+    p->groups = g;
+    return g;
+}
+
 static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, const char *egress_ip,
                                   const char *ehlo, const struct pool_limits *lim)
 {
@@ -112,8 +139,14 @@ static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, c
     for (struct pool_dest *d = p->buckets[h]; d; d = d->next)
         if (strcmp(d->key, key) == 0) {
             d->lim = *lim; /* limits follow the current config */
+            d->g->max_conns = lim->max_conns;
             return d;
         }
+    char gkey[1024];
+    snprintf(gkey, sizeof gkey, "%s|%s", egress_ip, lim->group ? lim->group : key);
+    struct pool_group *g = group_get(p, gkey);
+    if (!g)
+        return NULL;
     struct pool_dest *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
@@ -122,6 +155,10 @@ static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, c
         free(d);
         return NULL;
     }
+    d->g = g;
+    g->max_conns = lim->max_conns;
+    d->g_next = g->dests;
+    g->dests = d;
     d->target = *t;
     snprintf(d->egress_ip, sizeof d->egress_ip, "%s", egress_ip);
     snprintf(d->ehlo, sizeof d->ehlo, "%s", ehlo);
@@ -311,6 +348,7 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     c->next = d->conns;
     d->conns = c;
     d->n_conns++;
+    d->g->n_conns++;
     d->n_connecting++;
     c->counted_connecting = true;
     p->n_conns++;
@@ -480,6 +518,7 @@ static void reap_conn(struct ring_deferred *dfr)
             break;
         }
     d->n_conns--;
+    d->g->n_conns--;
     p->n_conns--;
     bool failed_early = !c->was_ready && c->has_fail;
     struct smtp_result why = c->fail;
@@ -502,10 +541,9 @@ static void reap_conn(struct ring_deferred *dfr)
             log_event(LOG_WARN, "event=destination_failed dest=%s reason=\"%.200s\" queued=%zu",
                       d->key, why.reply, d->q_len);
             dest_fail_queue(p, d, &why);
-            return;
         }
     }
-    dest_dispatch(p, d);
+    group_dispatch(p, d->g);
 }
 
 /* Completion handlers of a closing connection re-check whether it can go. */
@@ -524,9 +562,28 @@ static void dest_dispatch(struct pool *p, struct pool_dest *d)
         }
     }
     uint32_t max = d->lim.max_conns ? d->lim.max_conns : 1;
-    while (d->q_len > d->n_connecting && d->n_conns < max && !p->closing)
+    struct pool_group *g = d->g;
+    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing)
         if (conn_open(p, d) < 0)
             break;
+    /* The group is full and this destination has nothing to send on: an
+     * idle connection of another destination gives up its slot (its QUIT
+     * ends in reap_conn, which dispatches the group again). */
+    if (d->q_len > 0 && d->n_conns == 0 && g->n_conns >= max && !p->closing) {
+        for (struct pool_dest *o = g->dests; o; o = o->g_next)
+            for (struct pool_conn *c = o->conns; c; c = c->next)
+                if (o != d && !c->closing && c->session_live && smtp_session_is_idle(&c->s)) {
+                    smtp_session_quit(&c->s, p->ring->now_ms);
+                    conn_after(c);
+                    return;
+                }
+    }
+}
+
+static void group_dispatch(struct pool *p, struct pool_group *g)
+{
+    for (struct pool_dest *d = g->dests; d; d = d->g_next)
+        if (d->q_len > 0) dest_dispatch(p, d);
 }
 
 int pool_submit(struct pool *p, const struct pool_target *target, const char *egress_ip,
@@ -579,4 +636,10 @@ void pool_free(struct pool *p)
     }
     free(p->buckets);
     p->buckets = NULL;
+    while (p->groups) {
+        struct pool_group *g = p->groups;
+        p->groups = g->next;
+        free(g->key);
+        free(g);
+    }
 }

@@ -21,13 +21,15 @@
 
 static const char *const state_names[SMTP_STATE_COUNT] = {
     [SMTP_S_INIT] = "init", [SMTP_S_BANNER] = "banner", [SMTP_S_EHLO] = "ehlo",
-    [SMTP_S_HELO] = "helo", [SMTP_S_READY] = "ready",   [SMTP_S_MAIL] = "mail",
+    [SMTP_S_HELO] = "helo", [SMTP_S_STARTTLS] = "starttls", [SMTP_S_TLS] = "tls",
+    [SMTP_S_AUTH] = "auth", [SMTP_S_READY] = "ready",   [SMTP_S_MAIL] = "mail",
     [SMTP_S_RCPT] = "rcpt", [SMTP_S_DATA] = "data",     [SMTP_S_BODY] = "body",
     [SMTP_S_RSET] = "rset", [SMTP_S_QUIT] = "quit",     [SMTP_S_CLOSED] = "closed",
 };
 
 static const char *const stage_names[SMTP_STAGE_COUNT] = {
     [SMTP_STAGE_CONNECT] = "connect", [SMTP_STAGE_BANNER] = "banner", [SMTP_STAGE_EHLO] = "ehlo",
+    [SMTP_STAGE_TLS] = "tls",         [SMTP_STAGE_AUTH] = "auth",
     [SMTP_STAGE_MAIL] = "mail",       [SMTP_STAGE_RCPT] = "rcpt",     [SMTP_STAGE_DATA] = "data",
     [SMTP_STAGE_BODY] = "body",       [SMTP_STAGE_RSET] = "rset",     [SMTP_STAGE_IDLE] = "idle",
     [SMTP_STAGE_QUIT] = "quit",
@@ -67,6 +69,11 @@ static enum smtp_stage stage_of(enum smtp_state st)
     case SMTP_S_EHLO:
     case SMTP_S_HELO:
         return SMTP_STAGE_EHLO;
+    case SMTP_S_STARTTLS:
+    case SMTP_S_TLS:
+        return SMTP_STAGE_TLS;
+    case SMTP_S_AUTH:
+        return SMTP_STAGE_AUTH;
     case SMTP_S_MAIL:
         return SMTP_STAGE_MAIL;
     case SMTP_S_RCPT:
@@ -93,6 +100,9 @@ static int64_t state_timeout_ms(const struct smtp_session *s, enum smtp_state st
         return s->timeouts.banner_ms;
     case SMTP_S_EHLO:
     case SMTP_S_HELO:
+    case SMTP_S_STARTTLS:
+    case SMTP_S_TLS: /* the owner's handshake is bounded like a command */
+    case SMTP_S_AUTH:
     case SMTP_S_MAIL:
     case SMTP_S_RCPT:
     case SMTP_S_DATA:
@@ -222,6 +232,38 @@ __attribute__((format(printf, 2, 3))) static void send_cmd(struct smtp_session *
     s->owed_end[s->n_owed++] = s->out_appended;
 }
 
+/* AUTH PLAIN with the initial response (RFC 4954), or the next line of
+ * AUTH LOGIN. Credentials are base64 on the wire and never logged. */
+static void send_auth(struct smtp_session *s)
+{
+    if (s->out_failed) return;
+    struct hbuf line;
+    hbuf_init(&line);
+    const char *user = s->auth.user, *pass = s->auth.pass ? s->auth.pass : "";
+    int rc = 0;
+    if (!s->auth_login) {
+        struct hbuf raw;
+        hbuf_init(&raw);
+        rc = hbuf_append_char(&raw, '\0');
+        if (!rc) rc = hbuf_append_str(&raw, user);
+        if (!rc) rc = hbuf_append_char(&raw, '\0');
+        if (!rc) rc = hbuf_append_str(&raw, pass);
+        if (!rc) rc = hbuf_append_str(&line, "AUTH PLAIN ");
+        if (!rc) rc = hbuf_append_base64(&line, raw.data, raw.len);
+        if (raw.data) explicit_bzero(raw.data, raw.cap);
+        hbuf_free(&raw);
+    } else if (s->auth_step == 0) {
+        rc = hbuf_append_str(&line, "AUTH LOGIN");
+    } else {
+        const char *v = s->auth_step == 1 ? user : pass;
+        rc = hbuf_append_base64(&line, v, strlen(v));
+    }
+    if (!rc) send_cmd(s, "%s\r\n", line.data);
+    else s->out_failed = true;
+    if (line.data) explicit_bzero(line.data, line.cap);
+    hbuf_free(&line);
+}
+
 static void send_mail(struct smtp_session *s)
 {
     const struct smtp_msg *m = s->msg;
@@ -268,6 +310,12 @@ static void enter(struct smtp_session *s, enum smtp_state to, int64_t now_ms)
         break;
     case SMTP_S_HELO:
         send_cmd(s, "HELO %s\r\n", s->ehlo_name);
+        break;
+    case SMTP_S_STARTTLS:
+        send_cmd(s, "STARTTLS\r\n");
+        break;
+    case SMTP_S_AUTH:
+        if (s->n_owed == 0) send_auth(s); /* LOGIN's later lines are queued by on_reply */
         break;
     case SMTP_S_READY:
         s->ever_ready = true;
@@ -443,6 +491,47 @@ static enum smtp_state refuse_session(struct smtp_session *s, enum smtp_stage st
     return SMTP_S_QUIT;
 }
 
+/* The connection cannot meet the TLS or AUTH requirements: no message can
+ * go over it. TEMPFAIL so the jobs wait for the operator (or the server)
+ * to fix it rather than bounce. */
+static enum smtp_state refuse_security(struct smtp_session *s, enum smtp_stage stage,
+                                       const struct smtp_reply *r, const char *why)
+{
+    struct smtp_result res;
+    if (r) {
+        result_from_reply(&res, r, stage);
+        res.outcome = SMTP_OUT_TEMPFAIL;
+    } else {
+        result_local(&res, SMTP_OUT_TEMPFAIL, stage, 0, "", "%s", why);
+    }
+    record_error(s, stage == SMTP_STAGE_AUTH ? -EACCES : -HERR_PROTOCOL, &res);
+    return SMTP_S_QUIT;
+}
+
+/* After a successful EHLO/HELO: STARTTLS, then AUTH, then READY. */
+static enum smtp_state after_hello(struct smtp_session *s)
+{
+    if (!s->tls_active && s->caps.starttls &&
+        (s->tls_mode == SMTP_TLS_TRY || s->tls_mode == SMTP_TLS_MUST))
+        return SMTP_S_STARTTLS;
+    if (!s->tls_active && s->tls_mode == SMTP_TLS_MUST)
+        return refuse_security(s, SMTP_STAGE_TLS, NULL,
+                               "TLS is required but the server does not offer STARTTLS");
+    if (s->auth.user && !s->authenticated) {
+        if (!s->tls_active && !s->auth.allow_plaintext)
+            return refuse_security(s, SMTP_STAGE_AUTH, NULL,
+                                   "credentials not sent: the connection is not encrypted "
+                                   "(allow_plaintext_auth is off)");
+        if (!s->caps.auth_plain && !s->caps.auth_login)
+            return refuse_security(s, SMTP_STAGE_AUTH, NULL,
+                                   "the server offers neither AUTH PLAIN nor AUTH LOGIN");
+        s->auth_login = !s->caps.auth_plain;
+        s->auth_step = 0;
+        return SMTP_S_AUTH;
+    }
+    return SMTP_S_READY;
+}
+
 /* Given the complete reply in s->reply, decide the next state. */
 static enum smtp_state on_reply(struct smtp_session *s)
 {
@@ -475,7 +564,7 @@ static enum smtp_state on_reply(struct smtp_session *s)
     case SMTP_S_EHLO:
         if (cls == 2) {
             smtp_caps_parse(&s->caps, r);
-            return SMTP_S_READY;
+            return after_hello(s);
         }
         if (cls == 5) return SMTP_S_HELO; /* an RFC 821 server, or EHLO disabled */
         if (cls == 3) return violation(s, "unexpected reply to EHLO");
@@ -484,10 +573,31 @@ static enum smtp_state on_reply(struct smtp_session *s)
     case SMTP_S_HELO:
         if (cls == 2) {
             memset(&s->caps, 0, sizeof s->caps);
-            return SMTP_S_READY;
+            return after_hello(s);
         }
         if (cls == 3) return violation(s, "unexpected reply to HELO");
         return refuse_session(s, SMTP_STAGE_EHLO);
+
+    case SMTP_S_STARTTLS:
+        if (cls == 2) return SMTP_S_TLS;
+        if (cls == 3) return violation(s, "unexpected reply to STARTTLS");
+        if (s->tls_mode == SMTP_TLS_MUST)
+            return refuse_security(s, SMTP_STAGE_TLS, r, NULL);
+        s->tls_mode = SMTP_TLS_OFF; /* offered but refused: carry on in plaintext */
+        return after_hello(s);
+
+    case SMTP_S_AUTH:
+        if (cls == 2) {
+            s->authenticated = true;
+            return SMTP_S_READY;
+        }
+        if (cls == 3 && s->auth_login && s->auth_step < 2) {
+            s->auth_step++;
+            send_auth(s);
+            return SMTP_S_AUTH;
+        }
+        if (cls == 3) return violation(s, "unexpected challenge to AUTH");
+        return refuse_security(s, SMTP_STAGE_AUTH, r, NULL);
 
     case SMTP_S_MAIL:
     case SMTP_S_RCPT: {
@@ -574,6 +684,15 @@ int smtp_session_recv(struct smtp_session *s, const char *buf, size_t len, int64
     if (s->in_callback) return -EBUSY;
     size_t off = 0;
     while (off < len && s->state != SMTP_S_CLOSED) {
+        if (s->state == SMTP_S_TLS) {
+            /* Plaintext after the 220 to STARTTLS would be read as if it
+             * came over TLS (command injection, CVE-2011-0411 style). */
+            s->reply.code = 0;
+            s->reply.text[0] = '\0';
+            s->reply.text_len = 0;
+            enter(s, violation(s, "data after the reply to STARTTLS"), now_ms);
+            break;
+        }
         size_t used = 0;
         int rc = smtp_reply_parse(&s->parser, buf + off, len - off, &used, &s->reply);
         off += used;
@@ -611,6 +730,36 @@ void smtp_session_fail(struct smtp_session *s, int err, const char *reason)
     if (s->state != SMTP_S_QUIT)
         record_error(s, err < 0 ? err : err > 0 ? -err : -ECONNABORTED, &res);
     enter(s, SMTP_S_CLOSED, 0);
+}
+
+void smtp_session_set_security(struct smtp_session *s, enum smtp_tls_mode mode,
+                               const struct smtp_auth *auth)
+{
+    s->tls_mode = mode;
+    s->tls_active = mode == SMTP_TLS_ACTIVE;
+    if (auth && auth->user && auth->user[0])
+        s->auth = *auth;
+    else
+        memset(&s->auth, 0, sizeof s->auth);
+}
+
+void smtp_session_tls_done(struct smtp_session *s, int err, const char *reason, int64_t now_ms)
+{
+    if (s->in_callback || s->state != SMTP_S_TLS) return;
+    if (err) {
+        struct smtp_result res;
+        result_local(&res, SMTP_OUT_NETFAIL, SMTP_STAGE_TLS, 0, "", "TLS handshake failed: %s",
+                     reason && reason[0] ? reason : herald_strerror(err));
+        record_error(s, err, &res);
+        enter(s, SMTP_S_CLOSED, now_ms); /* no QUIT: the stream is neither plaintext nor TLS */
+        return;
+    }
+    s->tls_active = true;
+    /* RFC 3207: forget everything learnt before TLS and say EHLO again. */
+    memset(&s->caps, 0, sizeof s->caps);
+    smtp_reply_parser_init(&s->parser);
+    enter(s, SMTP_S_EHLO, now_ms);
+    check_out(s);
 }
 
 void smtp_session_quit(struct smtp_session *s, int64_t now_ms)

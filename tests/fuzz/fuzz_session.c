@@ -2,7 +2,8 @@
  * Input is a sequence of (control byte, chunk): the control byte's low six
  * bits are the chunk length, the top two the action: 0 feed without sending
  * s->out (replies then answer unsent commands), 1 and 2 feed and send,
- * 3 an owner action (kick, quit, fail) chosen by the length.
+ * 3 an owner action (kick, quit, fail; the TLS handshake's result while the
+ * session waits for it) chosen by the length.
  * Asserts: msg_done exactly once per message handed out, never for others,
  * even when the session is freed mid-transaction; out stays bounded. */
 #include <errno.h>
@@ -58,6 +59,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct smtp_session s;
     uint32_t max_msgs = size ? data[0] % 4 : 0;
     smtp_session_init(&s, &ops, &w, "fuzz.test", &t, max_msgs, 0);
+    /* The first byte's upper bits pick the TLS mode and whether to AUTH. */
+    static const struct smtp_auth cred = {.user = "u", .pass = "p", .allow_plaintext = true};
+    if (size)
+        smtp_session_set_security(&s, (enum smtp_tls_mode)((data[0] >> 2) % 4),
+                                  (data[0] & 0x10) ? &cred : NULL);
     size_t off = size ? 1 : 0;
     int64_t now = 0;
     while (off < size) {
@@ -66,6 +72,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int act = c >> 6;
         now += 10;
         if (act == 3) {
+            if (smtp_session_wants_tls(&s)) {
+                /* The handshake result, succeeded or failed by the length. */
+                smtp_session_tls_done(&s, n & 1 ? -EPROTO : 0, "fuzz", now);
+                continue;
+            }
             switch (n % 4) {
             case 0:
                 smtp_session_kick(&s, now);

@@ -631,8 +631,31 @@ static void test_route(void)
     }
 }
 
+static void test_provider_for_host(void)
+{
+    char err[256] = "";
+    struct config *cfg = load("providers:\n"
+                              "  google: { mx: ['*.google.com', '*.googlemail.com'], connections: 20 }\n"
+                              "  yahoo: { mx: ['*.yahoodns.net', 'mx.yahoo.test'] }\n"
+                              "  default: { connections: 3 }\n",
+                              err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    if (!cfg) return;
+    CHECK_EQ_STR(config_provider_for_host(cfg, "aspmx.l.google.com")->name, "google");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "ALT1.ASPMX.L.GOOGLE.COM.")->name, "google");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "gmail-smtp-in.l.googlemail.com")->name, "google");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "google.com")->name, "default");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "notgoogle.com")->name, "default");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "mta7.am0.yahoodns.net")->name, "yahoo");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "mx.yahoo.test")->name, "yahoo");
+    CHECK_EQ_STR(config_provider_for_host(cfg, "x.mx.yahoo.test")->name, "default");
+    CHECK_EQ_INT(config_provider_for_host(cfg, "mx.example.org")->connections, 3);
+    config_free(cfg);
+}
+
 int main(void)
 {
+    test_provider_for_host();
     test_full();
     test_defaults();
     test_bad();

@@ -565,6 +565,160 @@ static void test_kick(void)
     check_exactly_once(&f);
 }
 
+/* Start a session with a TLS mode and optional credentials, up to EHLO sent. */
+static void start_sec(struct smtp_session *s, struct fake *f, enum smtp_tls_mode mode,
+                      const struct smtp_auth *auth)
+{
+    smtp_session_init(s, &fake_ops, f, "mta.test", &tmo, 0, NOW);
+    smtp_session_set_security(s, mode, auth);
+    STEP(s, "220 mx.y.test ESMTP\r\n", "EHLO mta.test\r\n");
+}
+
+static void test_starttls(void)
+{
+    struct fake f;
+    struct smtp_session s;
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, NULL);
+    STEP(&s, "250-mx.y.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n", "STARTTLS\r\n");
+    CHECK_EQ_INT(s.state, SMTP_S_STARTTLS);
+    feed(&s, "220 2.0.0 Ready to start TLS\r\n");
+    CHECK(smtp_session_wants_tls(&s));
+    CHECK_EQ_STR(sent(&s), "");
+    CHECK_EQ_INT(f.n_pulls, 0);
+    smtp_session_tls_done(&s, 0, NULL, NOW);
+    CHECK(s.tls_active);
+    CHECK(!s.caps.pipelining); /* forgotten until the new EHLO says so */
+    CHECK_EQ_STR(sent(&s), "EHLO mta.test\r\n");
+    STEP(&s, "250-mx.y.test\r\n250 PIPELINING\r\n",
+         MAIL_A RCPT(0) "DATA\r\n"); /* no second STARTTLS */
+    smtp_session_free(&s);
+    check_exactly_once(&f);
+}
+
+static void test_starttls_policies(void)
+{
+    struct fake f;
+    struct smtp_session s;
+    /* Required but not offered: nothing is sent, the session ends with stage tls. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_MUST, NULL);
+    STEP(&s, "250-mx.y.test\r\n250 8BITMIME\r\n", "QUIT\r\n");
+    CHECK(s.has_error);
+    CHECK_EQ_INT(s.error.stage, SMTP_STAGE_TLS);
+    CHECK_EQ_INT(s.error.outcome, SMTP_OUT_TEMPFAIL);
+    CHECK(strstr(s.error.reply, "STARTTLS") != NULL);
+    CHECK(!s.ever_ready);
+    CHECK_EQ_INT(f.n_pulls, 0);
+    smtp_session_free(&s);
+
+    /* Opportunistic, offered but refused: carry on in plaintext. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, NULL);
+    STEP(&s, "250-mx.y.test\r\n250 STARTTLS\r\n", "STARTTLS\r\n");
+    STEP(&s, "454 4.7.0 TLS not available\r\n", MAIL_A);
+    CHECK(!s.tls_active && !s.has_error);
+    smtp_session_free(&s);
+    check_exactly_once(&f);
+
+    /* Required and refused: the server's reply is the reason. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_MUST, NULL);
+    STEP(&s, "250-mx.y.test\r\n250 STARTTLS\r\n", "STARTTLS\r\n");
+    STEP(&s, "454 4.7.0 TLS not available\r\n", "QUIT\r\n");
+    CHECK_EQ_INT(s.error.stage, SMTP_STAGE_TLS);
+    CHECK_EQ_INT(s.error.code, 454);
+    smtp_session_free(&s);
+
+    /* Off: STARTTLS offered but never used. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_OFF, NULL);
+    STEP(&s, "250-mx.y.test\r\n250 STARTTLS\r\n", MAIL_A);
+    smtp_session_free(&s);
+    check_exactly_once(&f);
+
+    /* Plaintext riding on the 220: refused, never treated as a reply. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, NULL);
+    STEP(&s, "250-mx.y.test\r\n250 STARTTLS\r\n", "STARTTLS\r\n");
+    int rc = feed(&s, "220 go\r\n250 injected\r\n");
+    CHECK(rc < 0);
+    CHECK(smtp_session_is_closed(&s));
+    CHECK(strstr(s.error.reply, "STARTTLS") != NULL);
+    smtp_session_free(&s);
+
+    /* Handshake failure: stage tls, closed without QUIT. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, NULL);
+    STEP(&s, "250-mx.y.test\r\n250 STARTTLS\r\n", "STARTTLS\r\n");
+    feed(&s, "220 ready\r\n");
+    smtp_session_tls_done(&s, -EPROTO, "certificate has expired", NOW);
+    CHECK(smtp_session_is_closed(&s));
+    CHECK_EQ_INT(s.error.stage, SMTP_STAGE_TLS);
+    CHECK(strstr(s.error.reply, "certificate has expired") != NULL);
+    CHECK_EQ_STR(sent(&s), "");
+    smtp_session_free(&s);
+    CHECK_EQ_INT(f.n_done, 0);
+}
+
+static void test_auth(void)
+{
+    struct fake f;
+    struct smtp_session s;
+    const struct smtp_auth cred = {.user = "u", .pass = "p"};
+    /* PLAIN with the initial response, after TLS. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_ACTIVE, &cred);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH LOGIN PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n");
+    CHECK_EQ_INT(s.state, SMTP_S_AUTH);
+    STEP(&s, "235 2.7.0 Authentication successful\r\n", MAIL_A);
+    CHECK(s.authenticated);
+    smtp_session_free(&s);
+    check_exactly_once(&f);
+
+    /* LOGIN when PLAIN is not offered. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_ACTIVE, &cred);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH=LOGIN\r\n", "AUTH LOGIN\r\n");
+    STEP(&s, "334 VXNlcm5hbWU6\r\n", "dQ==\r\n");
+    STEP(&s, "334 UGFzc3dvcmQ6\r\n", "cA==\r\n");
+    STEP(&s, "235 ok\r\n", MAIL_A);
+    smtp_session_free(&s);
+    check_exactly_once(&f);
+
+    /* Wrong password: deferred with the server's words, stage auth. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_ACTIVE, &cred);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n");
+    STEP(&s, "535 5.7.8 Authentication credentials invalid\r\n", "QUIT\r\n");
+    CHECK_EQ_INT(s.error.stage, SMTP_STAGE_AUTH);
+    CHECK_EQ_INT(s.error.outcome, SMTP_OUT_TEMPFAIL);
+    CHECK_EQ_INT(s.error.code, 535);
+    CHECK(strstr(s.error.reply, "credentials invalid") != NULL);
+    CHECK_EQ_INT(f.n_pulls, 0);
+    smtp_session_free(&s);
+
+    /* No TLS: credentials are not sent unless allowed. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, &cred);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "QUIT\r\n");
+    CHECK_EQ_INT(s.error.stage, SMTP_STAGE_AUTH);
+    CHECK(strstr(s.error.reply, "not encrypted") != NULL);
+    smtp_session_free(&s);
+    const struct smtp_auth loose = {.user = "u", .pass = "p", .allow_plaintext = true};
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, &loose);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n");
+    smtp_session_free(&s);
+
+    /* No mechanism we speak. */
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_ACTIVE, &cred);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH CRAM-MD5\r\n", "QUIT\r\n");
+    CHECK(strstr(s.error.reply, "neither") != NULL);
+    smtp_session_free(&s);
+}
+
 int main(void)
 {
     test_plain_delivery();
@@ -581,5 +735,8 @@ int main(void)
     test_max_msgs();
     test_byte_at_a_time();
     test_kick();
+    test_starttls();
+    test_starttls_policies();
+    test_auth();
     return check_report("test_session");
 }
