@@ -169,6 +169,11 @@ const struct cfg_provider *config_provider(const struct config *cfg, const char 
  * an MX host name, first match in config order; else "default". */
 const struct cfg_provider *config_provider_for_host(const struct config *cfg, const char *host);
 
+/* A secret named by config: the environment variable `env` if set in the
+ * config (it must exist), else the first line of `file`, else "". Returns 0,
+ * -ENOENT (variable unset), -HERR_TOO_LONG or -errno from opening file. */
+int config_read_secret(const char *file, const char *env, char *out, size_t outlen);
+
 /* Parse helpers, exported for tests: "30s", "5m", "2h", "2d", "250ms" -> ms;
  * "3600/h" -> rate. Return 0 or -HERR_MALFORMED. */
 int config_parse_duration(const char *s, int64_t *out_ms);

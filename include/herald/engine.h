@@ -29,5 +29,6 @@ extern const char *const notes_script_terminal;
 extern const char *const notes_script_defer;
 extern const char *const notes_script_mover;
 extern const char *const notes_script_admit;
+extern const char *const notes_script_cancel;
 
 #endif

@@ -1,11 +1,14 @@
 /* Lookups on a loaded config. Tenants and routes are sorted at load time so
  * the per-message lookups are binary searches; pools and providers are few. */
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "herald/config.h"
+#include "herald/core.h"
 
 static int tenant_key_cmp(const void *key, const void *elem)
 {
@@ -94,4 +97,22 @@ const struct cfg_route *config_route(const struct config *cfg, const char *domai
         }
     }
     return route_find(cfg, "*");
+}
+
+int config_read_secret(const char *file, const char *env, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (env) {
+        const char *v = getenv(env);
+        if (!v) return -ENOENT;
+        if (strlen(v) >= outlen) return -HERR_TOO_LONG;
+        snprintf(out, outlen, "%s", v);
+        return 0;
+    }
+    if (!file) return 0;
+    FILE *f = fopen(file, "r");
+    if (!f) return -errno;
+    if (fgets(out, (int)outlen, f)) out[strcspn(out, "\r\n")] = '\0';
+    fclose(f);
+    return 0;
 }

@@ -28,6 +28,24 @@ static void sha1_hex(const char *text, char out[41])
     out[40] = '\0';
 }
 
+static int resolve_host(const char *host, uint16_t port, struct pool_target *t, const char **why)
+{
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0 || !res) {
+        *why = gai_strerror(rc);
+        return -HERR_CONFIG;
+    }
+    snprintf(t->host, sizeof t->host, "%s", host);
+    memcpy(&t->sa, res->ai_addr, res->ai_addrlen);
+    t->sa_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
 /* Static routes are resolved once, here, on the main thread: workers never
  * call the blocking resolver. */
 static int resolve_routes(struct engine_shared *sh)
@@ -39,23 +57,56 @@ static int resolve_routes(struct engine_shared *sh)
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const struct cfg_route *r = &cfg->routes[i];
         struct engine_route *er = &sh->routes[sh->n_routes];
-        char port[8];
-        snprintf(port, sizeof port, "%u", r->port ? r->port : cfg->delivery.port);
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(r->host, port, &hints, &res);
-        if (rc != 0 || !res) {
+        const char *why = "";
+        if (resolve_host(r->host, r->port ? r->port : cfg->delivery.port, &er->target, &why) < 0) {
             log_event(LOG_ERROR, "event=route_unresolved route=%s host=%s reason=\"%s\"",
-                      r->pattern, r->host, gai_strerror(rc));
+                      r->pattern, r->host, why);
             return -HERR_CONFIG;
         }
         er->route = r;
-        snprintf(er->target.host, sizeof er->target.host, "%s", r->host);
-        memcpy(&er->target.sa, res->ai_addr, res->ai_addrlen);
-        er->target.sa_len = res->ai_addrlen;
         er->provider = config_provider_for_host(cfg, r->host);
-        freeaddrinfo(res);
         sh->n_routes++;
+    }
+    return 0;
+}
+
+/* Tenant relays: address and credentials are fixed for the run, so they
+ * are looked up here once (blocking is fine on the main thread). */
+static int resolve_relays(struct engine_shared *sh)
+{
+    const struct config *cfg = sh->cfg;
+    sh->relays = calloc(cfg->n_tenants ? cfg->n_tenants : 1, sizeof *sh->relays);
+    if (!sh->relays)
+        return -ENOMEM;
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        const struct cfg_relay *r = &cfg->tenants[i].relay;
+        struct engine_relay *er = &sh->relays[i];
+        if (!r->host)
+            continue;
+        uint16_t port = r->port ? r->port : r->tls == CFG_RELAY_TLS_IMPLICIT ? 465 : 587;
+        const char *why = "";
+        if (resolve_host(r->host, port, &er->target, &why) < 0) {
+            log_event(LOG_ERROR, "event=relay_unresolved tenant=%s host=%s reason=\"%s\"",
+                      cfg->tenants[i].name, r->host, why);
+            return -HERR_CONFIG;
+        }
+        er->tls_mode = r->tls == CFG_RELAY_TLS_IMPLICIT ? SMTP_TLS_ACTIVE
+                       : r->tls == CFG_RELAY_TLS_NONE   ? SMTP_TLS_OFF
+                                                        : SMTP_TLS_MUST;
+        if (r->user) {
+            snprintf(er->user, sizeof er->user, "%s", r->user);
+            int rc = config_read_secret(r->password_file, r->password_env, er->pass, sizeof er->pass);
+            if (rc < 0) {
+                log_event(LOG_ERROR, "event=relay_secret_unreadable tenant=%s source=%s reason=\"%s\"",
+                          cfg->tenants[i].name, r->password_env ? r->password_env : r->password_file,
+                          herald_strerror(rc));
+                return -HERR_CONFIG;
+            }
+            er->auth.user = er->user;
+            er->auth.pass = er->pass;
+            er->auth.allow_plaintext = r->allow_plaintext_auth;
+        }
+        er->configured = true;
     }
     return 0;
 }
@@ -82,9 +133,10 @@ int engine_run(const struct engine_opts *opts)
         free(sh);
         return 2;
     }
-    if (resolve_routes(sh) < 0) {
+    if (resolve_routes(sh) < 0 || resolve_relays(sh) < 0) {
         config_free(cfg);
         free(sh->routes);
+        free(sh->relays);
         free(sh);
         return 2;
     }
@@ -92,6 +144,7 @@ int engine_run(const struct engine_opts *opts)
     sha1_hex(notes_script_defer, sh->sha_defer);
     sha1_hex(notes_script_mover, sh->sha_mover);
     sha1_hex(notes_script_admit, sh->sha_admit);
+    sha1_hex(notes_script_cancel, sh->sha_cancel);
     const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
     snprintf(sh->retry_key, sizeof sh->retry_key, "%sretry", prefix);
     snprintf(sh->job_key_prefix, sizeof sh->job_key_prefix, "%sjob:", prefix);
@@ -177,6 +230,10 @@ int engine_run(const struct engine_opts *opts)
         exit_code = 1;
     free(workers);
     free(sh->routes);
+    if (sh->relays) {
+        explicit_bzero(sh->relays, cfg->n_tenants * sizeof *sh->relays);
+        free(sh->relays);
+    }
     free(sh);
     config_free(cfg);
     log_event(LOG_INFO, "event=stopped exit=%d", exit_code);

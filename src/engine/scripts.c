@@ -1,44 +1,127 @@
 /* The Lua scripts that make a case note and the job's acknowledgement one
  * atomic step. XACK's return value is the guard: 0 means another consumer
- * (after a claim) already finished this entry, so no second note is added. */
+ * (after a claim) already finished this entry, so no second note is added.
+ *
+ * Each job id (tenant + id) has a state key, `<prefix>state:<tenant>:<id>`,
+ * kept for the idempotency window, that cancels and replacements read:
+ *   sending:<entry>    admitted; on its way to (or at) a mail server
+ *   retry:<hash key>   waiting in the retry set (deferred or scheduled)
+ *   cancelled:<entry>  cancelled by that control entry; never admitted again
+ *   done:<event>       ended with that terminal note */
 #include "herald/engine.h"
 
-/* KEYS: jobs, events, the tenant's suppression set. ARGV: group, entry id,
- * address to suppress ("" for none: only hard bounces add one), note
- * field/value pairs... */
+/* KEYS: jobs, events, the tenant's suppression set, the job's state key.
+ * ARGV: group, entry id, address to suppress ("" for none: only hard
+ * bounces add one), state to record ("" to leave it: duplicates must not
+ * touch the original's), window ms, note field/value pairs... */
 const char *const notes_script_terminal =
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end\n"
-    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))\n"
+    "if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))\n"
     "return 1\n";
 
+/* Shared by admission (a job that `replaces` another) and cancel entries:
+ * end the target job if it has not been sent. A job waiting in the retry
+ * set is taken out and gets its `cancelled` note here, in the same step;
+ * any other not-yet-admitted copy meets the `cancelled:` state at
+ * admission. Returns what happened, for the caller's note. */
+#define CANCEL_TARGET_LUA                                                                          \
+    "local function cancel_target(st_key, zset, events, by, window, now)\n"                       \
+    "  local st = redis.call('GET', st_key)\n"                                                     \
+    "  local kind, rest = nil, nil\n"                                                              \
+    "  if st then kind, rest = string.match(st, '^(%a+):(.*)$') end\n"                             \
+    "  if kind == 'done' then return 'already-' .. rest end\n"                                     \
+    "  if kind == 'cancelled' then return 'already-cancelled' end\n"                               \
+    "  if kind == 'retry' then\n"                                                                  \
+    "    local f = redis.call('HGETALL', rest)\n"                                                  \
+    "    if #f > 0 then\n"                                                                         \
+    "      redis.call('ZREM', zset, rest)\n"                                                       \
+    "      redis.call('DEL', rest)\n"                                                              \
+    "      local h = {}\n"                                                                         \
+    "      for i = 1, #f, 2 do h[f[i]] = f[i + 1] end\n"                                           \
+    "      local n = {'event', 'cancelled', 'job', h['id'] or '', 'tenant', h['tenant'] or ''}\n"  \
+    "      if h['ref'] then table.insert(n, 'ref'); table.insert(n, h['ref']) end\n"              \
+    "      if h['to'] then table.insert(n, 'to'); table.insert(n, h['to']) end\n"                 \
+    "      table.insert(n, 'attempt'); table.insert(n, tostring((tonumber(h['attempt']) or 0)))\n" \
+    "      table.insert(n, 'at'); table.insert(n, now)\n"                                          \
+    "      local enq = tonumber(h['enqueued_at'])\n"                                               \
+    "      if enq and enq > 0 then\n"                                                              \
+    "        table.insert(n, 'latency_ms'); table.insert(n, tostring(tonumber(now) - enq))\n"     \
+    "      end\n"                                                                                  \
+    "      table.insert(n, 'reason'); table.insert(n, 'cancelled by entry ' .. by)\n"             \
+    "      table.insert(n, 'cancelled_by'); table.insert(n, by)\n"                                 \
+    "      redis.call('XADD', events, '*', unpack(n))\n"                                           \
+    "      redis.call('SET', st_key, 'done:cancelled', 'PX', window)\n"                           \
+    "      return 'cancelled'\n"                                                                   \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  redis.call('SET', st_key, 'cancelled:' .. by, 'PX', window)\n"                              \
+    "  if kind == 'sending' then return 'in-flight' end\n"                                        \
+    "  if kind == 'retry' then return 'cancelled' end\n"                                          \
+    "  return 'not-seen'\n"                                                                        \
+    "end\n"
+
 /* Admission, before any connection. KEYS: idempotency key, the tenant's
- * suppression set, the global suppression set. ARGV: entry id, window ms,
- * recipient (lower-cased), "1" to check idempotency (first attempts only).
+ * suppression set, the global suppression set, this job's state key, the
+ * replaced job's state key (any key when none), retry set, events.
+ * ARGV: entry id, window ms, recipient (lower-cased), "1" on a first
+ * attempt (check idempotency, run `replaces`), replaced id ("" for none),
+ * now ms.
  * The idempotency key holds the entry that first claimed the id, so the
- * same entry read again after a crash is still admitted. */
+ * same entry read again after a crash is still admitted. Returns "ok" or
+ * "ok;replaced=<result>", "cancelled:<entry>", "duplicate:<entry>",
+ * "suppressed:tenant|global". */
 const char *const notes_script_admit =
-    "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
-    "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
+    CANCEL_TARGET_LUA
+    "local st = redis.call('GET', KEYS[4])\n"
+    "if st and string.sub(st, 1, 10) == 'cancelled:' then return st end\n"
     "if ARGV[4] == '1' then\n"
     "  local v = redis.call('GET', KEYS[1])\n"
     "  if v and v ~= ARGV[1] then return 'duplicate:' .. v end\n"
     "  if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
     "end\n"
-    "return 'ok'\n";
+    "local out = 'ok'\n"
+    "if ARGV[4] == '1' and ARGV[5] ~= '' then\n"
+    "  out = 'ok;replaced=' .. cancel_target(KEYS[5], KEYS[6], KEYS[7], ARGV[1], ARGV[2], "
+    "ARGV[6])\n"
+    "end\n"
+    "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
+    "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
+    "redis.call('SET', KEYS[4], 'sending:' .. ARGV[1], 'PX', ARGV[2])\n"
+    "return out\n";
 
-/* KEYS: jobs, events, retry zset. ARGV: group, entry id, due ms, job hash
- * key, n (count of job field/value items), job items..., note items... (a
- * note is optional: scheduling a send_at job writes none). */
+/* A `cancel` control entry. KEYS: jobs, events, the target's state key,
+ * retry set. ARGV: group, entry id, window ms, now ms, the control entry's
+ * note items... ; the script appends `result`. */
+const char *const notes_script_cancel =
+    CANCEL_TARGET_LUA
+    "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "local r = cancel_target(KEYS[3], KEYS[4], KEYS[2], ARGV[2], ARGV[3], ARGV[4])\n"
+    "local n = {unpack(ARGV, 5)}\n"
+    "table.insert(n, 'result'); table.insert(n, r)\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(n))\n"
+    "return 1\n";
+
+/* KEYS: jobs, events, retry zset, the job's state key. ARGV: group, entry
+ * id, due ms, job hash key, window ms, n (count of job field/value items),
+ * job items..., note items... (a note is optional: scheduling a send_at job
+ * writes none). A job cancelled meanwhile keeps its `cancelled:` state and
+ * is cancelled when it comes due. */
 const char *const notes_script_defer =
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "local n = tonumber(ARGV[5])\n"
+    "local n = tonumber(ARGV[6])\n"
     "redis.call('DEL', ARGV[4])\n"
-    "redis.call('HSET', ARGV[4], unpack(ARGV, 6, 5 + n))\n"
+    "redis.call('HSET', ARGV[4], unpack(ARGV, 7, 6 + n))\n"
     "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])\n"
-    "if #ARGV > 5 + n then redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6 + n)) end\n"
+    "local st = redis.call('GET', KEYS[4])\n"
+    "if not (st and string.sub(st, 1, 10) == 'cancelled:') then\n"
+    "  redis.call('SET', KEYS[4], 'retry:' .. ARGV[4], 'PX', ARGV[5])\n"
+    "end\n"
+    "if #ARGV > 6 + n then redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n)) end\n"
     "return 1\n";
 
 /* KEYS: retry zset, jobs. ARGV: now ms, max entries to move. Moves due jobs

@@ -24,6 +24,7 @@ struct delivery {
     bool noting; /* note script sent: no further claim refresh needed */
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
     struct delivery *unwritten_next; /* on w->unwritten while Redis is unreachable */
+    char replaced_result[32]; /* what admission did to the job this one `replaces` */
 };
 
 /* ---------- held jobs ---------- */
@@ -110,6 +111,10 @@ static void note_common(struct note *n, struct delivery *d, const char *event, i
     if (j->enqueued_ms > 0)
         note_add_int(n, "latency_ms", now - j->enqueued_ms);
     note_add(n, "entry", j->stream_id);
+    if (j->replaces && d->replaced_result[0]) {
+        note_add(n, "replaces", j->replaces);
+        note_add(n, "replaced", d->replaced_result);
+    }
 }
 
 static void note_smtp(struct note *n, const struct smtp_result *res,
@@ -237,6 +242,19 @@ static void lower_addr(const char *to, char *out, size_t cap)
     out[i] = '\0';
 }
 
+static int64_t id_window_ms(const struct worker *w)
+{
+    return w->cfg->engine.idempotency_window_ms > 0 ? w->cfg->engine.idempotency_window_ms
+                                                    : 7LL * 86400 * 1000;
+}
+
+/* The per-id state key that cancels and replacements read (scripts.c). */
+static void state_key(const struct worker *w, const char *tenant, const char *id, char *out,
+                      size_t cap)
+{
+    snprintf(out, cap, "%sstate:%s:%s", w->sh->prefix, tenant ? tenant : "-", id ? id : "-");
+}
+
 static void suppress_key(const struct worker *w, const char *tenant, char *out, size_t cap)
 {
     if (tenant)
@@ -254,10 +272,17 @@ static void write_terminal_ex(struct delivery *d, struct note *n, bool suppress)
     const char *argv[NOTE_MAX_ITEMS + 8];
     size_t lens[NOTE_MAX_ITEMS + 8];
     int argc = 0;
-    char skey[320], addr[320] = "";
+    char skey[320], addr[320] = "", stkey[640], state[48] = "", window[24];
     suppress_key(w, d->job.tenant ? d->job.tenant : "-", skey, sizeof skey);
     if (suppress)
         lower_addr(d->job.to, addr, sizeof addr);
+    state_key(w, d->job.tenant, d->job.id ? d->job.id : d->job.stream_id, stkey, sizeof stkey);
+    /* A duplicate or a rejected entry must not overwrite the state of the
+     * job that owns the id. */
+    const char *event = n->argv[1];
+    if (strcmp(event, "duplicate") != 0 && strcmp(event, "rejected") != 0)
+        snprintf(state, sizeof state, "done:%s", event);
+    snprintf(window, sizeof window, "%" PRId64, id_window_ms(w));
 #define PUSH(s)                                                                                    \
     do {                                                                                           \
         argv[argc] = (s);                                                                          \
@@ -265,13 +290,16 @@ static void write_terminal_ex(struct delivery *d, struct note *n, bool suppress)
     } while (0)
     PUSH("EVALSHA");
     PUSH(w->sh->sha_terminal);
-    PUSH("3");
+    PUSH("4");
     PUSH(cfg->redis.jobs);
     PUSH(cfg->redis.events);
     PUSH(skey);
+    PUSH(stkey);
     PUSH(cfg->redis.group);
     PUSH(d->job.stream_id);
     PUSH(addr);
+    PUSH(state);
+    PUSH(window);
 #undef PUSH
     for (int i = 0; i < n->argc; i++) {
         argv[argc] = n->argv[i];
@@ -336,12 +364,15 @@ static void write_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_don
         delivery_release(d);
         return;
     }
-    char due[24], count[24], key[320], num1[24], num2[24];
+    char due[24], count[24], key[320], num1[24], num2[24], stkey[640], window[24];
     snprintf(due, sizeof due, "%" PRId64, due_ms);
     snprintf(key, sizeof key, "%s%s", w->sh->job_key_prefix, d->job.stream_id);
+    state_key(w, d->job.tenant, d->job.id ? d->job.id : d->job.stream_id, stkey, sizeof stkey);
+    snprintf(window, sizeof window, "%" PRId64, id_window_ms(w));
     int argc = 0;
-    const char *head[] = {"EVALSHA", w->sh->sha_defer, "3", cfg->redis.jobs, cfg->redis.events,
-                          w->sh->retry_key, cfg->redis.group, d->job.stream_id, due, key};
+    const char *head[] = {"EVALSHA", w->sh->sha_defer, "4", cfg->redis.jobs, cfg->redis.events,
+                          w->sh->retry_key, stkey, cfg->redis.group, d->job.stream_id, due, key,
+                          window};
     for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++) {
         argv[argc] = head[i];
         lens[argc++] = strlen(head[i]);
@@ -561,13 +592,21 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
         delivery_release(d);
         return;
     }
-    if (strcmp(reply->str, "ok") == 0) {
+    if (strncmp(reply->str, "ok", 2) == 0) {
+        const char *rp = strstr(reply->str, ";replaced=");
+        if (rp)
+            snprintf(d->replaced_result, sizeof d->replaced_result, "%s", rp + 10);
         dispatch(d);
         return;
     }
     struct note n = {0};
     char reason[160];
-    if (strncmp(reply->str, "duplicate:", 10) == 0) {
+    if (strncmp(reply->str, "cancelled:", 10) == 0) {
+        note_common(&n, d, "cancelled", clock_wall_ms());
+        snprintf(reason, sizeof reason, "cancelled by entry %.48s", reply->str + 10);
+        note_add(&n, "reason", reason);
+        note_add(&n, "cancelled_by", reply->str + 10);
+    } else if (strncmp(reply->str, "duplicate:", 10) == 0) {
         note_common(&n, d, "duplicate", clock_wall_ms());
         snprintf(reason, sizeof reason, "tenant %s already has job id %s (entry %.48s)",
                  d->job.tenant, d->job.id, reply->str + 10);
@@ -583,29 +622,72 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
     write_terminal(d, &n);
 }
 
-/* Suppression lists and idempotency, in one script call per job before it
- * may take a connection. Retries (attempt > 1) skip the idempotency check:
- * the id was claimed by their first attempt. */
+/* Cancellation, idempotency, `replaces` and suppression lists, in one
+ * script call per attempt just before it may take a connection. Retries
+ * (attempt > 1) skip the idempotency check and `replaces`: their first
+ * attempt did both. */
 static void admit(struct delivery *d)
 {
     struct worker *w = d->w;
     struct job *j = &d->job;
-    char idem[512], skey[320], gkey[320], addr[320], window[24];
+    char idem[512], skey[320], gkey[320], addr[320], window[24], stkey[640], tkey[640], now[24];
     snprintf(idem, sizeof idem, "%sidem:%s:%s", w->sh->prefix, j->tenant, j->id);
     suppress_key(w, j->tenant, skey, sizeof skey);
     suppress_key(w, NULL, gkey, sizeof gkey);
     lower_addr(j->to, addr, sizeof addr);
-    int64_t win = w->cfg->engine.idempotency_window_ms > 0 ? w->cfg->engine.idempotency_window_ms
-                                                           : 7LL * 86400 * 1000;
-    snprintf(window, sizeof window, "%" PRId64, win);
-    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "3", idem, skey, gkey,
-                          j->stream_id, window, addr, j->attempt <= 1 ? "1" : "0"};
+    state_key(w, j->tenant, j->id, stkey, sizeof stkey);
+    state_key(w, j->tenant, j->replaces ? j->replaces : j->id, tkey, sizeof tkey);
+    snprintf(window, sizeof window, "%" PRId64, id_window_ms(w));
+    snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
+    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "7", idem, skey, gkey, stkey, tkey,
+                          w->sh->retry_key, w->cfg->redis.events, j->stream_id, window, addr,
+                          j->attempt <= 1 ? "1" : "0", j->replaces ? j->replaces : "", now};
     size_t lens[HERALD_ARRAY_LEN(argv)];
     for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
     if (redis_client_command_argv(&w->notes, on_admitted, d, (int)HERALD_ARRAY_LEN(argv), argv,
                                   lens) < 0)
         delivery_release(d);
+}
+
+/* A `cancel` control entry: end the target job if it has not been sent,
+ * and note on this entry what happened (scripts.c: `result`). */
+static void write_cancel(struct delivery *d)
+{
+    struct worker *w = d->w;
+    const struct config *cfg = w->cfg;
+    struct job *j = &d->job;
+    char tkey[640], window[24], now[24];
+    state_key(w, j->tenant, j->cancel, tkey, sizeof tkey);
+    snprintf(window, sizeof window, "%" PRId64, id_window_ms(w));
+    int64_t t = clock_wall_ms();
+    snprintf(now, sizeof now, "%" PRId64, t);
+    struct note n = {0};
+    note_add(&n, "event", "cancelled");
+    note_add(&n, "job", j->id ? j->id : j->stream_id);
+    note_add(&n, "tenant", j->tenant);
+    note_add(&n, "ref", j->ref);
+    note_add(&n, "to", j->to);
+    note_add(&n, "cancel", j->cancel);
+    note_add_int(&n, "at", t);
+    note_add(&n, "entry", j->stream_id);
+    const char *argv[NOTE_MAX_ITEMS + 12];
+    size_t lens[NOTE_MAX_ITEMS + 12];
+    const char *head[] = {"EVALSHA", w->sh->sha_cancel, "4",      cfg->redis.jobs, cfg->redis.events,
+                          tkey,      w->sh->retry_key,  cfg->redis.group, j->stream_id, window, now};
+    int argc = 0;
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++) {
+        argv[argc] = head[i];
+        lens[argc++] = strlen(head[i]);
+    }
+    for (int i = 0; i < n.argc; i++) {
+        argv[argc] = n.argv[i];
+        lens[argc++] = n.lens[i];
+    }
+    log_event(LOG_INFO, "event=cancel entry=%s tenant=%s target=%s", j->stream_id, j->tenant,
+              j->cancel);
+    count_event(w, "cancelled");
+    send_note(d, argc, argv, lens);
 }
 
 static const char *domain_of(const char *addr)
@@ -658,9 +740,7 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
     }
     struct job *j = &d->job;
     if (j->cancel) {
-        snprintf(err.field, sizeof err.field, "cancel");
-        snprintf(err.reason, sizeof err.reason, "cancel entries are not supported by this build");
-        reject(d, &err);
+        write_cancel(d);
         return;
     }
     int64_t now = clock_wall_ms();
@@ -919,6 +999,7 @@ static void notes_connect(struct worker *w)
         redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_defer);
         redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_mover);
         redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_admit);
+        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_cancel);
     } else {
         w->notes_retry_at = w->ring.now_ms + 1000;
     }

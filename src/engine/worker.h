@@ -17,14 +17,25 @@ struct engine_route {
     const struct cfg_provider *provider;
 };
 
+/* A tenant's own SMTP server: resolved and its secret read at start. */
+struct engine_relay {
+    bool configured;
+    struct pool_target target;
+    enum smtp_tls_mode tls_mode;
+    struct smtp_auth auth; /* points into user/pass */
+    char user[256];
+    char pass[512];
+};
+
 /* Shared, read-only after start (except the atomics). */
 struct engine_shared {
     const struct config *cfg;
     struct redis_addr redis;
     struct engine_route *routes;
     size_t n_routes;
+    struct engine_relay *relays; /* one per cfg->tenants entry, same index */
     unsigned n_workers;
-    char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41];
+    char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
     char retry_key[256];   /* zset of deferred/scheduled jobs */
     char job_key_prefix[256];
     const char *prefix;    /* redis.prefix, for per-tenant keys */

@@ -106,18 +106,11 @@ int redis_addr_from_config(const struct config *cfg, struct redis_addr *out, con
     int rc = redis_addr_parse(cfg->redis.url, out, why);
     if (rc < 0 || out->password[0])
         return rc;
-    const char *env = cfg->redis.password_env ? getenv(cfg->redis.password_env) : NULL;
-    if (env) {
-        snprintf(out->password, sizeof out->password, "%s", env);
-    } else if (cfg->redis.password_file) {
-        FILE *f = fopen(cfg->redis.password_file, "r");
-        if (!f) {
-            *why = "cannot read redis.password_file";
-            return -HERR_CONFIG;
-        }
-        if (fgets(out->password, sizeof out->password, f))
-            out->password[strcspn(out->password, "\r\n")] = '\0';
-        fclose(f);
+    if (config_read_secret(cfg->redis.password_file, cfg->redis.password_env, out->password,
+                           sizeof out->password) < 0) {
+        *why = cfg->redis.password_env ? "redis.password_env names an unset variable"
+                                       : "cannot read redis.password_file";
+        return -HERR_CONFIG;
     }
     return 0;
 }

@@ -366,7 +366,7 @@ def start_redis(persist=False):
 class SmtpServer:
     """aiosmtpd (tests/integration/smtp_server.py) in its own process."""
 
-    def __init__(self, rules=None, slow_seconds=3.0):
+    def __init__(self, rules=None, slow_seconds=3.0, extra=()):
         self.dir = tmpdir().mkdir("smtp-messages")
         last = ""
         for _ in range(5):
@@ -375,6 +375,7 @@ class SmtpServer:
                     "--dir", self.dir, "--slow-seconds", slow_seconds]
             if rules is not None:
                 argv += ["--rules", json.dumps(rules)]
+            argv += list(extra)
             self.proc = Proc("aiosmtpd", argv)
             deadline = time.monotonic() + scaled(15)
             while time.monotonic() < deadline and self.proc.alive():
@@ -423,11 +424,12 @@ class SmtpServer:
             self.port, self.count(), self.proc.tail(10) or "(empty)")
 
 
-def start_aiosmtpd(rules=None, slow_seconds=3.0):
+def start_aiosmtpd(rules=None, slow_seconds=3.0, extra=()):
     """Start the receiving server. Default recipient policy by local part:
     bounce* -> 550 5.1.1, defer* -> 451 4.7.1, slow* -> accepted after
-    slow_seconds; see smtp_server.py for custom rules."""
-    s = SmtpServer(rules=rules, slow_seconds=slow_seconds)
+    slow_seconds; see smtp_server.py for custom rules. `extra`: more
+    smtp_server.py options (TLS certificate, AUTH)."""
+    s = SmtpServer(rules=rules, slow_seconds=slow_seconds, extra=extra)
     log("aiosmtpd on port %d, messages in %s" % (s.port, s.dir))
     return s
 

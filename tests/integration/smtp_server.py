@@ -17,6 +17,15 @@ Recipient rules pick the reply to RCPT by the local part's prefix
 --rules JSON replaces them: [{"prefix": "x", "reply": "550 ..."},
 {"prefix": "y", "sleep": 2.5}] (a rule may have both: sleep, then reply).
 
+TLS and AUTH (for the delivery-security tests):
+    --tls-cert/--tls-key   offer STARTTLS with this certificate
+    --implicit-tls         speak TLS from the first byte (port 465 style)
+    --require-starttls     refuse MAIL before STARTTLS
+    --auth USER:PASS       offer AUTH PLAIN and LOGIN, accept only these
+    --auth-plaintext       allow AUTH without TLS
+The .json then also records "tls" (protocol/cipher or null), "tls_reused"
+and "auth_user".
+
 Prints "READY <port>" on stdout once it accepts connections; exits on
 SIGTERM/SIGINT.
 """
@@ -26,11 +35,13 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 def default_rules(slow_seconds):
@@ -77,12 +88,21 @@ class Handler:
             content = envelope.content if isinstance(envelope.content, bytes) else b""
         with open(base + ".eml", "wb") as f:
             f.write(content)
+        tls = None
+        reused = False
+        sslobj = server.transport.get_extra_info("ssl_object") if server.transport else None
+        if sslobj is not None:
+            tls = "%s/%s" % (sslobj.version(), sslobj.cipher()[0])
+            reused = bool(sslobj.session_reused)
         meta = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "eml": os.path.basename(base + ".eml"),
             "received_at": time.time(),
             "peer": str(session.peer),
+            "tls": tls,
+            "tls_reused": reused,
+            "auth_user": getattr(session, "auth_data", None) and session.auth_data.login.decode(),
         }
         with open(base + ".json.tmp", "w") as f:
             json.dump(meta, f)
@@ -96,7 +116,34 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--slow-seconds", type=float, default=3.0)
     ap.add_argument("--rules", help="JSON list of recipient rules (replaces the defaults)")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--implicit-tls", action="store_true")
+    ap.add_argument("--require-starttls", action="store_true")
+    ap.add_argument("--auth", help="USER:PASS accepted by AUTH")
+    ap.add_argument("--auth-plaintext", action="store_true")
     args = ap.parse_args()
+
+    tls_ctx = None
+    if args.tls_cert:
+        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    extra = {}
+    if tls_ctx is not None and args.implicit_tls:
+        extra["ssl_context"] = tls_ctx
+    elif tls_ctx is not None:
+        extra["tls_context"] = tls_ctx
+        extra["require_starttls"] = args.require_starttls
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
+                  and auth_data.password.decode() == password)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+        extra["authenticator"] = authenticator
+        extra["auth_require_tls"] = not args.auth_plaintext
 
     os.makedirs(args.dir, exist_ok=True)
     rules = json.loads(args.rules) if args.rules else default_rules(args.slow_seconds)
@@ -110,6 +157,7 @@ def main():
         enable_SMTPUTF8=True,
         data_size_limit=64 * 1024 * 1024,
         ready_timeout=10.0,
+        **extra,
     )
 
     stop = threading.Event()
