@@ -19,6 +19,8 @@ enum herald_err {
     HERR_REDIS,      /* redis replied with an error */
     HERR_CONFIG,     /* configuration invalid */
     HERR_AGAIN,      /* incomplete input: feed more bytes */
+    HERR_TLS,        /* TLS handshake or record layer failed */
+    HERR_DNS,        /* name resolution failed */
     HERR_COUNT
 };
 

@@ -12,6 +12,7 @@
 
 #include "herald/ring.h"
 #include "herald/smtp.h"
+#include "herald/tls.h"
 
 /* Where a message went, for its case note. */
 struct pool_conn_info {
@@ -19,6 +20,7 @@ struct pool_conn_info {
     const char *remote_ip;
     const char *local_ip;
     const char *tls;       /* "none" or "TLSv1.3/..." */
+    const char *tls_note;  /* why TLS was not used although wanted (fallback), or NULL */
 };
 
 /* Called once per submitted message with its final SMTP result, or with
@@ -42,6 +44,9 @@ struct pool_limits {
     uint32_t max_conns;
     const char *group;           /* NULL: the destination is its own group */
     uint32_t max_msgs_per_conn;  /* 0 = unlimited */
+    enum smtp_tls_mode tls_mode; /* OFF, TRY (opportunistic), MUST, ACTIVE (implicit TLS) */
+    bool tls_verify;             /* chain and host name must verify */
+    const struct smtp_auth *auth; /* relay credentials (outlive the pool), or NULL */
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
     struct smtp_timeouts smtp;
@@ -60,9 +65,14 @@ struct pool {
     struct pool_group *groups;
     uint32_t n_conns;     /* open or connecting, all destinations */
     bool closing;
+    SSL_CTX *tls_ctx;     /* NULL: TLS unavailable, every destination is plaintext */
+    struct tls_session_cache tls_cache;
+    int64_t tls_fallback_ms; /* how long a host whose handshake failed is tried without TLS */
 };
 
 int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg);
+/* TLS for the pool's connections (ctx stays owned by the caller). */
+void pool_set_tls(struct pool *p, SSL_CTX *ctx);
 /* Queue msg for target from egress_ip ("" = no bind) with ehlo_name. */
 int pool_submit(struct pool *p, const struct pool_target *target, const char *egress_ip,
                 const char *ehlo_name, const struct pool_limits *lim, struct smtp_msg *msg);

@@ -18,6 +18,8 @@ static const char *const err_names[HERR_COUNT - HERR_BASE] = {
     [HERR_REDIS - HERR_BASE] = "redis error reply",
     [HERR_CONFIG - HERR_BASE] = "invalid configuration",
     [HERR_AGAIN - HERR_BASE] = "need more input",
+    [HERR_TLS - HERR_BASE] = "TLS failure",
+    [HERR_DNS - HERR_BASE] = "DNS failure",
 };
 
 const char *herald_strerror(int err)

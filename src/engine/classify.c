@@ -17,6 +17,12 @@ const char *classify_result(const struct smtp_result *r)
     const char *t = r->reply;
     if (r->outcome == SMTP_OUT_OK)
         return "";
+    /* Refusals of the connection's security are the operator's to fix,
+     * whatever code the server used. */
+    if (r->stage == SMTP_STAGE_TLS)
+        return "tls";
+    if (r->stage == SMTP_STAGE_AUTH)
+        return "auth";
     if (r->outcome == SMTP_OUT_NETFAIL) {
         if (text_has(t, "timed out") || text_has(t, "timeout"))
             return "timeout";

@@ -140,6 +140,15 @@ int engine_run(const struct engine_opts *opts)
         free(sh);
         return 2;
     }
+    struct tls_ctx_opts topts = {.ca_file = cfg->delivery.ca_file};
+    if (tls_ctx_new(&topts, &sh->tls_ctx, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: delivery.ca_file: %s\n", opts->config_path, err);
+        config_free(cfg);
+        free(sh->routes);
+        free(sh->relays);
+        free(sh);
+        return 2;
+    }
     sha1_hex(notes_script_terminal, sh->sha_terminal);
     sha1_hex(notes_script_defer, sh->sha_defer);
     sha1_hex(notes_script_mover, sh->sha_mover);
@@ -230,6 +239,7 @@ int engine_run(const struct engine_opts *opts)
         exit_code = 1;
     free(workers);
     free(sh->routes);
+    SSL_CTX_free(sh->tls_ctx);
     if (sh->relays) {
         explicit_bzero(sh->relays, cfg->n_tenants * sizeof *sh->relays);
         free(sh->relays);

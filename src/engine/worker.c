@@ -142,6 +142,8 @@ static void note_smtp(struct note *n, const struct smtp_result *res,
             note_add(n, "local_ip", info->local_ip);
         if (info->tls)
             note_add(n, "tls", info->tls);
+        if (info->tls_note)
+            note_add(n, "tls_note", info->tls_note);
     }
     if (message_id && message_id[0])
         note_add(n, "message_id", message_id);
@@ -528,8 +530,12 @@ static void dispatch(struct delivery *d)
     const struct config *cfg = w->cfg;
     struct job *j = &d->job;
     const struct cfg_tenant *tenant = config_tenant(cfg, j->tenant);
-    const struct engine_route *route = route_for(w, j->to_domain);
-    if (!route) {
+    const struct engine_relay *relay =
+        tenant && w->sh->relays[tenant - cfg->tenants].configured ? &w->sh->relays[tenant - cfg->tenants]
+                                                                  : NULL;
+    const struct engine_route *route = relay ? NULL : route_for(w, j->to_domain);
+    const struct pool_target *target = relay ? &relay->target : route ? &route->target : NULL;
+    if (!target) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
         snprintf(res.reply, sizeof res.reply,
                  "no route for domain %s (configure routes:; MX lookup is not in this build)",
@@ -544,8 +550,23 @@ static void dispatch(struct delivery *d)
         ip = eg->ips.items[w->egress_rr++ % eg->ips.n];
     const char *ehlo = eg && eg->ehlo ? eg->ehlo : cfg->engine.ehlo;
 
-    const struct cfg_provider *prov = route->provider;
+    const struct cfg_provider *prov = relay ? config_provider_for_host(cfg, relay->target.host)
+                                            : route->provider;
     struct pool_limits lim = {0};
+    /* TLS: the stricter of the tenant's and the provider's policy, else
+     * delivery.tls; a relay uses its own tls setting (STARTTLS required,
+     * implicit, or none) and AUTHs with the tenant's credentials. */
+    enum cfg_tls_policy pol = tenant ? tenant->tls : CFG_TLS_UNSET;
+    if (prov && prov->tls > pol)
+        pol = prov->tls;
+    if (pol == CFG_TLS_UNSET)
+        pol = cfg->delivery.tls ? cfg->delivery.tls : CFG_TLS_OPPORTUNISTIC;
+    lim.tls_mode = pol == CFG_TLS_OPPORTUNISTIC ? SMTP_TLS_TRY : SMTP_TLS_MUST;
+    lim.tls_verify = pol == CFG_TLS_VERIFY;
+    if (relay) {
+        lim.tls_mode = relay->tls_mode;
+        lim.auth = relay->auth.user ? &relay->auth : NULL;
+    }
     uint32_t conns = prov && prov->connections ? prov->connections : 10;
     lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
     lim.group = prov ? prov->name : NULL;
@@ -569,7 +590,7 @@ static void dispatch(struct delivery *d)
     d->msg.data_len = j->wire.len;
     d->msg.needs_smtputf8 = utf8_to || utf8_from;
     d->msg.owner_data = d;
-    if (pool_submit(&w->pool, &route->target, ip, ehlo, &lim, &d->msg) < 0) {
+    if (pool_submit(&w->pool, target, ip, ehlo, &lim, &d->msg) < 0) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
         snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
         retry_or_give_up(d, &res, NULL);
@@ -1086,6 +1107,8 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
         rc = redis_client_init(&w->notes, &w->ring, &sh->redis, "notes", on_notes_state, w);
     if (rc == 0)
         rc = pool_init(&w->pool, &w->ring, on_delivery_done, w);
+    if (rc == 0)
+        pool_set_tls(&w->pool, sh->tls_ctx);
     ring_timer_init(&w->tick, on_tick);
     return rc;
 }

@@ -37,7 +37,14 @@ struct pool_conn {
     char local_ip[INET6_ADDRSTRLEN];
     char remote_ip[INET6_ADDRSTRLEN];
     struct pool_conn *next;
+    /* TLS: records go out through `cout` (then `sending`); decrypted bytes
+     * land in pbuf before the session sees them. */
+    struct tls_conn tls;
+    bool tls_on, tls_hs, tls_saved;
+    char tls_desc[96];
+    struct hbuf cout;
     char rbuf[POOL_RBUF];
+    char pbuf[POOL_RBUF];
 };
 
 /* Destinations that share a connection limit. When a slot frees, every
@@ -65,6 +72,10 @@ struct pool_dest {
     size_t q_head, q_len, q_cap;
     struct pool_conn *conns;
     uint32_t n_conns, n_connecting;
+    /* The handshake failed under an opportunistic policy: connect without
+     * STARTTLS until then, as large MTAs do, and say so in the notes. */
+    int64_t tls_fallback_until;
+    char tls_fallback_why[240];
 };
 
 static void on_connect(struct ring_op *op, int res, uint32_t flags);
@@ -84,8 +95,15 @@ int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg)
     p->done = done;
     p->done_arg = done_arg;
     p->n_buckets = 256;
+    tls_session_cache_init(&p->tls_cache, 1024);
+    p->tls_fallback_ms = 3600 * 1000;
     p->buckets = calloc(p->n_buckets, sizeof *p->buckets);
     return p->buckets ? 0 : -ENOMEM;
+}
+
+void pool_set_tls(struct pool *p, SSL_CTX *ctx)
+{
+    p->tls_ctx = ctx;
 }
 
 static uint64_t hash_str(const char *s)
@@ -134,7 +152,11 @@ static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, c
     char ip[INET6_ADDRSTRLEN];
     sa_to_ip(&t->sa, ip, sizeof ip);
     char key[512];
-    snprintf(key, sizeof key, "%s|%s|%s|%u", egress_ip, t->host, ip, sa_port(&t->sa));
+    /* Security settings are part of the identity: a relay connection that
+     * authenticated as one tenant must never carry another's mail. */
+    snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d|%s", egress_ip, t->host, ip, sa_port(&t->sa),
+             (int)lim->tls_mode, lim->tls_verify ? 1 : 0,
+             lim->auth && lim->auth->user ? lim->auth->user : "");
     uint64_t h = hash_str(key) % p->n_buckets;
     for (struct pool_dest *d = p->buckets[h]; d; d = d->next)
         if (strcmp(d->key, key) == 0) {
@@ -225,7 +247,8 @@ static void conn_info(struct pool_conn *c, struct pool_conn_info *info)
     info->mx = c->d->target.host;
     info->remote_ip = c->remote_ip;
     info->local_ip = c->local_ip;
-    info->tls = "none";
+    info->tls = c->tls_on && !c->tls_hs ? c->tls_desc : "none";
+    info->tls_note = c->d->tls_fallback_until > c->p->ring->now_ms ? c->d->tls_fallback_why : NULL;
 }
 
 static void conn_msg_done(void *owner, struct smtp_msg *msg, const struct smtp_result *res)
@@ -275,17 +298,111 @@ static void conn_fail_early(struct pool_conn *c, enum smtp_stage stage, const ch
     conn_close(c);
 }
 
+/* Hand what the session (or TLS) produced to the ring. Only one SEND is in
+ * flight per connection; what is produced meanwhile waits in s.out (plain)
+ * or cout (TLS records) and goes when it completes. */
 static void conn_flush(struct pool_conn *c)
 {
-    if (c->closing || c->send_inflight || !c->session_live || c->s.out.len == 0)
+    if (c->closing || !c->session_live)
+        return;
+    struct hbuf *src = &c->s.out;
+    if (c->tls_on) {
+        if (!c->tls_hs && c->s.out.len > 0) {
+            if (tls_conn_write(&c->tls, c->s.out.data, c->s.out.len) < 0) {
+                hbuf_reset(&c->s.out);
+                smtp_session_fail(&c->s, -HERR_TLS, tls_conn_error(&c->tls));
+                return;
+            }
+            hbuf_reset(&c->s.out);
+        }
+        if (tls_conn_take_output(&c->tls, &c->cout) < 0) {
+            smtp_session_fail(&c->s, -ENOMEM, "out of memory");
+            return;
+        }
+        src = &c->cout;
+    }
+    if (c->send_inflight || src->len == 0)
         return;
     struct hbuf tmp = c->sending;
-    c->sending = c->s.out;
-    c->s.out = tmp;
-    hbuf_reset(&c->s.out);
+    c->sending = *src;
+    *src = tmp;
+    hbuf_reset(src);
     c->sent = 0;
     ring_send(c->p->ring, &c->op_send, c->fd, c->sending.data, c->sending.len);
     c->send_inflight = true;
+}
+
+/* Drive the handshake, then pass decrypted bytes to the session. */
+static void conn_tls_input(struct pool_conn *c)
+{
+    struct ring *r = c->p->ring;
+    if (c->tls_hs) {
+        int rc = tls_conn_handshake(&c->tls);
+        if (rc == -EAGAIN)
+            return;
+        if (rc < 0) {
+            char why[640];
+            snprintf(why, sizeof why, "%s (%s [%s])", tls_conn_error(&c->tls), c->d->target.host,
+                     c->remote_ip);
+            if (smtp_session_wants_tls(&c->s)) {
+                smtp_session_tls_done(&c->s, -HERR_TLS, why, r->now_ms);
+            } else {
+                smtp_session_fail(&c->s, -HERR_TLS, why);
+                c->s.error.stage = SMTP_STAGE_TLS; /* implicit TLS: it never got to the banner */
+            }
+            return;
+        }
+        c->tls_hs = false;
+        tls_conn_describe(&c->tls, c->tls_desc, sizeof c->tls_desc);
+        log_event(LOG_DEBUG, "event=tls_established dest=%s tls=%s resumed=%d", c->d->key,
+                  c->tls_desc, tls_conn_reused(&c->tls) ? 1 : 0);
+        if (smtp_session_wants_tls(&c->s))
+            smtp_session_tls_done(&c->s, 0, NULL, r->now_ms);
+    }
+    for (;;) {
+        int n = tls_conn_read(&c->tls, c->pbuf, sizeof c->pbuf);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            smtp_session_fail(&c->s, n, n == -HERR_CLOSED ? "TLS closed by server"
+                                                          : tls_conn_error(&c->tls));
+            return;
+        }
+        smtp_session_recv(&c->s, c->pbuf, (size_t)n, r->now_ms);
+        if (smtp_session_is_closed(&c->s))
+            break;
+    }
+    /* TLS 1.3 tickets come after the handshake: keep the first resumable
+     * session this connection sees. */
+    if (!c->tls_saved) {
+        SSL_SESSION *sess = tls_conn_session(&c->tls);
+        if (sess) {
+            tls_session_cache_put(&c->p->tls_cache, c->d->key, sess);
+            c->tls_saved = true;
+            log_event(LOG_DEBUG, "event=tls_session_saved dest=%s", c->d->key);
+        }
+    }
+}
+
+static void conn_tls_start(struct pool_conn *c)
+{
+    struct pool *p = c->p;
+    SSL_SESSION *resume = tls_session_cache_get(&p->tls_cache, c->d->key);
+    int rc = p->tls_ctx ? tls_conn_init(&c->tls, p->tls_ctx, c->d->target.host,
+                                        c->d->lim.tls_verify ? TLS_VERIFY_PEER : TLS_VERIFY_NONE,
+                                        resume)
+                        : -ENOTSUP;
+    if (rc < 0) {
+        const char *why = p->tls_ctx ? tls_conn_error(&c->tls) : "TLS is not configured";
+        if (smtp_session_wants_tls(&c->s))
+            smtp_session_tls_done(&c->s, rc, why, p->ring->now_ms);
+        else
+            smtp_session_fail(&c->s, rc, why);
+        return;
+    }
+    c->tls_on = c->tls_hs = true;
+    log_event(LOG_DEBUG, "event=tls_start dest=%s offer_session=%d", c->d->key, resume ? 1 : 0);
+    conn_tls_input(c); /* produces the ClientHello */
 }
 
 static void conn_arm_recv(struct pool_conn *c)
@@ -303,6 +420,8 @@ static void conn_after(struct pool_conn *c)
 {
     if (c->closing)
         return;
+    if (smtp_session_wants_tls(&c->s) && !c->tls_on)
+        conn_tls_start(c);
     if (smtp_session_is_closed(&c->s)) {
         if (c->s.out.len == 0 && !c->send_inflight) {
             if (!c->was_ready) {
@@ -343,6 +462,7 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     c->op_recv.fn = on_recv;
     ring_timer_init(&c->timer, on_timer);
     hbuf_init(&c->sending);
+    hbuf_init(&c->cout);
     sa_to_ip(&d->target.sa, c->remote_ip, sizeof c->remote_ip);
     c->fd = socket(d->target.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     c->next = d->conns;
@@ -395,7 +515,13 @@ static void on_connect(struct ring_op *op, int res, uint32_t flags)
         sa_to_ip(&local, c->local_ip, sizeof c->local_ip);
     smtp_session_init(&c->s, &conn_ops, c, c->d->ehlo, &c->d->lim.smtp,
                       c->d->lim.max_msgs_per_conn, c->p->ring->now_ms);
+    enum smtp_tls_mode mode = c->d->lim.tls_mode;
+    if (mode == SMTP_TLS_TRY && (!c->p->tls_ctx || c->d->tls_fallback_until > c->p->ring->now_ms))
+        mode = SMTP_TLS_OFF;
+    smtp_session_set_security(&c->s, mode, c->d->lim.auth);
     c->session_live = true;
+    if (mode == SMTP_TLS_ACTIVE)
+        conn_tls_start(c);
     conn_arm_recv(c);
     conn_after(c);
 }
@@ -449,7 +575,14 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         return;
     }
     ring_mark_filled(c->rbuf, (size_t)res);
-    smtp_session_recv(&c->s, c->rbuf, (size_t)res, c->p->ring->now_ms);
+    if (c->tls_on) {
+        if (tls_conn_feed(&c->tls, c->rbuf, (size_t)res) < 0)
+            smtp_session_fail(&c->s, -ENOMEM, "out of memory");
+        else
+            conn_tls_input(c);
+    } else {
+        smtp_session_recv(&c->s, c->rbuf, (size_t)res, c->p->ring->now_ms);
+    }
     conn_after(c);
     if (!smtp_session_is_closed(&c->s))
         conn_arm_recv(c);
@@ -522,10 +655,26 @@ static void reap_conn(struct ring_deferred *dfr)
     p->n_conns--;
     bool failed_early = !c->was_ready && c->has_fail;
     struct smtp_result why = c->fail;
+    bool tls_broke = failed_early && why.stage == SMTP_STAGE_TLS &&
+                     why.outcome == SMTP_OUT_NETFAIL && d->lim.tls_mode == SMTP_TLS_TRY;
     if (c->session_live)
         smtp_session_free(&c->s);
+    if (c->tls_on)
+        tls_conn_free(&c->tls);
+    hbuf_free(&c->cout);
     hbuf_free(&c->sending);
     free(c);
+
+    if (tls_broke && !p->closing && d->tls_fallback_until <= p->ring->now_ms) {
+        /* Opportunistic: a broken TLS stack should not stop the mail; try
+         * this host once more without STARTTLS and keep doing so for a while. */
+        d->tls_fallback_until = p->ring->now_ms + p->tls_fallback_ms;
+        snprintf(d->tls_fallback_why, sizeof d->tls_fallback_why,
+                 "STARTTLS failed (%.180s); retried without TLS", why.reply);
+        log_event(LOG_WARN, "event=tls_fallback dest=%s reason=\"%.200s\"", d->key, why.reply);
+        group_dispatch(p, d->g);
+        return;
+    }
 
     if (p->closing) {
         while (d->q_len)
@@ -636,6 +785,7 @@ void pool_free(struct pool *p)
     }
     free(p->buckets);
     p->buckets = NULL;
+    tls_session_cache_free(&p->tls_cache);
     while (p->groups) {
         struct pool_group *g = p->groups;
         p->groups = g->next;

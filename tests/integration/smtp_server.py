@@ -20,6 +20,7 @@ Recipient rules pick the reply to RCPT by the local part's prefix
 TLS and AUTH (for the delivery-security tests):
     --tls-cert/--tls-key   offer STARTTLS with this certificate
     --implicit-tls         speak TLS from the first byte (port 465 style)
+    --tls-max-version V    cap the TLS version (1.1 makes every handshake fail)
     --require-starttls     refuse MAIL before STARTTLS
     --auth USER:PASS       offer AUTH PLAIN and LOGIN, accept only these
     --auth-plaintext       allow AUTH without TLS
@@ -119,6 +120,8 @@ def main():
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--implicit-tls", action="store_true")
+    ap.add_argument("--tls-max-version", choices=["1.1", "1.2"],
+                    help="cap the server's TLS version (1.1: no handshake with herald succeeds)")
     ap.add_argument("--require-starttls", action="store_true")
     ap.add_argument("--auth", help="USER:PASS accepted by AUTH")
     ap.add_argument("--auth-plaintext", action="store_true")
@@ -128,6 +131,11 @@ def main():
     if args.tls_cert:
         tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls_ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_max_version == "1.1":
+            tls_ctx.minimum_version = ssl.TLSVersion.TLSv1
+            tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        elif args.tls_max_version == "1.2":
+            tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     extra = {}
     if tls_ctx is not None and args.implicit_tls:
         extra["ssl_context"] = tls_ctx
