@@ -25,6 +25,8 @@ struct delivery {
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
     struct delivery *unwritten_next; /* on w->unwritten while Redis is unreachable */
     char replaced_result[32]; /* what admission did to the job this one `replaces` */
+    struct pool_target *targets; /* MX addresses in the order to try them */
+    size_t n_targets, target_i;
 };
 
 /* ---------- held jobs ---------- */
@@ -57,6 +59,7 @@ static void delivery_release(struct delivery *d)
         d->next->prev = d->prev;
     job_clear(&d->job);
     hbuf_free(&d->note_cmd);
+    free(d->targets);
     free(d);
     w->inflight--;
     intake_read(w);
@@ -472,6 +475,8 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
 
 /* ---------- delivery results from the pool ---------- */
 
+static void submit_to(struct delivery *d, const struct pool_target *target);
+
 static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_result *res,
                              const struct pool_conn_info *info)
 {
@@ -480,6 +485,22 @@ static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_
     if (!res) {
         /* Never attempted (shutting down): leave the entry pending. */
         delivery_release(d);
+        return;
+    }
+    /* The exchanger never took part in a transaction (refused, timed out,
+     * 4xx/5xx greeting, EHLO or TLS refused): the next address, then the
+     * next MX, before this attempt counts as failed. */
+    bool conn_level = res->stage == SMTP_STAGE_CONNECT || res->stage == SMTP_STAGE_BANNER ||
+                      res->stage == SMTP_STAGE_EHLO || res->stage == SMTP_STAGE_TLS;
+    if (conn_level && res->outcome != SMTP_OUT_OK && d->targets && info &&
+        d->target_i + 1 < d->n_targets && !d->w->draining) {
+        char q[160];
+        log_event(LOG_INFO, "event=mx_failover job=%s mx=%s ip=%s next=%s reason=\"%s\"",
+                  d->job.id, info->mx ? info->mx : "-", info->remote_ip ? info->remote_ip : "-",
+                  d->targets[d->target_i + 1].host,
+                  log_quote(q, sizeof q, res->reply, strlen(res->reply)));
+        d->target_i++;
+        submit_to(d, &d->targets[d->target_i]);
         return;
     }
     char reply[200];
@@ -524,25 +545,23 @@ static const struct engine_route *route_for(struct worker *w, const char *domain
     return NULL;
 }
 
-static void dispatch(struct delivery *d)
+static const struct engine_relay *relay_of(const struct worker *w, const struct cfg_tenant *t)
+{
+    if (!t)
+        return NULL;
+    const struct engine_relay *r = &w->sh->relays[t - w->cfg->tenants];
+    return r->configured ? r : NULL;
+}
+
+/* Queue the message for one target (a relay, a static route or one address
+ * of one exchanger) with the limits and security of its provider. */
+static void submit_to(struct delivery *d, const struct pool_target *target)
 {
     struct worker *w = d->w;
     const struct config *cfg = w->cfg;
     struct job *j = &d->job;
     const struct cfg_tenant *tenant = config_tenant(cfg, j->tenant);
-    const struct engine_relay *relay =
-        tenant && w->sh->relays[tenant - cfg->tenants].configured ? &w->sh->relays[tenant - cfg->tenants]
-                                                                  : NULL;
-    const struct engine_route *route = relay ? NULL : route_for(w, j->to_domain);
-    const struct pool_target *target = relay ? &relay->target : route ? &route->target : NULL;
-    if (!target) {
-        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
-        snprintf(res.reply, sizeof res.reply,
-                 "no route for domain %s (configure routes:; MX lookup is not in this build)",
-                 j->to_domain);
-        retry_or_give_up(d, &res, NULL);
-        return;
-    }
+    const struct engine_relay *relay = relay_of(w, tenant);
     const char *pool_name = tenant && tenant->egress ? tenant->egress : "default";
     const struct cfg_egress_pool *eg = config_egress(cfg, pool_name);
     const char *ip = "";
@@ -550,8 +569,7 @@ static void dispatch(struct delivery *d)
         ip = eg->ips.items[w->egress_rr++ % eg->ips.n];
     const char *ehlo = eg && eg->ehlo ? eg->ehlo : cfg->engine.ehlo;
 
-    const struct cfg_provider *prov = relay ? config_provider_for_host(cfg, relay->target.host)
-                                            : route->provider;
+    const struct cfg_provider *prov = config_provider_for_host(cfg, target->host);
     struct pool_limits lim = {0};
     /* TLS: the stricter of the tenant's and the provider's policy, else
      * delivery.tls; a relay uses its own tls setting (STARTTLS required,
@@ -593,6 +611,86 @@ static void dispatch(struct delivery *d)
     if (pool_submit(&w->pool, target, ip, ehlo, &lim, &d->msg) < 0) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
         snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
+        retry_or_give_up(d, &res, NULL);
+    }
+}
+
+/* MX lookup finished: bounce for a domain that cannot take mail, defer on
+ * a lookup failure, else try the exchangers' addresses in order. */
+static void on_route(void *arg, const struct dns_route *route)
+{
+    struct delivery *d = arg;
+    struct worker *w = d->w;
+    if (w->dns_closing) {
+        delivery_release(d); /* shutting down: the entry stays pending */
+        return;
+    }
+    if (route->status == DNS_NXDOMAIN || route->status == DNS_NULL_MX) {
+        struct smtp_result res = {.outcome = SMTP_OUT_PERMFAIL, .stage = SMTP_STAGE_CONNECT};
+        bool null_mx = route->status == DNS_NULL_MX;
+        res.code = null_mx ? 556 : 550;
+        snprintf(res.enhanced, sizeof res.enhanced, "%s", null_mx ? "5.1.10" : "5.1.2");
+        snprintf(res.reply, sizeof res.reply, "%s %s", res.enhanced, route->reason);
+        d->msg.owner_data = d;
+        on_delivery_done(w, &d->msg, &res, NULL);
+        return;
+    }
+    if (route->status != DNS_OK) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply, "DNS: %s", route->reason);
+        retry_or_give_up(d, &res, NULL);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < route->n_hosts; i++)
+        n += route->hosts[i].n_addrs;
+    free(d->targets);
+    d->targets = calloc(n ? n : 1, sizeof *d->targets);
+    if (!d->targets) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply, "out of memory routing the message");
+        retry_or_give_up(d, &res, NULL);
+        return;
+    }
+    d->n_targets = 0;
+    for (size_t i = 0; i < route->n_hosts; i++)
+        for (size_t k = 0; k < route->hosts[i].n_addrs; k++) {
+            struct pool_target *t = &d->targets[d->n_targets++];
+            snprintf(t->host, sizeof t->host, "%s", route->hosts[i].name);
+            t->sa = route->hosts[i].addrs[k];
+            t->sa_len = route->hosts[i].addr_lens[k];
+        }
+    d->target_i = 0;
+    submit_to(d, &d->targets[0]);
+}
+
+/* Relay, else static route, else MX. */
+static void dispatch(struct delivery *d)
+{
+    struct worker *w = d->w;
+    const struct config *cfg = w->cfg;
+    struct job *j = &d->job;
+    const struct engine_relay *relay = relay_of(w, config_tenant(cfg, j->tenant));
+    if (relay) {
+        submit_to(d, &relay->target);
+        return;
+    }
+    const struct engine_route *route = route_for(w, j->to_domain);
+    if (route) {
+        submit_to(d, &route->target);
+        return;
+    }
+    if (!w->dns) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply, "no route for domain %s and no resolver",
+                 j->to_domain);
+        retry_or_give_up(d, &res, NULL);
+        return;
+    }
+    if (dns_resolve_route(w->dns, j->to_domain, cfg->delivery.port ? cfg->delivery.port : 25,
+                          on_route, d) < 0) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply, "out of memory resolving %s", j->to_domain);
         retry_or_give_up(d, &res, NULL);
     }
 }
@@ -1125,6 +1223,11 @@ void *worker_main(void *arg)
         return NULL;
     }
     w->ring_live = true;
+    const struct cfg_dns *dc = &w->cfg->dns;
+    char derr[256];
+    if (dns_resolver_new(&w->dns, &w->ring, (const char *const *)dc->servers.items, dc->servers.n,
+                         derr, sizeof derr) < 0)
+        log_event(LOG_ERROR, "event=dns_unavailable worker=%u reason=\"%s\"", w->idx, derr);
     redis_client_connect(&w->intake);
     notes_connect(w);
     ring_timer_arm(&w->ring, &w->tick, w->ring.now_ms + TICK_MS);
@@ -1144,11 +1247,15 @@ void *worker_main(void *arg)
                                !pool_is_quiet(&w->pool));
          i++)
         ring_run_once(&w->ring, 20);
+    w->dns_closing = true;
+    dns_resolver_free(w->dns);
+    w->dns = NULL;
     while (w->held) {
         struct delivery *d = w->held;
         w->held = d->next;
         job_clear(&d->job);
         hbuf_free(&d->note_cmd);
+        free(d->targets);
         free(d);
     }
     log_event(LOG_INFO,

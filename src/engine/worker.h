@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "herald/config.h"
+#include "herald/dns.h"
 #include "herald/job.h"
 #include "herald/pool.h"
 #include "herald/redis.h"
@@ -54,6 +55,8 @@ struct worker {
     struct ring ring;
     struct redis_client intake, notes;
     struct pool pool;
+    struct dns_resolver *dns; /* NULL when it could not be set up (static routes still work) */
+    bool dns_closing;
     char consumer[160];
     struct delivery *held; /* every job this worker holds, until its note is written */
     struct delivery *unwritten; /* notes waiting for the notes connection to come back */

@@ -366,13 +366,14 @@ def start_redis(persist=False):
 class SmtpServer:
     """aiosmtpd (tests/integration/smtp_server.py) in its own process."""
 
-    def __init__(self, rules=None, slow_seconds=3.0, extra=()):
+    def __init__(self, rules=None, slow_seconds=3.0, extra=(), host="127.0.0.1", port=None):
         self.dir = tmpdir().mkdir("smtp-messages")
+        self.host = host
         last = ""
-        for _ in range(5):
-            self.port = free_port()
+        for _ in range(5 if port is None else 1):
+            self.port = free_port() if port is None else port
             argv = [PY, os.path.join(HERE, "smtp_server.py"), "--port", self.port,
-                    "--dir", self.dir, "--slow-seconds", slow_seconds]
+                    "--dir", self.dir, "--slow-seconds", slow_seconds, "--host", host]
             if rules is not None:
                 argv += ["--rules", json.dumps(rules)]
             argv += list(extra)
@@ -424,12 +425,12 @@ class SmtpServer:
             self.port, self.count(), self.proc.tail(10) or "(empty)")
 
 
-def start_aiosmtpd(rules=None, slow_seconds=3.0, extra=()):
+def start_aiosmtpd(rules=None, slow_seconds=3.0, extra=(), host="127.0.0.1", port=None):
     """Start the receiving server. Default recipient policy by local part:
     bounce* -> 550 5.1.1, defer* -> 451 4.7.1, slow* -> accepted after
     slow_seconds; see smtp_server.py for custom rules. `extra`: more
     smtp_server.py options (TLS certificate, AUTH)."""
-    s = SmtpServer(rules=rules, slow_seconds=slow_seconds, extra=extra)
+    s = SmtpServer(rules=rules, slow_seconds=slow_seconds, extra=extra, host=host, port=port)
     log("aiosmtpd on port %d, messages in %s" % (s.port, s.dir))
     return s
 

@@ -114,6 +114,7 @@ class Handler:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (any 127.0.0.0/8)")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--slow-seconds", type=float, default=3.0)
     ap.add_argument("--rules", help="JSON list of recipient rules (replaces the defaults)")
@@ -158,7 +159,7 @@ def main():
     handler = Handler(args.dir, rules)
     controller = Controller(
         handler,
-        hostname="127.0.0.1",
+        hostname=args.host,
         port=args.port,
         server_hostname="sink.test",
         decode_data=False,
