@@ -153,10 +153,12 @@ static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, c
     sa_to_ip(&t->sa, ip, sizeof ip);
     char key[512];
     /* Security settings are part of the identity: a relay connection that
-     * authenticated as one tenant must never carry another's mail. */
-    snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d|%s", egress_ip, t->host, ip, sa_port(&t->sa),
+     * authenticated with one tenant's credentials must never carry another
+     * tenant's mail, even under the same user name (the credentials object
+     * is per tenant, so its address tells them apart). */
+    snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d|%s@%p", egress_ip, t->host, ip, sa_port(&t->sa),
              (int)lim->tls_mode, lim->tls_verify ? 1 : 0,
-             lim->auth && lim->auth->user ? lim->auth->user : "");
+             lim->auth && lim->auth->user ? lim->auth->user : "", (const void *)lim->auth);
     uint64_t h = hash_str(key) % p->n_buckets;
     for (struct pool_dest *d = p->buckets[h]; d; d = d->next)
         if (strcmp(d->key, key) == 0) {

@@ -152,7 +152,9 @@ def main():
             return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
         extra["authenticator"] = authenticator
-        extra["auth_require_tls"] = not args.auth_plaintext
+        # aiosmtpd only counts STARTTLS as TLS; under implicit TLS the whole
+        # connection is encrypted already.
+        extra["auth_require_tls"] = not (args.auth_plaintext or args.implicit_tls)
 
     os.makedirs(args.dir, exist_ok=True)
     rules = json.loads(args.rules) if args.rules else default_rules(args.slow_seconds)
