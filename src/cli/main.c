@@ -17,6 +17,7 @@ static const char usage[] =
     "  enqueue -c FILE ...     add jobs (flags, or JSON Lines on stdin)\n"
     "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
     "  suppress ACTION ...     list, add or remove suppressed recipients\n"
+    "  smtp-test -c FILE ...   try a tenant's relay or a domain's MX step by step\n"
     "\n"
     "Run 'herald COMMAND --help' for a command's options.\n";
 
@@ -45,6 +46,8 @@ int main(int argc, char **argv)
         return cli_events(argc - 1, argv + 1);
     if (strcmp(cmd, "suppress") == 0)
         return cli_suppress(argc - 1, argv + 1);
+    if (strcmp(cmd, "smtp-test") == 0)
+        return cli_smtp_test(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

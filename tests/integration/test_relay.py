@@ -92,6 +92,23 @@ def run():
     pm = plain.messages()
     fails.check(len(pm) == 1 and pm[0].get("auth_user") == "clinic",
                 "plaintext relay: only the tenant that allows it: %s" % pm)
+    # The "test" button: every step shown, exit 0 only when all passed.
+    r = h.herald_cli(["smtp-test", "-c", path, "--tenant", "ok", "--to", "pat@anywhere.test"])
+    out = r.stdout
+    for line in ("connect    PASS", "banner     PASS", "starttls   PASS", "tls        PASS",
+                 "auth       PASS", "send       PASS", "result: PASS"):
+        fails.check(line in out, "smtp-test ok: missing %r in:\n%s" % (line, out))
+    fails.check("subject=\"relay.clinic.test\"" in out and "verified=" in out,
+                "smtp-test should show the certificate:\n%s" % out)
+    fails.check(r.returncode == 0, "smtp-test ok: exit %d" % r.returncode)
+    r = h.herald_cli(["smtp-test", "-c", path, "--tenant", "badpw"])
+    fails.check(r.returncode == 1 and "auth       FAIL  535" in r.stdout
+                and "result: FAIL" in r.stdout,
+                "smtp-test badpw: want exit 1 and the 535: exit %d\n%s" % (r.returncode, r.stdout))
+    r = h.herald_cli(["smtp-test", "-c", path, "--tenant", "smtps"])
+    fails.check(r.returncode == 0 and "tls        PASS  TLSv1." in r.stdout,
+                "smtp-test implicit TLS: exit %d\n%s" % (r.returncode, r.stdout))
+    fails.check(len(starttls.messages()) == 3, "smtp-test --to should have sent one message")
     fails.raise_if_any("relays")
 
 
