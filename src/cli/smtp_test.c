@@ -224,8 +224,10 @@ static int pick_target(struct tester *t, const struct config *cfg, const struct 
     uint16_t port = cfg->delivery.port ? cfg->delivery.port : 25;
     if (tenant->relay.host) {
         name = tenant->relay.host;
-        port = tenant->relay.port ? tenant->relay.port
-               : tenant->relay.tls == CFG_RELAY_TLS_IMPLICIT ? 465 : 587;
+        port = tenant->relay.port                          ? tenant->relay.port
+               : tenant->relay.tls == CFG_RELAY_TLS_IMPLICIT ? 465
+               : tenant->relay.tls == CFG_RELAY_TLS_NONE     ? 25
+                                                             : 587;
         step(t, "route", true, "relay %s:%u for tenant %s", name, port, tenant->name);
     } else if (domain && config_route(cfg, domain)) {
         const struct cfg_route *r = config_route(cfg, domain);

@@ -83,7 +83,10 @@ static int resolve_relays(struct engine_shared *sh)
         struct engine_relay *er = &sh->relays[i];
         if (!r->host)
             continue;
-        uint16_t port = r->port ? r->port : r->tls == CFG_RELAY_TLS_IMPLICIT ? 465 : 587;
+        uint16_t port = r->port                           ? r->port
+                        : r->tls == CFG_RELAY_TLS_IMPLICIT ? 465
+                        : r->tls == CFG_RELAY_TLS_NONE     ? 25
+                                                           : 587;
         const char *why = "";
         if (resolve_host(r->host, port, &er->target, &why) < 0) {
             log_event(LOG_ERROR, "event=relay_unresolved tenant=%s host=%s reason=\"%s\"",
