@@ -36,6 +36,9 @@ struct cfg_redis {
     char *prefix;   /* key prefix for herald's other keys; default "herald:" */
     char *password_file; /* optional; AUTH password read from this file */
     char *password_env;  /* optional; AUTH password from this env var */
+    char *ca_file;       /* rediss://: CA bundle to verify the server (default: system store) */
+    char *cert_file;     /* rediss://: client certificate (mutual TLS), optional */
+    char *key_file;      /* its key (default: in cert_file) */
 };
 
 struct cfg_engine {

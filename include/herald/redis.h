@@ -12,6 +12,7 @@
 
 #include "herald/core.h"
 #include "herald/ring.h"
+#include "herald/tls.h"
 
 /* Parsed redis:// URL. */
 struct redis_addr {
@@ -20,7 +21,7 @@ struct redis_addr {
     int db;
     char user[128];
     char password[256];
-    bool tls; /* rediss:// (not supported by this build yet) */
+    bool tls; /* rediss:// */
     struct sockaddr_storage sa;
     socklen_t sa_len;
 };
@@ -75,10 +76,19 @@ struct redis_client {
     redis_state_fn on_state;
     void *state_arg;
     struct ring_deferred finish;
+    /* rediss://: commands are encrypted into cout before sending; the
+     * client counts as up (and on_state fires) once the handshake is done. */
+    SSL_CTX *tls_ctx;
+    struct tls_conn tls;
+    bool tls_on, tls_ready;
+    struct hbuf cout;
 };
 
 int redis_client_init(struct redis_client *c, struct ring *r, const struct redis_addr *addr,
                       const char *name, redis_state_fn on_state, void *state_arg);
+/* TLS context for rediss:// (owned by the caller; the server's chain and
+ * name are always verified). */
+void redis_client_set_tls(struct redis_client *c, SSL_CTX *ctx);
 /* Start connecting; on_state(up=true) when done. */
 int redis_client_connect(struct redis_client *c);
 /* Queue a command; fn runs with the reply (or NULL on connection loss).

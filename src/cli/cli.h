@@ -21,6 +21,10 @@ int cli_load_config(const char *path, struct config **out);
 redisContext *cli_redis_connect(const struct config *cfg);
 /* Both of the above; returns the exit code to use on failure, else 0. */
 int cli_open(const char *path, struct config **cfg, redisContext **redis);
+struct redis_addr;
+/* rediss:// for the blocking CLI: a verified TLS connection to addr carried
+ * by a thread; *fd is the plaintext end to give hiredis. 0 or -1 (printed). */
+int cli_tls_tunnel(const struct redis_addr *addr, const struct config *cfg, int *fd);
 /* Format a unix-ms timestamp as "2026-11-22 14:03:07.123Z". */
 void cli_format_ms(long long ms, char *out, size_t outlen);
 

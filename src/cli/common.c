@@ -28,12 +28,16 @@ redisContext *cli_redis_connect(const struct config *cfg)
         fprintf(stderr, "herald: redis.url '%s': %s\n", cfg->redis.url, why);
         return NULL;
     }
-    if (addr.tls) {
-        fprintf(stderr, "herald: rediss:// is not supported by this build\n");
-        return NULL;
-    }
     struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(addr.host, addr.port, tv);
+    redisContext *c = NULL;
+    if (addr.tls) {
+        int fd;
+        if (cli_tls_tunnel(&addr, cfg, &fd) < 0)
+            return NULL;
+        c = redisConnectFd(fd);
+    } else {
+        c = redisConnectWithTimeout(addr.host, addr.port, tv);
+    }
     if (!c || c->err) {
         fprintf(stderr, "herald: cannot connect to redis at %s:%u: %s\n", addr.host, addr.port,
                 c ? c->errstr : "out of memory");

@@ -240,6 +240,9 @@ void config_free(struct config *cfg)
     free(r->events);
     free(r->prefix);
     free(r->password_file);
+    free(r->ca_file);
+    free(r->cert_file);
+    free(r->key_file);
     free(r->password_env);
     free(cfg->engine.ehlo);
     free(cfg->engine.consumer);

@@ -49,6 +49,9 @@ static int redis_key(struct loader *L, const char *key, const struct ynode *k,
         c->password_env = v;
         return loader_str(L, v, &r->password_env);
     }
+    if (strcmp(key, "ca_file") == 0) return loader_str(L, v, &r->ca_file);
+    if (strcmp(key, "cert_file") == 0) return loader_str(L, v, &r->cert_file);
+    if (strcmp(key, "key_file") == 0) return loader_str(L, v, &r->key_file);
     return LOADER_UNKNOWN_KEY;
 }
 

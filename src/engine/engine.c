@@ -143,9 +143,23 @@ int engine_run(const struct engine_opts *opts)
         free(sh);
         return 2;
     }
+    if (sh->redis.tls) {
+        struct tls_ctx_opts ropts = {.ca_file = cfg->redis.ca_file,
+                                     .cert_file = cfg->redis.cert_file,
+                                     .key_file = cfg->redis.key_file};
+        if (tls_ctx_new(&ropts, &sh->redis_tls_ctx, err, sizeof err) < 0) {
+            fprintf(stderr, "%s: redis TLS: %s\n", opts->config_path, err);
+            config_free(cfg);
+            free(sh->routes);
+            free(sh->relays);
+            free(sh);
+            return 2;
+        }
+    }
     struct tls_ctx_opts topts = {.ca_file = cfg->delivery.ca_file};
     if (tls_ctx_new(&topts, &sh->tls_ctx, err, sizeof err) < 0) {
         fprintf(stderr, "%s: delivery.ca_file: %s\n", opts->config_path, err);
+        SSL_CTX_free(sh->redis_tls_ctx);
         config_free(cfg);
         free(sh->routes);
         free(sh->relays);
@@ -243,6 +257,7 @@ int engine_run(const struct engine_opts *opts)
     free(workers);
     free(sh->routes);
     SSL_CTX_free(sh->tls_ctx);
+    SSL_CTX_free(sh->redis_tls_ctx);
     if (sh->relays) {
         explicit_bzero(sh->relays, cfg->n_tenants * sizeof *sh->relays);
         free(sh->relays);

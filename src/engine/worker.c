@@ -1205,8 +1205,11 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
         rc = redis_client_init(&w->notes, &w->ring, &sh->redis, "notes", on_notes_state, w);
     if (rc == 0)
         rc = pool_init(&w->pool, &w->ring, on_delivery_done, w);
-    if (rc == 0)
+    if (rc == 0) {
         pool_set_tls(&w->pool, sh->tls_ctx);
+        redis_client_set_tls(&w->intake, sh->redis_tls_ctx);
+        redis_client_set_tls(&w->notes, sh->redis_tls_ctx);
+    }
     ring_timer_init(&w->tick, on_tick);
     return rc;
 }

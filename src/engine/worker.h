@@ -35,7 +35,8 @@ struct engine_shared {
     struct engine_route *routes;
     size_t n_routes;
     struct engine_relay *relays; /* one per cfg->tenants entry, same index */
-    SSL_CTX *tls_ctx;             /* client TLS for SMTP; NULL if it could not be set up */
+    SSL_CTX *tls_ctx;             /* client TLS for SMTP */
+    SSL_CTX *redis_tls_ctx;       /* rediss:// only */
     unsigned n_workers;
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
     char retry_key[256];   /* zset of deferred/scheduled jobs */

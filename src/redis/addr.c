@@ -42,8 +42,10 @@ int redis_addr_parse(const char *url, struct redis_addr *out, const char **why)
                 *why = "user or password too long";
                 return -HERR_MALFORMED;
             }
-        } else if (copy_part(out->password, sizeof out->password, p, (size_t)(at - p))) {
-            *why = "password too long";
+        } else if (copy_part(out->user, sizeof out->user, p, (size_t)(at - p))) {
+            /* "user@host": an ACL user whose password comes from
+             * password_file / password_env, never from the URL. */
+            *why = "user too long";
             return -HERR_MALFORMED;
         }
         p = at + 1;
@@ -106,6 +108,7 @@ int redis_addr_from_config(const struct config *cfg, struct redis_addr *out, con
     int rc = redis_addr_parse(cfg->redis.url, out, why);
     if (rc < 0 || out->password[0])
         return rc;
+    /* The URL named no password: password_file / password_env supply it. */
     if (config_read_secret(cfg->redis.password_file, cfg->redis.password_env, out->password,
                            sizeof out->password) < 0) {
         *why = cfg->redis.password_env ? "redis.password_env names an unset variable"

@@ -35,6 +35,7 @@ int redis_client_init(struct redis_client *c, struct ring *r, const struct redis
     c->op_recv.fn = on_recv;
     hbuf_init(&c->out);
     hbuf_init(&c->sending);
+    hbuf_init(&c->cout);
     c->rbuf = malloc(REDIS_RBUF);
     c->rbuf_cap = REDIS_RBUF;
     return c->rbuf ? 0 : -ENOMEM;
@@ -50,6 +51,10 @@ void redis_client_free(struct redis_client *c)
     c->fd = -1;
     hbuf_free(&c->out);
     hbuf_free(&c->sending);
+    hbuf_free(&c->cout);
+    if (c->tls_on)
+        tls_conn_free(&c->tls);
+    c->tls_on = false;
     free(c->q);
     c->q = NULL;
     free(c->rbuf);
@@ -85,15 +90,38 @@ static bool q_pop(struct redis_client *c, struct redis_pending *out)
     return true;
 }
 
+void redis_client_set_tls(struct redis_client *c, SSL_CTX *ctx)
+{
+    c->tls_ctx = ctx;
+}
+
 static void flush(struct redis_client *c)
 {
-    if (c->state != REDIS_C_UP || c->send_inflight || c->out.len == 0)
+    if (c->state != REDIS_C_UP)
+        return;
+    struct hbuf *src = &c->out;
+    if (c->tls_on) {
+        /* Nothing in plaintext before the handshake is done. */
+        if (c->tls_ready && c->out.len > 0) {
+            if (tls_conn_write(&c->tls, c->out.data, c->out.len) < 0) {
+                redis_client_close(c, -HERR_TLS);
+                return;
+            }
+            hbuf_reset(&c->out);
+        }
+        if (tls_conn_take_output(&c->tls, &c->cout) < 0) {
+            redis_client_close(c, -ENOMEM);
+            return;
+        }
+        src = &c->cout;
+    }
+    if (c->send_inflight || src->len == 0)
         return;
     /* Swap instead of copying: the SEND owns `sending` until it completes. */
     struct hbuf tmp = c->sending;
-    c->sending = c->out;
-    c->out = tmp;
-    hbuf_reset(&c->out);
+    c->sending = *src;
+    *src = tmp;
+    hbuf_reset(src);
     c->sent = 0;
     ring_send(c->ring, &c->op_send, c->fd, c->sending.data, c->sending.len);
     c->send_inflight = true;
@@ -122,12 +150,16 @@ int redis_client_connect(struct redis_client *c)
 {
     if (c->state != REDIS_C_IDLE)
         return -EALREADY;
-    if (c->addr->tls) {
-        log_event(LOG_ERROR, "event=redis_connect_failed conn=%s reason=\"rediss:// is not "
-                             "supported by this build\"",
+    if (c->addr->tls && !c->tls_ctx) {
+        log_event(LOG_ERROR, "event=redis_connect_failed conn=%s reason=\"rediss:// without a "
+                             "TLS context\"",
                   c->name);
         return -EPROTONOSUPPORT;
     }
+    if (c->tls_on)
+        tls_conn_free(&c->tls);
+    c->tls_on = c->tls_ready = false;
+    hbuf_reset(&c->cout);
     int fd = socket(c->addr->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -262,10 +294,61 @@ static void on_connect(struct ring_op *op, int res, uint32_t flags)
         return;
     }
     c->state = REDIS_C_UP;
+    if (c->addr->tls) {
+        if (tls_conn_init(&c->tls, c->tls_ctx, c->addr->host, TLS_VERIFY_PEER, NULL) < 0) {
+            redis_client_close(c, -ENOMEM);
+            return;
+        }
+        c->tls_on = true;
+        arm_recv(c);
+        tls_conn_handshake(&c->tls); /* the ClientHello */
+        flush(c);
+        return;
+    }
     arm_recv(c);
     flush(c);
     if (c->on_state)
         c->on_state(c, true, 0, c->state_arg);
+}
+
+static int feed_reader(struct redis_client *c, const char *p, size_t n);
+
+/* Ciphertext arrived: finish the handshake, then decrypt into the reader. */
+static int tls_input(struct redis_client *c, const char *p, size_t n)
+{
+    if (tls_conn_feed(&c->tls, p, n) < 0)
+        return -ENOMEM;
+    if (!c->tls_ready) {
+        int rc = tls_conn_handshake(&c->tls);
+        if (rc == -EAGAIN) {
+            flush(c);
+            return 0;
+        }
+        if (rc < 0) {
+            log_event(LOG_ERROR, "event=redis_tls_failed conn=%s host=%s reason=\"%s\"", c->name,
+                      c->addr->host, tls_conn_error(&c->tls));
+            return -HERR_TLS;
+        }
+        c->tls_ready = true;
+        flush(c);
+        if (c->on_state)
+            c->on_state(c, true, 0, c->state_arg);
+        if (c->state != REDIS_C_UP)
+            return 0;
+    }
+    char plain[16384];
+    for (;;) {
+        int r = tls_conn_read(&c->tls, plain, sizeof plain);
+        if (r == 0)
+            break;
+        if (r < 0)
+            return r;
+        int rc = feed_reader(c, plain, (size_t)r);
+        if (rc || c->state != REDIS_C_UP)
+            return rc;
+    }
+    flush(c);
+    return 0;
 }
 
 static void on_send(struct ring_op *op, int res, uint32_t flags)
@@ -304,31 +387,39 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         return;
     }
     ring_mark_filled(c->rbuf, (size_t)res);
-    if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
-        redis_client_close(c, -HERR_PROTOCOL);
+    int rc = c->tls_on ? tls_input(c, c->rbuf, (size_t)res) : feed_reader(c, c->rbuf, (size_t)res);
+    if (rc < 0) {
+        redis_client_close(c, rc);
         return;
     }
+    if (c->state == REDIS_C_UP)
+        arm_recv(c);
+}
+
+/* Hand plaintext to hiredis and run the callbacks of complete replies.
+ * Returns 0, or a negative code after which the caller closes. */
+static int feed_reader(struct redis_client *c, const char *p, size_t n)
+{
+    if (redisReaderFeed(c->reader, p, n) != REDIS_OK)
+        return -HERR_PROTOCOL;
     for (;;) {
         void *reply = NULL;
         if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
             log_event(LOG_ERROR, "event=redis_protocol_error conn=%s reason=\"%s\"", c->name,
                       c->reader->errstr);
-            redis_client_close(c, -HERR_PROTOCOL);
-            return;
+            return -HERR_PROTOCOL;
         }
         if (!reply)
-            break;
-        struct redis_pending p;
-        if (!q_pop(c, &p)) {
+            return 0;
+        struct redis_pending pend;
+        if (!q_pop(c, &pend)) {
             /* A reply nobody asked for: the peer is not a Redis we understand. */
             freeReplyObject(reply);
-            redis_client_close(c, -HERR_PROTOCOL);
-            return;
+            return -HERR_PROTOCOL;
         }
-        p.fn(c, reply, p.arg);
+        pend.fn(c, reply, pend.arg);
         freeReplyObject(reply);
         if (c->state != REDIS_C_UP)
-            return;
+            return 0;
     }
-    arm_recv(c);
 }

@@ -285,9 +285,13 @@ def wait_port(port, timeout, proc=None):
 class Redis:
     """A private redis-server. .client decodes responses to str."""
 
-    def __init__(self, persist=False):
+    def __init__(self, persist=False, tls=None, user=None):
+        """tls: (cert, key, ca) to listen with TLS only; user: (name,
+        password) to require AUTH as that ACL user (the default user is off)."""
         self.dir = tmpdir().mkdir("redis")
         self.persist = persist
+        self.tls = tls
+        self.user = user
         self.port = None
         self.proc = None
         self.client = None
@@ -296,15 +300,26 @@ class Redis:
 
     @property
     def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
+        scheme = "rediss" if self.tls else "redis"
+        user = "%s@" % self.user[0] if self.user else ""
+        return "%s://%s127.0.0.1:%d/0" % (scheme, user, self.port)
 
     def _argv(self):
-        return [
+        argv = [
             "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
             "--dir", self.dir, "--daemonize", "no", "--protected-mode", "no",
             "--save", "", "--appendonly", "yes" if self.persist else "no",
             "--appendfsync", "always", "--logfile", "",
         ]
+        if self.tls:
+            argv[4] = "0"
+            argv += ["--tls-port", str(self.port), "--tls-cert-file", self.tls[0],
+                     "--tls-key-file", self.tls[1], "--tls-ca-cert-file", self.tls[2],
+                     "--tls-auth-clients", "no"]
+        if self.user:
+            argv += ["--user", "default", "off", "--user", self.user[0], "on",
+                     ">" + self.user[1], "~*", "&*", "+@all"]
+        return argv
 
     def _start(self, new_port):
         last = ""
@@ -313,8 +328,13 @@ class Redis:
                 self.port = free_port()
             self.proc = Proc("redis", self._argv())
             deadline = time.monotonic() + scaled(10)
+            extra = {}
+            if self.tls:
+                extra.update(ssl=True, ssl_ca_certs=self.tls[2])
+            if self.user:
+                extra.update(username=self.user[0], password=self.user[1])
             client = redislib.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                                    socket_timeout=10, socket_connect_timeout=2)
+                                    socket_timeout=10, socket_connect_timeout=2, **extra)
             while time.monotonic() < deadline and self.proc.alive():
                 try:
                     if client.ping():
@@ -354,8 +374,8 @@ class Redis:
         return "\n".join(out)
 
 
-def start_redis(persist=False):
-    r = Redis(persist=persist)
+def start_redis(persist=False, tls=None, user=None):
+    r = Redis(persist=persist, tls=tls, user=user)
     log("redis-server on port %d" % r.port)
     return r
 

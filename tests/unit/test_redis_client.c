@@ -73,8 +73,28 @@ static void on_reply(struct redis_client *c, redisReply *r, void *arg)
     }
 }
 
+static void test_url_userinfo(void)
+{
+    struct redis_addr a;
+    const char *why = "";
+    CHECK_EQ_INT(redis_addr_parse("rediss://herald@127.0.0.1:6390/3", &a, &why), 0);
+    CHECK_EQ_STR(a.user, "herald");
+    CHECK_EQ_STR(a.password, "");
+    CHECK(a.tls);
+    CHECK_EQ_INT(a.port, 6390);
+    CHECK_EQ_INT(a.db, 3);
+    CHECK_EQ_INT(redis_addr_parse("redis://u:p@127.0.0.1", &a, &why), 0);
+    CHECK_EQ_STR(a.user, "u");
+    CHECK_EQ_STR(a.password, "p");
+    CHECK(!a.tls);
+    CHECK_EQ_INT(redis_addr_parse("redis://:only-pw@127.0.0.1", &a, &why), 0);
+    CHECK_EQ_STR(a.user, "");
+    CHECK_EQ_STR(a.password, "only-pw");
+}
+
 int main(void)
 {
+    test_url_userinfo();
     struct ring ring;
     if (ring_init(&ring, 256) < 0)
         return 77;
