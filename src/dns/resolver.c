@@ -452,9 +452,15 @@ static bool try_answer(struct dns_resolver *r, struct request *q)
         struct dns_mx_host *out = &route.hosts[route.n_hosts++];
         snprintf(out->name, sizeof out->name, "%s", mx->mx[i].name);
         out->pref = mx->mx[i].pref;
-        for (size_t a = 0; a < h->n_addrs; a++)
-            set_port(&out->addrs[a], &out->addr_lens[a], h->addrs[a].family, h->addrs[a].a, q->port);
-        out->n_addrs = h->n_addrs;
+        /* IPv4 first, then IPv6: a fixed order whatever answer came first. */
+        out->n_addrs = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t a = 0; a < h->n_addrs; a++)
+                if ((h->addrs[a].family == AF_INET) == (pass == 0)) {
+                    set_port(&out->addrs[out->n_addrs], &out->addr_lens[out->n_addrs],
+                             h->addrs[a].family, h->addrs[a].a, q->port);
+                    out->n_addrs++;
+                }
     }
     if (route.n_hosts == 0) {
         route.status = DNS_NO_ADDRESS;

@@ -564,9 +564,29 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     const struct engine_relay *relay = relay_of(w, tenant);
     const char *pool_name = tenant && tenant->egress ? tenant->egress : "default";
     const struct cfg_egress_pool *eg = config_egress(cfg, pool_name);
+    /* An egress address of the target's family, round robin over the pool;
+     * a pool without one cannot reach this target (the mail must not leave
+     * from an address outside the pool). */
     const char *ip = "";
-    if (eg && eg->ips.n > 0)
-        ip = eg->ips.items[w->egress_rr++ % eg->ips.n];
+    if (eg && eg->ips.n > 0) {
+        ip = NULL;
+        for (size_t k = 0; k < eg->ips.n && !ip; k++) {
+            const char *cand = eg->ips.items[(w->egress_rr + k) % eg->ips.n];
+            if ((strchr(cand, ':') != NULL) == (target->sa.ss_family == AF_INET6)) {
+                ip = cand;
+                w->egress_rr += (uint32_t)k + 1;
+            }
+        }
+        if (!ip) {
+            struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+            snprintf(res.reply, sizeof res.reply, "egress pool %s has no %s address for %s",
+                     pool_name, target->sa.ss_family == AF_INET6 ? "IPv6" : "IPv4", target->host);
+            struct pool_conn_info info = {.mx = target->host, .tls = "none"};
+            d->msg.owner_data = d;
+            on_delivery_done(w, &d->msg, &res, &info);
+            return;
+        }
+    }
     const char *ehlo = eg && eg->ehlo ? eg->ehlo : cfg->engine.ehlo;
 
     const struct cfg_provider *prov = config_provider_for_host(cfg, target->host);

@@ -266,13 +266,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout, proc=None):
+def wait_port(port, timeout, proc=None, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
             return False
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             time.sleep(0.05)
@@ -458,18 +458,21 @@ def start_aiosmtpd(rules=None, slow_seconds=3.0, extra=(), host="127.0.0.1", por
 class Sink:
     """herald-sink (bench/sink) on a free port."""
 
-    def __init__(self, args):
+    def __init__(self, args, host=None, port=None):
         if not os.access(HERALD_SINK, os.X_OK):
             raise TestFailure("herald-sink not found or not executable at %s (HERALD_SINK)"
                               % HERALD_SINK)
         last = ""
-        for _ in range(5):
-            self.port = free_port()
+        self.host = host or "127.0.0.1"
+        for _ in range(5 if port is None else 1):
+            self.port = free_port() if port is None else port
             listen = [a.format(port=self.port) for a in shlex.split(SINK_LISTEN)]
+            if host:
+                listen = ["--listen", ("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port)]
             self.stats_path = tmpdir().join("sink-%d-stats.json" % self.port)
             self.proc = Proc("herald-sink", [HERALD_SINK] + listen +
                              ["--stats", self.stats_path] + [str(a) for a in args])
-            if wait_port(self.port, scaled(10), self.proc):
+            if wait_port(self.port, scaled(10), self.proc, host=self.host):
                 _diagnostics.append(self._diagnose)
                 return
             last = self.proc.tail(20)
@@ -481,6 +484,11 @@ class Sink:
 
     def stop(self):
         return self.proc.stop(timeout=10)
+
+    def stats(self):
+        """The sink's --stats JSON (written at exit: stop it first)."""
+        with open(self.stats_path) as f:
+            return json.load(f)
 
     def output(self):
         return self.proc.read_stdout() + self.proc.read_stderr()
@@ -504,8 +512,8 @@ class Sink:
             self.output().splitlines()[-10:]))
 
 
-def start_sink(args=()):
-    s = Sink(args)
+def start_sink(args=(), host=None, port=None):
+    s = Sink(args, host=host, port=port)
     log("herald-sink on port %d" % s.port)
     return s
 
