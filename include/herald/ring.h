@@ -90,5 +90,9 @@ void ring_mark_filled(const void *p, size_t n);
 /* Cancel every operation in flight on fd; their completions arrive with
  * -ECANCELED (or their natural result if they already finished). */
 void ring_cancel_fd(struct ring *r, int fd);
+/* Cancel the one operation in flight for op. Use this when the fd may be
+ * closed (and its number reused) before the cancel is submitted: a cancel
+ * by fd is resolved when the kernel runs it, not when it was asked for. */
+void ring_cancel_op(struct ring *r, struct ring_op *op);
 
 #endif

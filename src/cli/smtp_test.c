@@ -215,11 +215,21 @@ static void on_route(void *arg, const struct dns_route *route)
     w->done = true;
 }
 
-/* The destination the engine would use: relay, static route, else MX. */
-static int pick_target(struct tester *t, const struct config *cfg, const struct cfg_tenant *tenant,
-                       const char *domain, char *host, size_t hostlen, struct sockaddr_storage *sa,
-                       socklen_t *salen)
+#define MAX_TARGETS (DNS_MAX_MX * DNS_MAX_ADDRS)
+
+struct target {
+    char host[256];
+    struct sockaddr_storage sa;
+    socklen_t len;
+};
+
+/* The destinations the engine would use, in the order it would try them:
+ * the relay, a static route, else every address of every MX. */
+static int pick_targets(struct tester *t, const struct config *cfg,
+                        const struct cfg_tenant *tenant, const char *domain, struct target *out,
+                        size_t *n_out)
 {
+    *n_out = 0;
     const char *name = NULL;
     uint16_t port = cfg->delivery.port ? cfg->delivery.port : 25;
     if (tenant->relay.host) {
@@ -244,10 +254,13 @@ static int pick_target(struct tester *t, const struct config *cfg, const struct 
             step(t, "resolve", false, "%s: %s", name, gai_strerror(rc));
             return -1;
         }
-        memcpy(sa, res->ai_addr, res->ai_addrlen);
-        *salen = res->ai_addrlen;
+        for (struct addrinfo *ai = res; ai && *n_out < MAX_TARGETS; ai = ai->ai_next) {
+            struct target *x = &out[(*n_out)++];
+            snprintf(x->host, sizeof x->host, "%s", name);
+            memcpy(&x->sa, ai->ai_addr, ai->ai_addrlen);
+            x->len = ai->ai_addrlen;
+        }
         freeaddrinfo(res);
-        snprintf(host, hostlen, "%s", name);
         return 0;
     }
     if (!domain) {
@@ -283,12 +296,53 @@ static int pick_target(struct tester *t, const struct config *cfg, const struct 
                          w.route.hosts[i].name, w.route.hosts[i].pref);
         if (n < 0 || (size_t)n >= sizeof list - used) break;
         used += (size_t)n;
+        for (size_t a = 0; a < w.route.hosts[i].n_addrs && *n_out < MAX_TARGETS; a++) {
+            struct target *x = &out[(*n_out)++];
+            snprintf(x->host, sizeof x->host, "%s", w.route.hosts[i].name);
+            x->sa = w.route.hosts[i].addrs[a];
+            x->len = w.route.hosts[i].addr_lens[a];
+        }
     }
     step(t, "mx", true, "%s%s", w.route.implicit ? "implicit: " : "", list);
-    snprintf(host, hostlen, "%s", w.route.hosts[0].name);
-    *sa = w.route.hosts[0].addrs[0];
-    *salen = w.route.hosts[0].addr_lens[0];
     return 0;
+}
+
+static void describe_addr(const struct sockaddr_storage *sa, char *ip, size_t n, unsigned *port)
+{
+    const void *addr = sa->ss_family == AF_INET
+                           ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                           : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    inet_ntop(sa->ss_family, addr, ip, (socklen_t)n);
+    *port = ntohs(sa->ss_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                           : ((const struct sockaddr_in6 *)sa)->sin6_port);
+}
+
+/* Connect to the first target that answers; a failed one is shown and the
+ * next tried, as the engine fails over. Returns its index or -1. */
+static int connect_first(struct tester *t, const struct target *tg, size_t n, long timeout_s)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ip[INET6_ADDRSTRLEN] = "";
+        unsigned port = 0;
+        describe_addr(&tg[i].sa, ip, sizeof ip, &port);
+        int fd = socket(tg[i].sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {timeout_s, 0};
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        }
+        if (fd < 0 || connect(fd, (const struct sockaddr *)&tg[i].sa, tg[i].len) < 0) {
+            step(t, "connect", false, "%s [%s]:%u: %s", tg[i].host, ip, port, strerror(errno));
+            if (fd >= 0) close(fd);
+            continue;
+        }
+        /* A failed address that another one replaced is not a failure of the whole test. */
+        t->failures = 0;
+        step(t, "connect", true, "%s [%s]:%u", tg[i].host, ip, port);
+        t->fd = fd;
+        return (int)i;
+    }
+    return -1;
 }
 
 static int build_message(const struct config *cfg, const struct cfg_tenant *tenant,
@@ -357,8 +411,6 @@ int cli_smtp_test(int argc, char **argv)
     job_init(&job);
     SSL_CTX *ctx = NULL;
     char err[256], host[256];
-    struct sockaddr_storage sa;
-    socklen_t salen = 0;
     int exit_code = 1;
     if (to && build_message(cfg, tenant, to, &job) < 0) {
         exit_code = 2;
@@ -369,23 +421,14 @@ int cli_smtp_test(int argc, char **argv)
         step(&t, "tls", false, "%s", err);
         goto out;
     }
-    if (pick_target(&t, cfg, tenant, domain, host, sizeof host, &sa, &salen) < 0) goto out;
-
-    char ip[INET6_ADDRSTRLEN] = "";
-    void *addr = sa.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&sa)->sin_addr
-                                         : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr;
-    inet_ntop(sa.ss_family, addr, ip, sizeof ip);
-    unsigned port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
-                                                  : ((struct sockaddr_in6 *)&sa)->sin6_port);
-    t.fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {timeout_s, 0};
-    setsockopt(t.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(t.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (t.fd < 0 || connect(t.fd, (struct sockaddr *)&sa, salen) < 0) {
-        step(&t, "connect", false, "%s [%s]:%u: %s", host, ip, port, strerror(errno));
-        goto out;
-    }
-    step(&t, "connect", true, "%s [%s]:%u", host, ip, port);
+    struct target *targets = calloc(MAX_TARGETS, sizeof *targets);
+    size_t n_targets = 0;
+    int which = -1;
+    if (targets && pick_targets(&t, cfg, tenant, domain, targets, &n_targets) == 0)
+        which = connect_first(&t, targets, n_targets, timeout_s);
+    if (which >= 0) snprintf(host, sizeof host, "%s", targets[which].host);
+    free(targets);
+    if (which < 0) goto out;
 
     /* The same policy the engine applies (see dispatch in the worker). */
     const struct cfg_provider *prov = config_provider_for_host(cfg, host);

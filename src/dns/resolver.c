@@ -130,8 +130,10 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
     }
     if (!readable && !writable) {
         if (w) {
+            /* c-ares closes the socket next; its number may be reused
+             * before this cancel runs, so cancel the poll, not the fd. */
             w->in_use = false;
-            if (w->polling) ring_cancel_fd(r->ring, fd);
+            if (w->polling) ring_cancel_op(r->ring, &w->op);
         }
         return;
     }
@@ -147,7 +149,7 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
     w->read = readable;
     w->write = writable;
     unsigned want = (readable ? POLLIN : 0) | (writable ? POLLOUT : 0);
-    if (w->polling && want != w->mask) ring_cancel_fd(r->ring, fd); /* re-armed on completion */
+    if (w->polling && want != w->mask) ring_cancel_op(r->ring, &w->op); /* re-armed on completion */
     poll_arm(w);
 }
 
@@ -586,7 +588,7 @@ void dns_resolver_free(struct dns_resolver *r)
      * memory goes (this runs once, at shutdown, so pumping the ring is fine). */
     r->closing = true;
     for (int i = 0; i < WATCH_MAX; i++)
-        if (r->watches[i].polling) ring_cancel_fd(r->ring, r->watches[i].fd);
+        if (r->watches[i].polling) ring_cancel_op(r->ring, &r->watches[i].op);
     for (int n = 0; n < 50; n++) {
         bool busy = false;
         for (int i = 0; i < WATCH_MAX; i++) busy |= r->watches[i].polling;

@@ -73,6 +73,12 @@ void ring_cancel_fd(struct ring *r, int fd)
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
 }
 
+void ring_cancel_op(struct ring *r, struct ring_op *op)
+{
+    struct io_uring_sqe *sqe = ring_sqe_noop_owner(r);
+    io_uring_prep_cancel(sqe, op, 0);
+}
+
 /* --- timers: binary min-heap on deadline --- */
 
 static void heap_swap(struct ring *r, size_t a, size_t b)

@@ -5,8 +5,9 @@
   dropdata    a normal server until DATA, then close after 100 body bytes
   garbage     answer the banner with bytes that are not SMTP
   endless     answer EHLO with a multiline reply that never ends
+  busy        greet with "421 4.3.2 too busy" and close
 
-Usage: hostile_smtp.py MODE PORT   (prints "ready" when listening)
+Usage: hostile_smtp.py MODE PORT [HOST]   (prints "ready" when listening)
 """
 
 import socket
@@ -36,6 +37,9 @@ def serve(mode, conn):
             for ch in b"220 slow.test ESMTP\r\n":
                 conn.sendall(bytes([ch]))
                 time.sleep(1)
+            return
+        if mode == "busy":
+            conn.sendall(b"421 4.3.2 busy.test too busy, try later\r\n")
             return
         if mode == "garbage":
             conn.sendall(b"\x00\xffHELLO THERE\r\nnot smtp at all\r\n")
@@ -75,9 +79,10 @@ def serve(mode, conn):
 
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
+    srv.bind((host, port))
     srv.listen(64)
     print("ready", flush=True)
     while True:

@@ -2,9 +2,12 @@
 loopback addresses: preference order with failover from a dead primary to
 the secondary, random choice among equal preferences, implicit MX (no MX
 records: the domain's A record), null MX (bounced 5.1.10), NXDOMAIN
-(bounced 5.1.2), a failing DNS server (deferred), and answers cached by TTL
-(a second wave of jobs asks dnsmasq nothing new)."""
+(bounced 5.1.2), a 421 greeting (next MX), a failing DNS server
+(deferred), answers cached by TTL (a second wave of jobs asks dnsmasq
+nothing new), and `herald smtp-test` walking the same MX list."""
 
+import os
+import sys
 import time
 
 import harness as h
@@ -19,6 +22,10 @@ def run():
     port = h.free_port()
     live3 = h.start_aiosmtpd(host="127.0.0.3", port=port)
     live4 = h.start_aiosmtpd(host="127.0.0.4", port=port)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_smtp.py")
+    busy = h.Proc("busy-mx", [sys.executable, script, "busy", str(port), "127.0.0.5"])
+    if not h.wait_port(port, h.scaled(10), busy, host="127.0.0.5"):
+        raise h.TestFailure("busy MX did not start")
     dead_upstream = h.free_port()
     zone = DnsZone([
         "mx-host=dead.test,mx-dead.dead.test,10",
@@ -31,6 +38,10 @@ def run():
         "host-record=b.eq.test,127.0.0.4",
         "host-record=implicit.test,127.0.0.4",
         "dns-rr=nullmx.test,15,000000",
+        "mx-host=busy.test,mx-busy.busy.test,10",
+        "mx-host=busy.test,mx-ok.busy.test,20",
+        "host-record=mx-busy.busy.test,127.0.0.5",
+        "host-record=mx-ok.busy.test,127.0.0.4",
     ], forward=[("fail.example", "127.0.0.1#%d" % dead_upstream)])
     redis = h.start_redis()
     cfg = h.base_config(redis, 9)
@@ -42,7 +53,7 @@ def run():
     path = h.write_config(cfg)
     jobs = [job("dead-%d" % i, "pat%d@dead.test" % i) for i in range(3)]
     jobs += [job("eq-%d" % i, "pat%d@eq.test" % i) for i in range(24)]
-    jobs += [job("implicit", "pat@implicit.test"), job("nullmx", "pat@nullmx.test"),
+    jobs += [job("busy", "pat@busy.test"), job("implicit", "pat@implicit.test"), job("nullmx", "pat@nullmx.test"),
              job("nx", "pat@nosuch.test"), job("fail", "pat@x.fail.example")]
     h.xadd_jobs(redis, jobs)
     herald = h.run_herald(path)
@@ -62,6 +73,9 @@ def run():
                     and n.get("remote_ip") == "127.0.0.3",
                     "dead primary: should be delivered via mx-live.dead.test [127.0.0.3]: %s"
                     % h.format_note(n))
+    n = notes.get("busy", {})
+    fails.check(n.get("event") == "delivered" and n.get("mx") == "mx-ok.busy.test",
+                "a 421 greeting should move on to the next MX: %s" % h.format_note(n))
     eq = [notes.get("eq-%d" % i, {}) for i in range(24)]
     fails.check(all(n.get("event") == "delivered" for n in eq), "eq.test: all delivered")
     hosts = {n.get("mx") for n in eq}
@@ -82,8 +96,18 @@ def run():
     fails.check(zone.queries("eq.test") == asked,
                 "second wave within the TTL should not query eq.test again (%d then %d)"
                 % (asked, zone.queries("eq.test")))
-    fails.check(live3.count() + live4.count() == 3 + 24 + 1 + 4,
-                "servers should hold 32 messages, have %d + %d" % (live3.count(), live4.count()))
+    fails.check(live3.count() + live4.count() == 3 + 24 + 1 + 1 + 4,
+                "servers should hold 33 messages, have %d + %d" % (live3.count(), live4.count()))
+    # The test button for direct delivery walks the same MX list.
+    r = h.herald_cli(["smtp-test", "-c", path, "--tenant", "acme", "--to", "x@dead.test"])
+    for line in ("mx         PASS  mx-dead.dead.test(10) mx-live.dead.test(20)",
+                 "connect    FAIL  mx-dead.dead.test [127.0.0.2]",
+                 "connect    PASS  mx-live.dead.test [127.0.0.3]", "send       PASS",
+                 "result: PASS"):
+        fails.check(line in r.stdout, "smtp-test via MX: missing %r in:\n%s" % (line, r.stdout))
+    r = h.herald_cli(["smtp-test", "-c", path, "--tenant", "acme", "--domain", "nullmx.test"])
+    fails.check(r.returncode == 1 and "null MX" in r.stdout,
+                "smtp-test on a null-MX domain: exit %d\n%s" % (r.returncode, r.stdout))
     fails.raise_if_any("MX routing")
 
 
