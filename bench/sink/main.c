@@ -28,6 +28,9 @@ static void usage(FILE *f)
           "         [--fail-at rcpt|data] [--drop RATIO] [--no-pipelining]\n"
           "         [--max-size BYTES] [--stats FILE] [--record FILE] [--save-dir DIR]\n"
           "         [--banner TEXT] [--seed N]\n"
+          "         [--limit-rate N [--limit-for MS] [--limit-text \"421 ...\"]]\n"
+          "--limit-rate: above N messages a second, MAIL gets 421 and the connection\n"
+          "closes (a receiver's hidden limit), for the first MS milliseconds or always.\n"
           "ADDR is IPv4 or [IPv6]; PORT 0 picks a free port (printed when ready).\n",
           f);
 }
@@ -77,6 +80,8 @@ static void stats_write(const char *path)
                        (unsigned long long)atomic_load(&st->tempfail),
                        (unsigned long long)atomic_load(&st->permfail),
                        (unsigned long long)atomic_load(&st->dropped));
+    (void)hbuf_appendf(&b, "\"rate_refused\": %llu, ",
+                       (unsigned long long)atomic_load(&sink.limiter.refused));
     pthread_mutex_lock(&st->ip_lock);
     (void)hbuf_appendf(&b,
                        "\"connections\": %llu, \"max_concurrent\": %lld, \"open\": %lld, "
@@ -247,6 +252,9 @@ int main(int argc, char **argv)
         OPT_SAVE_DIR,
         OPT_BANNER,
         OPT_SEED,
+        OPT_LIMIT_RATE,
+        OPT_LIMIT_FOR,
+        OPT_LIMIT_TEXT,
         OPT_HELP
     };
     static const struct option opts[] = {
@@ -264,6 +272,9 @@ int main(int argc, char **argv)
         {"save-dir", required_argument, NULL, OPT_SAVE_DIR},
         {"banner", required_argument, NULL, OPT_BANNER},
         {"seed", required_argument, NULL, OPT_SEED},
+        {"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
+        {"limit-for", required_argument, NULL, OPT_LIMIT_FOR},
+        {"limit-text", required_argument, NULL, OPT_LIMIT_TEXT},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -334,6 +345,19 @@ int main(int argc, char **argv)
             break;
         case OPT_SEED:
             ok = parse_u64(optarg, UINT64_MAX, &sink.seed);
+            break;
+        case OPT_LIMIT_RATE:
+            ok = parse_u64(optarg, 1000000, &v) && v > 0;
+            sink.limiter.per_sec = (uint32_t)v;
+            sink.policy.limiter = &sink.limiter;
+            break;
+        case OPT_LIMIT_FOR:
+            ok = parse_u64(optarg, 86400 * 1000, &v);
+            sink.limiter.until_ms = clock_mono_ms() + (int64_t)v;
+            break;
+        case OPT_LIMIT_TEXT:
+            ok = strpbrk(optarg, "\r\n") == NULL && strncmp(optarg, "421 ", 4) == 0;
+            sink.policy.limit_text = optarg;
             break;
         case OPT_HELP:
             usage(stdout);

@@ -146,30 +146,52 @@ static void cmd_ehlo(struct sink_session *s, bool extended, size_t arg_len)
                        (unsigned long long)pol->max_size);
 }
 
-static void cmd_mail(struct sink_session *s, const char *arg, size_t n)
+bool sink_limiter_over(struct sink_limiter *l, int64_t now_ms)
+{
+    if (!l || (l->until_ms && now_ms >= l->until_ms)) return false;
+    uint64_t sec = (uint64_t)(clock_wall_ms() / 1000);
+    uint64_t cur = atomic_load(&l->slot);
+    for (;;) {
+        uint64_t count = (cur >> 32) == sec ? (cur & 0xffffffffu) + 1 : 1;
+        if (count > l->per_sec) {
+            atomic_fetch_add(&l->refused, 1);
+            return true;
+        }
+        if (atomic_compare_exchange_weak(&l->slot, &cur, sec << 32 | count)) return false;
+    }
+}
+
+static enum sink_event cmd_mail(struct sink_session *s, const char *arg, size_t n)
 {
     const char *addr, *rest;
     size_t addr_len, rest_len;
     if (!s->have_helo) {
         reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        return;
+        return SINK_EV_NEED_MORE;
     }
     if (s->have_mail) {
         reply(s, "503 5.5.1 Error: nested MAIL command");
-        return;
+        return SINK_EV_NEED_MORE;
     }
     if (!starts_with_ci(arg, n, "FROM:") ||
         !parse_path(arg + 5, n - 5, &addr, &addr_len, &rest, &rest_len)) {
         reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        return;
+        return SINK_EV_NEED_MORE;
     }
     if (addr_len > SINK_ADDR_MAX) {
         reply(s, "501 5.1.7 Sender address too long");
-        return;
+        return SINK_EV_NEED_MORE;
     }
     if (size_param(rest, rest_len) > s->policy->max_size) {
         reply(s, "552 5.3.4 Message size exceeds fixed limit");
-        return;
+        return SINK_EV_NEED_MORE;
+    }
+    if (sink_limiter_over(s->policy->limiter, clock_mono_ms())) {
+        /* Like a large receiver over its limit: 421 and hang up. */
+        reply(s, s->policy->limit_text ? s->policy->limit_text
+                                       : "421 4.7.0 Too many messages, rate limited; slow down");
+        s->state = SINK_DONE;
+        return SINK_EV_CLOSE;
     }
     hbuf_reset(&s->from);
     hbuf_reset(&s->rcpts);
@@ -190,6 +212,7 @@ static void cmd_mail(struct sink_session *s, const char *arg, size_t n)
         s->fate = SINK_EV_MESSAGE;
     s->fate_drop = d < pol->drop_ratio;
     reply(s, "250 2.1.0 Ok");
+    return SINK_EV_NEED_MORE;
 }
 
 static enum sink_event cmd_rcpt(struct sink_session *s, const char *arg, size_t n)
@@ -273,7 +296,7 @@ static enum sink_event command(struct sink_session *s, const char *p, size_t n)
     if (strncasecmp(p, "EHLO", 4) == 0 || strncasecmp(p, "HELO", 4) == 0) {
         cmd_ehlo(s, p[0] == 'E' || p[0] == 'e', arg_len);
     } else if (strncasecmp(p, "MAIL", 4) == 0) {
-        cmd_mail(s, arg, arg_len);
+        return cmd_mail(s, arg, arg_len);
     } else if (strncasecmp(p, "RCPT", 4) == 0) {
         return cmd_rcpt(s, arg, arg_len);
     } else if (strncasecmp(p, "DATA", 4) == 0) {

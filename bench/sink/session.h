@@ -10,6 +10,7 @@
 #ifndef HERALD_SINK_SESSION_H
 #define HERALD_SINK_SESSION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,18 @@
 
 enum sink_fail_at { SINK_FAIL_AT_DATA, SINK_FAIL_AT_RCPT };
 
+/* A receiver's own hidden rate limit (--limit-rate): beyond `per_sec`
+ * messages in one wall-clock second, MAIL gets a 421 and the connection is
+ * closed, until `until_ms` (monotonic; 0 = for ever). Shared by the sink's
+ * threads: the current second and its count are packed in one atomic. */
+struct sink_limiter {
+    uint32_t per_sec;
+    int64_t until_ms;
+    _Atomic uint64_t slot; /* second << 32 | count */
+    _Atomic uint64_t refused;
+};
+bool sink_limiter_over(struct sink_limiter *l, int64_t now_ms);
+
 /* What the whole sink was told on its command line; shared read-only. */
 struct sink_policy {
     const char *banner;   /* text after "220 " */
@@ -33,6 +46,8 @@ struct sink_policy {
     double permfail_ratio;
     double drop_ratio;
     enum sink_fail_at fail_at;
+    struct sink_limiter *limiter; /* NULL: no limit */
+    const char *limit_text;       /* the 421 reply line, without CRLF */
 };
 
 enum sink_state { SINK_COMMAND, SINK_BODY, SINK_DONE, SINK_STATE_COUNT };

@@ -41,6 +41,7 @@ struct sink_stats {
 
 struct sink {
     struct sink_policy policy;
+    struct sink_limiter limiter;
     unsigned n_threads;
     unsigned latency_ms;
     uint64_t seed;

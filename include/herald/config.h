@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <regex.h>
 #include <stdio.h>
 
 enum cfg_tls_policy {
@@ -137,6 +138,26 @@ struct cfg_recipients {
     char *policy;            /* "defer" (default) | "drop" */
 };
 
+enum cfg_rep_action { CFG_REP_BACKOFF = 0, CFG_REP_SUSPEND, CFG_REP_IGNORE };
+
+struct cfg_rep_rule {
+    char *match;     /* POSIX extended regex, case-insensitive, on the reply text */
+    regex_t re;
+    bool compiled;
+    enum cfg_rep_action action;
+    int64_t suspend_ms;
+};
+
+/* Per egress IP x provider: a factor in [min, max] scales rate and
+ * connection limits; +increase after each clean interval, *decrease on a
+ * throttle signal (AIMD, as in congestion control). */
+struct cfg_reputation {
+    double min, max, increase, decrease;
+    int64_t interval_ms;
+    struct cfg_rep_rule *rules; /* checked in order before the built-in signals */
+    size_t n_rules;
+};
+
 struct config {
     char *path;
     struct cfg_redis redis;
@@ -152,6 +173,7 @@ struct config {
     struct cfg_provider *providers; /* always has one named "default" */
     size_t n_providers;
     struct cfg_recipients recipients;
+    struct cfg_reputation reputation;
 };
 
 /* Load and validate path. On failure returns -HERR_CONFIG (or -errno when the
@@ -161,6 +183,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
                        char *err, size_t errlen);
 void config_free(struct config *cfg);
+void config_reputation_free(struct cfg_reputation *r);
 
 const struct cfg_tenant *config_tenant(const struct config *cfg, const char *name);
 /* Static route for a recipient domain: exact match first, then the longest

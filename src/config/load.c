@@ -16,7 +16,8 @@
 #define CONFIG_MAX_BYTES (4u << 20)
 
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
-                                       "tenants", "delivery", "providers", "recipients"};
+                                       "tenants", "delivery", "providers", "recipients",
+                                       "reputation"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -28,7 +29,7 @@ static const struct {
     {"egress", loader_egress},         {"dns", loader_dns},
     {"delivery", loader_delivery},     {"providers", loader_providers},
     {"recipients", loader_recipients}, {"routes", loader_routes},
-    {"tenants", loader_tenants},
+    {"tenants", loader_tenants},       {"reputation", loader_reputation},
 };
 
 static void set_numeric_defaults(struct config *cfg)
@@ -53,6 +54,13 @@ static void set_numeric_defaults(struct config *cfg)
     d->timeouts.data_block_ms = 3 * 60000;
     d->timeouts.data_end_ms = 10 * 60000;
     d->timeouts.idle_ms = 30000;
+
+    struct cfg_reputation *rep = &cfg->reputation;
+    rep->min = 0.1;
+    rep->max = 1.0;
+    rep->increase = 0.05;
+    rep->decrease = 0.5;
+    rep->interval_ms = 30000;
 }
 
 static int default_str(char **slot, const char *value)
@@ -232,6 +240,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 void config_free(struct config *cfg)
 {
     if (!cfg) return;
+    config_reputation_free(&cfg->reputation);
     free(cfg->path);
     struct cfg_redis *r = &cfg->redis;
     free(r->url);

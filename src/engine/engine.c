@@ -156,6 +156,10 @@ int engine_run(const struct engine_opts *opts)
             return 2;
         }
     }
+    if (throttle_table_new(cfg, &sh->throttle) < 0) {
+        fprintf(stderr, "herald: out of memory\n");
+        return 1;
+    }
     struct tls_ctx_opts topts = {.ca_file = cfg->delivery.ca_file};
     if (tls_ctx_new(&topts, &sh->tls_ctx, err, sizeof err) < 0) {
         fprintf(stderr, "%s: delivery.ca_file: %s\n", opts->config_path, err);
@@ -258,6 +262,7 @@ int engine_run(const struct engine_opts *opts)
     free(sh->routes);
     SSL_CTX_free(sh->tls_ctx);
     SSL_CTX_free(sh->redis_tls_ctx);
+    throttle_table_free(sh->throttle);
     if (sh->relays) {
         explicit_bzero(sh->relays, cfg->n_tenants * sizeof *sh->relays);
         free(sh->relays);

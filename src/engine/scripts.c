@@ -65,14 +65,20 @@ const char *const notes_script_terminal =
 
 /* Admission, before any connection. KEYS: idempotency key, the tenant's
  * suppression set, the global suppression set, this job's state key, the
- * replaced job's state key (any key when none), retry set, events.
- * ARGV: entry id, window ms, recipient (lower-cased), "1" on a first
- * attempt (check idempotency, run `replaces`), replaced id ("" for none),
- * now ms.
+ * replaced job's state key (any key when none), retry set, events, the
+ * recipient's cap key prefix, the tenant's rate key.
+ * ARGV: entry id that claims the id, window ms, recipient (lower-cased),
+ * "1" to check idempotency, replaced id ("" for none; first attempts only),
+ * now ms, recipient caps "count window_s ..." ("" to skip: already
+ * counted), tenant rate "count window_s" ("" for none or already counted).
  * The idempotency key holds the entry that first claimed the id, so the
- * same entry read again after a crash is still admitted. Returns "ok" or
- * "ok;replaced=<result>", "cancelled:<entry>", "duplicate:<entry>",
- * "suppressed:tenant|global". */
+ * same job read again after a crash or a park is still admitted. Returns
+ * "ok" or "ok;replaced=<result>", "cancelled:<entry>", "duplicate:<entry>",
+ * "suppressed:tenant|global", "wait:<ms>:recipient-cap|tenant-rate".
+ *
+ * Recipient caps are fixed windows (INCR on a key per window, expiring with
+ * it), checked all before any is counted; the tenant rate is a GCRA whose
+ * theoretical arrival time is the key's value, shared by every process. */
 const char *const notes_script_admit =
     CANCEL_TARGET_LUA
     "local st = redis.call('GET', KEYS[4])\n"
@@ -83,12 +89,38 @@ const char *const notes_script_admit =
     "  if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
     "end\n"
     "local out = 'ok'\n"
-    "if ARGV[4] == '1' and ARGV[5] ~= '' then\n"
+    "if ARGV[5] ~= '' then\n"
     "  out = 'ok;replaced=' .. cancel_target(KEYS[5], KEYS[6], KEYS[7], ARGV[1], ARGV[2], "
     "ARGV[6])\n"
     "end\n"
     "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
     "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
+    "local now = tonumber(ARGV[6])\n"
+    "local caps = {}\n"
+    "for c, w in string.gmatch(ARGV[7], '(%d+) (%d+)') do\n"
+    "  local wms = tonumber(w) * 1000\n"
+    "  local slot = math.floor(now / wms)\n"
+    "  local k = KEYS[8] .. ':' .. w .. ':' .. slot\n"
+    "  local used = tonumber(redis.call('GET', k) or '0')\n"
+    "  if used >= tonumber(c) then\n"
+    "    return 'wait:' .. ((slot + 1) * wms - now) .. ':recipient-cap'\n"
+    "  end\n"
+    "  table.insert(caps, {k, wms})\n"
+    "end\n"
+    "local tc, tw = string.match(ARGV[8], '(%d+) (%d+)')\n"
+    "if tc then\n"
+    "  local T = tonumber(tw) * 1000 / tonumber(tc)\n"
+    "  local tau = 1000 - T\n"
+    "  if tau < 0 then tau = 0 end\n"
+    "  local tat = tonumber(redis.call('GET', KEYS[9]) or '0')\n"
+    "  if tat < now then tat = now end\n"
+    "  if tat - tau > now then return 'wait:' .. math.ceil(tat - tau - now) .. ':tenant-rate' end\n"
+    "  redis.call('SET', KEYS[9], tostring(tat + T), 'PX', math.ceil(tat + T - now) + 1000)\n"
+    "end\n"
+    "for _, kw in ipairs(caps) do\n"
+    "  redis.call('INCR', kw[1])\n"
+    "  redis.call('PEXPIRE', kw[1], kw[2])\n"
+    "end\n"
     "redis.call('SET', KEYS[4], 'sending:' .. ARGV[1], 'PX', ARGV[2])\n"
     "return out\n";
 

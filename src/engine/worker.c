@@ -25,11 +25,24 @@ struct delivery {
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
     struct delivery *unwritten_next; /* on w->unwritten while Redis is unreachable */
     char replaced_result[32]; /* what admission did to the job this one `replaces` */
+    bool claimed;             /* this copy's entry claimed the job id (idempotency) */
+    bool admitted;            /* admission said ok: caps and rates are counted */
     struct pool_target *targets; /* MX addresses in the order to try them */
     size_t n_targets, target_i;
+    /* The slot reserved under the pair's rate: the message waits for it on
+     * `hold`, with everything pool_submit needs kept here. */
+    struct throttle_pair *pair;
+    struct ring_timer hold;
+    struct pool_target hold_target;
+    struct pool_limits hold_lim;
+    const char *hold_ip, *hold_ehlo;
+    const struct cfg_provider *hold_prov;
+    int64_t hold_factor_ppm; /* the pair's factor when the slot was reserved */
 };
 
 /* ---------- held jobs ---------- */
+
+static void on_hold_due(struct ring_timer *t);
 
 static struct delivery *delivery_new(struct worker *w)
 {
@@ -38,6 +51,7 @@ static struct delivery *delivery_new(struct worker *w)
         return NULL;
     job_init(&d->job);
     d->w = w;
+    ring_timer_init(&d->hold, on_hold_due);
     d->next = w->held;
     if (w->held)
         w->held->prev = d;
@@ -57,6 +71,7 @@ static void delivery_release(struct delivery *d)
         w->held = d->next;
     if (d->next)
         d->next->prev = d->prev;
+    ring_timer_cancel(&w->ring, &d->hold);
     job_clear(&d->job);
     hbuf_free(&d->note_cmd);
     free(d->targets);
@@ -321,15 +336,44 @@ static void write_terminal(struct delivery *d, struct note *n)
 
 /* Job fields as they must look when the job comes back from the retry set:
  * the original fields, with id, attempt and enqueued_at made explicit. */
+/* A raw job field by name (internal fields like `admitted` are not parsed
+ * into struct job). */
+static const char *job_raw(const struct job *j, const char *name)
+{
+    for (size_t i = 0; i < j->n_fields; i++)
+        if (strcmp(j->names[i], name) == 0)
+            return j->values[i];
+    return NULL;
+}
+
 static int job_items(struct delivery *d, uint32_t attempt_done, const char **argv, size_t *lens,
                      int max, char *numbuf1, char *numbuf2)
 {
     struct job *j = &d->job;
     int argc = 0;
-    for (size_t i = 0; i < j->n_fields && argc + 2 <= max - 6; i++) {
+    /* Once admitted, the job carries the entry that claimed its id, so its
+     * later copies pass the idempotency check and are not counted against
+     * recipient caps and tenant rates again. */
+    const char *admitted = job_raw(j, "admitted");
+    if (!admitted && d->claimed)
+        admitted = j->stream_id;
+    if (admitted) {
+        argv[argc] = "admitted";
+        lens[argc++] = 8;
+        argv[argc] = admitted;
+        lens[argc++] = strlen(admitted);
+    }
+    if (job_raw(j, "counted") || d->admitted) {
+        argv[argc] = "counted";
+        lens[argc++] = 7;
+        argv[argc] = "1";
+        lens[argc++] = 1;
+    }
+    for (size_t i = 0; i < j->n_fields && argc + 2 <= max - 8; i++) {
         const char *name = j->names[i];
         if (strcmp(name, "attempt") == 0 || strcmp(name, "enqueued_at") == 0 ||
-            strcmp(name, "id") == 0)
+            strcmp(name, "id") == 0 || strcmp(name, "admitted") == 0 ||
+            strcmp(name, "counted") == 0)
             continue;
         argv[argc] = name;
         lens[argc++] = strlen(name);
@@ -399,6 +443,18 @@ static void write_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_don
     send_note(d, argc, argv, lens);
     free(argv);
     free(lens);
+}
+
+/* Back to the retry set without counting an attempt: throttles, recipient
+ * caps and suspensions delay a message, they do not fail it. */
+static void park(struct delivery *d, int64_t due_wall_ms, struct note *n)
+{
+    struct job *j = &d->job;
+    /* A job that cannot go before it expires waits for its expiry and then
+     * gets its `expired` note, like any job that comes back too late. */
+    if (j->expires_at_ms > 0 && due_wall_ms >= j->expires_at_ms)
+        due_wall_ms = j->expires_at_ms;
+    write_defer(d, due_wall_ms, j->attempt > 0 ? j->attempt - 1 : 0, n);
 }
 
 static void reject(struct delivery *d, const struct job_error *err)
@@ -503,6 +559,17 @@ static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_
         submit_to(d, &d->targets[d->target_i]);
         return;
     }
+    if (d->pair) {
+        int64_t suspend_ms = 0;
+        enum throttle_signal_kind sig =
+            res->outcome == SMTP_OUT_OK
+                ? THROTTLE_OK
+                : throttle_classify(&d->w->cfg->reputation, res->code, res->enhanced, res->reply,
+                                    res->stage == SMTP_STAGE_CONNECT, classify_result(res),
+                                    &suspend_ms);
+        throttle_signal(d->pair, &d->w->cfg->reputation, sig, suspend_ms, d->w->ring.now_ms,
+                        clock_wall_ms());
+    }
     char reply[200];
     log_quote(reply, sizeof reply, res->reply, strlen(res->reply));
     if (res->outcome == SMTP_OUT_OK) {
@@ -551,6 +618,89 @@ static const struct engine_relay *relay_of(const struct worker *w, const struct 
         return NULL;
     const struct engine_relay *r = &w->sh->relays[t - w->cfg->tenants];
     return r->configured ? r : NULL;
+}
+
+static void park(struct delivery *d, int64_t due_wall_ms, struct note *n);
+
+/* How far ahead a message may reserve a slot before it is parked in Redis
+ * instead: urgent reminders hold their place longest, bulk gives way. */
+static int64_t hold_horizon_us(const struct job *j)
+{
+    switch (j->priority) {
+    case JOB_PRIO_HIGH:
+        return 60LL * 1000000;
+    case JOB_PRIO_BULK:
+        return 2LL * 1000000;
+    default:
+        return 10LL * 1000000;
+    }
+}
+
+static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
+                          const struct cfg_provider *prov, const struct pool_target *target,
+                          const struct pool_limits *lim, const char *ip, const char *ehlo);
+
+static void on_hold_due(struct ring_timer *t)
+{
+    struct delivery *d = HERALD_CONTAINER_OF(t, struct delivery, hold);
+    struct worker *w = d->w;
+    /* The receiver pushed back since this slot was reserved: the slot was
+     * priced at the old rate, so take a new one at the new rate. */
+    if (d->pair && atomic_load(&d->pair->factor_ppm) < d->hold_factor_ppm) {
+        struct pool_target tg = d->hold_target;
+        struct pool_limits lim = d->hold_lim;
+        lim.max_conns = throttle_scale(d->pair, lim.max_conns);
+        if (throttle_gate(d, d->pair, d->hold_prov, &tg, &lim, d->hold_ip, d->hold_ehlo))
+            return;
+    }
+    if (pool_submit(&w->pool, &d->hold_target, d->hold_ip, d->hold_ehlo, &d->hold_lim, &d->msg) <
+        0) {
+        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
+        snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
+        retry_or_give_up(d, &res, NULL);
+    }
+}
+
+/* The pair's rate and suspension: true when the message does not go now
+ * (it waits on its timer for a reserved slot, or is parked in the retry set
+ * until the pair can take it). */
+static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
+                          const struct cfg_provider *prov, const struct pool_target *target,
+                          const struct pool_limits *lim, const char *ip, const char *ehlo)
+{
+    struct worker *w = d->w;
+    int64_t wall = clock_wall_ms();
+    int64_t until = atomic_load(&pair->suspended_until_ms);
+    if (until > wall) {
+        struct note n = {0};
+        note_common(&n, d, "deferred", wall);
+        char why[200];
+        snprintf(why, sizeof why, "provider %s suspended for egress %s by a reputation rule",
+                 pair->provider, pair->ip[0] ? pair->ip : "-");
+        note_add(&n, "reason", why);
+        note_add(&n, "category", "rate-limit");
+        note_add_int(&n, "next_attempt_at", until);
+        park(d, until, &n);
+        return true;
+    }
+    if (!prov || prov->rate.count == 0)
+        return false;
+    int64_t wait = throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, hold_horizon_us(&d->job));
+    if (wait == 0)
+        return false;
+    if (wait < 0) {
+        atomic_fetch_add(&pair->deferred_by_rate, 1);
+        park(d, wall + (-wait) / 1000, NULL);
+        return true;
+    }
+    d->hold_target = *target;
+    d->hold_lim = *lim;
+    d->hold_ip = ip;
+    d->hold_ehlo = ehlo;
+    d->hold_prov = prov;
+    d->hold_factor_ppm = atomic_load(&pair->factor_ppm);
+    ring_timer_arm(&w->ring, &d->hold, w->ring.now_ms + wait / 1000);
+    return true;
 }
 
 /* Queue the message for one target (a relay, a static route or one address
@@ -605,7 +755,11 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
         lim.tls_mode = relay->tls_mode;
         lim.auth = relay->auth.user ? &relay->auth : NULL;
     }
+    struct throttle_pair *pair = throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
+    d->pair = pair;
     uint32_t conns = prov && prov->connections ? prov->connections : 10;
+    if (pair)
+        conns = throttle_scale(pair, conns);
     lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
     lim.group = prov ? prov->name : NULL;
     lim.max_msgs_per_conn = prov ? prov->messages_per_connection : 100;
@@ -628,6 +782,8 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     d->msg.data_len = j->wire.len;
     d->msg.needs_smtputf8 = utf8_to || utf8_from;
     d->msg.owner_data = d;
+    if (pair && throttle_gate(d, pair, prov, target, &lim, ip, ehlo))
+        return; /* held for its slot, or parked in the retry set */
     if (pool_submit(&w->pool, target, ip, ehlo, &lim, &d->msg) < 0) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
         snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
@@ -732,6 +888,7 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
         return;
     }
     if (strncmp(reply->str, "ok", 2) == 0) {
+        d->admitted = d->claimed = true;
         const char *rp = strstr(reply->str, ";replaced=");
         if (rp)
             snprintf(d->replaced_result, sizeof d->replaced_result, "%s", rp + 10);
@@ -740,6 +897,34 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
     }
     struct note n = {0};
     char reason[160];
+    if (strncmp(reply->str, "wait:", 5) == 0) {
+        d->claimed = true;
+        /* A recipient cap or the tenant's rate: back to the retry set until
+         * the window allows it (not an attempt), or `suppressed` under the
+         * recipient policy `drop`. */
+        int64_t ms = strtoll(reply->str + 5, NULL, 10);
+        const char *what = strchr(reply->str + 5, ':');
+        what = what ? what + 1 : "limit";
+        const struct cfg_recipients *rc = &d->w->cfg->recipients;
+        if (strcmp(what, "recipient-cap") == 0 && rc->policy && strcmp(rc->policy, "drop") == 0) {
+            note_common(&n, d, "suppressed", clock_wall_ms());
+            note_add(&n, "reason", "recipient-cap");
+            write_terminal(d, &n);
+            return;
+        }
+        int64_t now = clock_wall_ms();
+        note_common(&n, d, "deferred", now);
+        snprintf(reason, sizeof reason, "%s: held until the limit allows it",
+                 strcmp(what, "recipient-cap") == 0 ? "recipient cap reached" : "tenant rate");
+        note_add(&n, "reason", reason);
+        note_add(&n, "category", strcmp(what, "recipient-cap") == 0 ? "recipient-cap" : "rate-limit");
+        int64_t due = now + ms;
+        if (d->job.expires_at_ms > 0 && due > d->job.expires_at_ms)
+            due = d->job.expires_at_ms;
+        note_add_int(&n, "next_attempt_at", due);
+        park(d, now + ms, &n);
+        return;
+    }
     if (strncmp(reply->str, "cancelled:", 10) == 0) {
         note_common(&n, d, "cancelled", clock_wall_ms());
         snprintf(reason, sizeof reason, "cancelled by entry %.48s", reply->str + 10);
@@ -778,9 +963,31 @@ static void admit(struct delivery *d)
     state_key(w, j->tenant, j->replaces ? j->replaces : j->id, tkey, sizeof tkey);
     snprintf(window, sizeof window, "%" PRId64, id_window_ms(w));
     snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
-    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "7", idem, skey, gkey, stkey, tkey,
-                          w->sh->retry_key, w->cfg->redis.events, j->stream_id, window, addr,
-                          j->attempt <= 1 ? "1" : "0", j->replaces ? j->replaces : "", now};
+    const char *admitted = job_raw(j, "admitted");
+    bool first = j->attempt <= 1 && !admitted;
+    bool count = !job_raw(j, "counted");
+    /* Recipient caps (across tenants: they protect the person) and the
+     * tenant's rate, as "count window_ms" pairs; counted once per job. */
+    char caps[256] = "", trate[48] = "", rkey[400], tkeyr[320];
+    size_t used = 0;
+    const struct cfg_recipients *rc = &w->cfg->recipients;
+    for (size_t i = 0; count && i < rc->n_limits; i++) {
+        int k = snprintf(caps + used, sizeof caps - used, "%s%u %u", used ? " " : "",
+                         rc->limits[i].count, rc->limits[i].window_s);
+        if (k < 0 || (size_t)k >= sizeof caps - used)
+            break;
+        used += (size_t)k;
+    }
+    const struct cfg_tenant *tn = config_tenant(w->cfg, j->tenant);
+    if (count && tn && tn->rate.count)
+        snprintf(trate, sizeof trate, "%u %u", tn->rate.count, tn->rate.window_s);
+    snprintf(rkey, sizeof rkey, "%srcap:%s", w->sh->prefix, addr);
+    snprintf(tkeyr, sizeof tkeyr, "%strate:%s", w->sh->prefix, j->tenant);
+    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "9", idem, skey, gkey, stkey, tkey,
+                          w->sh->retry_key, w->cfg->redis.events, rkey, tkeyr,
+                          admitted ? admitted : j->stream_id, window, addr,
+                          first || (j->attempt <= 1 && admitted) ? "1" : "0",
+                          first && j->replaces ? j->replaces : "", now, caps, trate};
     size_t lens[HERALD_ARRAY_LEN(argv)];
     for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
@@ -886,7 +1093,7 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
     if (j->expires_at_ms > 0 && now >= j->expires_at_ms) {
         struct note note = {0};
         note_common(&note, d, "expired", now);
-        note_add(&note, "reason", "expires_at passed before the first attempt");
+        note_add(&note, "reason", j->attempt > 1 || job_raw(j, "admitted") ? "expires_at passed while it waited" : "expires_at passed before the first attempt");
         write_terminal(d, &note);
         return;
     }
@@ -1165,6 +1372,14 @@ static void on_tick(struct ring_timer *t)
                 return;
             }
         }
+    }
+
+    /* Reputation recovers additively after clean intervals: one worker
+     * walks the (small, fixed) table for everyone. */
+    if (w->idx == 0 && w->sh->throttle) {
+        struct throttle_table *tt = w->sh->throttle;
+        for (size_t i = 0; i < tt->n_ips * tt->n_providers; i++)
+            throttle_tick(&tt->pairs[i], &cfg->reputation, now);
     }
 
     if (w->intake.state == REDIS_C_IDLE && now >= w->intake_retry_at && !w->draining)

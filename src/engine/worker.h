@@ -7,6 +7,7 @@
 
 #include "herald/config.h"
 #include "herald/dns.h"
+#include "herald/throttle.h"
 #include "herald/job.h"
 #include "herald/pool.h"
 #include "herald/redis.h"
@@ -37,6 +38,7 @@ struct engine_shared {
     struct engine_relay *relays; /* one per cfg->tenants entry, same index */
     SSL_CTX *tls_ctx;             /* client TLS for SMTP */
     SSL_CTX *redis_tls_ctx;       /* rediss:// only */
+    struct throttle_table *throttle; /* per egress IP x provider, shared by the workers */
     unsigned n_workers;
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
     char retry_key[256];   /* zset of deferred/scheduled jobs */

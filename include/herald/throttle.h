@@ -1,0 +1,74 @@
+/* throttle: per egress IP x provider rate limits (GCRA) scaled by a
+ * reputation factor that adapts to the receivers' replies. The table is
+ * process-wide and shared by the workers through atomics: per-IP limits
+ * belong to the process that owns the IP (cross-process limits live in
+ * Redis, see the admission script). */
+#ifndef HERALD_THROTTLE_H
+#define HERALD_THROTTLE_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "herald/config.h"
+
+struct throttle_pair {
+    char ip[INET6_ADDRSTRLEN]; /* "" = the kernel's choice */
+    char provider[72];
+    _Atomic int64_t tat_us;         /* GCRA: theoretical arrival time */
+    _Atomic int64_t factor_ppm;     /* reputation factor x 1e6 */
+    _Atomic int64_t suspended_until_ms; /* wall clock */
+    _Atomic int64_t last_signal_ms, last_change_ms; /* monotonic */
+    _Atomic uint64_t sent, signals, deferred_by_rate;
+    _Atomic int32_t open_conns;
+};
+
+struct throttle_table {
+    struct throttle_pair *pairs;
+    size_t n_ips, n_providers;
+    char (*ips)[INET6_ADDRSTRLEN];
+    char (*providers)[72];
+};
+
+/* One pair per (egress IP of any pool, plus "") x provider of cfg, with the
+ * factor at cfg->reputation.max. */
+int throttle_table_new(const struct config *cfg, struct throttle_table **out);
+void throttle_table_free(struct throttle_table *t);
+/* NULL when ip or provider is not in the table. */
+struct throttle_pair *throttle_pair_get(struct throttle_table *t, const char *ip,
+                                        const char *provider);
+
+/* Reserve the next send slot under `rate` (scaled by the pair's factor):
+ * returns the wait in microseconds (0: send now). A wait longer than
+ * horizon_us is not reserved and comes back negated, so the caller can park
+ * the message elsewhere and ask again later. A rate with count 0 never
+ * waits. */
+int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
+                      int64_t horizon_us);
+
+enum throttle_signal_kind {
+    THROTTLE_OK = 0,   /* a message went through */
+    THROTTLE_BACKOFF,  /* 421, 4.7.x, rate-limit wording, refused or reset connection */
+    THROTTLE_SUSPEND,  /* a configured pattern: stop for suspend_ms */
+};
+/* Feed one outcome: BACKOFF divides the factor by reputation.decrease (at
+ * most once a second, so a burst of 421s from parallel connections counts
+ * once); SUSPEND also stops the pair until now_wall_ms + suspend_ms. */
+void throttle_signal(struct throttle_pair *p, const struct cfg_reputation *rep,
+                     enum throttle_signal_kind kind, int64_t suspend_ms, int64_t now_ms,
+                     int64_t now_wall_ms);
+/* Additive increase after a clean interval; call periodically. */
+void throttle_tick(struct throttle_pair *p, const struct cfg_reputation *rep, int64_t now_ms);
+double throttle_factor(const struct throttle_pair *p);
+/* A limit scaled by the factor, at least 1. */
+uint32_t throttle_scale(const struct throttle_pair *p, uint32_t limit);
+
+/* Which signal a reply is: the configured rules first (first match wins),
+ * then the built-in ones. *suspend_ms is set for THROTTLE_SUSPEND. */
+enum throttle_signal_kind throttle_classify(const struct cfg_reputation *rep, int code,
+                                            const char *enhanced, const char *text,
+                                            bool connect_failure, const char *category,
+                                            int64_t *suspend_ms);
+
+#endif
