@@ -81,6 +81,7 @@ int loader_providers(struct loader *L, const struct ynode *k, const struct ynode
 int loader_recipients(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_routes(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_tenants(struct loader *L, const struct ynode *k, const struct ynode *v);
+int loader_bounce_rules(struct loader *L, const struct ynode *k, const struct ynode *v);
 
 void loader_lower(char *s);
 

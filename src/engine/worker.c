@@ -112,7 +112,7 @@ static void note_common(struct note *n, struct delivery *d, const char *event, i
     note_add(n, "entry", j->stream_id);
 }
 
-static void note_smtp(struct note *n, const struct smtp_result *res,
+static void note_smtp(struct note *n, const struct config *cfg, const struct smtp_result *res,
                       const struct pool_conn_info *info, const char *message_id)
 {
     if (res) {
@@ -122,7 +122,7 @@ static void note_smtp(struct note *n, const struct smtp_result *res,
             note_add(n, "enhanced", res->enhanced);
         if (res->reply[0])
             note_add(n, "reply", res->reply);
-        const char *cat = classify_result(res);
+        const char *cat = classify_reply(cfg, res);
         if (cat[0])
             note_add(n, "category", cat);
         if (res->outcome != SMTP_OUT_OK)
@@ -403,7 +403,7 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
         if (i >= cfg->delivery.n_retry)
             i = cfg->delivery.n_retry - 1;
         /* Greylisting asks for a prompt retry: always the short step. */
-        if (strcmp(classify_result(res), "greylist") == 0)
+        if (strcmp(classify_reply(cfg, res), "greylist") == 0)
             i = 0;
         step = cfg->delivery.retry_ms[i];
     }
@@ -413,7 +413,7 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
     struct note n = {0};
     if (j->expires_at_ms > 0 && due >= j->expires_at_ms) {
         note_common(&n, d, "expired", now);
-        note_smtp(&n, res, info, j->message_id);
+        note_smtp(&n, d->w->cfg, res, info, j->message_id);
         note_add(&n, "reason", "the next attempt would fall after expires_at");
         write_terminal(d, &n);
         return;
@@ -427,12 +427,12 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
         memcpy(last.reply + pl, res->reply, strnlen(res->reply, keep));
         last.reply[pl + strnlen(res->reply, keep)] = '\0';
         note_common(&n, d, "bounced", now);
-        note_smtp(&n, &last, info, j->message_id);
+        note_smtp(&n, d->w->cfg, &last, info, j->message_id);
         write_terminal(d, &n);
         return;
     }
     note_common(&n, d, "deferred", now);
-    note_smtp(&n, res, info, j->message_id);
+    note_smtp(&n, d->w->cfg, res, info, j->message_id);
     note_add_int(&n, "next_attempt_at", due);
     write_defer(d, due, j->attempt, &n);
 }
@@ -454,17 +454,17 @@ static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_
     if (res->outcome == SMTP_OUT_OK) {
         struct note n = {0};
         note_common(&n, d, "delivered", clock_wall_ms());
-        note_smtp(&n, res, info, d->job.message_id);
+        note_smtp(&n, d->w->cfg, res, info, d->job.message_id);
         log_event(LOG_DEBUG, "event=delivered job=%s to=%s mx=%s code=%d", d->job.id, d->job.to,
                   info ? info->mx : "-", res->code);
         write_terminal(d, &n);
     } else if (res->outcome == SMTP_OUT_PERMFAIL) {
         struct note n = {0};
         note_common(&n, d, "bounced", clock_wall_ms());
-        note_smtp(&n, res, info, d->job.message_id);
+        note_smtp(&n, d->w->cfg, res, info, d->job.message_id);
         /* A mailbox or domain that does not exist will not start to: later
          * jobs to it end `suppressed` without a connection. */
-        const char *cat = classify_result(res);
+        const char *cat = classify_reply(d->w->cfg, res);
         bool hard = strcmp(cat, "bad-mailbox") == 0 || strcmp(cat, "bad-domain") == 0;
         if (hard)
             note_add(&n, "suppressed", "added");
