@@ -756,6 +756,10 @@ static void intake_read(struct worker *w)
     if (room < batch / 4 && w->inflight > 0)
         return;
     uint32_t count = room < batch ? room : batch;
+    if (w->small_reads > 0) {
+        w->small_reads--;
+        count = 1;
+    }
     int rc;
     if (!w->pel_done)
         rc = redis_client_commandf(&w->intake, on_read, w, "XREADGROUP GROUP %s %s COUNT %u STREAMS %s %s",
@@ -879,6 +883,11 @@ static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
     }
     w->reading = false;
     w->group_ready = false;
+    /* A batch too large to read: take entries one at a time for a while,
+     * so the ones that fit get through (they are pending under this
+     * consumer and are claimed again after claim_idle). */
+    if (err == -HERR_TOO_LONG)
+        w->small_reads = 2 * (w->cfg->engine.batch ? w->cfg->engine.batch : 256);
     backoff(&w->intake_backoff_ms, &w->intake_retry_at, w->ring.now_ms);
     if (err == 0)
         return; /* we closed it */
@@ -903,6 +912,8 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
     (void)c;
     w->claiming = false;
     w->moving = false;
+    if (err == -HERR_TOO_LONG)
+        w->small_reads = 2 * (w->cfg->engine.batch ? w->cfg->engine.batch : 256);
     backoff(&w->notes_backoff_ms, &w->notes_retry_at, w->ring.now_ms);
     if (err == 0)
         return; /* we closed it */
@@ -962,6 +973,8 @@ static void on_tick(struct ring_timer *t)
             uint32_t room = max > w->inflight ? max - w->inflight : 0;
             if (room > 0) {
                 uint32_t count = room < 100 ? room : 100;
+                if (w->small_reads > 0)
+                    count = 1;
                 if (redis_client_commandf(&w->notes, on_claim, w,
                                           "XAUTOCLAIM %s %s %s %lld %s COUNT %u", cfg->redis.jobs,
                                           cfg->redis.group, w->consumer, (long long)idle,
@@ -1004,6 +1017,10 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
         rc = redis_client_init(&w->notes, &w->ring, &sh->redis, "notes", on_notes_state, w);
     if (rc == 0)
         rc = pool_init(&w->pool, &w->ring, on_delivery_done, w);
+    size_t max_reply = w->cfg->engine.max_reply_bytes ? w->cfg->engine.max_reply_bytes
+                                                      : (size_t)512 << 20;
+    redis_client_set_max_reply(&w->intake, max_reply);
+    redis_client_set_max_reply(&w->notes, max_reply);
     ring_timer_init(&w->tick, on_tick);
     return rc;
 }

@@ -40,6 +40,11 @@ int redis_client_init(struct redis_client *c, struct ring *r, const struct redis
     return c->rbuf ? 0 : -ENOMEM;
 }
 
+void redis_client_set_max_reply(struct redis_client *c, size_t max)
+{
+    c->max_reply = max;
+}
+
 void redis_client_free(struct redis_client *c)
 {
     if (c->reader)
@@ -139,6 +144,7 @@ int redis_client_connect(struct redis_client *c)
     c->reader = redisReaderCreate();
     if (!c->reader)
         return -ENOMEM;
+    c->reply_bytes = 0;
     hbuf_reset(&c->out);
     c->close_err = 0;
     c->state = REDIS_C_CONNECTING;
@@ -304,6 +310,7 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         return;
     }
     ring_mark_filled(c->rbuf, (size_t)res);
+    c->reply_bytes += (size_t)res;
     if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
         redis_client_close(c, -HERR_PROTOCOL);
         return;
@@ -318,6 +325,8 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         }
         if (!reply)
             break;
+        /* What is left unparsed belongs to the replies that follow. */
+        c->reply_bytes = c->reader->len - c->reader->pos;
         struct redis_pending p;
         if (!q_pop(c, &p)) {
             /* A reply nobody asked for: the peer is not a Redis we understand. */
@@ -329,6 +338,13 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
         freeReplyObject(reply);
         if (c->state != REDIS_C_UP)
             return;
+    }
+    if (c->max_reply && c->reply_bytes > c->max_reply) {
+        log_event(LOG_ERROR, "event=redis_reply_too_large conn=%s bytes=%zu limit=%zu "
+                             "reason=\"reply over engine.max_reply_bytes; reconnecting\"",
+                  c->name, c->reply_bytes, c->max_reply);
+        redis_client_close(c, -HERR_TOO_LONG);
+        return;
     }
     arm_recv(c);
 }
