@@ -154,10 +154,34 @@ static void park_note(struct delivery *d)
     w->unwritten = d;
 }
 
+/* Errors that say "this Redis has not got our scripts (yet)", not "this
+ * job is bad": the server restarted (its script cache is empty, or it is
+ * still loading its AOF), failed over, or was SCRIPT FLUSHed. */
+static bool scripts_missing(const redisReply *reply)
+{
+    return reply && reply->type == REDIS_REPLY_ERROR &&
+           (strncmp(reply->str, "NOSCRIPT", 8) == 0 || strncmp(reply->str, "LOADING", 7) == 0);
+}
+
+/* Drop the notes connection so that reconnecting loads the scripts again
+ * (notes_connect) and re-sends every parked note. */
+static void notes_reload(struct worker *w, const char *why)
+{
+    log_event(LOG_WARN, "event=notes_reconnect worker=%u reason=\"%.200s\"", w->idx, why);
+    redis_client_close(&w->notes, -HERR_REDIS);
+}
+
 static void on_note_written(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct delivery *d = arg;
+    if (scripts_missing(reply)) {
+        /* Not written: keep the note (the job must not be delivered again)
+         * and send it once the scripts are back. */
+        park_note(d);
+        notes_reload(d->w, reply->str);
+        return;
+    }
     if (!reply) {
         log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=\"redis connection lost; "
                             "the note is sent again on reconnect\"",
@@ -548,9 +572,12 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct delivery *d = arg;
-    if (!reply) {
+    if (!reply || scripts_missing(reply)) {
         /* Redis went away: the entry stays pending and is taken up again. */
+        struct worker *w = d->w;
         delivery_release(d);
+        if (reply)
+            notes_reload(w, reply->str);
         return;
     }
     if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS) {
@@ -826,7 +853,9 @@ static void on_moved(struct redis_client *c, redisReply *reply, void *arg)
     (void)c;
     struct worker *w = arg;
     w->moving = false;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
+    if (scripts_missing(reply))
+        notes_reload(w, reply->str);
+    else if (reply && reply->type == REDIS_REPLY_ERROR)
         log_event(LOG_ERROR, "event=retry_mover_failed reason=\"%.300s\"", reply->str);
 }
 
@@ -921,14 +950,28 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
               w->idx, herald_strerror(err), w->notes_backoff_ms);
 }
 
+/* A SCRIPT LOAD refused (Redis still loading its AOF after a restart):
+ * without the scripts every note would fail, so reconnect and load again. */
+static void on_script_loaded(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (reply && reply->type == REDIS_REPLY_ERROR && w->notes.state == REDIS_C_UP)
+        notes_reload(w, reply->str);
+}
+
 static void notes_connect(struct worker *w)
 {
     if (redis_client_connect(&w->notes) == 0) {
         /* Loaded ahead of any EVALSHA on the same connection. */
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_terminal);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_defer);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_mover);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_admit);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_terminal);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_defer);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_mover);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_admit);
     } else {
         w->notes_retry_at = w->ring.now_ms + 1000;
     }

@@ -7,6 +7,7 @@
 - herald-sink drops ~5% of transactions mid-body (--drop: the connection is
   reset at the first body byte after DATA), so those jobs are deferred and
   retried on a short schedule (retry: [1s, 2s]);
+- Redis loses its script cache once more (SCRIPT FLUSH) in another run;
 - the engine is SIGKILLed at five random moments (seeded; the seed is
   printed, HERALD_FAULT_SEED replays a run) and restarted each time.
 
@@ -112,7 +113,7 @@ def run():
     # random few milliseconds; redis restarts during one of the runs.
     redis_run = rng.randrange(KILLS)
     h.log("redis restarts during run %d" % (redis_run + 1))
-    kill_log, kill_times = [], []
+    kill_log, kill_times, runs = [], [], []
     for run_no in range(KILLS):
         herald = h.run_herald(cfg)
         now = redis.client.xlen(h.EVENTS_STREAM)
@@ -127,6 +128,12 @@ def run():
             if after < at:
                 raise h.TestFailure("redis lost notes across the restart: %d before, %d after"
                                     % (at, after))
+        if run_no == (redis_run + 1) % KILLS:
+            # Redis that lost its script cache (failover, SCRIPT FLUSH, a
+            # restart still loading its AOF) must cost a reconnect, not jobs.
+            wait_events(redis, now + (target - now) // 2, herald, "before SCRIPT FLUSH")
+            redis.client.script_flush()
+            h.log("SCRIPT FLUSH at %d notes" % redis.client.xlen(h.EVENTS_STREAM))
         wait_events(redis, target, herald, "run %d" % (run_no + 1))
         time.sleep(rng.uniform(0, 0.02))
         herald.check()
@@ -137,11 +144,13 @@ def run():
         h.log("run %d: SIGKILLed herald at %d notes (target %d)" % (run_no + 1, seen, target))
         if herald.returncode != -signal.SIGKILL:
             raise h.TestFailure("herald exited with %s before the kill" % herald.returncode)
+        runs.append(herald)
 
     final = h.run_herald(cfg)
     h.wait_terminal(redis, ids, timeout=150, herald=final)
     time.sleep(3)  # a second terminal note or a late redelivery would show here
     final.stop()
+    runs.append(final)
     sink.stop()
     wall = time.monotonic() - t_start
 
@@ -166,6 +175,12 @@ def run():
             delivered.add(job_id)
     missing = sorted(want - set(by_job))
     fails.check(not missing, "%d jobs have no note, e.g. %s" % (len(missing), missing[:5]))
+
+    # A note Redis refused is a job that would be delivered again.
+    for i, r in enumerate(runs):
+        bad = [l for l in r.read_stderr().splitlines() if "event=note_failed" in l]
+        fails.check(not bad, "run %d: %d notes refused by Redis, e.g. %s" % (
+            i + 1, len(bad), bad[:1]))
 
     c = redis.client
     backlog = c.xlen(h.JOBS_STREAM)
