@@ -3,6 +3,7 @@
 #ifndef HERALD_CONFIG_H
 #define HERALD_CONFIG_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,7 @@ struct cfg_engine {
     int64_t shutdown_grace_ms; /* SIGTERM grace; default 30000 */
     uint32_t max_field_bytes;   /* per job field; default 1 MiB */
     uint32_t max_message_bytes; /* built message; default 10 MiB */
+    uint32_t max_reply_bytes;   /* largest Redis reply read; default 512 MiB */
 };
 
 struct cfg_egress_pool {
@@ -132,6 +134,15 @@ struct cfg_provider {
     enum cfg_tls_policy tls;
 };
 
+/* One `bounce_rules:` item: checked in order before the built-in rules. */
+struct cfg_bounce_rule {
+    char *match;          /* the regex as written (POSIX extended, case-insensitive) */
+    char *code;           /* enhanced-code prefix ("5.7.1", "5.7"), or NULL for any */
+    const char *category; /* one of classify_categories[] (static) */
+    regex_t re;           /* compiled once, at load */
+    bool compiled;
+};
+
 struct cfg_recipients {
     struct cfg_rate *limits; /* e.g. 3/h, 10/d */
     size_t n_limits;
@@ -174,6 +185,8 @@ struct config {
     size_t n_providers;
     struct cfg_recipients recipients;
     struct cfg_reputation reputation;
+    struct cfg_bounce_rule *bounce_rules;
+    size_t n_bounce_rules;
 };
 
 /* Load and validate path. On failure returns -HERR_CONFIG (or -errno when the

@@ -23,6 +23,10 @@ int engine_run(const struct engine_opts *opts);
  * policy, spam-block, quota, greylist, rate-limit, network, tls, timeout,
  * protocol, other). */
 const char *classify_result(const struct smtp_result *res);
+/* The same, with the config's `bounce_rules:` checked first, in order (each
+ * regex compiled at load); cfg may be NULL (built-in rules only). */
+struct config;
+const char *classify_reply(const struct config *cfg, const struct smtp_result *res);
 
 /* Lua scripts run by the note writer, exported for tests. */
 extern const char *const notes_script_terminal;

@@ -73,6 +73,8 @@ struct redis_client {
     struct ring_op op_connect, op_send, op_recv;
     bool send_inflight, recv_inflight, connect_inflight;
     int close_err;
+    size_t max_reply;   /* 0: unbounded; else a reply growing past it costs the connection */
+    size_t reply_bytes; /* bytes received of the reply being read */
     redis_state_fn on_state;
     void *state_arg;
     struct ring_deferred finish;
@@ -100,6 +102,12 @@ int redis_client_command_raw(struct redis_client *c, redis_reply_fn fn, void *ar
                              const char *cmd, size_t len);
 int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
                           ...);
+/* Bound the reply being read: once more than max bytes of one reply have
+ * arrived, the connection is closed with -HERR_TOO_LONG (every pending
+ * callback gets NULL) so one huge reply cannot exhaust memory (the bytes
+ * bound the element count too: every element costs at least 3 bytes on the
+ * wire). 0 lifts the bound. */
+void redis_client_set_max_reply(struct redis_client *c, size_t max);
 /* Drop the connection: pending callbacks get NULL, then on_state(false). */
 void redis_client_close(struct redis_client *c, int err);
 /* Free resources; only when no operation is in flight (state IDLE). */

@@ -17,7 +17,7 @@
 
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
-                                       "reputation"};
+                                       "reputation", "bounce_rules"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -30,6 +30,7 @@ static const struct {
     {"delivery", loader_delivery},     {"providers", loader_providers},
     {"recipients", loader_recipients}, {"routes", loader_routes},
     {"tenants", loader_tenants},       {"reputation", loader_reputation},
+    {"bounce_rules", loader_bounce_rules},
 };
 
 static void set_numeric_defaults(struct config *cfg)
@@ -43,6 +44,7 @@ static void set_numeric_defaults(struct config *cfg)
     e->shutdown_grace_ms = 30000;
     e->max_field_bytes = 1u << 20;
     e->max_message_bytes = 10u << 20;
+    e->max_reply_bytes = 512u << 20;
 
     struct cfg_delivery *d = &cfg->delivery;
     d->port = 25;
@@ -293,5 +295,12 @@ void config_free(struct config *cfg)
     free(cfg->providers);
     free(cfg->recipients.limits);
     free(cfg->recipients.policy);
+    for (size_t i = 0; i < cfg->n_bounce_rules; i++) {
+        struct cfg_bounce_rule *b = &cfg->bounce_rules[i];
+        free(b->match);
+        free(b->code);
+        if (b->compiled) regfree(&b->re);
+    }
+    free(cfg->bounce_rules);
     free(cfg);
 }

@@ -82,6 +82,7 @@ int loader_recipients(struct loader *L, const struct ynode *k, const struct ynod
 int loader_routes(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_tenants(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_reputation(struct loader *L, const struct ynode *k, const struct ynode *v);
+int loader_bounce_rules(struct loader *L, const struct ynode *k, const struct ynode *v);
 
 void loader_lower(char *s);
 

@@ -111,8 +111,9 @@ void config_print_effective(const struct config *cfg, FILE *out)
             fmt_duration(e->claim_idle_ms, a, sizeof a),
             fmt_duration(e->shutdown_grace_ms, b, sizeof b));
     fprintf(out, "  idempotency     %s\n", fmt_duration(e->idempotency_window_ms, a, sizeof a));
-    fprintf(out, "  max_field       %" PRIu32 " bytes\n  max_message     %" PRIu32 " bytes\n\n",
+    fprintf(out, "  max_field       %" PRIu32 " bytes\n  max_message     %" PRIu32 " bytes\n",
             e->max_field_bytes, e->max_message_bytes);
+    fprintf(out, "  max_reply       %" PRIu32 " bytes\n\n", e->max_reply_bytes);
 
     fputs("egress:\n", out);
     for (size_t i = 0; i < cfg->n_egress; i++) {
@@ -170,6 +171,14 @@ void config_print_effective(const struct config *cfg, FILE *out)
     for (size_t i = 0; i < cfg->recipients.n_limits; i++)
         fprintf(out, "%s%s", i ? ", " : "", fmt_rate(&cfg->recipients.limits[i], a, sizeof a));
     fprintf(out, "\n  policy          %s\n\n", cfg->recipients.policy);
+
+    fprintf(out, "bounce_rules: %zu (then the built-in rules)\n", cfg->n_bounce_rules);
+    for (size_t i = 0; i < cfg->n_bounce_rules; i++) {
+        const struct cfg_bounce_rule *br = &cfg->bounce_rules[i];
+        fprintf(out, "  %zu. /%s/i%s%s -> %s\n", i + 1, br->match, br->code ? " code " : "",
+                br->code ? br->code : "", br->category);
+    }
+    fputc('\n', out);
 
     fprintf(out, "tenants: %zu\n", cfg->n_tenants);
     for (size_t i = 0; i < cfg->n_tenants; i++) {

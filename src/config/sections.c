@@ -114,6 +114,8 @@ static int engine_key(struct loader *L, const char *key, const struct ynode *k,
         return loader_size(L, v, 1024, 1u << 30, &e->max_field_bytes);
     if (strcmp(key, "max_message_bytes") == 0)
         return loader_size(L, v, 1024, 1u << 30, &e->max_message_bytes);
+    if (strcmp(key, "max_reply_bytes") == 0)
+        return loader_size(L, v, 64u << 10, 1u << 31, &e->max_reply_bytes);
     return LOADER_UNKNOWN_KEY;
 }
 
@@ -690,5 +692,109 @@ int loader_tenants(struct loader *L, const struct ynode *k, const struct ynode *
     }
     /* Sorted so config_tenant can binary-search: a job lookup per message. */
     qsort(cfg->tenants, cfg->n_tenants, sizeof(*cfg->tenants), tenant_cmp);
+    return 0;
+}
+
+/* ---- bounce_rules ---- */
+
+static const char *const bounce_categories[] = {
+    "bad-mailbox", "bad-domain", "policy",  "spam-block", "quota", "greylist",
+    "rate-limit",  "network",    "tls",     "timeout",    "protocol", "other",
+};
+
+/* An enhanced-code prefix: "5", "5.7" or "5.7.1" (class 2, 4 or 5). */
+static bool enhanced_prefix_ok(const char *s)
+{
+    if (!(s[0] == '2' || s[0] == '4' || s[0] == '5')) return false;
+    s++;
+    for (int part = 0; *s && part < 2; part++) {
+        if (*s++ != '.') return false;
+        int digits = 0;
+        while (isdigit((unsigned char)*s) && digits < 3) {
+            s++;
+            digits++;
+        }
+        if (digits == 0) return false;
+    }
+    return *s == '\0';
+}
+
+struct bounce_ctx {
+    struct cfg_bounce_rule *rule;
+    const struct ynode *match;
+};
+
+static int bounce_rule_key(struct loader *L, const char *key, const struct ynode *k,
+                           const struct ynode *v, void *obj)
+{
+    struct bounce_ctx *c = obj;
+    struct cfg_bounce_rule *b = c->rule;
+    char tmp[160];
+    (void)k;
+    if (strcmp(key, "match") == 0) {
+        c->match = v;
+        return loader_str(L, v, &b->match);
+    }
+    if (strcmp(key, "code") == 0) {
+        int rc = loader_str(L, v, &b->code);
+        if (rc || !b->code) return rc;
+        if (!enhanced_prefix_ok(b->code))
+            return loader_fail(L, v, "expected an enhanced status code prefix like 5.7.1 or 5.7, "
+                                     "got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        return 0;
+    }
+    if (strcmp(key, "category") == 0) {
+        if (ynode_is_null(v)) return 0;
+        if (v->type == YNODE_SCALAR)
+            for (size_t i = 0; i < HERALD_ARRAY_LEN(bounce_categories); i++)
+                if (strcmp(v->str, bounce_categories[i]) == 0) {
+                    b->category = bounce_categories[i];
+                    return 0;
+                }
+        return loader_fail(L, v,
+                           "expected a category (bad-mailbox, bad-domain, policy, spam-block, "
+                           "quota, greylist, rate-limit, network, tls, timeout, protocol, "
+                           "other), got %s",
+                           loader_show(v, tmp, sizeof tmp));
+    }
+    return LOADER_UNKNOWN_KEY;
+}
+
+/* A list of { match, code, category }. Each regex is compiled here, once:
+ * classification only runs regexec. */
+int loader_bounce_rules(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    struct config *cfg = L->cfg;
+    if (ynode_is_null(v)) return 0;
+    if (v->type != YNODE_SEQ)
+        return loader_fail(L, v, "expected a list of {match, code, category} rules");
+    if (v->n_children > 1000) return loader_fail(L, v, "at most 1000 bounce rules are allowed");
+    if (v->n_children == 0) return 0;
+    if (!(cfg->bounce_rules = calloc(v->n_children, sizeof(*cfg->bounce_rules))))
+        return loader_oom(L);
+    int idx = 0;
+    for (const struct ynode *it = v->child; it; it = it->next, idx++) {
+        struct cfg_bounce_rule *b = &cfg->bounce_rules[cfg->n_bounce_rules++];
+        if (it->type != YNODE_MAP)
+            return loader_fail(L, it, "expected a rule like {match: \"regex\", category: "
+                                      "policy}");
+        char where[48];
+        snprintf(where, sizeof where, "bounce_rules[%d]", idx);
+        struct bounce_ctx c = {b, NULL};
+        int rc = loader_walk(L, it, where, bounce_rule_key, &c);
+        if (rc) return rc;
+        if (!b->match) return loader_fail(L, it, "missing required key 'match' in %s", where);
+        if (!b->category)
+            return loader_fail(L, it, "missing required key 'category' in %s", where);
+        int err = regcomp(&b->re, b->match, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+        if (err) {
+            char msg[160];
+            regerror(err, &b->re, msg, sizeof msg);
+            return loader_fail(L, c.match, "bad regular expression in %s: %s", where, msg);
+        }
+        b->compiled = true;
+    }
+    (void)k;
     return 0;
 }

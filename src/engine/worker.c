@@ -135,7 +135,7 @@ static void note_common(struct note *n, struct delivery *d, const char *event, i
     }
 }
 
-static void note_smtp(struct note *n, const struct smtp_result *res,
+static void note_smtp(struct note *n, const struct config *cfg, const struct smtp_result *res,
                       const struct pool_conn_info *info, const char *message_id)
 {
     if (res) {
@@ -145,7 +145,7 @@ static void note_smtp(struct note *n, const struct smtp_result *res,
             note_add(n, "enhanced", res->enhanced);
         if (res->reply[0])
             note_add(n, "reply", res->reply);
-        const char *cat = classify_result(res);
+        const char *cat = classify_reply(cfg, res);
         if (cat[0])
             note_add(n, "category", cat);
         if (res->outcome != SMTP_OUT_OK)
@@ -179,10 +179,34 @@ static void park_note(struct delivery *d)
     w->unwritten = d;
 }
 
+/* Errors that say "this Redis has not got our scripts (yet)", not "this
+ * job is bad": the server restarted (its script cache is empty, or it is
+ * still loading its AOF), failed over, or was SCRIPT FLUSHed. */
+static bool scripts_missing(const redisReply *reply)
+{
+    return reply && reply->type == REDIS_REPLY_ERROR &&
+           (strncmp(reply->str, "NOSCRIPT", 8) == 0 || strncmp(reply->str, "LOADING", 7) == 0);
+}
+
+/* Drop the notes connection so that reconnecting loads the scripts again
+ * (notes_connect) and re-sends every parked note. */
+static void notes_reload(struct worker *w, const char *why)
+{
+    log_event(LOG_WARN, "event=notes_reconnect worker=%u reason=\"%.200s\"", w->idx, why);
+    redis_client_close(&w->notes, -HERR_REDIS);
+}
+
 static void on_note_written(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct delivery *d = arg;
+    if (scripts_missing(reply)) {
+        /* Not written: keep the note (the job must not be delivered again)
+         * and send it once the scripts are back. */
+        park_note(d);
+        notes_reload(d->w, reply->str);
+        return;
+    }
     if (!reply) {
         log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=\"redis connection lost; "
                             "the note is sent again on reconnect\"",
@@ -495,7 +519,7 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
         if (i >= cfg->delivery.n_retry)
             i = cfg->delivery.n_retry - 1;
         /* Greylisting asks for a prompt retry: always the short step. */
-        if (strcmp(classify_result(res), "greylist") == 0)
+        if (strcmp(classify_reply(cfg, res), "greylist") == 0)
             i = 0;
         step = cfg->delivery.retry_ms[i];
     }
@@ -505,7 +529,7 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
     struct note n = {0};
     if (j->expires_at_ms > 0 && due >= j->expires_at_ms) {
         note_common(&n, d, "expired", now);
-        note_smtp(&n, res, info, j->message_id);
+        note_smtp(&n, d->w->cfg, res, info, j->message_id);
         note_add(&n, "reason", "the next attempt would fall after expires_at");
         write_terminal(d, &n);
         return;
@@ -519,12 +543,12 @@ static void retry_or_give_up(struct delivery *d, const struct smtp_result *res,
         memcpy(last.reply + pl, res->reply, strnlen(res->reply, keep));
         last.reply[pl + strnlen(res->reply, keep)] = '\0';
         note_common(&n, d, "bounced", now);
-        note_smtp(&n, &last, info, j->message_id);
+        note_smtp(&n, d->w->cfg, &last, info, j->message_id);
         write_terminal(d, &n);
         return;
     }
     note_common(&n, d, "deferred", now);
-    note_smtp(&n, res, info, j->message_id);
+    note_smtp(&n, d->w->cfg, res, info, j->message_id);
     note_add_int(&n, "next_attempt_at", due);
     write_defer(d, due, j->attempt, &n);
 }
@@ -565,7 +589,7 @@ static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_
             res->outcome == SMTP_OUT_OK
                 ? THROTTLE_OK
                 : throttle_classify(&d->w->cfg->reputation, res->code, res->enhanced, res->reply,
-                                    res->stage == SMTP_STAGE_CONNECT, classify_result(res),
+                                    res->stage == SMTP_STAGE_CONNECT, classify_reply(d->w->cfg, res),
                                     &suspend_ms);
         throttle_signal(d->pair, &d->w->cfg->reputation, sig, suspend_ms, d->w->ring.now_ms,
                         clock_wall_ms());
@@ -575,17 +599,17 @@ static void on_delivery_done(void *arg, struct smtp_msg *msg, const struct smtp_
     if (res->outcome == SMTP_OUT_OK) {
         struct note n = {0};
         note_common(&n, d, "delivered", clock_wall_ms());
-        note_smtp(&n, res, info, d->job.message_id);
+        note_smtp(&n, d->w->cfg, res, info, d->job.message_id);
         log_event(LOG_DEBUG, "event=delivered job=%s to=%s mx=%s code=%d", d->job.id, d->job.to,
                   info ? info->mx : "-", res->code);
         write_terminal(d, &n);
     } else if (res->outcome == SMTP_OUT_PERMFAIL) {
         struct note n = {0};
         note_common(&n, d, "bounced", clock_wall_ms());
-        note_smtp(&n, res, info, d->job.message_id);
+        note_smtp(&n, d->w->cfg, res, info, d->job.message_id);
         /* A mailbox or domain that does not exist will not start to: later
          * jobs to it end `suppressed` without a connection. */
-        const char *cat = classify_result(res);
+        const char *cat = classify_reply(d->w->cfg, res);
         bool hard = strcmp(cat, "bad-mailbox") == 0 || strcmp(cat, "bad-domain") == 0;
         if (hard)
             note_add(&n, "suppressed", "added");
@@ -875,9 +899,12 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct delivery *d = arg;
-    if (!reply) {
+    if (!reply || scripts_missing(reply)) {
         /* Redis went away: the entry stays pending and is taken up again. */
+        struct worker *w = d->w;
         delivery_release(d);
+        if (reply)
+            notes_reload(w, reply->str);
         return;
     }
     if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS) {
@@ -1183,6 +1210,10 @@ static void intake_read(struct worker *w)
     if (room < batch / 4 && w->inflight > 0)
         return;
     uint32_t count = room < batch ? room : batch;
+    if (w->small_reads > 0) {
+        w->small_reads--;
+        count = 1;
+    }
     int rc;
     if (!w->pel_done)
         rc = redis_client_commandf(&w->intake, on_read, w, "XREADGROUP GROUP %s %s COUNT %u STREAMS %s %s",
@@ -1249,7 +1280,9 @@ static void on_moved(struct redis_client *c, redisReply *reply, void *arg)
     (void)c;
     struct worker *w = arg;
     w->moving = false;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
+    if (scripts_missing(reply))
+        notes_reload(w, reply->str);
+    else if (reply && reply->type == REDIS_REPLY_ERROR)
         log_event(LOG_ERROR, "event=retry_mover_failed reason=\"%.300s\"", reply->str);
 }
 
@@ -1306,6 +1339,11 @@ static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
     }
     w->reading = false;
     w->group_ready = false;
+    /* A batch too large to read: take entries one at a time for a while,
+     * so the ones that fit get through (they are pending under this
+     * consumer and are claimed again after claim_idle). */
+    if (err == -HERR_TOO_LONG)
+        w->small_reads = 2 * (w->cfg->engine.batch ? w->cfg->engine.batch : 256);
     backoff(&w->intake_backoff_ms, &w->intake_retry_at, w->ring.now_ms);
     if (err == 0)
         return; /* we closed it */
@@ -1330,6 +1368,8 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
     (void)c;
     w->claiming = false;
     w->moving = false;
+    if (err == -HERR_TOO_LONG)
+        w->small_reads = 2 * (w->cfg->engine.batch ? w->cfg->engine.batch : 256);
     backoff(&w->notes_backoff_ms, &w->notes_retry_at, w->ring.now_ms);
     if (err == 0)
         return; /* we closed it */
@@ -1337,15 +1377,30 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
               w->idx, herald_strerror(err), w->notes_backoff_ms);
 }
 
+/* A SCRIPT LOAD refused (Redis still loading its AOF after a restart):
+ * without the scripts every note would fail, so reconnect and load again. */
+static void on_script_loaded(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (reply && reply->type == REDIS_REPLY_ERROR && w->notes.state == REDIS_C_UP)
+        notes_reload(w, reply->str);
+}
+
 static void notes_connect(struct worker *w)
 {
     if (redis_client_connect(&w->notes) == 0) {
         /* Loaded ahead of any EVALSHA on the same connection. */
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_terminal);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_defer);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_mover);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_admit);
-        redis_client_commandf(&w->notes, on_ignore, NULL, "SCRIPT LOAD %s", notes_script_cancel);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_terminal);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_defer);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_mover);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_admit);
+        redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s",
+                              notes_script_cancel);
     } else {
         w->notes_retry_at = w->ring.now_ms + 1000;
     }
@@ -1398,6 +1453,8 @@ static void on_tick(struct ring_timer *t)
             uint32_t room = max > w->inflight ? max - w->inflight : 0;
             if (room > 0) {
                 uint32_t count = room < 100 ? room : 100;
+                if (w->small_reads > 0)
+                    count = 1;
                 if (redis_client_commandf(&w->notes, on_claim, w,
                                           "XAUTOCLAIM %s %s %s %lld %s COUNT %u", cfg->redis.jobs,
                                           cfg->redis.group, w->consumer, (long long)idle,
@@ -1445,6 +1502,10 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
         redis_client_set_tls(&w->intake, sh->redis_tls_ctx);
         redis_client_set_tls(&w->notes, sh->redis_tls_ctx);
     }
+    size_t max_reply = w->cfg->engine.max_reply_bytes ? w->cfg->engine.max_reply_bytes
+                                                      : (size_t)512 << 20;
+    redis_client_set_max_reply(&w->intake, max_reply);
+    redis_client_set_max_reply(&w->notes, max_reply);
     ring_timer_init(&w->tick, on_tick);
     return rc;
 }

@@ -72,6 +72,7 @@ struct worker {
     int64_t intake_retry_at, notes_retry_at, intake_backoff_ms, notes_backoff_ms;
     int64_t next_claim_ms, next_refresh_ms, next_mover_ms, drain_deadline_ms;
     bool claiming, moving;
+    uint32_t small_reads; /* after a reply over max_reply_bytes: read one entry at a time */
     uint32_t egress_rr;
     uint64_t rng; /* retry jitter; seeded per worker */
     uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;

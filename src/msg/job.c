@@ -249,7 +249,8 @@ static int copy_fields(struct job *j, size_t n, const char *const *names, const 
         }
         j->names[i] = arena_strndup(&j->arena, nl ? names[i] : "", nl);
         if (vl > max_field) {
-            fail(err, shown, "too large (%zu bytes, limit %zu)", vl, max_field);
+            fail(err, shown, "too large (%zu bytes, limit engine.max_field_bytes = %zu)", vl,
+                 max_field);
             vl = 0;
         } else if (copied + vl > max_total) {
             fail(err, "", "job too large (%zu bytes, limit %zu)", total, max_total);

@@ -41,6 +41,11 @@ int redis_client_init(struct redis_client *c, struct ring *r, const struct redis
     return c->rbuf ? 0 : -ENOMEM;
 }
 
+void redis_client_set_max_reply(struct redis_client *c, size_t max)
+{
+    c->max_reply = max;
+}
+
 void redis_client_free(struct redis_client *c)
 {
     if (c->reader)
@@ -171,6 +176,7 @@ int redis_client_connect(struct redis_client *c)
     c->reader = redisReaderCreate();
     if (!c->reader)
         return -ENOMEM;
+    c->reply_bytes = 0;
     hbuf_reset(&c->out);
     c->close_err = 0;
     c->state = REDIS_C_CONNECTING;
@@ -400,6 +406,7 @@ static void on_recv(struct ring_op *op, int res, uint32_t flags)
  * Returns 0, or a negative code after which the caller closes. */
 static int feed_reader(struct redis_client *c, const char *p, size_t n)
 {
+    c->reply_bytes += n;
     if (redisReaderFeed(c->reader, p, n) != REDIS_OK)
         return -HERR_PROTOCOL;
     for (;;) {
@@ -410,7 +417,9 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
             return -HERR_PROTOCOL;
         }
         if (!reply)
-            return 0;
+            break;
+        /* What is left unparsed belongs to the replies that follow. */
+        c->reply_bytes = c->reader->len - c->reader->pos;
         struct redis_pending pend;
         if (!q_pop(c, &pend)) {
             /* A reply nobody asked for: the peer is not a Redis we understand. */
@@ -422,4 +431,11 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
         if (c->state != REDIS_C_UP)
             return 0;
     }
+    if (c->max_reply && c->reply_bytes > c->max_reply) {
+        log_event(LOG_ERROR, "event=redis_reply_too_large conn=%s bytes=%zu limit=%zu "
+                             "reason=\"reply over engine.max_reply_bytes; reconnecting\"",
+                  c->name, c->reply_bytes, c->max_reply);
+        return -HERR_TOO_LONG;
+    }
+    return 0;
 }

@@ -422,7 +422,48 @@ static const struct {
     {"x: &a 1\ny: *a\n", "t.yaml:2:4: aliases (*a) are not supported"},
     {"---\nredis: {}\n---\nengine: {}\n", "t.yaml:3:1: only one YAML document is allowed"},
     {"redis: \x01\n", "t.yaml:1:8: control characters are not allowed"},
+    /* bounce_rules */
+    {"bounce_rules:\n  - { match: \"(unclosed\", category: policy }\n",
+     "t.yaml:2:14: bad regular expression in bounce_rules[0]: Unmatched ( or \\("},
+    {"bounce_rules:\n  - { match: x, category: policy }\n  - { match: y, category: nope }\n",
+     "t.yaml:3:27: expected a category (bad-mailbox, bad-domain, policy, spam-block, quota, "
+     "greylist, rate-limit, network, tls, timeout, protocol, other), got 'nope'"},
+    {"bounce_rules:\n  - { match: x, code: 5.x, category: policy }\n",
+     "t.yaml:2:23: expected an enhanced status code prefix like 5.7.1 or 5.7, got '5.x'"},
+    {"bounce_rules:\n  - { category: policy }\n",
+     "t.yaml:2:5: missing required key 'match' in bounce_rules[0]"},
+    {"bounce_rules:\n  - { match: x }\n",
+     "t.yaml:2:5: missing required key 'category' in bounce_rules[0]"},
+    {"bounce_rules:\n  - { match: x, category: tls, when: 1 }\n",
+     "t.yaml:2:32: unknown key 'when' in bounce_rules[0]"},
+    {"bounce_rules: { match: x }\n",
+     "t.yaml:1:15: expected a list of {match, code, category} rules"},
+    {"engine: { max_reply_bytes: 1K }\n",
+     "t.yaml:1:28: expected a size from 65536 to 2147483648 bytes, got '1K'"},
 };
+
+static void test_bounce_rules(void)
+{
+    char err[512] = "";
+    struct config *cfg = load("bounce_rules:\n"
+                              "  - match: \"account (is )?disabled\"\n"
+                              "    category: bad-mailbox\n"
+                              "  - { match: \"^.*\", code: \"5.7\", category: policy }\n"
+                              "engine: { max_reply_bytes: 64MiB }\n",
+                              err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    CHECK_EQ_INT(cfg->n_bounce_rules, 2);
+    CHECK_EQ_STR(cfg->bounce_rules[0].match, "account (is )?disabled");
+    CHECK(cfg->bounce_rules[0].code == NULL);
+    CHECK_EQ_STR(cfg->bounce_rules[0].category, "bad-mailbox");
+    CHECK(cfg->bounce_rules[0].compiled);
+    CHECK_EQ_STR(cfg->bounce_rules[1].code, "5.7");
+    CHECK_EQ_STR(cfg->bounce_rules[1].category, "policy");
+    CHECK_EQ_INT(cfg->engine.max_reply_bytes, 64u << 20);
+    config_free(cfg);
+}
 
 static void test_bad(void)
 {
@@ -659,6 +700,7 @@ int main(void)
     test_full();
     test_defaults();
     test_bad();
+    test_bounce_rules();
     test_file();
     test_duration();
     test_rate();

@@ -162,7 +162,7 @@ static void test_binary_rejects(void)
     CHECK_EQ_INT(job_parse(&j, "1-1", 6, names, name_lens, values, value_lens, &cfg, &err),
                  -HERR_MALFORMED);
     CHECK_EQ_STR(err.field, "text");
-    CHECK_EQ_STR(err.reason, "too large (5000 bytes, limit 4096)");
+    CHECK_EQ_STR(err.reason, "too large (5000 bytes, limit engine.max_field_bytes = 4096)");
     CHECK_EQ_STR(j.id, "job-1"); /* salvaged for the note */
     free(big);
 

@@ -39,12 +39,12 @@ static pid_t start_redis(int port)
     return pid;
 }
 
-static int up_calls, down_calls;
+static int up_calls, down_calls, last_err;
 static void on_state(struct redis_client *c, bool up, int err, void *arg)
 {
     (void)c;
-    (void)err;
     (void)arg;
+    last_err = err;
     if (up)
         up_calls++;
     else
@@ -132,6 +132,45 @@ int main(void)
     CHECK(order_ok);
     CHECK_EQ_INT(echoed_len, sizeof bin);
     CHECK(memcmp(echoed, bin, sizeof bin) == 0);
+
+    /* A reply over max_reply costs the connection, not the memory: the
+     * pending callback gets NULL and the state callback says why. */
+    enum { BIG = 300 * 1024 };
+    char *big = malloc(BIG);
+    memset(big, 'x', BIG);
+    const char *set_argv[] = {"SET", "big", big};
+    size_t set_lens[] = {3, 3, BIG};
+    int replies_before = n_replies;
+    last_seen = 599;
+    redis_client_command_argv(&c, on_reply, (void *)(intptr_t)600, 3, set_argv, set_lens);
+    for (int i = 0; i < 200 && n_replies == replies_before; i++)
+        ring_run_once(&ring, 20);
+    CHECK_EQ_INT(n_replies, replies_before + 1);
+    free(big);
+    redis_client_set_max_reply(&c, 64 * 1024);
+    redis_client_commandf(&c, on_reply, (void *)(intptr_t)601, "GET big");
+    for (int i = 0; i < 200 && down_calls == 0; i++)
+        ring_run_once(&ring, 20);
+    CHECK_EQ_INT(down_calls, 1);
+    CHECK_EQ_INT(n_null, 1);
+    CHECK_EQ_INT(last_err, -HERR_TOO_LONG);
+    CHECK(c.state == REDIS_C_IDLE);
+    /* It reconnects and carries on; small replies still fit. */
+    up_calls = 0;
+    redis_client_connect(&c);
+    for (int i = 0; i < 100 && up_calls == 0; i++)
+        ring_run_once(&ring, 20);
+    CHECK_EQ_INT(up_calls, 1);
+    replies_before = n_replies;
+    last_seen = 601;
+    redis_client_commandf(&c, on_reply, (void *)(intptr_t)602, "STRLEN big");
+    for (int i = 0; i < 200 && n_replies == replies_before; i++)
+        ring_run_once(&ring, 20);
+    CHECK_EQ_INT(n_replies, replies_before + 1);
+    CHECK(order_ok);
+    down_calls = 0;
+    n_null = 0;
+    last_seen = 999;
 
     /* Kill the server with commands outstanding: BLPOP never answers. */
     redis_client_commandf(&c, on_reply, (void *)(intptr_t)1000, "BLPOP nothing 0");
