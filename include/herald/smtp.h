@@ -12,6 +12,9 @@
 #include "herald/core.h"
 
 #define SMTP_LINE_MAX        1024 /* longest reply line kept; longer is truncated, not buffered */
+/* RFC 5321 allows 512 octets; real servers send longer lines, but a line past
+ * this is not a reply and waiting for its end only feeds a hostile peer. */
+#define SMTP_LINE_GIVE_UP    (64 * 1024)
 #define SMTP_REPLY_TEXT_MAX  2048 /* all lines of one reply, '\n'-joined, truncated beyond */
 #define SMTP_REPLY_LINES_MAX 128  /* more lines than this is a hostile peer: malformed */
 
@@ -27,8 +30,8 @@ struct smtp_reply {
 
 /* Incremental reply parser: feed any byte split; no allocation. A line
  * longer than SMTP_LINE_MAX keeps its first SMTP_LINE_MAX bytes and the rest
- * is counted and skipped, so a peer that never sends LF costs no memory (the
- * session's deadline ends it). */
+ * is counted and skipped, so a peer that never sends LF costs no memory; past
+ * SMTP_LINE_GIVE_UP bytes the line is a protocol error. */
 struct smtp_reply_parser {
     char line[SMTP_LINE_MAX];
     size_t line_len;

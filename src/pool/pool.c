@@ -86,6 +86,7 @@ static void reap_conn(struct ring_deferred *dfr);
 static void dest_dispatch(struct pool *p, struct pool_dest *d);
 static void group_dispatch(struct pool *p, struct pool_group *g);
 static void conn_settle(struct pool_conn *c);
+static void uncount_connecting(struct pool_conn *c);
 
 
 int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg)
@@ -239,6 +240,9 @@ static struct smtp_msg *conn_next_msg(void *owner)
 {
     struct pool_conn *c = owner;
     c->was_ready = true;
+    /* Until its session is ready (banner, EHLO, TLS, AUTH done) a connection
+     * counts as on its way, so a queued message does not open a second one. */
+    uncount_connecting(c);
     if (c->p->closing || c->closing)
         return NULL;
     return q_pop(c->d);
@@ -501,7 +505,6 @@ static void on_connect(struct ring_op *op, int res, uint32_t flags)
     (void)flags;
     struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_connect);
     c->connect_inflight = false;
-    uncount_connecting(c);
     if (c->closing) {
         conn_settle(c);
         return;

@@ -156,7 +156,7 @@ int smtp_reply_parse(struct smtp_reply_parser *p, const char *buf, size_t len, s
         size_t chunk = nl ? (size_t)(nl - (buf + i)) : len - i;
         line_take(p, buf + i, chunk);
         i += chunk;
-        if (!prefix_plausible(p)) {
+        if (!prefix_plausible(p) || p->line_dropped > SMTP_LINE_GIVE_UP - SMTP_LINE_MAX) {
             *consumed = i;
             smtp_reply_parser_init(p);
             return -HERR_PROTOCOL;

@@ -6,6 +6,12 @@
   garbage     answer the banner with bytes that are not SMTP
   endless     answer EHLO with a multiline reply that never ends
   busy        greet with "421 4.3.2 too busy" and close
+  bigline     answer EHLO with a 1 MB line that has no line ending
+  early       send a reply in the same packet as the banner, before any command
+  data250     answer DATA with 250 instead of 354 (as if the body were taken)
+  midtls      offer STARTTLS, say 220, then close after a few bytes of TLS;
+              a session that does not ask for STARTTLS is served normally
+              (messages are counted in the file named by argv[4], if given)
 
 Usage: hostile_smtp.py MODE PORT [HOST]   (prints "ready" when listening)
 """
@@ -45,6 +51,10 @@ def serve(mode, conn):
             conn.sendall(b"\x00\xffHELLO THERE\r\nnot smtp at all\r\n")
             time.sleep(30)
             return
+        if mode == "early":
+            conn.sendall(b"220 hostile.test ESMTP\r\n250 2.0.0 ok before you asked\r\n")
+            time.sleep(30)
+            return
         conn.sendall(b"220 hostile.test ESMTP\r\n")
         while True:
             line = recv_line(conn, buf).rstrip(b"\r").upper()
@@ -54,9 +64,33 @@ def serve(mode, conn):
                     while time.time() < deadline:
                         conn.sendall(b"250-" + b"X" * 200 + b"\r\n")
                     return
-                conn.sendall(b"250-hostile.test\r\n250 ENHANCEDSTATUSCODES\r\n")
+                if mode == "bigline":
+                    conn.sendall(b"250-" + b"A" * (1 << 20))
+                    time.sleep(30)
+                    return
+                extra = b"250-STARTTLS\r\n" if mode == "midtls" else b""
+                conn.sendall(b"250-hostile.test\r\n" + extra + b"250 ENHANCEDSTATUSCODES\r\n")
+            elif line.startswith(b"STARTTLS") and mode == "midtls":
+                conn.sendall(b"220 2.0.0 go ahead\r\n")
+                conn.recv(4096)  # the ClientHello
+                conn.sendall(b"\x16\x03\x03\x00")  # half a record header, then gone
+                return
             elif line.startswith(b"MAIL") or line.startswith(b"RCPT") or line.startswith(b"RSET"):
                 conn.sendall(b"250 2.0.0 ok\r\n")
+            elif line.startswith(b"DATA") and mode == "data250":
+                conn.sendall(b"250 2.0.0 queued without a body\r\n")
+            elif line.startswith(b"DATA") and mode == "midtls":
+                conn.sendall(b"354 go ahead\r\n")
+                while b"\r\n.\r\n" not in buf[0]:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf[0] += data
+                buf[0] = buf[0].partition(b"\r\n.\r\n")[2]
+                if len(sys.argv) > 4:
+                    with open(sys.argv[4], "a") as f:
+                        f.write("message\n")
+                conn.sendall(b"250 2.0.0 stored\r\n")
             elif line.startswith(b"DATA"):
                 conn.sendall(b"354 go ahead\r\n")
                 got = len(buf[0])

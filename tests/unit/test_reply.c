@@ -160,8 +160,8 @@ static void test_two_replies_one_buffer(void)
 
 static void test_overlong_line(void)
 {
-    /* 100 KB line: kept to SMTP_LINE_MAX, the rest skipped, truncated set. */
-    size_t n = 100000;
+    /* 60 KB line: kept to SMTP_LINE_MAX, the rest skipped, truncated set. */
+    size_t n = 60000;
     char *in = malloc(n + 16);
     memcpy(in, "550 ", 4);
     memset(in + 4, 'x', n - 4);
@@ -190,6 +190,25 @@ static void test_overlong_line(void)
     CHECK_EQ_INT(smtp_reply_parse(&p, in, SMTP_LINE_MAX + 2, &used, &r), 1);
     CHECK(!r.truncated);
     CHECK_EQ_INT(r.text_len, SMTP_LINE_MAX - 4);
+    free(in);
+
+    /* A 1 MB line with no end is refused once it passes SMTP_LINE_GIVE_UP,
+     * whatever the chunking. */
+    n = 1 << 20;
+    in = malloc(n);
+    memcpy(in, "250-", 4);
+    memset(in + 4, 'A', n - 4);
+    smtp_reply_parser_init(&p);
+    off = 0;
+    rc = 0;
+    while (off < n && rc == 0) {
+        size_t chunk = n - off < 4096 ? n - off : 4096;
+        used = 0;
+        rc = smtp_reply_parse(&p, in + off, chunk, &used, &r);
+        off += used;
+    }
+    CHECK_EQ_INT(rc, -HERR_PROTOCOL);
+    CHECK(off <= SMTP_LINE_GIVE_UP + 4096);
     free(in);
 }
 

@@ -596,6 +596,23 @@ static void test_starttls(void)
     check_exactly_once(&f);
 }
 
+static void test_starttls_injection(void)
+{
+    /* A command reply smuggled in the same packet as the 220 to STARTTLS
+     * would otherwise be read as if it came over TLS. */
+    struct fake f;
+    struct smtp_session s;
+    fake_init(&f, 1);
+    start_sec(&s, &f, SMTP_TLS_TRY, NULL);
+    STEP(&s, "250-mx.y.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n", "STARTTLS\r\n");
+    feed(&s, "220 2.0.0 Ready\r\n250 2.1.0 injected\r\n");
+    CHECK(smtp_session_is_closed(&s));
+    CHECK(s.has_error);
+    CHECK(strstr(s.error.reply, "after the reply to STARTTLS") != NULL);
+    CHECK_EQ_INT(f.n_pulls, 0);
+    smtp_session_free(&s);
+}
+
 static void test_starttls_policies(void)
 {
     struct fake f;
@@ -736,6 +753,7 @@ int main(void)
     test_byte_at_a_time();
     test_kick();
     test_starttls();
+    test_starttls_injection();
     test_starttls_policies();
     test_auth();
     return check_report("test_session");
