@@ -47,6 +47,9 @@ struct throttle_pair *throttle_pair_get(struct throttle_table *t, const char *ip
 int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
                       int64_t horizon_us);
 
+/* Forget every reserved slot (limits changed): the next take starts now. */
+void throttle_table_reset_slots(struct throttle_table *t);
+
 enum throttle_signal_kind {
     THROTTLE_OK = 0,   /* a message went through */
     THROTTLE_BACKOFF,  /* 421, 4.7.x, rate-limit wording, refused or reset connection */

@@ -48,7 +48,7 @@ static int resolve_host(const char *host, uint16_t port, struct pool_target *t, 
 
 /* Static routes are resolved once, here, on the main thread: workers never
  * call the blocking resolver. */
-static int resolve_routes(struct engine_shared *sh)
+static int resolve_routes(struct engine_gen *sh)
 {
     const struct config *cfg = sh->cfg;
     sh->routes = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *sh->routes);
@@ -72,7 +72,7 @@ static int resolve_routes(struct engine_shared *sh)
 
 /* Tenant relays: address and credentials are fixed for the run, so they
  * are looked up here once (blocking is fine on the main thread). */
-static int resolve_relays(struct engine_shared *sh)
+static int resolve_relays(struct engine_gen *sh)
 {
     const struct config *cfg = sh->cfg;
     sh->relays = calloc(cfg->n_tenants ? cfg->n_tenants : 1, sizeof *sh->relays);
@@ -114,6 +114,122 @@ static int resolve_relays(struct engine_shared *sh)
     return 0;
 }
 
+static void gen_free(struct engine_gen *g)
+{
+    if (!g)
+        return;
+    free(g->routes);
+    if (g->relays) {
+        explicit_bzero(g->relays, g->cfg->n_tenants * sizeof *g->relays);
+        free(g->relays);
+    }
+    config_free(g->cfg);
+    free(g);
+}
+
+/* Takes cfg (freed on failure). */
+static struct engine_gen *gen_new(struct config *cfg, unsigned number)
+{
+    struct engine_gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        config_free(cfg);
+        return NULL;
+    }
+    g->cfg = cfg;
+    g->number = number;
+    if (resolve_routes(g) < 0 || resolve_relays(g) < 0) {
+        gen_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static bool strlist_differs(const struct cfg_strlist *a, const struct cfg_strlist *b)
+{
+    if (a->n != b->n)
+        return true;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return true;
+    return false;
+}
+
+/* Settings the running engine is built on (connections, threads, the
+ * throttle table's IPs and providers): a reload that changes one is refused
+ * with its name, the old config stays. Everything else applies live. */
+static const char *restart_only_change(const struct config *a, const struct config *b)
+{
+    if (str_differs(a->redis.url, b->redis.url) || str_differs(a->redis.jobs, b->redis.jobs) ||
+        str_differs(a->redis.group, b->redis.group) ||
+        str_differs(a->redis.events, b->redis.events) ||
+        str_differs(a->redis.prefix, b->redis.prefix) ||
+        str_differs(a->redis.password_file, b->redis.password_file) ||
+        str_differs(a->redis.password_env, b->redis.password_env) ||
+        str_differs(a->redis.ca_file, b->redis.ca_file) ||
+        str_differs(a->redis.cert_file, b->redis.cert_file) ||
+        str_differs(a->redis.key_file, b->redis.key_file))
+        return "redis";
+    if (a->engine.workers != b->engine.workers || a->engine.workers_auto != b->engine.workers_auto)
+        return "engine.workers";
+    if (str_differs(a->engine.consumer, b->engine.consumer))
+        return "engine.consumer";
+    if (a->n_egress != b->n_egress)
+        return "egress";
+    for (size_t i = 0; i < a->n_egress; i++)
+        if (strcmp(a->egress[i].name, b->egress[i].name) != 0 ||
+            strlist_differs(&a->egress[i].ips, &b->egress[i].ips))
+            return "egress";
+    if (a->n_providers != b->n_providers)
+        return "providers (names)";
+    for (size_t i = 0; i < a->n_providers; i++)
+        if (strcmp(a->providers[i].name, b->providers[i].name) != 0)
+            return "providers (names)";
+    if (strlist_differs(&a->dns.servers, &b->dns.servers))
+        return "dns.servers";
+    if (str_differs(a->delivery.ca_file, b->delivery.ca_file))
+        return "delivery.ca_file";
+    return NULL;
+}
+
+/* SIGHUP: load, check, resolve, publish. Any failure keeps the running
+ * config and says why in one log line. */
+static void reload(struct engine_shared *sh, const char *path)
+{
+    char err[512];
+    struct config *cfg = NULL;
+    if (config_load(path, &cfg, err, sizeof err) < 0) {
+        log_event(LOG_ERROR, "event=reload_refused reason=\"%s\" action=kept_running_config", err);
+        return;
+    }
+    struct engine_gen *cur = atomic_load(&sh->gen);
+    const char *what = restart_only_change(cur->cfg, cfg);
+    if (what) {
+        log_event(LOG_ERROR,
+                  "event=reload_refused reason=\"%s changed; that needs a restart\" "
+                  "action=kept_running_config",
+                  what);
+        config_free(cfg);
+        return;
+    }
+    struct engine_gen *g = gen_new(cfg, cur->number + 1);
+    if (!g) {
+        log_event(LOG_ERROR, "event=reload_refused reason=\"routes or relays did not resolve\" "
+                             "action=kept_running_config");
+        return;
+    }
+    g->prev = cur;
+    /* Slots reserved ahead under the old rates are void: the workers take
+     * them again under the new ones when they switch. */
+    throttle_table_reset_slots(sh->throttle);
+    atomic_store_explicit(&sh->gen, g, memory_order_release);
+    log_event(LOG_INFO, "event=reloaded generation=%u path=%s", g->number, path);
+}
+
 int engine_run(const struct engine_opts *opts)
 {
     char err[512];
@@ -136,22 +252,19 @@ int engine_run(const struct engine_opts *opts)
         free(sh);
         return 2;
     }
-    if (resolve_routes(sh) < 0 || resolve_relays(sh) < 0) {
-        config_free(cfg);
-        free(sh->routes);
-        free(sh->relays);
+    struct engine_gen *gen0 = gen_new(cfg, 1);
+    if (!gen0) {
         free(sh);
         return 2;
     }
+    atomic_store(&sh->gen, gen0);
     if (sh->redis.tls) {
         struct tls_ctx_opts ropts = {.ca_file = cfg->redis.ca_file,
                                      .cert_file = cfg->redis.cert_file,
                                      .key_file = cfg->redis.key_file};
         if (tls_ctx_new(&ropts, &sh->redis_tls_ctx, err, sizeof err) < 0) {
             fprintf(stderr, "%s: redis TLS: %s\n", opts->config_path, err);
-            config_free(cfg);
-            free(sh->routes);
-            free(sh->relays);
+            gen_free(gen0);
             free(sh);
             return 2;
         }
@@ -164,9 +277,7 @@ int engine_run(const struct engine_opts *opts)
     if (tls_ctx_new(&topts, &sh->tls_ctx, err, sizeof err) < 0) {
         fprintf(stderr, "%s: delivery.ca_file: %s\n", opts->config_path, err);
         SSL_CTX_free(sh->redis_tls_ctx);
-        config_free(cfg);
-        free(sh->routes);
-        free(sh->relays);
+        gen_free(gen0);
         free(sh);
         return 2;
     }
@@ -233,8 +344,7 @@ int engine_run(const struct engine_opts *opts)
                 _exit(1);
             }
         } else if (sig == SIGHUP) {
-            log_event(LOG_WARN, "event=reload_unsupported reason=\"SIGHUP reload is not in this "
-                                "build; restart to apply config changes\"");
+            reload(sh, opts->config_path);
         }
         if (atomic_load(&sh->failed))
             atomic_store(&sh->stop, true);
@@ -259,16 +369,14 @@ int engine_run(const struct engine_opts *opts)
     if (atomic_load(&sh->failed))
         exit_code = 1;
     free(workers);
-    free(sh->routes);
     SSL_CTX_free(sh->tls_ctx);
     SSL_CTX_free(sh->redis_tls_ctx);
     throttle_table_free(sh->throttle);
-    if (sh->relays) {
-        explicit_bzero(sh->relays, cfg->n_tenants * sizeof *sh->relays);
-        free(sh->relays);
+    for (struct engine_gen *g = atomic_load(&sh->gen), *prev; g; g = prev) {
+        prev = g->prev;
+        gen_free(g);
     }
     free(sh);
-    config_free(cfg);
     log_event(LOG_INFO, "event=stopped exit=%d", exit_code);
     return exit_code;
 }

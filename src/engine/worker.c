@@ -27,6 +27,7 @@ struct delivery {
     char replaced_result[32]; /* what admission did to the job this one `replaces` */
     bool claimed;             /* this copy's entry claimed the job id (idempotency) */
     bool admitted;            /* admission said ok: caps and rates are counted */
+    bool rate_parked;         /* parked by a rate limit: a reload may call it back early */
     struct pool_target *targets; /* MX addresses in the order to try them */
     size_t n_targets, target_i;
     /* The slot reserved under the pair's rate: the message waits for it on
@@ -393,11 +394,17 @@ static int job_items(struct delivery *d, uint32_t attempt_done, const char **arg
         argv[argc] = "1";
         lens[argc++] = 1;
     }
+    if (d->rate_parked) {
+        argv[argc] = "throttled";
+        lens[argc++] = 9;
+        argv[argc] = "1";
+        lens[argc++] = 1;
+    }
     for (size_t i = 0; i < j->n_fields && argc + 2 <= max - 8; i++) {
         const char *name = j->names[i];
         if (strcmp(name, "attempt") == 0 || strcmp(name, "enqueued_at") == 0 ||
             strcmp(name, "id") == 0 || strcmp(name, "admitted") == 0 ||
-            strcmp(name, "counted") == 0)
+            strcmp(name, "counted") == 0 || strcmp(name, "throttled") == 0)
             continue;
         argv[argc] = name;
         lens[argc++] = strlen(name);
@@ -630,9 +637,9 @@ static const struct engine_route *route_for(struct worker *w, const char *domain
     const struct cfg_route *r = config_route(w->cfg, domain);
     if (!r)
         return NULL;
-    for (size_t i = 0; i < w->sh->n_routes; i++)
-        if (w->sh->routes[i].route == r)
-            return &w->sh->routes[i];
+    for (size_t i = 0; i < w->gen->n_routes; i++)
+        if (w->gen->routes[i].route == r)
+            return &w->gen->routes[i];
     return NULL;
 }
 
@@ -640,7 +647,14 @@ static const struct engine_relay *relay_of(const struct worker *w, const struct 
 {
     if (!t)
         return NULL;
-    const struct engine_relay *r = &w->sh->relays[t - w->cfg->tenants];
+    /* t may belong to the config a held job started under: find the tenant
+     * of that name in the current generation. */
+    const struct cfg_tenant *cur = t;
+    if (t < w->cfg->tenants || t >= w->cfg->tenants + w->cfg->n_tenants)
+        cur = config_tenant(w->cfg, t->name);
+    if (!cur)
+        return NULL;
+    const struct engine_relay *r = &w->gen->relays[cur - w->cfg->tenants];
     return r->configured ? r : NULL;
 }
 
@@ -685,6 +699,94 @@ static void on_hold_due(struct ring_timer *t)
     }
 }
 
+/* Jobs a rate limit parked in the retry set were given the slot times of
+ * the old limits: a reload brings them back now, to be priced again. The
+ * set's members are the jobs' hash keys. */
+static const char recall_script[] =
+    "local now = tonumber(ARGV[1]) "
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf') "
+    "local n = 0 "
+    "for _, id in ipairs(ids) do "
+    "  if redis.call('HGET', id, 'throttled') == '1' then "
+    "    redis.call('ZADD', KEYS[1], 'XX', now, id) n = n + 1 "
+    "  end "
+    "end "
+    "return n";
+
+static void on_recalled(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        log_event(LOG_INFO, "event=reload_recalled worker=%u parked=%lld", w->idx,
+                  (long long)reply->integer);
+    else
+        log_event(LOG_WARN, "event=reload_recall_failed worker=%u reason=\"%.200s\"", w->idx,
+                  reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+}
+
+static void recall_parked(struct worker *w)
+{
+    char now[24];
+    snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
+    const char *argv[] = {"EVAL", recall_script, "1", w->sh->retry_key, now};
+    size_t lens[HERALD_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_client_command_argv(&w->notes, on_recalled, w, (int)HERALD_ARRAY_LEN(argv), argv,
+                                  lens) < 0)
+        log_event(LOG_WARN, "event=reload_recall_failed worker=%u reason=\"redis unavailable\"",
+                  w->idx);
+}
+
+static int cmp_hold_deadline(const void *a, const void *b)
+{
+    const struct delivery *x = *(struct delivery *const *)a, *y = *(struct delivery *const *)b;
+    return (x->hold.deadline_ms > y->hold.deadline_ms) - (x->hold.deadline_ms < y->hold.deadline_ms);
+}
+
+/* A reload changed the limits: slots reserved under the old rates are given
+ * back (the main thread reset the pairs) and taken again under the new ones,
+ * oldest first, so a new limit governs within a tick instead of after the
+ * hold horizon. */
+static void retime_holds(struct worker *w)
+{
+    size_t n = 0;
+    for (struct delivery *d = w->held; d; d = d->next)
+        if (ring_timer_armed(&d->hold) && d->pair)
+            n++;
+    if (n == 0)
+        return;
+    struct delivery **v = malloc(n * sizeof *v);
+    if (!v)
+        return; /* they keep their old slots */
+    size_t k = 0;
+    for (struct delivery *d = w->held; d; d = d->next)
+        if (ring_timer_armed(&d->hold) && d->pair)
+            v[k++] = d;
+    qsort(v, n, sizeof *v, cmp_hold_deadline);
+    for (size_t i = 0; i < n; i++)
+        ring_timer_cancel(&w->ring, &v[i]->hold);
+    for (size_t i = 0; i < n; i++) {
+        struct delivery *d = v[i];
+        const struct cfg_provider *prov = config_provider(w->cfg, d->pair->provider);
+        struct pool_target tg = d->hold_target;
+        struct pool_limits lim = d->hold_lim;
+        if (prov) {
+            uint32_t conns = prov->connections ? prov->connections : 10;
+            lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
+            lim.max_conns = throttle_scale(d->pair, lim.max_conns);
+            lim.max_msgs_per_conn = prov->messages_per_connection;
+        }
+        if (!throttle_gate(d, d->pair, prov, &tg, &lim, d->hold_ip, d->hold_ehlo)) {
+            d->hold_lim = lim;
+            d->hold_factor_ppm = atomic_load(&d->pair->factor_ppm);
+            on_hold_due(&d->hold);
+        }
+    }
+    free(v);
+}
+
 /* The pair's rate and suspension: true when the message does not go now
  * (it waits on its timer for a reserved slot, or is parked in the retry set
  * until the pair can take it). */
@@ -714,6 +816,7 @@ static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
         return false;
     if (wait < 0) {
         atomic_fetch_add(&pair->deferred_by_rate, 1);
+        d->rate_parked = true;
         park(d, wall + (-wait) / 1000, NULL);
         return true;
     }
@@ -1410,6 +1513,15 @@ static void on_tick(struct ring_timer *t)
 {
     struct worker *w = HERALD_CONTAINER_OF(t, struct worker, tick);
     int64_t now = w->ring.now_ms;
+    struct engine_gen *g = atomic_load_explicit(&w->sh->gen, memory_order_acquire);
+    if (g != w->gen) {
+        w->gen = g;
+        w->cfg = g->cfg;
+        log_event(LOG_INFO, "event=config_applied worker=%u generation=%u", w->idx, g->number);
+        retime_holds(w);
+        if (w->idx == 0)
+            recall_parked(w);
+    }
     const struct config *cfg = w->cfg;
 
     if (atomic_load(&w->sh->stop) && !w->draining) {
@@ -1485,7 +1597,8 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
     memset(w, 0, sizeof *w);
     w->idx = idx;
     w->sh = sh;
-    w->cfg = sh->cfg;
+    w->gen = atomic_load(&sh->gen);
+    w->cfg = w->gen->cfg;
     snprintf(w->consumer, sizeof w->consumer, "%s-%u", w->cfg->engine.consumer, idx);
     w->rng = (uint64_t)clock_wall_ms() ^ ((uint64_t)idx << 32) ^ (uint64_t)(uintptr_t)w;
     snprintf(w->pel_cursor, sizeof w->pel_cursor, "0");

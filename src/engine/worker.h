@@ -29,13 +29,24 @@ struct engine_relay {
     char pass[512];
 };
 
-/* Shared, read-only after start (except the atomics). */
-struct engine_shared {
-    const struct config *cfg;
-    struct redis_addr redis;
+/* One loaded config and what was resolved from it. SIGHUP publishes a new
+ * generation; workers switch at their next tick. A generation is never freed
+ * while the engine runs: jobs in flight keep pointers into the config they
+ * started with (one config per reload stays in memory until exit). */
+struct engine_gen {
+    struct config *cfg;
     struct engine_route *routes;
     size_t n_routes;
     struct engine_relay *relays; /* one per cfg->tenants entry, same index */
+    unsigned number;             /* 1 at start, +1 per applied reload */
+    struct engine_gen *prev;
+};
+
+/* Shared, read-only after start (except the atomics). */
+struct engine_shared {
+    const struct config *cfg;   /* the first generation's: restart-only settings */
+    _Atomic(struct engine_gen *) gen;
+    struct redis_addr redis;
     SSL_CTX *tls_ctx;             /* client TLS for SMTP */
     SSL_CTX *redis_tls_ctx;       /* rediss:// only */
     struct throttle_table *throttle; /* per egress IP x provider, shared by the workers */
@@ -54,7 +65,8 @@ struct worker {
     unsigned idx;
     pthread_t thread;
     struct engine_shared *sh;
-    const struct config *cfg;
+    const struct config *cfg; /* gen->cfg */
+    struct engine_gen *gen;   /* the generation this worker runs on */
     struct ring ring;
     struct redis_client intake, notes;
     struct pool pool;

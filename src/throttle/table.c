@@ -52,6 +52,12 @@ oom:
     return -ENOMEM;
 }
 
+void throttle_table_reset_slots(struct throttle_table *t)
+{
+    for (size_t i = 0; i < t->n_ips * t->n_providers; i++)
+        atomic_store(&t->pairs[i].tat_us, 0);
+}
+
 void throttle_table_free(struct throttle_table *t)
 {
     if (!t) return;
