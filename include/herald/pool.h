@@ -6,6 +6,7 @@
 #define HERALD_POOL_H
 
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -47,6 +48,7 @@ struct pool_limits {
     enum smtp_tls_mode tls_mode; /* OFF, TRY (opportunistic), MUST, ACTIVE (implicit TLS) */
     bool tls_verify;             /* chain and host name must verify */
     const struct smtp_auth *auth; /* relay credentials (outlive the pool), or NULL */
+    atomic_int *open_counter;     /* counts this destination's open connections, or NULL */
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
     struct smtp_timeouts smtp;

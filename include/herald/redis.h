@@ -93,7 +93,8 @@ int redis_client_init(struct redis_client *c, struct ring *r, const struct redis
 void redis_client_set_tls(struct redis_client *c, SSL_CTX *ctx);
 /* Start connecting; on_state(up=true) when done. */
 int redis_client_connect(struct redis_client *c);
-/* Queue a command; fn runs with the reply (or NULL on connection loss).
+/* Queue a command; fn (NULL: fire and forget) runs with the reply, or with
+ * NULL on connection loss.
  * Commands are pipelined: many may be queued before any reply arrives. */
 int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,
                               const char **argv, const size_t *argvlen);

@@ -21,7 +21,7 @@ struct throttle_pair {
     _Atomic int64_t suspended_until_ms; /* wall clock */
     _Atomic int64_t last_signal_ms, last_change_ms; /* monotonic */
     _Atomic uint64_t sent, signals, deferred_by_rate;
-    _Atomic int32_t open_conns;
+    atomic_int open_conns; /* counted by the pools of every worker */
 };
 
 struct throttle_table {

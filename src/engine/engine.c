@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "herald/engine.h"
+#include "status.h"
 #include "worker.h"
 
 static void sha1_hex(const char *text, char out[41])
@@ -252,6 +253,8 @@ int engine_run(const struct engine_opts *opts)
         free(sh);
         return 2;
     }
+    stats_init(&sh->stats);
+    sh->started_wall_ms = clock_wall_ms();
     struct engine_gen *gen0 = gen_new(cfg, 1);
     if (!gen0) {
         free(sh);
@@ -363,6 +366,7 @@ int engine_run(const struct engine_opts *opts)
         redis_client_free(&workers[i].intake);
         redis_client_free(&workers[i].notes);
         pool_free(&workers[i].pool);
+        status_free(&workers[i]);
         if (workers[i].ring_live)
             ring_exit(&workers[i].ring);
     }
@@ -376,6 +380,7 @@ int engine_run(const struct engine_opts *opts)
         prev = g->prev;
         gen_free(g);
     }
+    stats_destroy(&sh->stats);
     free(sh);
     log_event(LOG_INFO, "event=stopped exit=%d", exit_code);
     return exit_code;

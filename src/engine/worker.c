@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "herald/engine.h"
+#include "status.h"
 #include "worker.h"
 
 #define TICK_MS 200
@@ -28,6 +29,7 @@ struct delivery {
     bool claimed;             /* this copy's entry claimed the job id (idempotency) */
     bool admitted;            /* admission said ok: caps and rates are counted */
     bool rate_parked;         /* parked by a rate limit: a reload may call it back early */
+    struct stats_row *tenant_row; /* counted in its in_flight while held */
     struct pool_target *targets; /* MX addresses in the order to try them */
     size_t n_targets, target_i;
     /* The slot reserved under the pair's rate: the message waits for it on
@@ -73,6 +75,8 @@ static void delivery_release(struct delivery *d)
     if (d->next)
         d->next->prev = d->prev;
     ring_timer_cancel(&w->ring, &d->hold);
+    if (d->tenant_row)
+        atomic_fetch_sub(&d->tenant_row->in_flight, 1);
     job_clear(&d->job);
     hbuf_free(&d->note_cmd);
     free(d->targets);
@@ -225,6 +229,34 @@ static void on_note_written(struct redis_client *c, redisReply *reply, void *arg
     delivery_release(d);
 }
 
+static const char *note_get(const struct note *n, const char *name)
+{
+    for (int i = 0; i + 1 < n->argc; i += 2)
+        if (strcmp(n->argv[i], name) == 0)
+            return n->argv[i + 1];
+    return NULL;
+}
+
+/* Process-wide counters behind `herald status` and the metrics endpoint. */
+static void stats_count(struct delivery *d, const char *event, const struct note *n)
+{
+    struct engine_stats *st = &d->w->sh->stats;
+    int ev = stats_event_of(event);
+    if (ev < 0)
+        return;
+    struct stats_row *t = stats_row(&st->tenants, d->job.tenant);
+    atomic_fetch_add(&t->events[ev], 1);
+    struct stats_row *p = stats_row(&st->providers, d->pair ? d->pair->provider : "-");
+    atomic_fetch_add(&p->events[ev], 1);
+    if (ev == ST_DELIVERED && n) {
+        const char *tls = note_get(n, "tls");
+        atomic_fetch_add(tls && strcmp(tls, "none") != 0 ? &p->tls : &p->plain, 1);
+        const char *lat = note_get(n, "latency_ms");
+        if (lat)
+            stats_latency(st, strtoll(lat, NULL, 10));
+    }
+}
+
 static void count_event(struct worker *w, const char *event)
 {
     if (strcmp(event, "delivered") == 0)
@@ -351,6 +383,7 @@ static void write_terminal_ex(struct delivery *d, struct note *n, bool suppress)
         lens[argc++] = n->lens[i];
     }
     count_event(w, n->argv[1]);
+    stats_count(d, n->argv[1], n);
     send_note(d, argc, argv, lens);
 }
 
@@ -470,6 +503,7 @@ static void write_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_don
             lens[argc++] = n->lens[i];
         }
         count_event(w, n->argv[1]);
+        stats_count(d, n->argv[1], n);
     }
     send_note(d, argc, argv, lens);
     free(argv);
@@ -832,6 +866,12 @@ static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
 
 /* Queue the message for one target (a relay, a static route or one address
  * of one exchanger) with the limits and security of its provider. */
+static bool egress_may_send(struct worker *w, const char *ip, const struct cfg_provider *prov)
+{
+    struct throttle_pair *p = throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
+    return !p || atomic_load(&p->suspended_until_ms) <= clock_wall_ms();
+}
+
 static void submit_to(struct delivery *d, const struct pool_target *target)
 {
     struct worker *w = d->w;
@@ -844,15 +884,28 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     /* An egress address of the target's family, round robin over the pool;
      * a pool without one cannot reach this target (the mail must not leave
      * from an address outside the pool). */
+    const struct cfg_provider *prov = config_provider_for_host(cfg, target->host);
     const char *ip = "";
     if (eg && eg->ips.n > 0) {
         ip = NULL;
-        for (size_t k = 0; k < eg->ips.n && !ip; k++) {
+        /* Round robin over the addresses that may send to this provider now
+         * (not suspended, warm-up cap not reached); when none may, the first
+         * of the right family, whose gate then parks the message. */
+        size_t pick = SIZE_MAX, first = SIZE_MAX;
+        for (size_t k = 0; k < eg->ips.n && pick == SIZE_MAX; k++) {
             const char *cand = eg->ips.items[(w->egress_rr + k) % eg->ips.n];
-            if ((strchr(cand, ':') != NULL) == (target->sa.ss_family == AF_INET6)) {
-                ip = cand;
-                w->egress_rr += (uint32_t)k + 1;
-            }
+            if ((strchr(cand, ':') != NULL) != (target->sa.ss_family == AF_INET6))
+                continue;
+            if (first == SIZE_MAX)
+                first = k;
+            if (egress_may_send(w, cand, prov))
+                pick = k;
+        }
+        if (pick == SIZE_MAX)
+            pick = first;
+        if (pick != SIZE_MAX) {
+            ip = eg->ips.items[(w->egress_rr + pick) % eg->ips.n];
+            w->egress_rr += (uint32_t)pick + 1;
         }
         if (!ip) {
             struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
@@ -866,7 +919,6 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     }
     const char *ehlo = eg && eg->ehlo ? eg->ehlo : cfg->engine.ehlo;
 
-    const struct cfg_provider *prov = config_provider_for_host(cfg, target->host);
     struct pool_limits lim = {0};
     /* TLS: the stricter of the tenant's and the provider's policy, else
      * delivery.tls; a relay uses its own tls setting (STARTTLS required,
@@ -889,6 +941,7 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
         conns = throttle_scale(pair, conns);
     lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
     lim.group = prov ? prov->name : NULL;
+    lim.open_counter = pair ? &pair->open_conns : NULL;
     lim.max_msgs_per_conn = prov ? prov->messages_per_connection : 100;
     const struct cfg_timeouts *t = &cfg->delivery.timeouts;
     lim.connect_timeout_ms = t->connect_ms ? t->connect_ms : 30000;
@@ -1163,6 +1216,7 @@ static void write_cancel(struct delivery *d)
     log_event(LOG_INFO, "event=cancel entry=%s tenant=%s target=%s", j->stream_id, j->tenant,
               j->cancel);
     count_event(w, "cancelled");
+    stats_count(d, "cancelled", NULL);
     send_note(d, argc, argv, lens);
 }
 
@@ -1215,6 +1269,8 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
         return;
     }
     struct job *j = &d->job;
+    d->tenant_row = stats_row(&w->sh->stats.tenants, j->tenant);
+    atomic_fetch_add(&d->tenant_row->in_flight, 1);
     if (j->cancel) {
         write_cancel(d);
         return;
@@ -1461,6 +1517,7 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
         w->notes_backoff_ms = 0;
         log_event(LOG_INFO, "event=redis_connected worker=%u conn=notes", w->idx);
         resend_parked_notes(w);
+        status_on_connected(w);
         /* Let every worker re-send its parked notes before anyone claims
          * entries that merely look idle because Redis was away. */
         int64_t hold = w->ring.now_ms + 2000;
@@ -1523,6 +1580,7 @@ static void on_tick(struct ring_timer *t)
             recall_parked(w);
     }
     const struct config *cfg = w->cfg;
+    status_tick(w, now);
 
     if (atomic_load(&w->sh->stop) && !w->draining) {
         w->draining = true;
@@ -1620,6 +1678,8 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
     redis_client_set_max_reply(&w->intake, max_reply);
     redis_client_set_max_reply(&w->notes, max_reply);
     ring_timer_init(&w->tick, on_tick);
+    if (rc == 0)
+        rc = status_init(w);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include "herald/pool.h"
 #include "herald/redis.h"
 #include "herald/ring.h"
+#include "stats.h"
 
 struct engine_route {
     const struct cfg_route *route;
@@ -57,9 +58,12 @@ struct engine_shared {
     const char *prefix;    /* redis.prefix, for per-tenant keys */
     atomic_bool stop;
     atomic_int failed;
+    struct engine_stats stats;
+    int64_t started_wall_ms;
 };
 
 struct delivery;
+struct status_state;
 
 struct worker {
     unsigned idx;
@@ -88,6 +92,7 @@ struct worker {
     uint32_t egress_rr;
     uint64_t rng; /* retry jitter; seeded per worker */
     uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;
+    struct status_state *status; /* worker 0: what `herald status` reads */
 };
 
 int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);

@@ -7,6 +7,7 @@
  * ring operation references it (send, recv and connect each tracked). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 struct pool_conn {
     struct pool *p;
     struct pool_dest *d;
+    atomic_int *open_counter; /* the owner's count of open connections, or NULL */
     int fd;
     struct smtp_session s;
     bool session_live;
@@ -478,6 +480,9 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     d->n_connecting++;
     c->counted_connecting = true;
     p->n_conns++;
+    c->open_counter = d->lim.open_counter;
+    if (c->open_counter)
+        atomic_fetch_add(c->open_counter, 1);
     if (c->fd < 0) {
         conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s", errno);
         return 0;
@@ -658,6 +663,8 @@ static void reap_conn(struct ring_deferred *dfr)
     d->n_conns--;
     d->g->n_conns--;
     p->n_conns--;
+    if (c->open_counter)
+        atomic_fetch_sub(c->open_counter, 1);
     bool failed_early = !c->was_ready && c->has_fail;
     struct smtp_result why = c->fail;
     bool tls_broke = failed_early && why.stage == SMTP_STAGE_TLS &&

@@ -282,7 +282,8 @@ void redis_client_close(struct redis_client *c, int err)
     /* Every command ever queued gets exactly one callback: NULL now. */
     struct redis_pending p;
     while (q_pop(c, &p))
-        p.fn(c, NULL, p.arg);
+        if (p.fn)
+            p.fn(c, NULL, p.arg);
     maybe_finish(c);
 }
 
@@ -426,7 +427,8 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
             freeReplyObject(reply);
             return -HERR_PROTOCOL;
         }
-        pend.fn(c, reply, pend.arg);
+        if (pend.fn) /* fire and forget */
+            pend.fn(c, reply, pend.arg);
         freeReplyObject(reply);
         if (c->state != REDIS_C_UP)
             return 0;
