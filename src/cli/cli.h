@@ -14,6 +14,7 @@ int cli_enqueue(int argc, char **argv);
 int cli_events(int argc, char **argv);
 int cli_suppress(int argc, char **argv);
 int cli_smtp_test(int argc, char **argv);
+int cli_check_domain(int argc, char **argv);
 
 /* Load -c FILE or exit-code 2 with the error printed. */
 int cli_load_config(const char *path, struct config **out);

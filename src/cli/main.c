@@ -18,6 +18,8 @@ static const char usage[] =
     "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
     "  suppress ACTION ...     list, add or remove suppressed recipients\n"
     "  smtp-test -c FILE ...   try a tenant's relay or a domain's MX step by step\n"
+    "  check-domain DOMAIN -c FILE [--tenant T] [--json]\n"
+    "                          SPF, DKIM, DMARC, MX, PTR and DNSBL checks with fixes\n"
     "\n"
     "Run 'herald COMMAND --help' for a command's options.\n";
 
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
         return cli_suppress(argc - 1, argv + 1);
     if (strcmp(cmd, "smtp-test") == 0)
         return cli_smtp_test(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-domain") == 0)
+        return cli_check_domain(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

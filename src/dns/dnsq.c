@@ -248,12 +248,14 @@ enum dnsq_rc dnsq_sync_lookup(void *ctx, enum dnsq_type type, const char *name,
     int64_t deadline = clock_mono_ms() + q->timeout_ms * 2;
     while (!p.done) {
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-        int bits = ares_getsock(q->channel, socks, ARES_GETSOCK_MAXNUM);
+        /* c-ares' ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign
+         * bit for the last slot; test the bits unsigned. */
+        unsigned bits = (unsigned)ares_getsock(q->channel, socks, ARES_GETSOCK_MAXNUM);
         struct pollfd fds[ARES_GETSOCK_MAXNUM];
         nfds_t nfds = 0;
         for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-            short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                               (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+            short ev = (short)((bits & (1u << i) ? POLLIN : 0) |
+                               (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
             if (!ev) continue;
             fds[nfds].fd = socks[i];
             fds[nfds].events = ev;
