@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "herald/dnsq.h"
 #include "herald/engine.h"
 #include "worker.h"
 
@@ -114,6 +115,25 @@ static int resolve_relays(struct engine_shared *sh)
     return 0;
 }
 
+/* SPF half of From alignment (herald/align.h): evaluated here, on the main
+ * thread, with a blocking channel, before the workers start and then every
+ * sender.spf_recheck from the signal loop — never on a worker thread.
+ * Returns the monotonic time of the next evaluation, 0 for never. */
+static int64_t refresh_alignment(struct engine_shared *sh, struct dnsq_sync **dns)
+{
+    const struct config *cfg = sh->cfg;
+    if (!align_table_needs_dns(sh->align)) return 0;
+    if (!*dns) {
+        char err[300];
+        if (dnsq_sync_new(dns, (const char *const *)cfg->dns.servers.items, cfg->dns.servers.n,
+                          5000, err, sizeof err) < 0) {
+            log_event(LOG_WARN, "event=alignment_dns_unavailable reason=\"%s\"", err);
+            return clock_mono_ms() + 60000;
+        }
+    }
+    return clock_mono_ms() + align_table_refresh(sh->align, dnsq_sync_lookup, *dns);
+}
+
 int engine_run(const struct engine_opts *opts)
 {
     char err[512];
@@ -156,10 +176,12 @@ int engine_run(const struct engine_opts *opts)
             return 2;
         }
     }
-    if (throttle_table_new(cfg, &sh->throttle) < 0) {
+    if (throttle_table_new(cfg, &sh->throttle) < 0 || align_table_new(cfg, &sh->align) < 0) {
         fprintf(stderr, "herald: out of memory\n");
         return 1;
     }
+    struct dnsq_sync *align_dns = NULL;
+    int64_t next_align_ms = refresh_alignment(sh, &align_dns);
     struct tls_ctx_opts topts = {.ca_file = cfg->delivery.ca_file};
     if (tls_ctx_new(&topts, &sh->tls_ctx, err, sizeof err) < 0) {
         fprintf(stderr, "%s: delivery.ca_file: %s\n", opts->config_path, err);
@@ -238,6 +260,8 @@ int engine_run(const struct engine_opts *opts)
         }
         if (atomic_load(&sh->failed))
             atomic_store(&sh->stop, true);
+        if (next_align_ms && !atomic_load(&sh->stop) && clock_mono_ms() >= next_align_ms)
+            next_align_ms = refresh_alignment(sh, &align_dns);
         bool all_done = true;
         for (unsigned i = 0; i < started; i++)
             if (!workers[i].done)
@@ -263,6 +287,8 @@ int engine_run(const struct engine_opts *opts)
     SSL_CTX_free(sh->tls_ctx);
     SSL_CTX_free(sh->redis_tls_ctx);
     throttle_table_free(sh->throttle);
+    align_table_free(sh->align);
+    dnsq_sync_free(align_dns);
     if (sh->relays) {
         explicit_bzero(sh->relays, cfg->n_tenants * sizeof *sh->relays);
         free(sh->relays);

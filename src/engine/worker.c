@@ -25,6 +25,7 @@ struct delivery {
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
     struct delivery *unwritten_next; /* on w->unwritten while Redis is unreachable */
     char replaced_result[32]; /* what admission did to the job this one `replaces` */
+    const char *alignment;    /* align_outcome_name(): how From alignment was handled */
     bool claimed;             /* this copy's entry claimed the job id (idempotency) */
     bool admitted;            /* admission said ok: caps and rates are counted */
     struct pool_target *targets; /* MX addresses in the order to try them */
@@ -129,6 +130,7 @@ static void note_common(struct note *n, struct delivery *d, const char *event, i
     if (j->enqueued_ms > 0)
         note_add_int(n, "latency_ms", now - j->enqueued_ms);
     note_add(n, "entry", j->stream_id);
+    note_add(n, "alignment", d->alignment);
     if (j->replaces && d->replaced_result[0]) {
         note_add(n, "replaces", j->replaces);
         note_add(n, "replaced", d->replaced_result);
@@ -494,6 +496,19 @@ static void reject(struct delivery *d, const struct job_error *err)
               err->field[0] ? err->field : "-",
               log_quote(reason, sizeof reason, err->reason, strlen(err->reason)));
     write_terminal(d, &n);
+}
+
+/* DESIGN "From alignment": may rewrite From/Reply-To before the message
+ * is built; -HERR_MALFORMED (err filled) when the tenant refuses it. */
+static int decide_alignment(struct delivery *d, const struct cfg_tenant *tenant,
+                            struct job_error *err)
+{
+    enum align_outcome o = align_decide(d->w->sh->align, tenant, &d->job);
+    d->alignment = align_outcome_name(o);
+    if (o != ALIGN_REFUSED) return 0;
+    snprintf(err->field, sizeof err->field, "from");
+    snprintf(err->reason, sizeof err->reason, "unaligned-from");
+    return -HERR_MALFORMED;
 }
 
 static int64_t tenant_max_age(const struct config *cfg, const char *tenant)
@@ -1130,6 +1145,10 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
         return;
     }
     const struct cfg_tenant *tenant = config_tenant(w->cfg, j->tenant);
+    if (tenant && w->sh->align && decide_alignment(d, tenant, &err) < 0) {
+        reject(d, &err);
+        return;
+    }
     uint32_t max_msg = w->cfg->engine.max_message_bytes ? w->cfg->engine.max_message_bytes
                                                         : 10u * 1024 * 1024;
     if (job_build(j, tenant, domain_of(j->from), now, max_msg, &err) < 0) {

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "herald/align.h"
 #include "herald/config.h"
 #include "herald/dns.h"
 #include "herald/throttle.h"
@@ -39,6 +40,7 @@ struct engine_shared {
     SSL_CTX *tls_ctx;             /* client TLS for SMTP */
     SSL_CTX *redis_tls_ctx;       /* rediss:// only */
     struct throttle_table *throttle; /* per egress IP x provider, shared by the workers */
+    struct align_table *align;       /* From alignment per tenant domain (main thread writes) */
     unsigned n_workers;
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
     char retry_key[256];   /* zset of deferred/scheduled jobs */
