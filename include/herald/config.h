@@ -90,6 +90,14 @@ struct cfg_relay {
     bool allow_plaintext_auth;
 };
 
+/* What to do with a message whose From domain herald cannot align
+ * (no DKIM key for it, SPF not passing for every egress IP of the tenant). */
+enum cfg_from_fallback {
+    CFG_FROM_SEND = 0, /* default: send as is (receivers may fail DMARC) */
+    CFG_FROM_REWRITE,  /* From: sender.address, tenant's address to Reply-To */
+    CFG_FROM_REFUSE,   /* `rejected` note, reason unaligned-from */
+};
+
 struct cfg_tenant {
     char *name;
     char *from;       /* required: default From address */
@@ -103,6 +111,13 @@ struct cfg_tenant {
     struct cfg_rate rate;       /* optional tenant cap */
     uint32_t weight;            /* fair-share weight; default 1 */
     int64_t max_age_ms;         /* 0 = delivery.max_age */
+    enum cfg_from_fallback from_fallback;
+};
+
+/* The platform's own sender identity, used when a From is rewritten. */
+struct cfg_sender {
+    char *address;             /* e.g. notify@platform.test; required by from_fallback: rewrite */
+    int64_t spf_recheck_ms;    /* re-evaluate tenants' SPF this often; default 15m */
 };
 
 struct cfg_timeouts {
@@ -187,6 +202,8 @@ struct config {
     struct cfg_reputation reputation;
     struct cfg_bounce_rule *bounce_rules;
     size_t n_bounce_rules;
+    struct cfg_sender sender;
+    struct cfg_strlist dnsbl; /* DNSBL zones check-domain queries; none by default */
 };
 
 /* Load and validate path. On failure returns -HERR_CONFIG (or -errno when the
@@ -222,6 +239,7 @@ int config_parse_size(const char *s, uint64_t *out_bytes);
 /* Policy words for printing ("opportunistic", "starttls", ...); never NULL. */
 const char *config_tls_policy_name(enum cfg_tls_policy p);
 const char *config_relay_tls_name(enum cfg_relay_tls t);
+const char *config_from_fallback_name(enum cfg_from_fallback f);
 
 /* Human-readable effective settings (check-config output). */
 void config_print_effective(const struct config *cfg, FILE *out);

@@ -15,6 +15,8 @@ int cli_events(int argc, char **argv);
 int cli_suppress(int argc, char **argv);
 int cli_smtp_test(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_stats(int argc, char **argv);
+int cli_check_domain(int argc, char **argv);
 
 /* Load -c FILE or exit-code 2 with the error printed. */
 int cli_load_config(const char *path, struct config **out);

@@ -8,17 +8,23 @@
 
 #include "cli.h"
 #include "herald/core.h"
+#include "msg/msg.h"
 
 static const char events_usage[] =
     "usage: herald events -c FILE [--follow] [--tenant T] [--to ADDR] [--job ID]\n"
-    "                     [--event NAME] [--json] [--count N]\n"
+    "                     [--event NAME] [--since WHEN] [--until WHEN] [--json] [--count N]\n"
     "\n"
     "Prints case notes oldest first. --follow keeps waiting for new ones.\n"
-    "--json writes one JSON object per note (all fields, plus 'id').\n";
+    "--json writes one JSON object per note (all fields, plus 'id').\n"
+    "With --to (a recipient's history, e.g. for a support ticket) each note is\n"
+    "a block: date and time, event, attempt, recipient and its domain, the\n"
+    "server (MX, its IP, our IP, TLS) and the remote reply.\n"
+    "WHEN: 2026-11-22, 2026-11-22T09:00:00Z (RFC 3339), unix ms, or an age\n"
+    "such as 30m, 12h, 7d (that long ago). Only that part of the stream is read.\n";
 
 struct filter {
     const char *tenant, *to, *job, *event;
-    bool json;
+    bool json, history;
 };
 
 static const char *field(redisReply *fields, const char *name)
@@ -36,6 +42,49 @@ static bool match(redisReply *fields, const char *name, const char *want)
         return true;
     const char *v = field(fields, name);
     return v && strcasecmp(v, want) == 0;
+}
+
+static void print_history(redisReply *fields, const char *when)
+{
+    const char *to = field(fields, "to");
+    const char *at_sign = to ? strrchr(to, '@') : NULL;
+    printf("%s  %-10s attempt %s\n", when, field(fields, "event") ?: "?",
+           field(fields, "attempt") ?: "-");
+    printf("  recipient  %s (domain %s)  tenant %s  job %s", to ? to : "-",
+           at_sign ? at_sign + 1 : "-", field(fields, "tenant") ?: "-", field(fields, "job") ?: "-");
+    if (field(fields, "ref"))
+        printf("  ref %s", field(fields, "ref"));
+    putchar('\n');
+    const char *mx = field(fields, "mx");
+    if (mx || field(fields, "remote_ip")) {
+        printf("  server     %s [%s] from %s, TLS %s", mx ? mx : "-",
+               field(fields, "remote_ip") ?: "-", field(fields, "local_ip") ?: "-",
+               field(fields, "tls") ?: "-");
+        if (field(fields, "tls_note"))
+            printf(" (%s)", field(fields, "tls_note"));
+        putchar('\n');
+    }
+    const char *code = field(fields, "code"), *reply = field(fields, "reply");
+    if (reply) {
+        char q[700];
+        printf("  reply      %s%s%s\n", code ? code : "", code ? " " : "",
+               log_quote(q, sizeof q, reply, strlen(reply)));
+    }
+    const char *reason = field(fields, "reason");
+    if (reason)
+        printf("  reason     %s%s%s\n", field(fields, "field") ?: "",
+               field(fields, "field") ? ": " : "", reason);
+    if (field(fields, "category"))
+        printf("  category   %s\n", field(fields, "category"));
+    const char *next = field(fields, "next_attempt_at");
+    if (next) {
+        char nt[40];
+        cli_format_ms(strtoll(next, NULL, 10), nt, sizeof nt);
+        printf("  next try   %s\n", nt);
+    }
+    if (field(fields, "message_id"))
+        printf("  message-id <%s>\n", field(fields, "message_id"));
+    putchar('\n');
 }
 
 static void print_note(const char *id, redisReply *fields, const struct filter *flt)
@@ -61,6 +110,10 @@ static void print_note(const char *id, redisReply *fields, const struct filter *
     char when[40] = "-";
     if (at)
         cli_format_ms(strtoll(at, NULL, 10), when, sizeof when);
+    if (flt->history) {
+        print_history(fields, when);
+        return;
+    }
     const char *code = field(fields, "code");
     const char *reply = field(fields, "reply");
     const char *reason = field(fields, "reason");
@@ -95,6 +148,25 @@ static int print_range(redisReply *r, const struct filter *flt, char *last, size
     return n;
 }
 
+/* A date, an RFC 3339 time, unix ms, or an age ("90m", "12h", "7d"). */
+static int parse_when(const char *s, int64_t *out)
+{
+    size_t n = strlen(s);
+    if (n >= 2 && strchr("smhd", s[n - 1]) && strspn(s, "0123456789") == n - 1) {
+        int64_t ms = 0;
+        if (config_parse_duration(s, &ms) < 0)
+            return -1;
+        *out = clock_wall_ms() - ms;
+        return 0;
+    }
+    if (n == 10 && s[4] == '-' && s[7] == '-') {
+        char full[32];
+        snprintf(full, sizeof full, "%sT00:00:00Z", s);
+        return msg_parse_time_ms(full, strlen(full), out) < 0 ? -1 : 0;
+    }
+    return msg_parse_time_ms(s, n, out) < 0 ? -1 : 0;
+}
+
 int cli_events(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -102,11 +174,13 @@ int cli_events(int argc, char **argv)
         {"tenant", required_argument, NULL, 't'}, {"to", required_argument, NULL, 'T'},
         {"job", required_argument, NULL, 'j'},    {"event", required_argument, NULL, 'e'},
         {"json", no_argument, NULL, 'J'},         {"count", required_argument, NULL, 'n'},
+        {"since", required_argument, NULL, 'S'},  {"until", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *path = NULL;
     bool follow = false;
     long max = -1;
     struct filter flt = {0};
+    int64_t since = -1, until = -1;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
@@ -118,6 +192,15 @@ int cli_events(int argc, char **argv)
         case 'j': flt.job = optarg; break;
         case 'e': flt.event = optarg; break;
         case 'J': flt.json = true; break;
+        case 'S':
+        case 'U':
+            if (parse_when(optarg, ch == 'S' ? &since : &until) < 0) {
+                fprintf(stderr, "herald events: --%s: cannot read '%s' as a time (2026-11-22, "
+                                "RFC 3339, unix ms, or an age like 2h)\n",
+                        ch == 'S' ? "since" : "until", optarg);
+                return 2;
+            }
+            break;
         case 'n': {
             char *end;
             max = strtol(optarg, &end, 10);
@@ -141,18 +224,27 @@ int cli_events(int argc, char **argv)
     if (rc)
         return rc;
     signal(SIGPIPE, SIG_DFL);
-    if (!flt.json)
+    flt.history = flt.to && !flt.json;
+    if (!flt.json && !flt.history)
         printf("%-24s %-10s %-16s %-20s %-32s %-4s %-20s %s\n", "at", "event", "tenant", "job",
                "to", "try", "mx", "detail");
-    char last[64] = "-";
+    /* Stream ids start with the note's time in ms: a time window is an id
+     * range, so only that part of the stream is read. */
+    char last[64] = "-", end[32] = "+", start[32] = "-";
+    if (since >= 0)
+        snprintf(start, sizeof start, "%lld", (long long)since);
+    if (until >= 0)
+        snprintf(end, sizeof end, "%lld", (long long)until);
+    bool first = true;
     long shown = 0;
     rc = 0;
     for (;;) {
         redisReply *r;
-        if (strcmp(last, "-") == 0)
-            r = redisCommand(c, "XRANGE %s - + COUNT 1000", cfg->redis.events);
+        if (first)
+            r = redisCommand(c, "XRANGE %s %s %s COUNT 1000", cfg->redis.events, start, end);
         else
-            r = redisCommand(c, "XRANGE %s (%s + COUNT 1000", cfg->redis.events, last);
+            r = redisCommand(c, "XRANGE %s (%s %s COUNT 1000", cfg->redis.events, last, end);
+        first = false;
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             fprintf(stderr, "herald events: %s\n", r && r->str ? r->str : c->errstr);
             rc = 1;

@@ -19,6 +19,10 @@ static const char usage[] =
     "  suppress ACTION ...     list, add or remove suppressed recipients\n"
     "  smtp-test -c FILE ...   try a tenant's relay or a domain's MX step by step\n"
     "  status -c FILE          limits, reputation, rates and queues of the running engines\n"
+    "  stats -c FILE --tenant T [--month YYYY-MM]\n"
+    "                          a tenant's outcomes per day and recipient domain\n"
+    "  check-domain DOMAIN -c FILE [--tenant T] [--json]\n"
+    "                          SPF, DKIM, DMARC, MX, PTR and DNSBL checks with fixes\n"
     "\n"
     "Run 'herald COMMAND --help' for a command's options.\n";
 
@@ -51,6 +55,10 @@ int main(int argc, char **argv)
         return cli_smtp_test(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cli_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cli_stats(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-domain") == 0)
+        return cli_check_domain(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -17,7 +17,7 @@
 
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
-                                       "reputation", "bounce_rules"};
+                                       "reputation", "bounce_rules", "sender", "dnsbl"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -26,6 +26,7 @@ static const struct {
     int (*read)(struct loader *L, const struct ynode *k, const struct ynode *v);
 } sections[] = {
     {"redis", loader_redis},           {"engine", loader_engine},
+    {"sender", loader_sender},         {"dnsbl", loader_dnsbl},
     {"egress", loader_egress},         {"dns", loader_dns},
     {"delivery", loader_delivery},     {"providers", loader_providers},
     {"recipients", loader_recipients}, {"routes", loader_routes},
@@ -63,6 +64,8 @@ static void set_numeric_defaults(struct config *cfg)
     rep->increase = 0.05;
     rep->decrease = 0.5;
     rep->interval_ms = 30000;
+
+    cfg->sender.spf_recheck_ms = 15 * 60000;
 }
 
 static int default_str(char **slot, const char *value)
@@ -302,5 +305,7 @@ void config_free(struct config *cfg)
         if (b->compiled) regfree(&b->re);
     }
     free(cfg->bounce_rules);
+    free(cfg->sender.address);
+    loader_strlist_free(&cfg->dnsbl);
     free(cfg);
 }

@@ -163,3 +163,16 @@ const char *config_relay_tls_name(enum cfg_relay_tls t)
     }
     return "?";
 }
+
+const char *config_from_fallback_name(enum cfg_from_fallback f)
+{
+    switch (f) {
+    case CFG_FROM_SEND:
+        return "send";
+    case CFG_FROM_REWRITE:
+        return "rewrite";
+    case CFG_FROM_REFUSE:
+        return "refuse";
+    }
+    return "?";
+}

@@ -212,5 +212,12 @@ void config_print_effective(const struct config *cfg, FILE *out)
         fprintf(out, "    rate            %s, weight %" PRIu32 ", max_age %s\n",
                 fmt_rate(&tn->rate, a, sizeof a), tn->weight,
                 fmt_duration(tn->max_age_ms ? tn->max_age_ms : d->max_age_ms, b, sizeof b));
+        fprintf(out, "    from_fallback   %s\n", config_from_fallback_name(tn->from_fallback));
     }
+    fprintf(out, "sender: %s, SPF re-checked every %s\n",
+            cfg->sender.address ? cfg->sender.address : "(none)",
+            fmt_duration(cfg->sender.spf_recheck_ms, a, sizeof a));
+    fputs("dnsbl: ", out);
+    print_list(out, &cfg->dnsbl, "none");
+    fputc('\n', out);
 }

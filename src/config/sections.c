@@ -203,6 +203,37 @@ int loader_dns(struct loader *L, const struct ynode *k, const struct ynode *v)
     return loader_walk(L, v, "dns", dns_key, &L->cfg->dns);
 }
 
+/* ---- sender, dnsbl ---- */
+
+static int sender_key(struct loader *L, const char *key, const struct ynode *k,
+                      const struct ynode *v, void *obj)
+{
+    struct cfg_sender *s = obj;
+    char tmp[160];
+    (void)k;
+    if (strcmp(key, "address") == 0) {
+        int rc = loader_str(L, v, &s->address);
+        if (rc == 0 && s->address && loader_check_address(s->address))
+            return loader_fail(L, v, "expected %s, got %s", loader_check_address(s->address),
+                               loader_show(v, tmp, sizeof tmp));
+        return rc;
+    }
+    if (strcmp(key, "spf_recheck") == 0) return loader_duration(L, v, 1000, &s->spf_recheck_ms);
+    return LOADER_UNKNOWN_KEY;
+}
+
+int loader_sender(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_walk(L, v, "sender", sender_key, &L->cfg->sender);
+}
+
+int loader_dnsbl(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_strlist(L, v, loader_check_domain, true, &L->cfg->dnsbl);
+}
+
 /* ---- delivery ---- */
 
 static int timeouts_key(struct loader *L, const char *key, const struct ynode *k,
@@ -606,6 +637,22 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "rate") == 0) return loader_rate(L, v, &t->rate);
     if (strcmp(key, "weight") == 0) return loader_u32(L, v, 1, 1000, &t->weight);
     if (strcmp(key, "max_age") == 0) return loader_duration(L, v, 1000, &t->max_age_ms);
+    if (strcmp(key, "from_fallback") == 0) {
+        if (ynode_is_null(v)) return 0;
+        if (str_is(v, "send"))
+            t->from_fallback = CFG_FROM_SEND;
+        else if (str_is(v, "rewrite"))
+            t->from_fallback = CFG_FROM_REWRITE;
+        else if (str_is(v, "refuse"))
+            t->from_fallback = CFG_FROM_REFUSE;
+        else
+            return loader_fail(L, v, "expected send, rewrite or refuse, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        if (t->from_fallback == CFG_FROM_REWRITE && !L->cfg->sender.address)
+            return loader_fail(L, v,
+                               "from_fallback: rewrite needs the platform address sender.address");
+        return 0;
+    }
     return LOADER_UNKNOWN_KEY;
 }
 

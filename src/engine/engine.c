@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "herald/dnsq.h"
 #include "herald/engine.h"
 #include "status.h"
 #include "worker.h"
@@ -120,6 +121,7 @@ static void gen_free(struct engine_gen *g)
     if (!g)
         return;
     free(g->routes);
+    align_table_free(g->align);
     if (g->relays) {
         explicit_bzero(g->relays, g->cfg->n_tenants * sizeof *g->relays);
         free(g->relays);
@@ -138,7 +140,7 @@ static struct engine_gen *gen_new(struct config *cfg, unsigned number)
     }
     g->cfg = cfg;
     g->number = number;
-    if (resolve_routes(g) < 0 || resolve_relays(g) < 0) {
+    if (resolve_routes(g) < 0 || resolve_relays(g) < 0 || align_table_new(cfg, &g->align) < 0) {
         gen_free(g);
         return NULL;
     }
@@ -197,6 +199,26 @@ static const char *restart_only_change(const struct config *a, const struct conf
     return NULL;
 }
 
+/* SPF half of From alignment (herald/align.h): evaluated here, on the main
+ * thread, with a blocking channel, before the workers start, then every
+ * sender.spf_recheck from the signal loop, and for a reloaded config before
+ * it is published — never on a worker thread. Returns the monotonic time of
+ * the next evaluation, 0 for never. */
+static int64_t refresh_alignment(struct engine_shared *sh, struct engine_gen *g)
+{
+    const struct config *cfg = g->cfg;
+    if (!g->align || !align_table_needs_dns(g->align)) return 0;
+    if (!sh->align_dns) {
+        char err[300];
+        if (dnsq_sync_new(&sh->align_dns, (const char *const *)cfg->dns.servers.items,
+                          cfg->dns.servers.n, 5000, err, sizeof err) < 0) {
+            log_event(LOG_WARN, "event=alignment_dns_unavailable reason=\"%s\"", err);
+            return clock_mono_ms() + 60000;
+        }
+    }
+    return clock_mono_ms() + align_table_refresh(g->align, dnsq_sync_lookup, sh->align_dns);
+}
+
 /* SIGHUP: load, check, resolve, publish. Any failure keeps the running
  * config and says why in one log line. */
 static void reload(struct engine_shared *sh, const char *path)
@@ -224,6 +246,7 @@ static void reload(struct engine_shared *sh, const char *path)
         return;
     }
     g->prev = cur;
+    sh->next_align_ms = refresh_alignment(sh, g);
     /* Slots reserved ahead under the old rates are void: the workers take
      * them again under the new ones when they switch. */
     throttle_table_reset_slots(sh->throttle);
@@ -276,6 +299,7 @@ int engine_run(const struct engine_opts *opts)
         fprintf(stderr, "herald: out of memory\n");
         return 1;
     }
+    sh->next_align_ms = refresh_alignment(sh, gen0);
     struct tls_ctx_opts topts = {.ca_file = cfg->delivery.ca_file};
     if (tls_ctx_new(&topts, &sh->tls_ctx, err, sizeof err) < 0) {
         fprintf(stderr, "%s: delivery.ca_file: %s\n", opts->config_path, err);
@@ -292,6 +316,7 @@ int engine_run(const struct engine_opts *opts)
     const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
     snprintf(sh->retry_key, sizeof sh->retry_key, "%sretry", prefix);
     snprintf(sh->job_key_prefix, sizeof sh->job_key_prefix, "%sjob:", prefix);
+    snprintf(sh->stats_key, sizeof sh->stats_key, "%sstats", prefix);
     sh->prefix = prefix;
 
     unsigned n = cfg->engine.workers;
@@ -351,6 +376,8 @@ int engine_run(const struct engine_opts *opts)
         }
         if (atomic_load(&sh->failed))
             atomic_store(&sh->stop, true);
+        if (sh->next_align_ms && !atomic_load(&sh->stop) && clock_mono_ms() >= sh->next_align_ms)
+            sh->next_align_ms = refresh_alignment(sh, atomic_load(&sh->gen));
         bool all_done = true;
         for (unsigned i = 0; i < started; i++)
             if (!workers[i].done)
@@ -380,6 +407,7 @@ int engine_run(const struct engine_opts *opts)
         prev = g->prev;
         gen_free(g);
     }
+    dnsq_sync_free(sh->align_dns);
     stats_destroy(&sh->stats);
     free(sh);
     log_event(LOG_INFO, "event=stopped exit=%d", exit_code);

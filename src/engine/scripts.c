@@ -10,16 +10,58 @@
  *   done:<event>       ended with that terminal note */
 #include "herald/engine.h"
 
-/* KEYS: jobs, events, the tenant's suppression set, the job's state key.
- * ARGV: group, entry id, address to suppress ("" for none: only hard
- * bounces add one), state to record ("" to leave it: duplicates must not
- * touch the original's), window ms, note field/value pairs... */
+/* Counts behind `herald stats`: every note bumps its tenant's month hash
+ * <prefix>stats:<tenant>:<YYYY-MM> (UTC) — fields `<event>`,
+ * `<DD>|<event>`, `@<domain>|<event>` and `<DD>@<domain>|<event>` — in the
+ * same step that writes the note, so the counts never disagree with the
+ * stream. Kept 400 days. */
+#define COUNT_NOTE_LUA                                                                             \
+    "local function civil(ms)\n"                                                                   \
+    "  local z = math.floor(ms / 86400000) + 719468\n"                                             \
+    "  local era = math.floor(z / 146097)\n"                                                       \
+    "  local doe = z - era * 146097\n"                                                             \
+    "  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)\n"           \
+    "    - math.floor(doe / 146096)) / 365)\n"                                                     \
+    "  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))\n"              \
+    "  local mp = math.floor((5 * doy + 2) / 153)\n"                                               \
+    "  local d = doy - math.floor((153 * mp + 2) / 5) + 1\n"                                       \
+    "  local m = mp < 10 and mp + 3 or mp - 9\n"                                                   \
+    "  local y = yoe + era * 400\n"                                                                \
+    "  if m <= 2 then y = y + 1 end\n"                                                             \
+    "  return y, m, d\n"                                                                           \
+    "end\n"                                                                                        \
+    "local function count_note(prefix, items)\n"                                                   \
+    "  local f = {}\n"                                                                             \
+    "  for i = 1, #items - 1, 2 do f[items[i]] = items[i + 1] end\n"                               \
+    "  local ev, tenant = f['event'], f['tenant']\n"                                              \
+    "  if not ev or not tenant or tenant == '' then return end\n"                                  \
+    "  local y, m, d = civil(tonumber(f['at']) or 0)\n"                                            \
+    "  local key = string.format('%s:%s:%04d-%02d', prefix, tenant, y, m)\n"                       \
+    "  local day = string.format('%02d', d)\n"                                                     \
+    "  redis.call('HINCRBY', key, ev, 1)\n"                                                        \
+    "  redis.call('HINCRBY', key, day .. '|' .. ev, 1)\n"                                          \
+    "  local dom = f['to'] and string.match(f['to'], '@([^@]+)$')\n"                               \
+    "  if dom then\n"                                                                              \
+    "    dom = string.lower(dom)\n"                                                                \
+    "    redis.call('HINCRBY', key, '@' .. dom .. '|' .. ev, 1)\n"                                 \
+    "    redis.call('HINCRBY', key, day .. '@' .. dom .. '|' .. ev, 1)\n"                          \
+    "  end\n"                                                                                      \
+    "  redis.call('EXPIRE', key, 34560000)\n"                                                      \
+    "end\n"
+
+/* KEYS: jobs, events, the tenant's suppression set, the job's state key,
+ * the stats prefix. ARGV: group, entry id, address to suppress ("" for
+ * none: only hard bounces add one), state to record ("" to leave it:
+ * duplicates must not touch the original's), window ms, note field/value
+ * pairs... */
 const char *const notes_script_terminal =
+    COUNT_NOTE_LUA
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end\n"
     "if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end\n"
     "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))\n"
+    "count_note(KEYS[5], {unpack(ARGV, 6)})\n"
     "return 1\n";
 
 /* Shared by admission (a job that `replaces` another) and cancel entries:
@@ -28,7 +70,7 @@ const char *const notes_script_terminal =
  * any other not-yet-admitted copy meets the `cancelled:` state at
  * admission. Returns what happened, for the caller's note. */
 #define CANCEL_TARGET_LUA                                                                          \
-    "local function cancel_target(st_key, zset, events, by, window, now)\n"                       \
+    "local function cancel_target(st_key, zset, events, by, window, now, stats)\n"                       \
     "  local st = redis.call('GET', st_key)\n"                                                     \
     "  local kind, rest = nil, nil\n"                                                              \
     "  if st then kind, rest = string.match(st, '^(%a+):(.*)$') end\n"                             \
@@ -53,6 +95,7 @@ const char *const notes_script_terminal =
     "      table.insert(n, 'reason'); table.insert(n, 'cancelled by entry ' .. by)\n"             \
     "      table.insert(n, 'cancelled_by'); table.insert(n, by)\n"                                 \
     "      redis.call('XADD', events, '*', unpack(n))\n"                                           \
+    "      count_note(stats, n)\n"                                                                 \
     "      redis.call('SET', st_key, 'done:cancelled', 'PX', window)\n"                           \
     "      return 'cancelled'\n"                                                                   \
     "    end\n"                                                                                    \
@@ -66,7 +109,7 @@ const char *const notes_script_terminal =
 /* Admission, before any connection. KEYS: idempotency key, the tenant's
  * suppression set, the global suppression set, this job's state key, the
  * replaced job's state key (any key when none), retry set, events, the
- * recipient's cap key prefix, the tenant's rate key.
+ * recipient's cap key prefix, the tenant's rate key, the stats prefix.
  * ARGV: entry id that claims the id, window ms, recipient (lower-cased),
  * "1" to check idempotency, replaced id ("" for none; first attempts only),
  * now ms, recipient caps "count window_s ..." ("" to skip: already
@@ -80,6 +123,7 @@ const char *const notes_script_terminal =
  * it), checked all before any is counted; the tenant rate is a GCRA whose
  * theoretical arrival time is the key's value, shared by every process. */
 const char *const notes_script_admit =
+    COUNT_NOTE_LUA
     CANCEL_TARGET_LUA
     "local st = redis.call('GET', KEYS[4])\n"
     "if st and string.sub(st, 1, 10) == 'cancelled:' then return st end\n"
@@ -91,7 +135,7 @@ const char *const notes_script_admit =
     "local out = 'ok'\n"
     "if ARGV[5] ~= '' then\n"
     "  out = 'ok;replaced=' .. cancel_target(KEYS[5], KEYS[6], KEYS[7], ARGV[1], ARGV[2], "
-    "ARGV[6])\n"
+    "ARGV[6], KEYS[10])\n"
     "end\n"
     "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
     "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
@@ -125,24 +169,27 @@ const char *const notes_script_admit =
     "return out\n";
 
 /* A `cancel` control entry. KEYS: jobs, events, the target's state key,
- * retry set. ARGV: group, entry id, window ms, now ms, the control entry's
+ * retry set, the stats prefix. ARGV: group, entry id, window ms, now ms, the control entry's
  * note items... ; the script appends `result`. */
 const char *const notes_script_cancel =
+    COUNT_NOTE_LUA
     CANCEL_TARGET_LUA
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "local r = cancel_target(KEYS[3], KEYS[4], KEYS[2], ARGV[2], ARGV[3], ARGV[4])\n"
+    "local r = cancel_target(KEYS[3], KEYS[4], KEYS[2], ARGV[2], ARGV[3], ARGV[4], KEYS[5])\n"
     "local n = {unpack(ARGV, 5)}\n"
     "table.insert(n, 'result'); table.insert(n, r)\n"
     "redis.call('XADD', KEYS[2], '*', unpack(n))\n"
+    "count_note(KEYS[5], n)\n"
     "return 1\n";
 
-/* KEYS: jobs, events, retry zset, the job's state key. ARGV: group, entry
+/* KEYS: jobs, events, retry zset, the job's state key, the stats prefix. ARGV: group, entry
  * id, due ms, job hash key, window ms, n (count of job field/value items),
  * job items..., note items... (a note is optional: scheduling a send_at job
  * writes none). A job cancelled meanwhile keeps its `cancelled:` state and
  * is cancelled when it comes due. */
 const char *const notes_script_defer =
+    COUNT_NOTE_LUA
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "local n = tonumber(ARGV[6])\n"
@@ -153,7 +200,10 @@ const char *const notes_script_defer =
     "if not (st and string.sub(st, 1, 10) == 'cancelled:') then\n"
     "  redis.call('SET', KEYS[4], 'retry:' .. ARGV[4], 'PX', ARGV[5])\n"
     "end\n"
-    "if #ARGV > 6 + n then redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n)) end\n"
+    "if #ARGV > 6 + n then\n"
+    "  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n))\n"
+    "  count_note(KEYS[5], {unpack(ARGV, 7 + n)})\n"
+    "end\n"
     "return 1\n";
 
 /* KEYS: retry zset, jobs. ARGV: now ms, max entries to move. Moves due jobs

@@ -26,6 +26,7 @@ struct delivery {
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
     struct delivery *unwritten_next; /* on w->unwritten while Redis is unreachable */
     char replaced_result[32]; /* what admission did to the job this one `replaces` */
+    const char *alignment;    /* align_outcome_name(): how From alignment was handled */
     bool claimed;             /* this copy's entry claimed the job id (idempotency) */
     bool admitted;            /* admission said ok: caps and rates are counted */
     bool rate_parked;         /* parked by a rate limit: a reload may call it back early */
@@ -134,6 +135,7 @@ static void note_common(struct note *n, struct delivery *d, const char *event, i
     if (j->enqueued_ms > 0)
         note_add_int(n, "latency_ms", now - j->enqueued_ms);
     note_add(n, "entry", j->stream_id);
+    note_add(n, "alignment", d->alignment);
     if (j->replaces && d->replaced_result[0]) {
         note_add(n, "replaces", j->replaces);
         note_add(n, "replaced", d->replaced_result);
@@ -367,11 +369,12 @@ static void write_terminal_ex(struct delivery *d, struct note *n, bool suppress)
     } while (0)
     PUSH("EVALSHA");
     PUSH(w->sh->sha_terminal);
-    PUSH("4");
+    PUSH("5");
     PUSH(cfg->redis.jobs);
     PUSH(cfg->redis.events);
     PUSH(skey);
     PUSH(stkey);
+    PUSH(w->sh->stats_key);
     PUSH(cfg->redis.group);
     PUSH(d->job.stream_id);
     PUSH(addr);
@@ -483,8 +486,8 @@ static void write_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_don
     state_key(w, d->job.tenant, d->job.id ? d->job.id : d->job.stream_id, stkey, sizeof stkey);
     snprintf(window, sizeof window, "%" PRId64, id_window_ms(w));
     int argc = 0;
-    const char *head[] = {"EVALSHA", w->sh->sha_defer, "4", cfg->redis.jobs, cfg->redis.events,
-                          w->sh->retry_key, stkey, cfg->redis.group, d->job.stream_id, due, key,
+    const char *head[] = {"EVALSHA", w->sh->sha_defer, "5", cfg->redis.jobs, cfg->redis.events,
+                          w->sh->retry_key, stkey, w->sh->stats_key, cfg->redis.group, d->job.stream_id, due, key,
                           window};
     for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++) {
         argv[argc] = head[i];
@@ -535,6 +538,19 @@ static void reject(struct delivery *d, const struct job_error *err)
               err->field[0] ? err->field : "-",
               log_quote(reason, sizeof reason, err->reason, strlen(err->reason)));
     write_terminal(d, &n);
+}
+
+/* DESIGN "From alignment": may rewrite From/Reply-To before the message
+ * is built; -HERR_MALFORMED (err filled) when the tenant refuses it. */
+static int decide_alignment(struct delivery *d, const struct cfg_tenant *tenant,
+                            struct job_error *err)
+{
+    enum align_outcome o = align_decide(d->w->gen->align, tenant, &d->job);
+    d->alignment = align_outcome_name(o);
+    if (o != ALIGN_REFUSED) return 0;
+    snprintf(err->field, sizeof err->field, "from");
+    snprintf(err->reason, sizeof err->reason, "unaligned-from");
+    return -HERR_MALFORMED;
 }
 
 static int64_t tenant_max_age(const struct config *cfg, const char *tenant)
@@ -1166,8 +1182,8 @@ static void admit(struct delivery *d)
         snprintf(trate, sizeof trate, "%u %u", tn->rate.count, tn->rate.window_s);
     snprintf(rkey, sizeof rkey, "%srcap:%s", w->sh->prefix, addr);
     snprintf(tkeyr, sizeof tkeyr, "%strate:%s", w->sh->prefix, j->tenant);
-    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "9", idem, skey, gkey, stkey, tkey,
-                          w->sh->retry_key, w->cfg->redis.events, rkey, tkeyr,
+    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "10", idem, skey, gkey, stkey, tkey,
+                          w->sh->retry_key, w->cfg->redis.events, rkey, tkeyr, w->sh->stats_key,
                           admitted ? admitted : j->stream_id, window, addr,
                           first || (j->attempt <= 1 && admitted) ? "1" : "0",
                           first && j->replaces ? j->replaces : "", now, caps, trate};
@@ -1202,8 +1218,9 @@ static void write_cancel(struct delivery *d)
     note_add(&n, "entry", j->stream_id);
     const char *argv[NOTE_MAX_ITEMS + 12];
     size_t lens[NOTE_MAX_ITEMS + 12];
-    const char *head[] = {"EVALSHA", w->sh->sha_cancel, "4",      cfg->redis.jobs, cfg->redis.events,
-                          tkey,      w->sh->retry_key,  cfg->redis.group, j->stream_id, window, now};
+    const char *head[] = {"EVALSHA",        w->sh->sha_cancel, "5",          cfg->redis.jobs,
+                          cfg->redis.events, tkey,           w->sh->retry_key, w->sh->stats_key,
+                          cfg->redis.group, j->stream_id,    window,           now};
     int argc = 0;
     for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++) {
         argv[argc] = head[i];
@@ -1289,6 +1306,10 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
         return;
     }
     const struct cfg_tenant *tenant = config_tenant(w->cfg, j->tenant);
+    if (tenant && w->gen->align && decide_alignment(d, tenant, &err) < 0) {
+        reject(d, &err);
+        return;
+    }
     uint32_t max_msg = w->cfg->engine.max_message_bytes ? w->cfg->engine.max_message_bytes
                                                         : 10u * 1024 * 1024;
     if (job_build(j, tenant, domain_of(j->from), now, max_msg, &err) < 0) {

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "herald/align.h"
 #include "herald/config.h"
 #include "herald/dns.h"
 #include "herald/throttle.h"
@@ -39,6 +40,7 @@ struct engine_gen {
     struct engine_route *routes;
     size_t n_routes;
     struct engine_relay *relays; /* one per cfg->tenants entry, same index */
+    struct align_table *align;   /* From alignment per tenant domain (main thread writes) */
     unsigned number;             /* 1 at start, +1 per applied reload */
     struct engine_gen *prev;
 };
@@ -55,10 +57,13 @@ struct engine_shared {
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
     char retry_key[256];   /* zset of deferred/scheduled jobs */
     char job_key_prefix[256];
+    char stats_key[256];   /* <prefix>stats: per-tenant month hashes are <stats_key>:<tenant>:<YYYY-MM> */
     const char *prefix;    /* redis.prefix, for per-tenant keys */
     atomic_bool stop;
     atomic_int failed;
     struct engine_stats stats;
+    struct dnsq_sync *align_dns;  /* main thread: SPF lookups for alignment */
+    int64_t next_align_ms;        /* main thread: next alignment refresh (0 never) */
     int64_t started_wall_ms;
 };
 

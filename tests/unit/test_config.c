@@ -465,6 +465,37 @@ static void test_bounce_rules(void)
     config_free(cfg);
 }
 
+static void test_alignment_keys(void)
+{
+    char err[512] = "";
+    struct config *cfg = load("sender: { address: notify@platform.test, spf_recheck: 5m }\n"
+                              "dnsbl: [BL.example.test, bl2.example.test]\n"
+                              "tenants:\n"
+                              "  a: { from: x@a.test, from_fallback: rewrite }\n"
+                              "  b: { from: x@b.test, from_fallback: refuse }\n"
+                              "  c: { from: x@c.test }\n",
+                              err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    CHECK_EQ_STR(cfg->sender.address, "notify@platform.test");
+    CHECK_EQ_INT(cfg->sender.spf_recheck_ms, 300000);
+    CHECK_EQ_INT(cfg->dnsbl.n, 2);
+    CHECK_EQ_STR(cfg->dnsbl.items[0], "bl.example.test");
+    CHECK_EQ_INT(config_tenant(cfg, "a")->from_fallback, CFG_FROM_REWRITE);
+    CHECK_EQ_INT(config_tenant(cfg, "b")->from_fallback, CFG_FROM_REFUSE);
+    CHECK_EQ_INT(config_tenant(cfg, "c")->from_fallback, CFG_FROM_SEND);
+    config_free(cfg);
+    /* rewrite needs somewhere to rewrite to. */
+    const char *y = "tenants:\n  a: { from: x@a.test, from_fallback: rewrite }\n";
+    cfg = NULL;
+    CHECK_EQ_INT(config_load_string("t.yaml", y, strlen(y), &cfg, err, sizeof err), -HERR_CONFIG);
+    CHECK(strstr(err, "sender.address") != NULL);
+    y = "tenants:\n  a: { from: x@a.test, from_fallback: maybe }\n";
+    CHECK_EQ_INT(config_load_string("t.yaml", y, strlen(y), &cfg, err, sizeof err), -HERR_CONFIG);
+    CHECK(strstr(err, "expected send, rewrite or refuse") != NULL);
+}
+
 static void test_bad(void)
 {
     for (size_t i = 0; i < HERALD_ARRAY_LEN(bad); i++) {
@@ -701,6 +732,7 @@ int main(void)
     test_defaults();
     test_bad();
     test_bounce_rules();
+    test_alignment_keys();
     test_file();
     test_duration();
     test_rate();
