@@ -184,8 +184,13 @@ struct cfg_reputation {
     size_t n_rules;
 };
 
+struct cfg_metrics {
+    char *listen; /* "127.0.0.1:9464" or "[::1]:9464"; NULL = no endpoint */
+};
+
 struct config {
     char *path;
+    struct cfg_metrics metrics;
     struct cfg_redis redis;
     struct cfg_engine engine;
     struct cfg_egress_pool *egress; /* always has a pool named "default" */
@@ -236,6 +241,9 @@ int config_parse_duration(const char *s, int64_t *out_ms);
 int config_parse_rate(const char *s, struct cfg_rate *out);
 /* "65536", "512k", "1MiB", "10M", "1G" (binary multiples; "b"/"B" optional). */
 int config_parse_size(const char *s, uint64_t *out_bytes);
+/* "127.0.0.1:9464" or "[::1]:9464" (literal addresses only) -> sockaddr. */
+struct sockaddr_storage;
+int config_parse_listen(const char *s, struct sockaddr_storage *sa, unsigned *len);
 /* Policy words for printing ("opportunistic", "starttls", ...); never NULL. */
 const char *config_tls_policy_name(enum cfg_tls_policy p);
 const char *config_relay_tls_name(enum cfg_relay_tls t);

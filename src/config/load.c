@@ -17,7 +17,7 @@
 
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
-                                       "reputation", "bounce_rules", "sender", "dnsbl"};
+                                       "reputation", "bounce_rules", "sender", "dnsbl", "metrics"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -31,7 +31,7 @@ static const struct {
     {"delivery", loader_delivery},     {"providers", loader_providers},
     {"recipients", loader_recipients}, {"routes", loader_routes},
     {"tenants", loader_tenants},       {"reputation", loader_reputation},
-    {"bounce_rules", loader_bounce_rules},
+    {"bounce_rules", loader_bounce_rules}, {"metrics", loader_metrics},
 };
 
 static void set_numeric_defaults(struct config *cfg)
@@ -267,6 +267,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->egress);
     loader_strlist_free(&cfg->dns.servers);
+    free(cfg->metrics.listen);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         free(cfg->routes[i].pattern);
         free(cfg->routes[i].host);

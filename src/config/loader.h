@@ -76,6 +76,7 @@ int loader_redis(struct loader *L, const struct ynode *k, const struct ynode *v)
 int loader_engine(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_egress(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_dns(struct loader *L, const struct ynode *k, const struct ynode *v);
+int loader_metrics(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_sender(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_dnsbl(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_delivery(struct loader *L, const struct ynode *k, const struct ynode *v);

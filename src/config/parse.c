@@ -4,6 +4,10 @@
 #include <ctype.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "herald/config.h"
 #include "herald/core.h"
@@ -175,4 +179,52 @@ const char *config_from_fallback_name(enum cfg_from_fallback f)
         return "refuse";
     }
     return "?";
+}
+
+int config_parse_listen(const char *s, struct sockaddr_storage *sa, unsigned *len)
+{
+    if (!s)
+        return -HERR_MALFORMED;
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            return -HERR_MALFORMED;
+        hl = (size_t)(end - s - 1);
+        if (hl >= sizeof host)
+            return -HERR_MALFORMED;
+        memcpy(host, s + 1, hl);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -HERR_MALFORMED;
+        hl = (size_t)(colon - s);
+        if (hl >= sizeof host)
+            return -HERR_MALFORMED;
+        memcpy(host, s, hl);
+    }
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end || port < 1 || port > 65535)
+        return -HERR_MALFORMED;
+    memset(sa, 0, sizeof *sa);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *v6;
+        return 0;
+    }
+    return -HERR_MALFORMED;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include "config/loader.h"
@@ -201,6 +202,30 @@ int loader_dns(struct loader *L, const struct ynode *k, const struct ynode *v)
 {
     (void)k;
     return loader_walk(L, v, "dns", dns_key, &L->cfg->dns);
+}
+
+static int metrics_key(struct loader *L, const char *key, const struct ynode *k,
+                       const struct ynode *v, void *obj)
+{
+    struct cfg_metrics *m = obj;
+    (void)k;
+    if (strcmp(key, "listen") != 0)
+        return LOADER_UNKNOWN_KEY;
+    int rc = loader_str(L, v, &m->listen);
+    if (rc)
+        return rc;
+    struct sockaddr_storage sa;
+    unsigned len;
+    if (config_parse_listen(m->listen, &sa, &len) < 0)
+        return loader_fail(L, v, "metrics.listen: expected IP:PORT or [IPv6]:PORT, got '%s'",
+                           m->listen);
+    return 0;
+}
+
+int loader_metrics(struct loader *L, const struct ynode *k, const struct ynode *v)
+{
+    (void)k;
+    return loader_walk(L, v, "metrics", metrics_key, &L->cfg->metrics);
 }
 
 /* ---- sender, dnsbl ---- */

@@ -14,6 +14,7 @@
 
 #include "herald/dnsq.h"
 #include "herald/engine.h"
+#include "metrics.h"
 #include "status.h"
 #include "worker.h"
 
@@ -196,6 +197,8 @@ static const char *restart_only_change(const struct config *a, const struct conf
         return "dns.servers";
     if (str_differs(a->delivery.ca_file, b->delivery.ca_file))
         return "delivery.ca_file";
+    if (str_differs(a->metrics.listen, b->metrics.listen))
+        return "metrics.listen";
     return NULL;
 }
 
@@ -358,6 +361,17 @@ int engine_run(const struct engine_opts *opts)
                   cfg->redis.events);
     else
         atomic_store(&sh->stop, true);
+    struct metrics_server *metrics = NULL;
+    if (started == n && cfg->metrics.listen) {
+        if (metrics_start(sh, cfg->metrics.listen, &metrics, err, sizeof err) < 0) {
+            log_event(LOG_ERROR, "event=metrics_failed reason=\"%s\"", err);
+            fprintf(stderr, "herald: %s\n", err);
+            exit_code = 1;
+            atomic_store(&sh->stop, true);
+        } else {
+            log_event(LOG_INFO, "event=metrics_listening address=%s", cfg->metrics.listen);
+        }
+    }
 
     int n_signals = 0;
     while (started > 0) {
@@ -389,6 +403,7 @@ int engine_run(const struct engine_opts *opts)
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
+    metrics_stop(metrics);
     for (unsigned i = 0; workers && i < n_init; i++) {
         redis_client_free(&workers[i].intake);
         redis_client_free(&workers[i].notes);
