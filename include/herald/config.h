@@ -184,6 +184,13 @@ struct cfg_reputation {
     size_t n_rules;
 };
 
+struct cfg_warmup {
+    char *ip;
+    int64_t start_day;   /* days since 1970-01-01 (UTC) of day 1 */
+    uint32_t *schedule;  /* messages per day, day 1 first */
+    size_t n_schedule;
+};
+
 struct cfg_metrics {
     char *listen; /* "127.0.0.1:9464" or "[::1]:9464"; NULL = no endpoint */
 };
@@ -191,6 +198,8 @@ struct cfg_metrics {
 struct config {
     char *path;
     struct cfg_metrics metrics;
+    struct cfg_warmup *warmup;
+    size_t n_warmup;
     struct cfg_redis redis;
     struct cfg_engine engine;
     struct cfg_egress_pool *egress; /* always has a pool named "default" */
@@ -241,6 +250,13 @@ int config_parse_duration(const char *s, int64_t *out_ms);
 int config_parse_rate(const char *s, struct cfg_rate *out);
 /* "65536", "512k", "1MiB", "10M", "1G" (binary multiples; "b"/"B" optional). */
 int config_parse_size(const char *s, uint64_t *out_bytes);
+/* An egress IP's warm-up cap for `day` (days since the epoch, UTC): the
+ * messages it may send that day, or -1 for no cap (not warming up, or past
+ * its schedule). *day_no, when not NULL, gets its warm-up day (1 = start). */
+int64_t config_warmup_cap(const struct config *cfg, const char *ip, int64_t day, int64_t *day_no);
+void config_warmup_free(struct config *cfg);
+/* RFC 3339 time or unix ms -> unix ms. */
+int config_parse_time_ms(const char *s, int64_t *out_ms);
 /* "127.0.0.1:9464" or "[::1]:9464" (literal addresses only) -> sockaddr. */
 struct sockaddr_storage;
 int config_parse_listen(const char *s, struct sockaddr_storage *sa, unsigned *len);

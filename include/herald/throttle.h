@@ -24,8 +24,15 @@ struct throttle_pair {
     atomic_int open_conns; /* counted by the pools of every worker */
 };
 
+/* Messages an egress IP sent on one UTC day (warm-up caps). */
+struct throttle_ipday {
+    _Atomic int64_t day; /* days since the epoch */
+    _Atomic int64_t sent;
+};
+
 struct throttle_table {
     struct throttle_pair *pairs;
+    struct throttle_ipday *ipday; /* one per ips[] entry */
     size_t n_ips, n_providers;
     char (*ips)[INET6_ADDRSTRLEN];
     char (*providers)[72];
@@ -46,6 +53,13 @@ struct throttle_pair *throttle_pair_get(struct throttle_table *t, const char *ip
  * waits. */
 int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
                       int64_t horizon_us);
+
+/* Warm-up bookkeeping per egress IP and UTC day (days since the epoch):
+ * what it sent today, count one more, and take a persisted count back at
+ * start (the larger of it and what is counted already). */
+int64_t throttle_ip_today(struct throttle_table *t, const char *ip, int64_t day);
+void throttle_ip_count(struct throttle_table *t, const char *ip, int64_t day);
+void throttle_ip_restore(struct throttle_table *t, const char *ip, int64_t day, int64_t sent);
 
 /* Forget every reserved slot (limits changed): the next take starts now. */
 void throttle_table_reset_slots(struct throttle_table *t);

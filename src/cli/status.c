@@ -254,6 +254,30 @@ static void print_tables(json_t *doc)
         }
     }
 
+    bool warm_header = false;
+    json_array_foreach(procs, pi, p)
+    {
+        size_t i;
+        json_t *wu;
+        json_array_foreach(json_object_get(p, "warmup"), i, wu)
+        {
+            if (!warm_header) {
+                printf("\n%-20s %-26s %9s %10s %10s\n", "process", "warming up", "day",
+                       "cap today", "sent today");
+                warm_header = true;
+            }
+            char cap[24] = "none";
+            if (json_is_integer(json_object_get(wu, "cap_today")))
+                snprintf(cap, sizeof cap, "%lld", jint(wu, "cap_today"));
+            char day[32];
+            snprintf(day, sizeof day, "%lld/%lld", jint(wu, "day"), jint(wu, "days_in_schedule"));
+            printf("%-20.20s %-26.26s %9s %10s %10lld\n",
+                   json_string_value(json_object_get(p, "consumer")) ?: "-",
+                   json_string_value(json_object_get(wu, "ip")) ?: "-", day, cap,
+                   jint(wu, "sent_today"));
+        }
+    }
+
     printf("\n%-20s %8s %8s %9s %9s %10s %9s %8s %9s %8s\n", "tenant", "queued", "retry",
            "in flight", "rate/min", "delivered", "deferred", "bounced", "rejected", "other");
     const char *name;

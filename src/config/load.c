@@ -17,7 +17,7 @@
 
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
-                                       "reputation", "bounce_rules", "sender", "dnsbl", "metrics"};
+                                       "reputation", "bounce_rules", "sender", "dnsbl", "metrics", "warmup"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -32,6 +32,7 @@ static const struct {
     {"recipients", loader_recipients}, {"routes", loader_routes},
     {"tenants", loader_tenants},       {"reputation", loader_reputation},
     {"bounce_rules", loader_bounce_rules}, {"metrics", loader_metrics},
+    {"warmup", loader_warmup},
 };
 
 static void set_numeric_defaults(struct config *cfg)
@@ -268,6 +269,7 @@ void config_free(struct config *cfg)
     free(cfg->egress);
     loader_strlist_free(&cfg->dns.servers);
     free(cfg->metrics.listen);
+    config_warmup_free(cfg);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         free(cfg->routes[i].pattern);
         free(cfg->routes[i].host);

@@ -11,6 +11,7 @@
 
 #include "herald/config.h"
 #include "herald/core.h"
+#include "msg/msg.h"
 
 /* A century is far beyond any sensible timeout or age and keeps every sum
  * below INT64_MAX without further checks. */
@@ -227,4 +228,9 @@ int config_parse_listen(const char *s, struct sockaddr_storage *sa, unsigned *le
         return 0;
     }
     return -HERR_MALFORMED;
+}
+
+int config_parse_time_ms(const char *s, int64_t *out_ms)
+{
+    return msg_parse_time_ms(s, strlen(s), out_ms);
 }

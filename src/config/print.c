@@ -3,6 +3,7 @@
  * Secrets are never printed: only where they come from. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "herald/config.h"
@@ -171,6 +172,41 @@ void config_print_effective(const struct config *cfg, FILE *out)
     for (size_t i = 0; i < cfg->recipients.n_limits; i++)
         fprintf(out, "%s%s", i ? ", " : "", fmt_rate(&cfg->recipients.limits[i], a, sizeof a));
     fprintf(out, "\n  policy          %s\n\n", cfg->recipients.policy);
+
+    const struct cfg_reputation *rep = &cfg->reputation;
+    fprintf(out, "reputation (scales each egress IP x provider's rate and connections):\n"
+                 "  factor          %.2f..%.2f, +%.2f after each clean %s, x%.2f on a throttle "
+                 "signal\n",
+            rep->min, rep->max, rep->increase, fmt_duration(rep->interval_ms, a, sizeof a),
+            rep->decrease);
+    for (size_t i = 0; i < rep->n_rules; i++) {
+        const struct cfg_rep_rule *rr = &rep->rules[i];
+        fprintf(out, "  %zu. /%s/i -> %s", i + 1, rr->match,
+                rr->action == CFG_REP_BACKOFF   ? "backoff"
+                : rr->action == CFG_REP_IGNORE ? "ignore"
+                                               : "suspend");
+        if (rr->action == CFG_REP_SUSPEND)
+            fprintf(out, " %s", fmt_duration(rr->suspend_ms, a, sizeof a));
+        fputc('\n', out);
+    }
+    fputc('\n', out);
+    if (cfg->n_warmup) {
+        fputs("warmup (messages per UTC day from that IP):\n", out);
+        int64_t today = (int64_t)time(NULL) / 86400;
+        for (size_t i = 0; i < cfg->n_warmup; i++) {
+            const struct cfg_warmup *wu = &cfg->warmup[i];
+            int64_t day_no = 0;
+            int64_t cap = config_warmup_cap(cfg, wu->ip, today, &day_no);
+            fprintf(out, "  %-15s day %" PRId64 " of %zu today: ", wu->ip, day_no, wu->n_schedule);
+            if (cap >= 0)
+                fprintf(out, "cap %" PRId64 "\n", cap);
+            else
+                fputs("no cap (schedule done)\n", out);
+        }
+        fputc('\n', out);
+    }
+    if (cfg->metrics.listen)
+        fprintf(out, "metrics: http://%s/metrics\n\n", cfg->metrics.listen);
 
     fprintf(out, "bounce_rules: %zu (then the built-in rules)\n", cfg->n_bounce_rules);
     for (size_t i = 0; i < cfg->n_bounce_rules; i++) {

@@ -120,6 +120,22 @@ static char *status_document(struct worker *w, struct status_state *st)
         }
     json_object_set_new(doc, "pairs", pairs);
 
+    json_t *warm = json_array();
+    int64_t day = wall / 86400000;
+    for (size_t i = 0; i < cfg->n_warmup; i++) {
+        const char *ip = cfg->warmup[i].ip;
+        int64_t day_no = 0;
+        int64_t cap = config_warmup_cap(cfg, ip, day, &day_no);
+        json_t *o = json_object();
+        json_object_set_new(o, "ip", json_string(ip));
+        json_object_set_new(o, "day", json_integer(day_no));
+        json_object_set_new(o, "days_in_schedule", json_integer((json_int_t)cfg->warmup[i].n_schedule));
+        json_object_set_new(o, "cap_today", cap >= 0 ? json_integer(cap) : json_null());
+        json_object_set_new(o, "sent_today", json_integer(throttle_ip_today(t, ip, day)));
+        json_array_append_new(warm, o);
+    }
+    json_object_set_new(doc, "warmup", warm);
+
     json_t *tenants = json_array();
     struct stats_table *tt = &sh->stats.tenants;
     for (size_t i = 0; i < STATS_MAX_ROWS; i++) {
@@ -226,6 +242,15 @@ static void persist(struct worker *w)
         lens[i] = strlen(argv[i]);
     if (n)
         redis_client_command_argv(&w->notes, NULL, NULL, argc, argv, lens);
+    const struct config *cfg = w->cfg;
+    int64_t day = wall / 86400000;
+    for (size_t i = 0; i < cfg->n_warmup; i++) {
+        char v[64];
+        snprintf(v, sizeof v, "%" PRId64 " %" PRId64, day,
+                 throttle_ip_today(t, cfg->warmup[i].ip, day));
+        redis_client_commandf(&w->notes, NULL, NULL, "HSET %swarmup %s %s", w->sh->prefix,
+                              cfg->warmup[i].ip, v);
+    }
 out:
     free(argv);
     free(lens);
@@ -280,6 +305,24 @@ static void on_restore(struct redis_client *c, redisReply *r, void *arg)
     log_event(LOG_INFO, "event=reputation_restored pairs=%d", restored);
 }
 
+static void on_restore_warmup(struct redis_client *c, redisReply *r, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return;
+    int64_t day = clock_wall_ms() / 86400000;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        redisReply *f = r->element[i], *v = r->element[i + 1];
+        long long d = 0, sent = 0;
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+            sscanf(v->str, "%lld %lld", &d, &sent) != 2 || d != day)
+            continue;
+        throttle_ip_restore(w->sh->throttle, f->str, day, sent);
+        log_event(LOG_INFO, "event=warmup_restored ip=%s sent_today=%lld", f->str, sent);
+    }
+}
+
 void status_on_connected(struct worker *w)
 {
     if (w->idx != 0 || !w->status || w->status->restored || w->status->restoring)
@@ -288,6 +331,8 @@ void status_on_connected(struct worker *w)
     reputation_key(w, key, sizeof key);
     if (redis_client_commandf(&w->notes, on_restore, w, "HGETALL %s", key) == 0)
         w->status->restoring = true;
+    if (w->cfg->n_warmup)
+        redis_client_commandf(&w->notes, on_restore_warmup, w, "HGETALL %swarmup", w->sh->prefix);
 }
 
 int status_init(struct worker *w)

@@ -15,6 +15,7 @@
 #include "worker.h"
 
 #define TICK_MS 200
+#define DAY_MS (86400LL * 1000)
 #define NOTE_MAX_ITEMS 96
 
 struct delivery {
@@ -710,6 +711,15 @@ static const struct engine_relay *relay_of(const struct worker *w, const struct 
 
 static void park(struct delivery *d, int64_t due_wall_ms, struct note *n);
 
+/* Whether an egress IP is at its warm-up cap for today. */
+static bool warmup_full(struct worker *w, const char *ip, int64_t wall)
+{
+    if (!w->cfg->n_warmup)
+        return false;
+    int64_t cap = config_warmup_cap(w->cfg, ip, wall / DAY_MS, NULL);
+    return cap >= 0 && throttle_ip_today(w->sh->throttle, ip, wall / DAY_MS) >= cap;
+}
+
 /* How far ahead a message may reserve a slot before it is parked in Redis
  * instead: urgent reminders hold their place longest, bulk gives way. */
 static int64_t hold_horizon_us(const struct job *j)
@@ -741,6 +751,8 @@ static void on_hold_due(struct ring_timer *t)
         if (throttle_gate(d, d->pair, d->hold_prov, &tg, &lim, d->hold_ip, d->hold_ehlo))
             return;
     }
+    if (w->cfg->n_warmup)
+        throttle_ip_count(w->sh->throttle, d->hold_ip, clock_wall_ms() / DAY_MS);
     if (pool_submit(&w->pool, &d->hold_target, d->hold_ip, d->hold_ehlo, &d->hold_lim, &d->msg) <
         0) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
@@ -846,6 +858,14 @@ static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
 {
     struct worker *w = d->w;
     int64_t wall = clock_wall_ms();
+    if (warmup_full(w, pair->ip, wall)) {
+        /* Every address of the pool that could take it is at its warm-up
+         * cap: wait for the next UTC day without using an attempt. */
+        atomic_fetch_add(&pair->deferred_by_rate, 1);
+        d->rate_parked = true;
+        park(d, (wall / DAY_MS + 1) * DAY_MS + (int64_t)(w->rng++ % 60000), NULL);
+        return true;
+    }
     int64_t until = atomic_load(&pair->suspended_until_ms);
     if (until > wall) {
         struct note n = {0};
@@ -884,8 +904,11 @@ static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
  * of one exchanger) with the limits and security of its provider. */
 static bool egress_may_send(struct worker *w, const char *ip, const struct cfg_provider *prov)
 {
+    int64_t wall = clock_wall_ms();
     struct throttle_pair *p = throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
-    return !p || atomic_load(&p->suspended_until_ms) <= clock_wall_ms();
+    if (p && atomic_load(&p->suspended_until_ms) > wall)
+        return false;
+    return !warmup_full(w, ip, wall);
 }
 
 static void submit_to(struct delivery *d, const struct pool_target *target)
@@ -980,6 +1003,8 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     d->msg.owner_data = d;
     if (pair && throttle_gate(d, pair, prov, target, &lim, ip, ehlo))
         return; /* held for its slot, or parked in the retry set */
+    if (w->cfg->n_warmup)
+        throttle_ip_count(w->sh->throttle, ip, clock_wall_ms() / DAY_MS);
     if (pool_submit(&w->pool, target, ip, ehlo, &lim, &d->msg) < 0) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
         snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");

@@ -36,7 +36,8 @@ int throttle_table_new(const struct config *cfg, struct throttle_table **out)
         snprintf(t->providers[t->n_providers++], sizeof t->providers[0], "%s",
                  cfg->providers[i].name);
     t->pairs = calloc(t->n_ips * (t->n_providers ? t->n_providers : 1), sizeof *t->pairs);
-    if (!t->pairs) goto oom;
+    t->ipday = calloc(t->n_ips, sizeof *t->ipday);
+    if (!t->pairs || !t->ipday) goto oom;
     int64_t start = (int64_t)llround(cfg->reputation.max * 1e6);
     for (size_t i = 0; i < t->n_ips; i++)
         for (size_t k = 0; k < t->n_providers; k++) {
@@ -58,9 +59,40 @@ void throttle_table_reset_slots(struct throttle_table *t)
         atomic_store(&t->pairs[i].tat_us, 0);
 }
 
+/* The day's counter, restarted when the (UTC) day has changed. */
+static struct throttle_ipday *ipday_at(struct throttle_table *t, const char *ip, int64_t day)
+{
+    size_t i = ip_index(t, ip ? ip : "");
+    if (i == SIZE_MAX) return NULL;
+    struct throttle_ipday *d = &t->ipday[i];
+    int64_t was = atomic_load(&d->day);
+    if (was != day && atomic_compare_exchange_strong(&d->day, &was, day))
+        atomic_store(&d->sent, 0);
+    return d;
+}
+
+int64_t throttle_ip_today(struct throttle_table *t, const char *ip, int64_t day)
+{
+    struct throttle_ipday *d = ipday_at(t, ip, day);
+    return d ? atomic_load(&d->sent) : 0;
+}
+
+void throttle_ip_count(struct throttle_table *t, const char *ip, int64_t day)
+{
+    struct throttle_ipday *d = ipday_at(t, ip, day);
+    if (d) atomic_fetch_add(&d->sent, 1);
+}
+
+void throttle_ip_restore(struct throttle_table *t, const char *ip, int64_t day, int64_t sent)
+{
+    struct throttle_ipday *d = ipday_at(t, ip, day);
+    if (d && sent > atomic_load(&d->sent)) atomic_store(&d->sent, sent);
+}
+
 void throttle_table_free(struct throttle_table *t)
 {
     if (!t) return;
+    free(t->ipday);
     free(t->pairs);
     free(t->ips);
     free(t->providers);
