@@ -408,6 +408,7 @@ int engine_run(const struct engine_opts *opts)
         redis_client_free(&workers[i].intake);
         redis_client_free(&workers[i].notes);
         pool_free(&workers[i].pool);
+        worker_queues_free(&workers[i]);
         status_free(&workers[i]);
         if (workers[i].ring_live)
             ring_exit(&workers[i].ring);

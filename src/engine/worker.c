@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "herald/engine.h"
+#include "herald/fairq.h"
 #include "status.h"
 #include "worker.h"
 
@@ -34,20 +35,28 @@ struct delivery {
     struct stats_row *tenant_row; /* counted in its in_flight while held */
     struct pool_target *targets; /* MX addresses in the order to try them */
     size_t n_targets, target_i;
-    /* The slot reserved under the pair's rate: the message waits for it on
-     * `hold`, with everything pool_submit needs kept here. */
+    /* Waiting for a send slot of its pair: queued on `queued_on` (fair
+     * share by tenant and priority), with everything pool_submit needs. */
     struct throttle_pair *pair;
-    struct ring_timer hold;
+    struct hold_queue *queued_on;
+    struct fairq_node qnode;
     struct pool_target hold_target;
     struct pool_limits hold_lim;
     const char *hold_ip, *hold_ehlo;
-    const struct cfg_provider *hold_prov;
-    int64_t hold_factor_ppm; /* the pair's factor when the slot was reserved */
+};
+
+/* One per throttle pair this worker has sent through: the messages waiting
+ * for that pair's slots, served by weighted fair share (tenant weight x
+ * priority weight), one timer for the next slot. */
+struct hold_queue {
+    struct worker *w;
+    struct throttle_pair *pair;
+    struct fairq q;
+    struct ring_timer timer;
+    struct hold_queue *next;
 };
 
 /* ---------- held jobs ---------- */
-
-static void on_hold_due(struct ring_timer *t);
 
 static struct delivery *delivery_new(struct worker *w)
 {
@@ -56,7 +65,7 @@ static struct delivery *delivery_new(struct worker *w)
         return NULL;
     job_init(&d->job);
     d->w = w;
-    ring_timer_init(&d->hold, on_hold_due);
+    fairq_node_init(&d->qnode);
     d->next = w->held;
     if (w->held)
         w->held->prev = d;
@@ -76,7 +85,8 @@ static void delivery_release(struct delivery *d)
         w->held = d->next;
     if (d->next)
         d->next->prev = d->prev;
-    ring_timer_cancel(&w->ring, &d->hold);
+    if (d->queued_on)
+        fairq_remove(&d->queued_on->q, &d->qnode);
     if (d->tenant_row)
         atomic_fetch_sub(&d->tenant_row->in_flight, 1);
     job_clear(&d->job);
@@ -720,37 +730,20 @@ static bool warmup_full(struct worker *w, const char *ip, int64_t wall)
     return cap >= 0 && throttle_ip_today(w->sh->throttle, ip, wall / DAY_MS) >= cap;
 }
 
-/* How far ahead a message may reserve a slot before it is parked in Redis
- * instead: urgent reminders hold their place longest, bulk gives way. */
-static int64_t hold_horizon_us(const struct job *j)
+/* Weights of the priority lanes: under a binding limit high gets four
+ * slots for every one of bulk (and two of normal), and bulk still moves. */
+static double prio_weight(enum job_priority p)
 {
-    switch (j->priority) {
-    case JOB_PRIO_HIGH:
-        return 60LL * 1000000;
-    case JOB_PRIO_BULK:
-        return 2LL * 1000000;
-    default:
-        return 10LL * 1000000;
-    }
+    return p == JOB_PRIO_HIGH ? 4.0 : p == JOB_PRIO_BULK ? 1.0 : 2.0;
 }
 
-static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
-                          const struct cfg_provider *prov, const struct pool_target *target,
-                          const struct pool_limits *lim, const char *ip, const char *ehlo);
+/* How much of a pair's queue a worker keeps in memory: about this many
+ * seconds of sending; the rest waits in the retry set (no attempt used). */
+#define HOLD_HORIZON_S 10.0
 
-static void on_hold_due(struct ring_timer *t)
+static void send_now(struct delivery *d)
 {
-    struct delivery *d = HERALD_CONTAINER_OF(t, struct delivery, hold);
     struct worker *w = d->w;
-    /* The receiver pushed back since this slot was reserved: the slot was
-     * priced at the old rate, so take a new one at the new rate. */
-    if (d->pair && atomic_load(&d->pair->factor_ppm) < d->hold_factor_ppm) {
-        struct pool_target tg = d->hold_target;
-        struct pool_limits lim = d->hold_lim;
-        lim.max_conns = throttle_scale(d->pair, lim.max_conns);
-        if (throttle_gate(d, d->pair, d->hold_prov, &tg, &lim, d->hold_ip, d->hold_ehlo))
-            return;
-    }
     if (w->cfg->n_warmup)
         throttle_ip_count(w->sh->throttle, d->hold_ip, clock_wall_ms() / DAY_MS);
     if (pool_submit(&w->pool, &d->hold_target, d->hold_ip, d->hold_ehlo, &d->hold_lim, &d->msg) <
@@ -759,6 +752,94 @@ static void on_hold_due(struct ring_timer *t)
         snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
         retry_or_give_up(d, &res, NULL);
     }
+}
+
+static void park_suspended(struct delivery *d, struct throttle_pair *pair, int64_t until,
+                           int64_t wall)
+{
+    struct note n = {0};
+    note_common(&n, d, "deferred", wall);
+    char why[200];
+    snprintf(why, sizeof why, "provider %s suspended for egress %s by a reputation rule",
+             pair->provider, pair->ip[0] ? pair->ip : "-");
+    note_add(&n, "reason", why);
+    note_add(&n, "category", "rate-limit");
+    note_add_int(&n, "next_attempt_at", until);
+    park(d, until, &n);
+}
+
+static double pair_rate_per_s(const struct throttle_pair *pair, const struct cfg_provider *prov)
+{
+    if (!prov || !prov->rate.count || !prov->rate.window_s)
+        return 0;
+    return (double)prov->rate.count / (double)prov->rate.window_s * throttle_factor(pair);
+}
+
+/* The queue's timer: hand out every slot the pair has now, by fair share,
+ * then sleep until the next one. */
+static void on_queue_due(struct ring_timer *t)
+{
+    struct hold_queue *hq = HERALD_CONTAINER_OF(t, struct hold_queue, timer);
+    struct worker *w = hq->w;
+    struct throttle_pair *pair = hq->pair;
+    while (fairq_len(&hq->q) > 0) {
+        int64_t wall = clock_wall_ms();
+        int64_t until = atomic_load(&pair->suspended_until_ms);
+        bool warm = warmup_full(w, pair->ip, wall);
+        const struct cfg_provider *prov = config_provider(w->cfg, pair->provider);
+        int64_t wait = 0;
+        if (until > wall || warm || !prov || !prov->rate.count)
+            wait = 0;
+        else
+            wait = throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0);
+        if (wait < 0) {
+            int64_t ms = (-wait + 999) / 1000;
+            ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms + (ms > 0 ? ms : 1));
+            return;
+        }
+        struct delivery *d = HERALD_CONTAINER_OF(fairq_pop(&hq->q), struct delivery, qnode);
+        d->queued_on = NULL;
+        if (until > wall) {
+            park_suspended(d, pair, until, wall);
+        } else if (warm) {
+            /* Its address reached today's warm-up cap meanwhile: back to the
+             * retry set, to be routed again (another address, or tomorrow). */
+            d->rate_parked = true;
+            park(d, wall + 1000, NULL);
+        } else {
+            d->hold_lim.max_conns = throttle_scale(pair, d->hold_lim.max_conns);
+            send_now(d);
+        }
+    }
+}
+
+static struct hold_queue *hold_queue_of(struct worker *w, struct throttle_pair *pair)
+{
+    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
+        if (hq->pair == pair)
+            return hq;
+    struct hold_queue *hq = calloc(1, sizeof *hq);
+    if (!hq)
+        return NULL;
+    hq->w = w;
+    hq->pair = pair;
+    fairq_init(&hq->q);
+    ring_timer_init(&hq->timer, on_queue_due);
+    hq->next = w->queues;
+    w->queues = hq;
+    return hq;
+}
+
+void worker_queues_free(struct worker *w)
+{
+    for (struct hold_queue *hq = w->queues, *next; hq; hq = next) {
+        next = hq->next;
+        if (w->ring_live)
+            ring_timer_cancel(&w->ring, &hq->timer);
+        fairq_free(&hq->q);
+        free(hq);
+    }
+    w->queues = NULL;
 }
 
 /* Jobs a rate limit parked in the retry set were given the slot times of
@@ -801,52 +882,13 @@ static void recall_parked(struct worker *w)
                   w->idx);
 }
 
-static int cmp_hold_deadline(const void *a, const void *b)
-{
-    const struct delivery *x = *(struct delivery *const *)a, *y = *(struct delivery *const *)b;
-    return (x->hold.deadline_ms > y->hold.deadline_ms) - (x->hold.deadline_ms < y->hold.deadline_ms);
-}
-
-/* A reload changed the limits: slots reserved under the old rates are given
- * back (the main thread reset the pairs) and taken again under the new ones,
- * oldest first, so a new limit governs within a tick instead of after the
- * hold horizon. */
+/* A reload changed the limits (the main thread reset the pairs' slots):
+ * every queue takes its next slots under the new rates at once. */
 static void retime_holds(struct worker *w)
 {
-    size_t n = 0;
-    for (struct delivery *d = w->held; d; d = d->next)
-        if (ring_timer_armed(&d->hold) && d->pair)
-            n++;
-    if (n == 0)
-        return;
-    struct delivery **v = malloc(n * sizeof *v);
-    if (!v)
-        return; /* they keep their old slots */
-    size_t k = 0;
-    for (struct delivery *d = w->held; d; d = d->next)
-        if (ring_timer_armed(&d->hold) && d->pair)
-            v[k++] = d;
-    qsort(v, n, sizeof *v, cmp_hold_deadline);
-    for (size_t i = 0; i < n; i++)
-        ring_timer_cancel(&w->ring, &v[i]->hold);
-    for (size_t i = 0; i < n; i++) {
-        struct delivery *d = v[i];
-        const struct cfg_provider *prov = config_provider(w->cfg, d->pair->provider);
-        struct pool_target tg = d->hold_target;
-        struct pool_limits lim = d->hold_lim;
-        if (prov) {
-            uint32_t conns = prov->connections ? prov->connections : 10;
-            lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
-            lim.max_conns = throttle_scale(d->pair, lim.max_conns);
-            lim.max_msgs_per_conn = prov->messages_per_connection;
-        }
-        if (!throttle_gate(d, d->pair, prov, &tg, &lim, d->hold_ip, d->hold_ehlo)) {
-            d->hold_lim = lim;
-            d->hold_factor_ppm = atomic_load(&d->pair->factor_ppm);
-            on_hold_due(&d->hold);
-        }
-    }
-    free(v);
+    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
+        if (fairq_len(&hq->q) > 0)
+            ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
 }
 
 /* The pair's rate and suspension: true when the message does not go now
@@ -868,35 +910,47 @@ static bool throttle_gate(struct delivery *d, struct throttle_pair *pair,
     }
     int64_t until = atomic_load(&pair->suspended_until_ms);
     if (until > wall) {
-        struct note n = {0};
-        note_common(&n, d, "deferred", wall);
-        char why[200];
-        snprintf(why, sizeof why, "provider %s suspended for egress %s by a reputation rule",
-                 pair->provider, pair->ip[0] ? pair->ip : "-");
-        note_add(&n, "reason", why);
-        note_add(&n, "category", "rate-limit");
-        note_add_int(&n, "next_attempt_at", until);
-        park(d, until, &n);
+        park_suspended(d, pair, until, wall);
         return true;
     }
     if (!prov || prov->rate.count == 0)
         return false;
-    int64_t wait = throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, hold_horizon_us(&d->job));
-    if (wait == 0)
+    struct hold_queue *hq = hold_queue_of(w, pair);
+    if (!hq) /* out of memory: send, the rate is best effort then */
         return false;
-    if (wait < 0) {
+    if (fairq_len(&hq->q) == 0 && throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0) == 0)
+        return false;
+    /* Fair share: the class (tenant x priority) may keep its share of the
+     * in-memory horizon; beyond it the job waits in the retry set for about
+     * as long as its turn would take, without using an attempt. */
+    const struct cfg_tenant *tenant = config_tenant(w->cfg, d->job.tenant);
+    double weight = (tenant && tenant->weight ? tenant->weight : 1) * prio_weight(d->job.priority);
+    char key[96];
+    snprintf(key, sizeof key, "%s/%d", d->job.tenant ? d->job.tenant : "-", (int)d->job.priority);
+    double per_s = pair_rate_per_s(pair, prov) / (double)(w->sh->n_workers ? w->sh->n_workers : 1);
+    double share = fairq_share(&hq->q, key, weight);
+    double cap = HOLD_HORIZON_S * per_s * share;
+    if (cap < 4)
+        cap = 4;
+    size_t mine = fairq_class_len(&hq->q, key);
+    if ((double)mine >= cap) {
+        double turn_s = per_s > 0 ? (double)(mine + 1) / (per_s * share) : 60;
+        if (turn_s > 3600)
+            turn_s = 3600;
         atomic_fetch_add(&pair->deferred_by_rate, 1);
         d->rate_parked = true;
-        park(d, wall + (-wait) / 1000, NULL);
+        park(d, wall + (int64_t)(turn_s * 1000), NULL);
         return true;
     }
     d->hold_target = *target;
     d->hold_lim = *lim;
     d->hold_ip = ip;
     d->hold_ehlo = ehlo;
-    d->hold_prov = prov;
-    d->hold_factor_ppm = atomic_load(&pair->factor_ppm);
-    ring_timer_arm(&w->ring, &d->hold, w->ring.now_ms + wait / 1000);
+    if (fairq_push(&hq->q, &d->qnode, key, weight) < 0)
+        return false;
+    d->queued_on = hq;
+    if (!ring_timer_armed(&hq->timer))
+        ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
     return true;
 }
 
@@ -1002,14 +1056,12 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     d->msg.needs_smtputf8 = utf8_to || utf8_from;
     d->msg.owner_data = d;
     if (pair && throttle_gate(d, pair, prov, target, &lim, ip, ehlo))
-        return; /* held for its slot, or parked in the retry set */
-    if (w->cfg->n_warmup)
-        throttle_ip_count(w->sh->throttle, ip, clock_wall_ms() / DAY_MS);
-    if (pool_submit(&w->pool, target, ip, ehlo, &lim, &d->msg) < 0) {
-        struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
-        snprintf(res.reply, sizeof res.reply, "out of memory queueing the message");
-        retry_or_give_up(d, &res, NULL);
-    }
+        return; /* queued for its slot, or parked in the retry set */
+    d->hold_target = *target;
+    d->hold_lim = lim;
+    d->hold_ip = ip;
+    d->hold_ehlo = ehlo;
+    send_now(d);
 }
 
 /* MX lookup finished: bounce for a domain that cannot take mail, defer on

@@ -69,6 +69,7 @@ struct engine_shared {
 
 struct delivery;
 struct status_state;
+struct hold_queue;
 
 struct worker {
     unsigned idx;
@@ -98,9 +99,11 @@ struct worker {
     uint64_t rng; /* retry jitter; seeded per worker */
     uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;
     struct status_state *status; /* worker 0: what `herald status` reads */
+    struct hold_queue *queues;   /* messages waiting for a throttle pair's slots */
 };
 
 int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);
 void *worker_main(void *arg);
+void worker_queues_free(struct worker *w);
 
 #endif
