@@ -606,6 +606,7 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "rate") == 0) return loader_rate(L, v, &t->rate);
     if (strcmp(key, "weight") == 0) return loader_u32(L, v, 1, 1000, &t->weight);
     if (strcmp(key, "max_age") == 0) return loader_duration(L, v, 1000, &t->max_age_ms);
+    if (strcmp(key, "templates") == 0) return loader_templates(L, v, c->where, t);
     return LOADER_UNKNOWN_KEY;
 }
 
