@@ -98,6 +98,17 @@ enum cfg_from_fallback {
     CFG_FROM_REFUSE,   /* `rejected` note, reason unaligned-from */
 };
 
+/* A tenant template: subject inline, bodies read from files at load time
+ * (paths relative to the config file). Placeholders are checked at load. */
+struct cfg_template {
+    char *name;
+    char *subject;   /* required; no CR/LF */
+    char *text;      /* file contents, NUL-terminated; NULL when absent */
+    char *html;
+    char *text_path; /* as resolved, for messages */
+    char *html_path;
+};
+
 struct cfg_tenant {
     char *name;
     char *from;       /* required: default From address */
@@ -112,6 +123,8 @@ struct cfg_tenant {
     uint32_t weight;            /* fair-share weight; default 1 */
     int64_t max_age_ms;         /* 0 = delivery.max_age */
     enum cfg_from_fallback from_fallback;
+    struct cfg_template *templates;
+    size_t n_templates;
 };
 
 /* The platform's own sender identity, used when a From is rewritten. */
@@ -195,6 +208,14 @@ struct cfg_metrics {
     char *listen; /* "127.0.0.1:9464" or "[::1]:9464"; NULL = no endpoint */
 };
 
+enum cfg_typo_policy { CFG_TYPO_WARN = 0, CFG_TYPO_REJECT, CFG_TYPO_OFF };
+
+/* `addresses:` recipient checks at intake. */
+struct cfg_addresses {
+    enum cfg_typo_policy typo_policy;   /* default warn */
+    struct cfg_strlist typo_domains;    /* default: typo_default_domains */
+};
+
 struct config {
     char *path;
     struct cfg_metrics metrics;
@@ -218,6 +239,7 @@ struct config {
     size_t n_bounce_rules;
     struct cfg_sender sender;
     struct cfg_strlist dnsbl; /* DNSBL zones check-domain queries; none by default */
+    struct cfg_addresses addresses;
 };
 
 /* Load and validate path. On failure returns -HERR_CONFIG (or -errno when the
@@ -230,6 +252,7 @@ void config_free(struct config *cfg);
 void config_reputation_free(struct cfg_reputation *r);
 
 const struct cfg_tenant *config_tenant(const struct config *cfg, const char *name);
+const struct cfg_template *config_template(const struct cfg_tenant *t, const char *name);
 /* Static route for a recipient domain: exact match first, then the longest
  * "*.suffix" match, then "*". NULL when none applies. Case-insensitive. */
 const struct cfg_route *config_route(const struct config *cfg, const char *domain);

@@ -12,6 +12,10 @@
 
 enum job_priority { JOB_PRIO_NORMAL = 0, JOB_PRIO_HIGH, JOB_PRIO_BULK };
 
+/* Where the message content came from. Template jobs are rendered into
+ * subject/text/html by job_parse, so the builder treats them as literal. */
+enum job_kind { JOB_KIND_LITERAL = 0, JOB_KIND_TEMPLATE, JOB_KIND_RAW };
+
 /* Why a job was rejected: the field at fault and a short human reason. */
 struct job_error {
     char field[64];   /* e.g. "to", "subject", "tenant"; "" when not field-specific */
@@ -26,7 +30,10 @@ struct job {
     const char *id;       /* caller's id, or the first stream id this job had */
     const char *tenant;
     const char *to;       /* recipient mailbox, validated */
-    const char *to_domain;/* lower-cased copy of the domain of `to` (arena) */
+    const char *to_domain;/* lower-cased domain of `to`, IDN labels as A-labels (arena) */
+    const char *rcpt;     /* envelope recipient: `to` with the domain in A-labels */
+    const char *mail_from;/* envelope sender: `from` with the domain in A-labels */
+    const char *suggestion; /* "user@gmail.com" when `to` looks like a typo (policy warn) */
     const char *ref;
     const char *from;     /* envelope + header From; tenant default when absent */
     const char *from_name;
@@ -34,6 +41,10 @@ struct job {
     const char *subject;
     const char *text;
     const char *html;
+    const char *template_name; /* template jobs: the tenant template used */
+    const char *raw;      /* raw jobs: the message as given (checked by raw_check) */
+    size_t raw_len;
+    enum job_kind kind;
     const char *unsubscribe;
     const char *replaces;
     const char *cancel;
@@ -42,7 +53,8 @@ struct job {
     int64_t expires_at_ms; /* 0 = never */
     int64_t enqueued_ms;   /* from the stream id, or the `enqueued_at` field on retries */
     uint32_t attempt;      /* 1 on first delivery; `attempt` field + 1 on retries */
-    bool needs_smtputf8;   /* to/from/reply_to has a UTF-8 local part or domain */
+    bool needs_smtputf8;   /* the envelope or a header keeps UTF-8: a UTF-8 local part in
+                            * to/from/reply_to (IDN domains alone go out as A-labels) */
 
     /* The raw field list as received, kept so a retry can re-enqueue it. */
     size_t n_fields;
@@ -89,7 +101,12 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
               const size_t *name_lens, const char *const *values, const size_t *value_lens,
               const struct config *cfg, struct job_error *err);
 
-/* Build the message: headers (Date, Message-ID, MIME-Version, From, To,
+/* Build the message into j->wire. For raw jobs: Date and Message-ID are
+ * added when missing, the rest is the caller's bytes, normalised. Every
+ * kind ends as the same j->wire (CRLF, dot-stuffed, terminated): a signer
+ * (DKIM) works on that after job_build, whatever the kind.
+ *
+ * Literal and template jobs: headers (Date, Message-ID, MIME-Version, From, To,
  * Reply-To, Subject RFC 2047 when non-ASCII, List-Unsubscribe), body as
  * text/plain, text/html or multipart/alternative, quoted-printable, CRLF,
  * dot-stuffed, terminated. msgid_domain is the right-hand side of the
@@ -124,5 +141,45 @@ int msg_append_qp(struct hbuf *out, const char *src, size_t len);
  * non-ASCII, else the value as is; folds so no line exceeds 78 columns
  * given `used` columns already on the line. */
 int msg_append_header_text(struct hbuf *out, const char *src, size_t len, size_t used);
+
+/* RFC 3492 Punycode of cps (no "xn--" prefix) into out, NUL-terminated.
+ * Returns 0 or -HERR_TOO_LONG when it does not fit in cap. */
+int punycode_encode(const uint32_t *cps, size_t n_cps, char *out, size_t cap, size_t *out_len);
+
+/* A domain (UTF-8 U-labels and/or ASCII) as A-labels: each label with
+ * non-ASCII becomes "xn--" + Punycode, after folding ASCII and Latin-1
+ * capitals. Returns 0, -HERR_MALFORMED or -HERR_TOO_LONG (label > 63,
+ * domain > 253) with *why. */
+int addr_domain_to_ascii(const char *d, size_t len, char *out, size_t cap, const char **why);
+
+/* The built-in list of large mailbox providers (NULL-terminated) and the
+ * check against a list: the listed domain `domain` is probably a typo of
+ * (Damerau-Levenshtein distance 1, or 2 for names of 12+ characters), or
+ * NULL when it is listed itself or near none. Case-insensitive. */
+extern const char *const typo_default_domains[];
+const char *typo_suggest(const char *domain, const char *const *list, size_t n_list);
+
+/* What raw_check learnt about a message. Values point into the message
+ * and run to the end of their (folded) field, line breaks included. */
+struct raw_info {
+    size_t header_len; /* header section, blank line included */
+    bool has_from, has_to, has_date, has_message_id, has_subject;
+    const char *from_value;
+    size_t from_len;
+    const char *msgid_value;
+    size_t msgid_len;
+};
+
+/* Check a complete RFC 5322 message: header fields (name of printable
+ * ASCII, colon, folded continuation lines), exactly one From, at most one
+ * Date/Message-ID/Subject, no line over 998 octets, no NUL, 7-bit only.
+ * Line endings may be CRLF, LF or CR. Returns 0 or -HERR_MALFORMED with a
+ * reason ("line 3: ...") in why. */
+int raw_check(const char *msg, size_t len, struct raw_info *info, char *why, size_t why_cap);
+/* The domain of the address in a From-like header value ("Name <a@b>" or
+ * "a@b"), or -HERR_MALFORMED when it is not one plain address. */
+int raw_header_addr_domain(const char *v, size_t n, char *out, size_t cap);
+/* The id inside <...> of a Message-ID value. */
+int raw_message_id(const char *v, size_t n, char *out, size_t cap);
 
 #endif

@@ -461,8 +461,9 @@ int cli_smtp_test(int argc, char **argv)
     smtp_session_set_security(&t.s, mode, &auth);
     if (to) {
         t.want_msg = true;
-        t.msg.mail_from = job.from ? job.from : tenant->from;
-        t.msg.rcpt = job.to;
+        t.msg.mail_from = job.mail_from ? job.mail_from : tenant->from;
+        t.msg.rcpt = job.rcpt ? job.rcpt : job.to;
+        t.msg.needs_smtputf8 = job.needs_smtputf8;
         t.msg.data = job.wire.data;
         t.msg.data_len = job.wire.len;
     }

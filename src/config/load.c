@@ -17,7 +17,8 @@
 
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
-                                       "reputation", "bounce_rules", "sender", "dnsbl", "metrics", "warmup"};
+                                       "reputation", "bounce_rules", "sender", "dnsbl", "metrics",
+                                       "warmup", "addresses"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -32,7 +33,7 @@ static const struct {
     {"recipients", loader_recipients}, {"routes", loader_routes},
     {"tenants", loader_tenants},       {"reputation", loader_reputation},
     {"bounce_rules", loader_bounce_rules}, {"metrics", loader_metrics},
-    {"warmup", loader_warmup},
+    {"warmup", loader_warmup},             {"addresses", loader_addresses},
 };
 
 static void set_numeric_defaults(struct config *cfg)
@@ -96,6 +97,7 @@ static int apply_defaults(struct config *cfg)
         default_str(&e->consumer, host) || default_str(&cfg->recipients.policy, "defer"))
         return -ENOMEM;
 
+    if (loader_addresses_defaults(&cfg->addresses)) return -ENOMEM;
     if (!cfg->delivery.retry_ms) {
         cfg->delivery.retry_ms = malloc(sizeof retry_default_ms);
         if (!cfg->delivery.retry_ms) return -ENOMEM;
@@ -290,7 +292,9 @@ void config_free(struct config *cfg)
         free(t->relay.password_file);
         free(t->relay.password_env);
         free(t->egress);
+        loader_templates_free(t);
     }
+    loader_strlist_free(&cfg->addresses.typo_domains);
     free(cfg->tenants);
     free(cfg->delivery.ca_file);
     free(cfg->delivery.retry_ms);

@@ -88,6 +88,13 @@ int loader_tenants(struct loader *L, const struct ynode *k, const struct ynode *
 int loader_reputation(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_bounce_rules(struct loader *L, const struct ynode *k, const struct ynode *v);
 
+int loader_addresses(struct loader *L, const struct ynode *k, const struct ynode *v);
+int loader_addresses_defaults(struct cfg_addresses *a);
+/* tenants.NAME.templates (templates.c): reads the template files. */
+int loader_templates(struct loader *L, const struct ynode *v, const char *tenant_where,
+                     struct cfg_tenant *t);
+void loader_templates_free(struct cfg_tenant *t);
+
 void loader_lower(char *s);
 
 #endif

@@ -678,6 +678,7 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
                                "from_fallback: rewrite needs the platform address sender.address");
         return 0;
     }
+    if (strcmp(key, "templates") == 0) return loader_templates(L, v, c->where, t);
     return LOADER_UNKNOWN_KEY;
 }
 

@@ -27,6 +27,8 @@ static const struct {
     const char *needle;
     const char *category;
 } wordings[] = {
+    /* our own refusal of a UTF-8 mailbox where SMTPUTF8 is not offered */
+    {"recipient mailbox is non-ascii", "bad-mailbox"},
     /* greylisting first: "Greylisted" contains "listed" */
     {"greylist", "greylist"},
     {"graylist", "greylist"},

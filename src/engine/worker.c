@@ -147,6 +147,8 @@ static void note_common(struct note *n, struct delivery *d, const char *event, i
         note_add_int(n, "latency_ms", now - j->enqueued_ms);
     note_add(n, "entry", j->stream_id);
     note_add(n, "alignment", d->alignment);
+    if (j->suggestion)
+        note_add(n, "suggestion", j->suggestion);
     if (j->replaces && d->replaced_result[0]) {
         note_add(n, "replaces", j->replaces);
         note_add(n, "replaced", d->replaced_result);
@@ -558,6 +560,8 @@ static int decide_alignment(struct delivery *d, const struct cfg_tenant *tenant,
 {
     enum align_outcome o = align_decide(d->w->gen->align, tenant, &d->job);
     d->alignment = align_outcome_name(o);
+    if (o == ALIGN_REWRITTEN)
+        d->job.mail_from = NULL; /* the envelope follows the rewritten From */
     if (o != ALIGN_REFUSED) return 0;
     snprintf(err->field, sizeof err->field, "from");
     snprintf(err->reason, sizeof err->reason, "unaligned-from");
@@ -1044,16 +1048,13 @@ static void submit_to(struct delivery *d, const struct pool_target *target)
     lim.smtp.data_block_ms = t->data_block_ms ? t->data_block_ms : 180000;
     lim.smtp.data_end_ms = t->data_end_ms ? t->data_end_ms : 600000;
 
-    bool utf8_to = false, utf8_from = false;
-    const char *why;
-    addr_check(j->to, strlen(j->to), &utf8_to, &why);
-    if (j->from)
-        addr_check(j->from, strlen(j->from), &utf8_from, &why);
-    d->msg.mail_from = j->from ? j->from : "";
-    d->msg.rcpt = j->to;
+    /* The envelope forms: IDN domains as A-labels; only a UTF-8 local part
+     * needs SMTPUTF8 (decided by job_parse). */
+    d->msg.mail_from = j->mail_from ? j->mail_from : j->from ? j->from : "";
+    d->msg.rcpt = j->rcpt ? j->rcpt : j->to;
     d->msg.data = j->wire.data;
     d->msg.data_len = j->wire.len;
-    d->msg.needs_smtputf8 = utf8_to || utf8_from;
+    d->msg.needs_smtputf8 = j->needs_smtputf8;
     d->msg.owner_data = d;
     if (pair && throttle_gate(d, pair, prov, target, &lim, ip, ehlo))
         return; /* queued for its slot, or parked in the retry set */

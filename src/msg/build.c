@@ -117,26 +117,27 @@ static int append_unsubscribe(struct hbuf *h, const char *v)
     return rc;
 }
 
-static int append_part_headers(struct hbuf *h, const char *subtype)
+/* Part headers, blank line and encoded body: quoted-printable for mostly
+ * ASCII text (readable in raw form), base64 when most of it is 8-bit. */
+static int append_part(struct hbuf *h, const char *subtype, const char *body)
 {
-    return hbuf_appendf(h,
-                        "Content-Type: text/%s; charset=utf-8\r\n"
-                        "Content-Transfer-Encoding: quoted-printable\r\n",
-                        subtype);
+    size_t len = strlen(body);
+    bool b64 = msg_prefers_base64(body, len);
+    int rc = hbuf_appendf(h,
+                          "Content-Type: text/%s; charset=utf-8\r\n"
+                          "Content-Transfer-Encoding: %s\r\n\r\n",
+                          subtype, b64 ? "base64" : "quoted-printable");
+    if (rc) return rc;
+    return b64 ? msg_append_base64_text(h, body, len) : msg_append_qp(h, body, len);
 }
 
 static int append_body(struct hbuf *h, const struct job *j)
 {
     int rc;
-    if (!j->text || !j->html) {
-        const char *body = j->text ? j->text : j->html;
-        if ((rc = append_part_headers(h, j->text ? "plain" : "html")) ||
-            (rc = hbuf_append(h, "\r\n", 2)))
-            return rc;
-        return msg_append_qp(h, body, strlen(body));
-    }
+    if (!j->text || !j->html) return append_part(h, j->text ? "plain" : "html", j->text ? j->text : j->html);
     /* "=_" never occurs in quoted-printable output ('=' is always followed
-     * by hex digits or a line break), so the boundary cannot collide. */
+     * by hex digits or a line break) nor in base64 (no '_'), so the
+     * boundary cannot collide. */
     char boundary[2 * BOUNDARY_RANDOM_BYTES + 16];
     char rnd[2 * BOUNDARY_RANDOM_BYTES + 1];
     if ((rc = random_hex(rnd, BOUNDARY_RANDOM_BYTES))) return rc;
@@ -148,33 +149,72 @@ static int append_body(struct hbuf *h, const struct job *j)
     const char *types[2] = {"plain", "html"};
     for (int p = 0; p < 2; p++) {
         if ((rc = hbuf_appendf(h, "--%s\r\n", boundary)) ||
-            (rc = append_part_headers(h, types[p])) || (rc = hbuf_append(h, "\r\n", 2)) ||
-            (rc = msg_append_qp(h, bodies[p], strlen(bodies[p]))) ||
-            (rc = hbuf_append(h, "\r\n", 2)))
+            (rc = append_part(h, types[p], bodies[p])))
             return rc;
+        /* The CRLF before the next delimiter belongs to the delimiter, so
+         * the body's own last line break survives. */
+        if ((rc = hbuf_append(h, "\r\n", 2))) return rc;
     }
     return hbuf_appendf(h, "--%s--\r\n", boundary);
+}
+
+static int new_message_id(struct job *j, const char *msgid_domain, const char *from)
+{
+    char rnd[2 * MSGID_RANDOM_BYTES + 1];
+    int rc = random_hex(rnd, MSGID_RANDOM_BYTES);
+    if (rc) return rc;
+    snprintf(j->message_id, sizeof j->message_id, "%s@%s", rnd, msgid_rhs(msgid_domain, from));
+    return 0;
+}
+
+/* raw: the caller's message after Date and Message-ID when it lacks them.
+ * The rest was checked by raw_check; the dot-stuffer normalises it. */
+static int build_raw(struct hbuf *m, struct job *j, const char *msgid_domain, int64_t now_wall_ms)
+{
+    struct raw_info info;
+    char why[160];
+    if (raw_check(j->raw, j->raw_len, &info, why, sizeof why)) return -HERR_MALFORMED;
+    int rc;
+    if (!info.has_date) {
+        char date[48];
+        msg_format_date(date, sizeof date, now_wall_ms);
+        if ((rc = hbuf_appendf(m, "Date: %s\r\n", date))) return rc;
+    }
+    if (info.has_message_id) {
+        /* Theirs stays, even when it is not one we can read back. */
+        if (raw_message_id(info.msgid_value, info.msgid_len, j->message_id,
+                           sizeof j->message_id))
+            j->message_id[0] = '\0';
+    } else if ((rc = new_message_id(j, msgid_domain, j->mail_from ? j->mail_from : j->from)) ||
+               (rc = hbuf_appendf(m, "Message-ID: <%s>\r\n", j->message_id))) {
+        return rc;
+    }
+    if ((rc = hbuf_append(m, j->raw, j->raw_len))) return rc;
+    if (info.header_len == j->raw_len && j->raw_len &&
+        j->raw[j->raw_len - 1] != '\n' && j->raw[j->raw_len - 1] != '\r')
+        rc = hbuf_append(m, "\r\n", 2); /* headers only: end the last field */
+    return rc;
 }
 
 static int build_message(struct hbuf *m, struct job *j, const struct cfg_tenant *tenant,
                          const char *msgid_domain, int64_t now_wall_ms)
 {
-    const char *from = j->from ? j->from : tenant ? tenant->from : NULL;
-    if (!from || !j->to || !j->subject || (!j->text && !j->html)) return -HERR_MALFORMED;
+    if (j->kind == JOB_KIND_RAW && j->raw) return build_raw(m, j, msgid_domain, now_wall_ms);
+    const char *from = j->mail_from ? j->mail_from : j->from ? j->from : tenant ? tenant->from : NULL;
+    const char *to = j->rcpt ? j->rcpt : j->to;
+    if (!from || !to || !j->subject || (!j->text && !j->html)) return -HERR_MALFORMED;
     /* Addresses go into headers verbatim; job values were checked by
      * job_parse, but tenant defaults come from config. */
-    if (!header_safe(from) || !header_safe(j->to) || (j->reply_to && !header_safe(j->reply_to)))
+    if (!header_safe(from) || !header_safe(to) || (j->reply_to && !header_safe(j->reply_to)))
         return -HERR_MALFORMED;
     char date[48];
     msg_format_date(date, sizeof date, now_wall_ms);
-    char rnd[2 * MSGID_RANDOM_BYTES + 1];
-    int rc = random_hex(rnd, MSGID_RANDOM_BYTES);
+    int rc = new_message_id(j, msgid_domain, from);
     if (rc) return rc;
-    snprintf(j->message_id, sizeof j->message_id, "%s@%s", rnd, msgid_rhs(msgid_domain, from));
 
     if ((rc = hbuf_appendf(m, "Date: %s\r\n", date)) ||
         (rc = append_address_header(m, "From", j->from_name, from)) ||
-        (rc = append_address_header(m, "To", NULL, j->to)))
+        (rc = append_address_header(m, "To", NULL, to)))
         return rc;
     if (j->reply_to && (rc = append_address_header(m, "Reply-To", NULL, j->reply_to))) return rc;
     if ((rc = hbuf_append_str(m, "Subject: ")) ||

@@ -14,7 +14,8 @@
 #define EW_OVERHEAD      12  /* "=?utf-8?Q?" + "?=" */
 #define EW_MIN_PAYLOAD   16  /* below this, fold first: a 4-byte char needs 12 in Q */
 #define PLAIN_HEADER_MAX 900 /* longer unencoded text could not fold under 998 */
-#define PLAIN_PHRASE_MAX 700 /* leaves room for "From: " and a 254-byte address */
+#define PLAIN_PHRASE_MAX 700
+#define B64_LINE_BYTES   57  /* 76 base64 characters per line */ /* leaves room for "From: " and a 254-byte address */
 
 static const char hex_upper[] = "0123456789ABCDEF";
 
@@ -46,6 +47,41 @@ int msg_append_dotstuffed(struct hbuf *out, const char *src, size_t len)
     out->len = (size_t)(o - out->data);
     out->data[out->len] = '\0';
     return 0;
+}
+
+/* Text for a base64 part: line breaks are canonicalised to CRLF first
+ * (RFC 2045 6.8: text is encoded in canonical form), then encoded in lines
+ * of 76 characters. */
+int msg_append_base64_text(struct hbuf *out, const char *src, size_t len)
+{
+    struct hbuf canon;
+    hbuf_init(&canon);
+    int rc = hbuf_reserve(&canon, len + len / 2 + 2);
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        if (src[i] == '\r' || src[i] == '\n') {
+            if (src[i] == '\r' && i + 1 < len && src[i + 1] == '\n') i++;
+            rc = hbuf_append(&canon, "\r\n", 2);
+        } else {
+            rc = hbuf_append_char(&canon, src[i]);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < canon.len; i += B64_LINE_BYTES) {
+        size_t n = canon.len - i < B64_LINE_BYTES ? canon.len - i : B64_LINE_BYTES;
+        if ((rc = hbuf_append_base64(out, canon.data + i, n)) == 0)
+            rc = hbuf_append(out, "\r\n", 2);
+    }
+    hbuf_free(&canon);
+    return rc;
+}
+
+bool msg_prefers_base64(const char *src, size_t len)
+{
+    size_t n_high = 0;
+    for (size_t i = 0; i < len; i++)
+        n_high += (unsigned char)src[i] >= 0x80;
+    /* QP spends 3 bytes per 8-bit byte, base64 4 per 3 of anything: base64
+     * is smaller once more than about a sixth of the bytes are 8-bit. */
+    return n_high * 6 > len;
 }
 
 static bool is_line_break(char c)

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "herald/job.h"
+#include "herald/template.h"
 #include "msg/msg.h"
 
 #define TENANT_NAME_MAX 64
@@ -177,13 +178,39 @@ static bool from_domain_allowed(const struct cfg_tenant *t, const char *domain)
     return false;
 }
 
-static int check_address(struct job *j, enum jf f, const struct known *k, struct job_error *err)
+static int check_address(enum jf f, const struct known *k, struct job_error *err)
 {
     bool utf8 = false;
     const char *why = NULL;
     if (addr_check(k->v[f], k->len[f], &utf8, &why))
         return fail(err, field_defs[f].name, "invalid address (%s)", why ? why : "malformed");
-    j->needs_smtputf8 |= utf8;
+    return 0;
+}
+
+/* The address as it goes on the wire: the domain in A-labels (so an IDN
+ * domain needs nothing from the server), the local part as given. Only a
+ * UTF-8 local part makes the message need SMTPUTF8. */
+static int wire_address(struct job *j, const char *addr, const char *field, const char **out,
+                        struct job_error *err)
+{
+    const char *at = strrchr(addr, '@');
+    if (!at) return fail(err, field, "invalid address (missing @)");
+    size_t local_len = (size_t)(at - addr);
+    for (size_t i = 0; i < local_len; i++)
+        if ((unsigned char)addr[i] >= 0x80) j->needs_smtputf8 = true;
+    char domain[256];
+    const char *why = NULL;
+    if (at[1] == '[') {
+        snprintf(domain, sizeof domain, "%s", at + 1);
+    } else if (addr_domain_to_ascii(at + 1, strlen(at + 1), domain, sizeof domain, &why)) {
+        return fail(err, field, "invalid address (%s)", why ? why : "bad domain");
+    }
+    size_t dl = strlen(domain);
+    char *w = arena_alloc(&j->arena, local_len + dl + 2);
+    if (!w) return -ENOMEM;
+    memcpy(w, addr, local_len + 1);
+    memcpy(w + local_len + 1, domain, dl + 1);
+    *out = w;
     return 0;
 }
 
@@ -307,8 +334,7 @@ static int check_content(const struct known *k, struct job_error *err)
     int kinds = literal + !!k->v[JF_TEMPLATE] + !!k->v[JF_RAW];
     if (kinds > 1)
         return fail(err, "", "more than one kind of content (subject+text/html, template, raw)");
-    if (k->v[JF_TEMPLATE]) return fail(err, "template", "template jobs are not supported yet");
-    if (k->v[JF_RAW]) return fail(err, "raw", "raw jobs are not supported yet");
+    if (k->v[JF_TEMPLATE] || k->v[JF_RAW]) return 0; /* checked once the tenant is known */
     if (!k->v[JF_SUBJECT])
         return fail(err, "subject",
                     literal ? "missing"
@@ -368,7 +394,7 @@ static int check_sender(struct job *j, const struct cfg_tenant *t, const struct 
                         struct job_error *err)
 {
     if (k->v[JF_FROM]) {
-        if (check_address(j, JF_FROM, k, err)) return -HERR_MALFORMED;
+        if (check_address(JF_FROM, k, err)) return -HERR_MALFORMED;
         const char *domain = domain_of(k->v[JF_FROM]);
         if (!from_domain_allowed(t, domain))
             return fail(err, "from", "domain '%.64s' is not one of tenant %s's domains", domain,
@@ -380,26 +406,151 @@ static int check_sender(struct job *j, const struct cfg_tenant *t, const struct 
     if (!j->from) return fail(err, "from", "missing (tenant %s has no default From)", t->name);
     j->from_name = k->v[JF_FROM_NAME] ? k->v[JF_FROM_NAME] : t->from_name;
     if (k->v[JF_REPLY_TO]) {
-        if (check_address(j, JF_REPLY_TO, k, err)) return -HERR_MALFORMED;
+        if (check_address(JF_REPLY_TO, k, err)) return -HERR_MALFORMED;
         j->reply_to = k->v[JF_REPLY_TO];
     } else {
         j->reply_to = t->reply_to;
     }
     /* Tenant defaults were checked by the config loader, not here; they
      * still decide whether the envelope needs SMTPUTF8. */
-    j->needs_smtputf8 |= has_non_ascii(j->from) || has_non_ascii(j->reply_to);
-    return 0;
+    int rc = wire_address(j, j->from, "from", &j->mail_from, err);
+    if (rc == 0 && j->reply_to && has_non_ascii(j->reply_to))
+        rc = wire_address(j, j->reply_to, "reply_to", &j->reply_to, err);
+    return rc;
 }
 
 static int set_to_domain(struct job *j)
 {
-    const char *d = domain_of(j->to);
+    const char *d = domain_of(j->rcpt);
     size_t n = strlen(d);
     char *low = arena_strndup(&j->arena, d, n);
     if (!low) return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (low[i] >= 'A' && low[i] <= 'Z') low[i] = (char)(low[i] - 'A' + 'a');
     j->to_domain = low;
+    return 0;
+}
+
+/* Policy warn: remember the suggestion for the notes; reject: refuse the
+ * job. The address itself is never changed. */
+static int check_typo(struct job *j, const struct config *cfg, struct job_error *err)
+{
+    enum cfg_typo_policy policy = cfg ? cfg->addresses.typo_policy : CFG_TYPO_WARN;
+    if (policy == CFG_TYPO_OFF) return 0;
+    const char *const *list = typo_default_domains;
+    size_t n = 0;
+    if (cfg && cfg->addresses.typo_domains.items) {
+        list = (const char *const *)cfg->addresses.typo_domains.items;
+        n = cfg->addresses.typo_domains.n;
+    } else {
+        while (list[n])
+            n++;
+    }
+    const char *better = typo_suggest(j->to_domain, list, n);
+    if (!better) return 0;
+    const char *at = strrchr(j->to, '@');
+    size_t local_len = (size_t)(at - j->to), bl = strlen(better);
+    char *s = arena_alloc(&j->arena, local_len + bl + 2);
+    if (!s) return -ENOMEM;
+    memcpy(s, j->to, local_len + 1);
+    memcpy(s + local_len + 1, better, bl + 1);
+    j->suggestion = s;
+    if (policy == CFG_TYPO_REJECT) return fail(err, "to", "did you mean %.200s?", s);
+    return 0;
+}
+
+struct var_ctx {
+    const struct job *j;
+};
+
+/* var.NAME fields of the job; an empty value counts as given (the caller
+ * said so explicitly), unlike an absent one. */
+static const char *lookup_var(void *arg, const char *name, size_t name_len, size_t *value_len)
+{
+    const struct var_ctx *c = arg;
+    const struct job *j = c->j;
+    for (size_t i = 0; i < j->n_fields; i++) {
+        const char *n = j->names[i];
+        if (strncmp(n, "var.", 4) == 0 && strlen(n + 4) == name_len &&
+            memcmp(n + 4, name, name_len) == 0) {
+            *value_len = j->value_lens[i];
+            return j->values[i];
+        }
+    }
+    return NULL;
+}
+
+static int render_part(struct job *j, const struct cfg_template *tp, const char *src,
+                       enum template_escape esc, const char *part, size_t max,
+                       const char **out, struct job_error *err)
+{
+    struct hbuf b;
+    hbuf_init(&b);
+    struct var_ctx ctx = {j};
+    struct template_error te;
+    int rc = template_render(src, strlen(src), esc, lookup_var, &ctx, max, &b, &te);
+    if (rc == 0) {
+        char *s = arena_strndup(&j->arena, b.data ? b.data : "", b.len);
+        hbuf_free(&b);
+        if (!s) return -ENOMEM;
+        *out = s;
+        return 0;
+    }
+    hbuf_free(&b);
+    char field[80];
+    snprintf(field, sizeof field, "var.%s", te.name);
+    switch (rc) {
+    case -ENOENT:
+        return fail(err, field, "template '%s' uses {{%s}} but the job has no var.%s", tp->name,
+                    te.name, te.name);
+    case -EILSEQ:
+        return fail(err, field, "%s (used in the %s of template '%s')", te.why, part, tp->name);
+    case -HERR_TOO_LONG:
+        return fail(err, "template", "template '%s' renders to more than %zu bytes", tp->name,
+                    max);
+    case -HERR_MALFORMED: /* the loader checked the syntax: cannot happen */
+        return fail(err, "template", "template '%s' is malformed", tp->name);
+    default:
+        return rc;
+    }
+}
+
+static int render_template(struct job *j, const struct cfg_tenant *t, const struct known *k,
+                           size_t max, struct job_error *err)
+{
+    const struct cfg_template *tp = config_template(t, k->v[JF_TEMPLATE]);
+    if (!tp)
+        return fail(err, "template", "tenant %s has no template '%.64s'", t->name,
+                    k->v[JF_TEMPLATE]);
+    for (size_t i = 0; i < j->n_fields; i++)
+        if (strncmp(j->names[i], "var.", 4) == 0 && memchr(j->values[i], '\0', j->value_lens[i]))
+            return fail(err, j->names[i], "contains NUL");
+    j->kind = JOB_KIND_TEMPLATE;
+    j->template_name = tp->name;
+    int rc = render_part(j, tp, tp->subject, TEMPLATE_ESC_HEADER, "subject", max, &j->subject, err);
+    if (rc == 0 && tp->text)
+        rc = render_part(j, tp, tp->text, TEMPLATE_ESC_NONE, "text", max, &j->text, err);
+    if (rc == 0 && tp->html)
+        rc = render_part(j, tp, tp->html, TEMPLATE_ESC_HTML, "html", max, &j->html, err);
+    return rc;
+}
+
+static int check_raw(struct job *j, const struct cfg_tenant *t, const struct known *k,
+                     struct job_error *err)
+{
+    struct raw_info info;
+    char why[160];
+    if (raw_check(k->v[JF_RAW], k->len[JF_RAW], &info, why, sizeof why))
+        return fail(err, "raw", "%s", why);
+    char domain[256];
+    if (raw_header_addr_domain(info.from_value, info.from_len, domain, sizeof domain))
+        return fail(err, "raw", "From header is not one plain address");
+    if (!from_domain_allowed(t, domain))
+        return fail(err, "raw", "From domain '%.64s' is not one of tenant %s's domains", domain,
+                    t->name);
+    j->kind = JOB_KIND_RAW;
+    j->raw = k->v[JF_RAW];
+    j->raw_len = k->len[JF_RAW];
     return 0;
 }
 
@@ -451,8 +602,10 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
 
     bool cancel = k.v[JF_CANCEL] != NULL;
     if (k.v[JF_TO]) {
-        if (check_address(j, JF_TO, &k, err)) return -HERR_MALFORMED;
+        if (check_address(JF_TO, &k, err)) return -HERR_MALFORMED;
+        if ((rc = wire_address(j, k.v[JF_TO], "to", &j->rcpt, err))) return rc;
         if ((rc = set_to_domain(j))) return rc;
+        if (!cancel && (rc = check_typo(j, cfg, err))) return rc;
     } else if (!cancel) {
         return fail(err, "to", "missing");
     }
@@ -465,6 +618,8 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
     j->subject = k.v[JF_SUBJECT];
     j->text = k.v[JF_TEXT];
     j->html = k.v[JF_HTML];
+    if (!cancel && k.v[JF_TEMPLATE] && (rc = render_template(j, t, &k, max_total, err))) return rc;
+    if (!cancel && k.v[JF_RAW] && (rc = check_raw(j, t, &k, err))) return rc;
     j->unsubscribe = k.v[JF_UNSUBSCRIBE];
     j->replaces = k.v[JF_REPLACES];
     j->cancel = k.v[JF_CANCEL];

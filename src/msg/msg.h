@@ -3,6 +3,7 @@
 #ifndef HERALD_MSG_INTERNAL_H
 #define HERALD_MSG_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,12 @@ size_t msg_utf8_seq_len(const unsigned char *s, size_t n);
  * quoted-string when it has specials, RFC 2047 encoded words otherwise.
  * `used` is the column the phrase starts at. */
 int msg_append_phrase(struct hbuf *out, const char *src, size_t len, size_t used);
+
+/* Base64 body of text (line breaks canonicalised to CRLF first), 76
+ * columns per line, each line ending in CRLF. */
+int msg_append_base64_text(struct hbuf *out, const char *src, size_t len);
+/* Whether base64 is the smaller transfer encoding for this body. */
+bool msg_prefers_base64(const char *src, size_t len);
 
 /* Unix milliseconds from a decimal integer or an RFC 3339 date-time
  * ("2026-11-22T10:00:00Z", "...T10:00:00.250+01:00"). Returns 0 or

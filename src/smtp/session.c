@@ -409,8 +409,15 @@ static bool refuse_locally(const struct smtp_session *s, const struct smtp_msg *
         return true;
     }
     if (eight_bit && !s->caps.smtputf8) {
-        result_local(res, SMTP_OUT_PERMFAIL, SMTP_STAGE_MAIL, 553, "5.6.7",
-                     "message needs SMTPUTF8, which the server does not offer");
+        /* A UTF-8 recipient mailbox cannot be reached through this server
+         * at all: that is the mailbox's problem (RFC 6531 3.7.4.1). */
+        bool rcpt_8bit = false;
+        has_unsafe_byte(m->rcpt, &rcpt_8bit);
+        result_local(res, SMTP_OUT_PERMFAIL, rcpt_8bit ? SMTP_STAGE_RCPT : SMTP_STAGE_MAIL, 553,
+                     "5.6.7",
+                     rcpt_8bit ? "local: recipient mailbox is non-ASCII and the server does not "
+                                 "offer SMTPUTF8"
+                               : "message needs SMTPUTF8, which the server does not offer");
         return true;
     }
     return false;

@@ -22,6 +22,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (data[i] >= 0x80) ascii = false;
         }
         if (ascii == utf8) abort();
+        /* The envelope form of the domain is ASCII, or refused cleanly. */
+        const char *at = memrchr(data, '@', size);
+        char out[256];
+        const char *dwhy = NULL;
+        size_t dlen = size - (size_t)((const uint8_t *)at + 1 - data);
+        if (at[1] != '[') {
+            int drc = addr_domain_to_ascii(at + 1, dlen, out, sizeof out, &dwhy);
+            if (drc == 0) {
+                for (const char *p = out; *p; p++)
+                    if ((unsigned char)*p >= 0x80 || *p == '@') abort();
+            } else if ((drc != -HERR_MALFORMED && drc != -HERR_TOO_LONG) || !dwhy) {
+                abort();
+            }
+        }
     } else if (rc != -HERR_MALFORMED || !why) {
         abort();
     }

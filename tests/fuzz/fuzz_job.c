@@ -1,6 +1,7 @@
 /* A stream entry from arbitrary bytes: fields separated by 0x1e, name and
  * value by 0x1f (values keep every other byte, NUL included). The entry is
- * parsed against a fixed config; when accepted it is built, and the wire
+ * parsed against a fixed config (with a template "t"); when accepted it is
+ * built (literal, template or raw), and the wire
  * must hold only CRLF line endings, lines <= 998 octets and exactly one
  * "CRLF . CRLF", at the very end. */
 #include <stdint.h>
@@ -18,8 +19,16 @@ static int fixed_random(void *buf, size_t len)
 }
 
 static char *domains[] = {"acme.test", "example.test"};
+static struct cfg_template templates[] = {
+    {.name = "t", .subject = "S {{a}}", .text = "T {{ a }} {{b}}", .html = "<p>{{b}}</p>"},
+};
 static struct cfg_tenant tenants[] = {
-    {.name = "acme", .from = "r@acme.test", .from_name = "Acme", .domains = {domains, 2}},
+    {.name = "acme",
+     .from = "r@acme.test",
+     .from_name = "Acme",
+     .domains = {domains, 2},
+     .templates = templates,
+     .n_templates = 1},
     {.name = "b", .from = "n@b.test", .reply_to = "h@b.test"},
 };
 
@@ -56,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = job_parse(&j, "1795341600000-0", n, names, name_lens, values, value_lens, &cfg, &err);
     if (rc != 0 && (rc != -HERR_MALFORMED || !err.reason[0] || !j.id)) abort();
     if (rc == 0 && !j.cancel) {
-        if (!j.tenant || !j.to || !j.from || !j.subject || (!j.text && !j.html)) abort();
+        if (!j.tenant || !j.to || !j.from || !j.rcpt) abort();
+        if (j.kind == JOB_KIND_RAW ? !j.raw : !j.subject || (!j.text && !j.html)) abort();
         const struct cfg_tenant *t = strcmp(j.tenant, "acme") == 0 ? &tenants[0] : &tenants[1];
         rc = job_build(&j, t, "mx.example.net", 1795341600000LL, 1 << 20, &err);
         if (rc == 0) {

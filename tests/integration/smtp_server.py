@@ -24,6 +24,7 @@ TLS and AUTH (for the delivery-security tests):
     --require-starttls     refuse MAIL before STARTTLS
     --auth USER:PASS       offer AUTH PLAIN and LOGIN, accept only these
     --auth-plaintext       allow AUTH without TLS
+    --no-smtputf8          do not offer SMTPUTF8 (RFC 6531)
 The .json then also records "tls" (protocol/cipher or null), "tls_reused"
 and "auth_user".
 
@@ -126,6 +127,7 @@ def main():
     ap.add_argument("--require-starttls", action="store_true")
     ap.add_argument("--auth", help="USER:PASS accepted by AUTH")
     ap.add_argument("--auth-plaintext", action="store_true")
+    ap.add_argument("--no-smtputf8", action="store_true", help="do not offer SMTPUTF8")
     args = ap.parse_args()
 
     tls_ctx = None
@@ -165,7 +167,7 @@ def main():
         port=args.port,
         server_hostname="sink.test",
         decode_data=False,
-        enable_SMTPUTF8=True,
+        enable_SMTPUTF8=not args.no_smtputf8,
         data_size_limit=64 * 1024 * 1024,
         ready_timeout=10.0,
         **extra,

@@ -544,6 +544,118 @@ static void test_file(void)
     config_free(cfg);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Template files are read relative to the config file; problems are
+ * config errors with the position of the key that names the file. */
+static void test_templates(void)
+{
+    char dir[] = "/tmp/herald-test-tpl-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[300], cfgpath[300], err[700] = "", want[700];
+    snprintf(path, sizeof path, "%s/r.txt", dir);
+    write_text(path, "Hello {{ name }}\n");
+    snprintf(path, sizeof path, "%s/r.html", dir);
+    write_text(path, "<p>Hello {{name}}</p>");
+    snprintf(path, sizeof path, "%s/bad.txt", dir);
+    write_text(path, "ok\nHello {{ name\n");
+    snprintf(cfgpath, sizeof cfgpath, "%s/h.yaml", dir);
+    write_text(cfgpath, "tenants:\n"
+                        "  acme:\n"
+                        "    from: r@acme.test\n"
+                        "    templates:\n"
+                        "      reminder: { subject: \"Hi {{name}}\", text: r.txt, html: r.html }\n"
+                        "      plain: { subject: \"x\", text: r.txt }\n"
+                        "addresses:\n"
+                        "  typo_policy: reject\n"
+                        "  typo_domains: [Gmail.com, clinic.test]\n");
+    struct config *cfg = NULL;
+    CHECK_EQ_INT(config_load(cfgpath, &cfg, err, sizeof err), 0);
+    CHECK_EQ_STR(err, "");
+    if (cfg) {
+        const struct cfg_tenant *t = config_tenant(cfg, "acme");
+        const struct cfg_template *tp = config_template(t, "reminder");
+        CHECK(tp != NULL);
+        if (tp) {
+            CHECK_EQ_STR(tp->subject, "Hi {{name}}");
+            CHECK_EQ_STR(tp->text, "Hello {{ name }}\n");
+            CHECK_EQ_STR(tp->html, "<p>Hello {{name}}</p>");
+        }
+        tp = config_template(t, "plain");
+        CHECK(tp != NULL && tp->html == NULL);
+        CHECK(config_template(t, "nope") == NULL);
+        CHECK_EQ_INT(cfg->addresses.typo_policy, CFG_TYPO_REJECT);
+        CHECK_EQ_INT(cfg->addresses.typo_domains.n, 2);
+        CHECK_EQ_STR(cfg->addresses.typo_domains.items[0], "gmail.com");
+        config_free(cfg);
+    }
+
+    write_text(cfgpath, "tenants:\n"
+                        "  acme:\n"
+                        "    from: r@acme.test\n"
+                        "    templates:\n"
+                        "      reminder:\n"
+                        "        subject: s\n"
+                        "        text: missing.txt\n");
+    CHECK_EQ_INT(config_load(cfgpath, &cfg, err, sizeof err), -HERR_CONFIG);
+    snprintf(want, sizeof want,
+             "%s:7:15: cannot read text template '%s/missing.txt' of "
+             "tenants.acme.templates.reminder: No such file or directory",
+             cfgpath, dir);
+    CHECK_EQ_STR(err, want);
+
+    write_text(cfgpath, "tenants:\n"
+                        "  acme:\n"
+                        "    from: r@acme.test\n"
+                        "    templates:\n"
+                        "      reminder: { subject: s, html: bad.txt }\n");
+    CHECK_EQ_INT(config_load(cfgpath, &cfg, err, sizeof err), -HERR_CONFIG);
+    snprintf(want, sizeof want,
+             "%s:5:37: html template '%s/bad.txt' of tenants.acme.templates.reminder, line 2 "
+             "column 7: '{{' not closed by '}}' after the variable name",
+             cfgpath, dir);
+    CHECK_EQ_STR(err, want);
+
+    static const char *const bad_yaml[][2] = {
+        {"tenants: { acme: { from: r@acme.test, templates: { t: { text: r.txt } } } }\n",
+         "missing required key 'subject' in tenants.acme.templates.t"},
+        {"tenants: { acme: { from: r@acme.test, templates: { t: { subject: s } } } }\n",
+         "tenants.acme.templates.t needs text and/or html"},
+        {"tenants: { acme: { from: r@acme.test, templates: { t: { subject: \"{{\", text: r.txt "
+         "} } } }\n",
+         "subject of tenants.acme.templates.t, column 1: '{{' without a variable name"},
+        {"tenants: { acme: { from: r@acme.test, templates: { t: { subject: s, txt: r.txt } } } }\n",
+         "unknown key 'txt'"},
+        {"addresses: { typo_policy: maybe }\n", "expected warn, reject or off, got 'maybe'"},
+        {"addresses: { typo_domains: [\"not a domain\"] }\n", "expected a domain name"},
+    };
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(bad_yaml); i++) {
+        write_text(cfgpath, bad_yaml[i][0]);
+        CHECK_EQ_INT(config_load(cfgpath, &cfg, err, sizeof err), -HERR_CONFIG);
+        if (!strstr(err, bad_yaml[i][1])) fprintf(stderr, "templates bad[%zu]: %s\n", i, err);
+        CHECK(strstr(err, bad_yaml[i][1]) != NULL);
+        CHECK(strncmp(err, cfgpath, strlen(cfgpath)) == 0);
+    }
+
+    /* defaults: warn, the built-in provider list */
+    CHECK_EQ_INT(config_load_string("t.yaml", "", 0, &cfg, err, sizeof err), 0);
+    if (cfg) {
+        CHECK_EQ_INT(cfg->addresses.typo_policy, CFG_TYPO_WARN);
+        CHECK(cfg->addresses.typo_domains.n > 10);
+        config_free(cfg);
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 static void test_duration(void)
 {
     static const struct {
@@ -734,6 +846,7 @@ int main(void)
     test_bounce_rules();
     test_alignment_keys();
     test_file();
+    test_templates();
     test_duration();
     test_rate();
     test_size();

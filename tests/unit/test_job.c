@@ -11,11 +11,20 @@
 #include "herald/job.h"
 
 static char *acme_domains[] = {"acme.test", "Acme-Mail.test"};
+static struct cfg_template acme_templates[] = {
+    {.name = "reminder",
+     .subject = "Reminder: {{ what }} on {{day}}",
+     .text = "Hello {{name}},\nyour {{what}} is on {{ day }}.\n\\{{not a var}}\n",
+     .html = "<p>Hello {{name}}, your {{what}} is on {{day}}.</p>"},
+    {.name = "textonly", .subject = "Hi", .text = "{{body}}"},
+};
 static struct cfg_tenant tenants[] = {
     {.name = "acme",
      .from = "reminders@acme.test",
      .from_name = "Acme Clinic",
-     .domains = {acme_domains, 2}},
+     .domains = {acme_domains, 2},
+     .templates = acme_templates,
+     .n_templates = 2},
     {.name = "beta", .from = "noreply@beta.test", .reply_to = "help@beta.test"},
 };
 static struct config cfg = {
@@ -82,10 +91,36 @@ static const struct reject_case rejects[] = {
      "from", "invalid address"},
     {KV("tenant", "acme", "to", "a@b.test", "reply_to", "nope", "subject", "s", "text", "t"),
      "reply_to", "invalid address"},
-    {KV("tenant", "acme", "to", "a@b.test", "template", "reminder"), "template",
-     "template jobs are not supported yet"},
+    {KV("tenant", "acme", "to", "a@b.test", "template", "nosuch"), "template",
+     "tenant acme has no template 'nosuch'"},
+    {KV("tenant", "beta", "to", "a@b.test", "template", "reminder"), "template",
+     "tenant beta has no template 'reminder'"},
+    {KV("tenant", "acme", "to", "a@b.test", "template", "reminder", "var.name", "Ann", "var.day",
+        "Monday"),
+     "var.what", "template 'reminder' uses {{what}} but the job has no var.what"},
+    {KV("tenant", "acme", "to", "a@b.test", "template", "reminder", "var.name", "Ann", "var.day",
+        "Mon\r\nBcc: x@evil.test", "var.what", "visit"),
+     "var.day", "contains CR or LF (used in the subject of template 'reminder')"},
+    {KV("tenant", "acme", "to", "a@b.test", "template", "reminder", "subject", "s"), "",
+     "more than one kind of content"},
     {KV("tenant", "acme", "to", "a@b.test", "raw", "Subject: x\r\n\r\nbody"), "raw",
-     "raw jobs are not supported yet"},
+     "no From header"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", "From: a@acme.test\r\nBad Header: x\r\n\r\nb"),
+     "raw", "line 2: invalid character in header field name"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", "From: a@acme.test\nNoColon\n\nb"), "raw",
+     "line 2: header field without a colon"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", " folded: x\nFrom: a@acme.test\n\nb"), "raw",
+     "line 1: continuation line before any header field"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", "From: a@acme.test\nFrom: b@acme.test\n\nb"),
+     "raw", "line 2: more than one From header"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", "From: a@evil.test\n\nb"), "raw",
+     "From domain 'evil.test' is not one of tenant acme's domains"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", "From: a@acme.test\nSubject: caf\xc3\xa9\n\nb"),
+     "raw", "line 2: non-ASCII byte in a header"},
+    {KV("tenant", "acme", "to", "a@b.test", "raw", "\r\n\r\nbody"), "raw",
+     "line 1: no header fields"},
+    {KV("tenant", "acme", "to", "a@gmial.com", "subject", "s", "text", "t", "raw", "x"), "",
+     "more than one kind of content"},
     {KV("tenant", "acme", "to", "a@b.test", "subject", "s"), "text",
      "subject needs text and/or html"},
     {KV("tenant", "acme", "to", "a@b.test", "text", "body"), "subject", "missing"},
@@ -348,21 +383,14 @@ static void write_file(const char *dir, const char *name, const char *data)
     fclose(f);
 }
 
-/* Build the message and let Python's email package decode it. */
-static void mime_roundtrip(const char *subject, const char *from_name, const char *text,
-                           const char *html)
+/* Build the job and let Python's email package decode it; the expected
+ * decoded values are given separately (templates render them). */
+static void mime_check_job(const char *const *kv, const char *subject, const char *from_name,
+                           const char *text, const char *html)
 {
     struct job j;
     struct job_error err;
     job_init(&j);
-    const char *kv[16];
-    size_t n = 0;
-    kv[n++] = "tenant", kv[n++] = "acme", kv[n++] = "to", kv[n++] = "ann@example.test";
-    kv[n++] = "subject", kv[n++] = subject;
-    if (from_name) kv[n++] = "from_name", kv[n++] = from_name;
-    if (text) kv[n++] = "text", kv[n++] = text;
-    if (html) kv[n++] = "html", kv[n++] = html;
-    kv[n] = NULL;
     int rc = parse_list(&j, kv, &err);
     CHECK_EQ_INT(rc, 0);
     if (rc) {
@@ -393,6 +421,20 @@ static void mime_roundtrip(const char *subject, const char *from_name, const cha
         CHECK_EQ_INT(system(cmd), 0);
     }
     job_clear(&j);
+}
+
+static void mime_roundtrip(const char *subject, const char *from_name, const char *text,
+                           const char *html)
+{
+    const char *kv[16];
+    size_t n = 0;
+    kv[n++] = "tenant", kv[n++] = "acme", kv[n++] = "to", kv[n++] = "ann@example.test";
+    kv[n++] = "subject", kv[n++] = subject;
+    if (from_name) kv[n++] = "from_name", kv[n++] = from_name;
+    if (text) kv[n++] = "text", kv[n++] = text;
+    if (html) kv[n++] = "html", kv[n++] = html;
+    kv[n] = NULL;
+    mime_check_job(kv, subject, from_name, text, html);
 }
 
 static void test_mime(void)
@@ -427,6 +469,204 @@ static void test_mime(void)
     longtext[3999] = 0x7a;
     mime_roundtrip("long", NULL, longtext, longtext);
     free(longtext);
+
+    /* a 3000-character line without a single space, in subject and bodies */
+    char *word = malloc(3001);
+    for (int i = 0; i < 3000; i++)
+        word[i] = (char)('a' + i % 26);
+    word[3000] = 0;
+    mime_roundtrip(word, NULL, word, word);
+    /* mostly non-ASCII: goes out as base64, and must decode the same */
+    mime_roundtrip("\xd0\x9d\xd0\xb0\xd0\xbf\xd0\xbe\xd0\xbc\xd0\xb8\xd0\xbd\xd0\xb0\xd0\xbd\xd0\xb8\xd0\xb5",
+                   "\xd0\x9a\xd0\xbb\xd0\xb8\xd0\xbd\xd0\xb8\xd0\xba\xd0\xb0",
+                   "\xd0\x97\xd0\xb4\xd1\x80\xd0\xb0\xd0\xb2\xd1\x81\xd1\x82\xd0\xb2\xd1\x83\xd0\xb9\xd1\x82\xd0\xb5,\n"
+                   ".\n\xd0\xb4\xd0\xbe \xd0\xb2\xd1\x81\xd1\x82\xd1\x80\xd0\xb5\xd1\x87\xd0\xb8\n",
+                   "<p>\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\xe4\xbd\xa0\xe5\xa5\xbd</p>");
+    /* ASCII display names with specials, quoted or not */
+    mime_roundtrip("s", "O'Brien, Pat (front desk) <x>", "t", NULL);
+    mime_roundtrip("s", "Dr. A. Smith", "t", NULL);
+    mime_roundtrip("s", "back\\slash \"q\"", "t", NULL);
+
+    /* template output: vars with HTML specials and non-ASCII */
+    const char *kv[] = {"tenant", "acme", "to", "ann@example.test", "template", "reminder",
+                        "var.name", "Ann & <Bob> \"B\" O'Neil", "var.what",
+                        "d\xc3\xa9j\xc3\xa0-vu check", "var.day", word, NULL};
+    char *subject = malloc(4000), *text = malloc(8000), *html = malloc(8000);
+    snprintf(subject, 4000, "Reminder: d\xc3\xa9j\xc3\xa0-vu check on %s", word);
+    snprintf(text, 8000,
+             "Hello Ann & <Bob> \"B\" O'Neil,\nyour d\xc3\xa9j\xc3\xa0-vu check is on %s.\n{{not a "
+             "var}}\n",
+             word);
+    snprintf(html, 8000,
+             "<p>Hello Ann &amp; &lt;Bob&gt; &quot;B&quot; O&#39;Neil, your d\xc3\xa9j\xc3\xa0-vu "
+             "check is on %s.</p>",
+             word);
+    mime_check_job(kv, subject, NULL, text, html);
+    free(subject);
+    free(text);
+    free(html);
+    free(word);
+}
+
+static void test_transfer_encoding(void)
+{
+    struct job j;
+    struct job_error err;
+    job_init(&j);
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "subject", "s", "text",
+                       "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\n", "html", "<p>caf\xc3\xa9 au lait</p>"),
+                 0);
+    CHECK_EQ_INT(job_build(&j, &tenants[0], NULL, NOW_MS, 0, &err), 0);
+    const char *b64 = strstr(j.wire.data, "Content-Transfer-Encoding: base64\r\n\r\n");
+    const char *qp = strstr(j.wire.data, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+    CHECK(b64 != NULL && qp != NULL && b64 < qp);
+    if (b64) CHECK(strncmp(b64 + 37, "5L2g5aW95LiW55WMDQo=\r\n", 22) == 0);
+    job_clear(&j);
+}
+
+static void test_template(void)
+{
+    struct job j;
+    struct job_error err;
+    job_init(&j);
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "template", "reminder",
+                       "var.name", "<Ann & Co>", "var.what", "visit", "var.day", "Mon 'x'"),
+                 0);
+    CHECK_EQ_INT(j.kind, JOB_KIND_TEMPLATE);
+    CHECK_EQ_STR(j.template_name, "reminder");
+    CHECK_EQ_STR(j.subject, "Reminder: visit on Mon 'x'");
+    CHECK_EQ_STR(j.text, "Hello <Ann & Co>,\nyour visit is on Mon 'x'.\n{{not a var}}\n");
+    CHECK_EQ_STR(j.html, "<p>Hello &lt;Ann &amp; Co&gt;, your visit is on Mon &#39;x&#39;.</p>");
+    CHECK_EQ_INT(job_build(&j, &tenants[0], "mta1.example.net", NOW_MS, 0, &err), 0);
+    check_wire(&j.wire);
+
+    /* an empty var is a value; LF in a text-only var is fine */
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "template", "textonly",
+                       "var.body", "line1\nline2"),
+                 0);
+    CHECK_EQ_STR(j.text, "line1\nline2");
+    CHECK(j.html == NULL);
+
+    /* NUL in a var */
+    const char *names[] = {"tenant", "to", "template", "var.body"};
+    const char *values[] = {"acme", "a@b.test", "textonly", "a\0b"};
+    size_t nl[] = {6, 2, 8, 8}, vl[] = {4, 8, 8, 3};
+    CHECK_EQ_INT(job_parse(&j, "1-1", 4, names, nl, values, vl, &cfg, &err), -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "var.body");
+    CHECK_EQ_STR(err.reason, "contains NUL");
+    job_clear(&j);
+}
+
+static void test_raw(void)
+{
+    struct job j;
+    struct job_error err;
+    job_init(&j);
+    /* LF endings, no Date or Message-ID, smuggling attempts in the body */
+    const char *raw = "From: Acme <reminders@acme.test>\nTo: a@b.test\nSubject: folded\n  "
+                      "subject\n\nline\n.\nbare\rcr\r\n.\r\n..x\n.";
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "raw", raw), 0);
+    CHECK_EQ_INT(j.kind, JOB_KIND_RAW);
+    CHECK_EQ_INT(job_build(&j, &tenants[0], "mta1.example.net", NOW_MS, 0, &err), 0);
+    check_wire(&j.wire);
+    const char *want = "Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n"
+                       "Message-ID: <000102030405060708090a0b0c0d0e0f@mta1.example.net>\r\n"
+                       "From: Acme <reminders@acme.test>\r\nTo: a@b.test\r\n"
+                       "Subject: folded\r\n  subject\r\n\r\n"
+                       "line\r\n..\r\nbare\r\ncr\r\n..\r\n...x\r\n..\r\n.\r\n";
+    CHECK_EQ_STR(j.wire.data, want);
+    CHECK_EQ_STR(j.message_id, "000102030405060708090a0b0c0d0e0f@mta1.example.net");
+
+    /* their Date and Message-ID stay; headers only */
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "raw",
+                       "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <abc@acme.test>\r\n"
+                       "From: r@acme.test"),
+                 0);
+    CHECK_EQ_INT(job_build(&j, &tenants[0], "mta1.example.net", NOW_MS, 0, &err), 0);
+    CHECK_EQ_STR(j.wire.data, "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: "
+                              "<abc@acme.test>\r\nFrom: r@acme.test\r\n.\r\n");
+    CHECK_EQ_STR(j.message_id, "abc@acme.test");
+
+    /* 998 octets is the limit, in the body too */
+    char *big = malloc(1200);
+    int n = snprintf(big, 1200, "From: r@acme.test\n\n");
+    memset(big + n, 'x', 998);
+    big[n + 998] = 0;
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "raw", big), 0);
+    big[n + 998] = 'y';
+    big[n + 999] = 0;
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "raw", big), -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "raw");
+    CHECK_EQ_STR(err.reason, "line 3: longer than 998 octets");
+    free(big);
+
+    /* NUL, and the job's own fields are still checked */
+    const char *names[] = {"tenant", "to", "raw"};
+    const char *values[] = {"acme", "a@b.test", "From: r@acme.test\n\nx\0y"};
+    size_t nl[] = {6, 2, 3}, vl[] = {4, 8, 23};
+    CHECK_EQ_INT(job_parse(&j, "1-1", 3, names, nl, values, vl, &cfg, &err), -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "raw");
+    CHECK_EQ_STR(err.reason, "line 3: contains NUL");
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test\nRCPT TO:<x@evil.test>", "raw",
+                       "From: r@acme.test\n\nx"),
+                 -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "to");
+    job_clear(&j);
+}
+
+static void test_idn_and_typo(void)
+{
+    struct job j;
+    struct job_error err;
+    job_init(&j);
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "pat@B\xc3\xbc" "cher.Example", "subject",
+                       "s", "text", "t"),
+                 0);
+    CHECK_EQ_STR(j.to, "pat@B\xc3\xbc" "cher.Example");
+    CHECK_EQ_STR(j.rcpt, "pat@xn--bcher-kva.example");
+    CHECK_EQ_STR(j.to_domain, "xn--bcher-kva.example");
+    CHECK(!j.needs_smtputf8);
+    CHECK_EQ_INT(job_build(&j, &tenants[0], NULL, NOW_MS, 0, &err), 0);
+    CHECK(strstr(j.wire.data, "\r\nTo: pat@xn--bcher-kva.example\r\n") != NULL);
+    CHECK(j.suggestion == NULL);
+
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "j\xc3\xbcrgen@example.test", "subject",
+                       "s", "text", "t"),
+                 0);
+    CHECK(j.needs_smtputf8);
+    CHECK_EQ_STR(j.rcpt, "j\xc3\xbcrgen@example.test");
+
+    static const char *const typos[][2] = {
+        {"pat@gnail.com", "pat@gmail.com"},     {"pat@gmial.com", "pat@gmail.com"},
+        {"pat@hotmial.com", "pat@hotmail.com"}, {"pat@yaho.com", "pat@yahoo.com"},
+        {"pat@outlok.com", "pat@outlook.com"},  {"Pat@GMIAL.COM", "Pat@gmail.com"},
+        {"pat@googlemial.co", "pat@googlemail.com"},
+        {"pat@gmail.com", NULL},                {"pat@clinic.test", NULL},
+        {"pat@mail.com", NULL},                 {"pat@ymail.com", NULL},
+        {"pat@example.com", NULL},
+    };
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(typos); i++) {
+        CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", typos[i][0], "subject", "s", "text",
+                           "t"),
+                     0);
+        if (typos[i][1])
+            CHECK_EQ_STR(j.suggestion, typos[i][1]);
+        else
+            CHECK(j.suggestion == NULL);
+        CHECK_EQ_STR(j.to, typos[i][0]); /* never rewritten */
+    }
+    struct config strict = cfg;
+    strict.addresses.typo_policy = CFG_TYPO_REJECT;
+    const char *names[] = {"tenant", "to", "subject", "text"};
+    const char *values[] = {"acme", "pat@gmial.com", "s", "t"};
+    CHECK_EQ_INT(job_parse(&j, "1-1", 4, names, NULL, values, NULL, &strict, &err),
+                 -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "to");
+    CHECK_EQ_STR(err.reason, "did you mean pat@gmail.com?");
+    strict.addresses.typo_policy = CFG_TYPO_OFF;
+    CHECK_EQ_INT(job_parse(&j, "1-1", 4, names, NULL, values, NULL, &strict, &err), 0);
+    CHECK(j.suggestion == NULL);
+    job_clear(&j);
 }
 
 int main(void)
@@ -437,5 +677,9 @@ int main(void)
     test_parse_ok();
     test_build_exact();
     test_mime();
+    test_transfer_encoding();
+    test_template();
+    test_raw();
+    test_idn_and_typo();
     return check_report("test_job");
 }
