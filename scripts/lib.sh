@@ -7,7 +7,7 @@ HERALD_PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     liburing-dev libhiredis-dev libyaml-dev libssl-dev libjansson-dev libc-ares-dev
     redis-server postfix python3 python3-aiosmtpd python3-redis python3-cryptography
-    dnsmasq-base valgrind curl
+    dnsmasq-base valgrind curl python3-dkim opendkim-tools openssl iproute2 util-linux
 )
 HERALD_PY=/usr/bin/python3
 

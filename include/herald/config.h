@@ -74,10 +74,17 @@ struct cfg_route {
     uint16_t port;
 };
 
+struct dkim_key;
+
+/* One DKIM signature a tenant's messages get. */
 struct cfg_dkim {
     char *selector;
-    char *key;      /* path to PEM */
+    char *key;       /* path to PEM */
     char *algorithm; /* optional: rsa-sha256 (default) | ed25519-sha256 */
+    char *domain;    /* d=; NULL: the domain of the message's From */
+    int64_t expire_ms; /* x= this long after t=; 0: no x= */
+    int key_line, key_col; /* where `key` was written, for load errors */
+    struct dkim_key *loaded; /* set by config_load_keys; shared read-only */
 };
 
 struct cfg_relay {
@@ -115,7 +122,8 @@ struct cfg_tenant {
     char *from_name;  /* optional display name */
     char *reply_to;   /* optional */
     struct cfg_strlist domains; /* allowed From domains; default: the from domain */
-    struct cfg_dkim dkim;       /* selector NULL when absent */
+    struct cfg_dkim *dkim;      /* signatures, in config order (dual signing) */
+    size_t n_dkim;
     struct cfg_relay relay;     /* host NULL when absent */
     enum cfg_tls_policy tls;
     char *egress;               /* egress pool name; NULL = "default" */
@@ -245,9 +253,15 @@ struct config {
 /* Load and validate path. On failure returns -HERR_CONFIG (or -errno when the
  * file cannot be read) and writes "file:line:col: message" into err. */
 int config_load(const char *path, struct config **out, char *err, size_t errlen);
-/* Same, from a string (tests, fuzzing); name is used in error messages. */
+/* Same, from a string (tests, fuzzing); name is used in error messages.
+ * Reads no other file: DKIM keys stay unloaded (see config_load_keys). */
 int config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
                        char *err, size_t errlen);
+/* Load every tenant's DKIM keys (config_load does this); refuses key files
+ * with loose permissions, unreadable, not PEM, of the wrong type for the
+ * algorithm or RSA under 1024 bits, with "file:line:col: message" in err
+ * pointing at the `key` value. Returns 0 or -HERR_CONFIG / -ENOMEM. */
+int config_load_keys(struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
 void config_reputation_free(struct cfg_reputation *r);
 

@@ -359,24 +359,38 @@ static void dkim_record_text(const char *name, bool ed25519, const char *p, stru
         hbuf_appendf(out, "%s\"%.*s\"", i ? " " : "", (int)(n - i > 255 ? 255 : n - i), rec + i);
 }
 
+static void check_one_dkim(struct checker *c, const struct cfg_dkim *dk);
+
+/* Every key the tenant signs this domain with (dual signing: each one). */
 static void check_dkim(struct checker *c)
 {
     const struct cfg_tenant *t = c->tenant;
-    if (!t || !t->dkim.selector) {
+    size_t checked = 0;
+    for (size_t i = 0; t && i < t->n_dkim; i++) {
+        const struct cfg_dkim *dk = &t->dkim[i];
+        if (dk->domain && strcasecmp(dk->domain, c->domain) != 0)
+            continue;
+        check_one_dkim(c, dk);
+        checked++;
+    }
+    if (checked == 0)
         report(c, "dkim", V_WARN,
                "configure tenants.<name>.dkim {selector, key} and publish the record "
                "check-domain then prints",
                "%s: herald does not sign mail for %s (no DKIM key configured)",
                t ? t->name : "no tenant", c->domain);
-        return;
-    }
-    bool ed = t->dkim.algorithm && strncmp(t->dkim.algorithm, "ed25519", 7) == 0;
+}
+
+static void check_one_dkim(struct checker *c, const struct cfg_dkim *dk)
+{
+    const struct cfg_dkim *tk = dk;
+    bool ed = tk->algorithm && strncmp(tk->algorithm, "ed25519", 7) == 0;
     char name[320], err[300] = "";
-    snprintf(name, sizeof name, "%s._domainkey.%s", t->dkim.selector, c->domain);
+    snprintf(name, sizeof name, "%s._domainkey.%s", tk->selector, c->domain);
     struct hbuf want, fix;
     hbuf_init(&want);
     hbuf_init(&fix);
-    if (public_key_b64(t->dkim.key, ed, &want, err, sizeof err) < 0) {
+    if (public_key_b64(tk->key, ed, &want, err, sizeof err) < 0) {
         report(c, "dkim", V_FAIL, "correct tenants.<name>.dkim.key", "%s", err);
         goto out;
     }
@@ -410,15 +424,15 @@ static void check_dkim(struct checker *c)
             report(c, "dkim", V_FAIL, fix.data, "%s has an empty p=: the key is revoked", name);
         else if (strcasecmp(k, ed ? "ed25519" : "rsa") != 0)
             report(c, "dkim", V_FAIL, fix.data, "%s has k=%s, herald signs with %s", name, k,
-                   t->dkim.algorithm);
+                   tk->algorithm);
         else if (strcmp(p, want.data) != 0)
             report(c, "dkim", V_FAIL, fix.data,
                    "the key published at %s differs from the key herald signs with (%s)", name,
-                   t->dkim.key);
+                   tk->key);
         else {
             c->dkim_ok = true;
-            report(c, "dkim", V_PASS, NULL, "%s matches %s (%s)", name, t->dkim.key,
-                   t->dkim.algorithm);
+            report(c, "dkim", V_PASS, NULL, "%s matches %s (%s)", name, tk->key,
+                   tk->algorithm);
         }
         free(p);
     }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config/loader.h"
+#include "herald/dkim.h"
 
 /* A config is a few KiB; anything this large is a mistake, and the bound
  * keeps a stray path (a log, /dev/zero) from eating memory. */
@@ -242,7 +243,35 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
     buf[got] = '\0';
     int rc = config_load_string(path, buf, got, out, err, errlen);
     free(buf);
+    if (rc == 0 && (rc = config_load_keys(*out, err, errlen)) != 0) {
+        config_free(*out);
+        *out = NULL;
+    }
     return rc;
+}
+
+int config_load_keys(struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        struct cfg_tenant *t = &cfg->tenants[i];
+        for (size_t k = 0; k < t->n_dkim; k++) {
+            struct cfg_dkim *d = &t->dkim[k];
+            enum dkim_alg alg;
+            char why[400];
+            if (d->loaded) continue;
+            if (dkim_alg_parse(d->algorithm, &alg) != 0) alg = DKIM_ALG_RSA_SHA256;
+            int rc = dkim_key_load(d->key, alg, &d->loaded, why, sizeof why);
+            if (rc == -ENOMEM) {
+                snprintf(err, errlen, "%s: out of memory", cfg->path);
+                return rc;
+            }
+            if (rc) {
+                snprintf(err, errlen, "%s:%d:%d: %s", cfg->path, d->key_line, d->key_col, why);
+                return -HERR_CONFIG;
+            }
+        }
+    }
+    return 0;
 }
 
 void config_free(struct config *cfg)
@@ -284,9 +313,14 @@ void config_free(struct config *cfg)
         free(t->from_name);
         free(t->reply_to);
         loader_strlist_free(&t->domains);
-        free(t->dkim.selector);
-        free(t->dkim.key);
-        free(t->dkim.algorithm);
+        for (size_t k = 0; k < t->n_dkim; k++) {
+            free(t->dkim[k].selector);
+            free(t->dkim[k].key);
+            free(t->dkim[k].algorithm);
+            free(t->dkim[k].domain);
+            dkim_key_free(t->dkim[k].loaded);
+        }
+        free(t->dkim);
         free(t->relay.host);
         free(t->relay.user);
         free(t->relay.password_file);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "herald/config.h"
+#include "herald/dkim.h"
 
 static const char *fmt_duration(int64_t ms, char *buf, size_t len)
 {
@@ -87,6 +88,21 @@ static const char *secret_source(const char *file, const char *env, char *buf, s
     else
         snprintf(buf, len, "none");
     return buf;
+}
+
+/* The TXT record(s) to publish for a loaded key: saves the operator from
+ * deriving the public key by hand, and shows what verifiers will fetch. */
+static void print_dkim_txt(FILE *out, const struct cfg_dkim *dk, const struct cfg_tenant *tn)
+{
+    struct hbuf txt;
+    hbuf_init(&txt);
+    if (dkim_key_txt(dk->loaded, &txt) == 0) {
+        size_t n = dk->domain ? 1 : tn->domains.n;
+        for (size_t i = 0; i < n; i++)
+            fprintf(out, "      publish       %s._domainkey.%s TXT \"%s\"\n", dk->selector,
+                    dk->domain ? dk->domain : tn->domains.items[i], txt.data);
+    }
+    hbuf_free(&txt);
 }
 
 void config_print_effective(const struct config *cfg, FILE *out)
@@ -226,11 +242,15 @@ void config_print_effective(const struct config *cfg, FILE *out)
         fputs("    domains         ", out);
         print_list(out, &tn->domains, "-");
         fputc('\n', out);
-        if (tn->dkim.selector)
-            fprintf(out, "    dkim            %s selector %s key %s\n", tn->dkim.algorithm,
-                    tn->dkim.selector, tn->dkim.key);
-        else
-            fputs("    dkim            none\n", out);
+        for (size_t k = 0; k < tn->n_dkim; k++) {
+            const struct cfg_dkim *dk = &tn->dkim[k];
+            fprintf(out, "    dkim            %s selector %s domain %s key %s", dk->algorithm,
+                    dk->selector, dk->domain ? dk->domain : "(From domain)", dk->key);
+            if (dk->expire_ms) fprintf(out, " expire %s", fmt_duration(dk->expire_ms, a, sizeof a));
+            fputc('\n', out);
+            if (dk->loaded) print_dkim_txt(out, dk, tn);
+        }
+        if (tn->n_dkim == 0) fputs("    dkim            none\n", out);
         if (tn->relay.host) {
             fprintf(out, "    relay           %s:%u tls %s", tn->relay.host, tn->relay.port,
                     config_relay_tls_name(tn->relay.tls));

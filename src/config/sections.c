@@ -547,7 +547,7 @@ int loader_routes(struct loader *L, const struct ynode *k, const struct ynode *v
 struct tenant_ctx {
     struct cfg_tenant *t;
     char where[96];
-    const struct ynode *from, *egress, *dkim_k, *relay_k;
+    const struct ynode *from, *egress, *relay_k;
     const struct ynode *relay_user, *relay_pw_env;
 };
 
@@ -564,14 +564,75 @@ static int dkim_key(struct loader *L, const char *key, const struct ynode *k, co
                                loader_show(v, tmp, sizeof tmp));
         return rc;
     }
-    if (strcmp(key, "key") == 0) return loader_str(L, v, &d->key);
+    if (strcmp(key, "key") == 0) {
+        d->key_line = v->line;
+        d->key_col = v->col;
+        return loader_str(L, v, &d->key);
+    }
     if (strcmp(key, "algorithm") == 0) {
         if (!ynode_is_null(v) && !str_is(v, "rsa-sha256") && !str_is(v, "ed25519-sha256"))
             return loader_fail(L, v, "expected rsa-sha256 or ed25519-sha256, got %s",
                                loader_show(v, tmp, sizeof tmp));
         return loader_str(L, v, &d->algorithm);
     }
+    if (strcmp(key, "domain") == 0) {
+        int rc = loader_str(L, v, &d->domain);
+        if (rc == 0 && d->domain && loader_check_domain(d->domain))
+            return loader_fail(L, v, "expected a domain name, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        if (d->domain) loader_lower(d->domain);
+        return rc;
+    }
+    if (strcmp(key, "expire") == 0) return loader_duration(L, v, 1000, &d->expire_ms);
     return LOADER_UNKNOWN_KEY;
+}
+
+/* `dkim:` is one mapping (one signature) or a list of them (dual signing,
+ * e.g. an RSA and an Ed25519 signature on every message). */
+static int read_dkim(struct loader *L, const struct ynode *k, const struct ynode *v,
+                     const char *where, struct cfg_tenant *t)
+{
+    char tmp[160];
+    size_t n = 1;
+    if (v->type == YNODE_SEQ) {
+        n = 0;
+        for (const struct ynode *c = v->child; c; c = c->next) n++;
+        if (n == 0)
+            return loader_fail(L, k, "expected one or more DKIM signatures in %s", where);
+        if (n > 8) return loader_fail(L, v, "more than 8 DKIM signatures in %s", where);
+    } else if (v->type != YNODE_MAP) {
+        return loader_fail(L, v, "expected a mapping or a list of mappings in %s, got %s", where,
+                           loader_show(v, tmp, sizeof tmp));
+    }
+    if (!(t->dkim = calloc(n, sizeof(*t->dkim)))) return loader_oom(L);
+    const struct ynode *item = v->type == YNODE_SEQ ? v->child : v;
+    for (size_t i = 0; i < n; i++, item = item->next) {
+        struct cfg_dkim *d = &t->dkim[t->n_dkim++];
+        char w[160];
+        if (v->type == YNODE_SEQ)
+            snprintf(w, sizeof w, "%s[%zu]", where, i);
+        else
+            snprintf(w, sizeof w, "%s", where);
+        if (item->type != YNODE_MAP)
+            return loader_fail(L, item, "expected a mapping in %s, got %s", w,
+                               loader_show(item, tmp, sizeof tmp));
+        int rc = loader_walk(L, item, w, dkim_key, d);
+        if (rc) return rc;
+        if (!d->selector || !d->key)
+            return loader_fail(L, v->type == YNODE_SEQ ? item : k,
+                               "missing required key '%s' in %s", d->selector ? "key" : "selector",
+                               w);
+        if (!d->algorithm && !(d->algorithm = strdup("rsa-sha256"))) return loader_oom(L);
+        for (size_t j = 0; j + 1 < t->n_dkim; j++) {
+            const struct cfg_dkim *o = &t->dkim[j];
+            bool same_domain = (!o->domain && !d->domain) ||
+                               (o->domain && d->domain && strcmp(o->domain, d->domain) == 0);
+            if (same_domain && strcasecmp(o->selector, d->selector) == 0)
+                return loader_fail(L, item, "two DKIM signatures with selector '%s' for the same "
+                                   "domain in %s", d->selector, where);
+        }
+    }
+    return 0;
 }
 
 static int relay_key(struct loader *L, const char *key, const struct ynode *k,
@@ -642,9 +703,9 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
         return loader_strlist(L, v, loader_check_domain, true, &t->domains);
     if (strcmp(key, "dkim") == 0) {
         char where[128];
-        c->dkim_k = ynode_is_null(v) ? NULL : k;
+        if (ynode_is_null(v)) return 0;
         snprintf(where, sizeof where, "%s.dkim", c->where);
-        return loader_walk(L, v, where, dkim_key, &t->dkim);
+        return read_dkim(L, k, v, where, t);
     }
     if (strcmp(key, "relay") == 0) {
         char where[128];
@@ -703,12 +764,6 @@ static int tenant_finish(struct loader *L, const struct ynode *key, struct tenan
         loader_lower(t->domains.items[0]);
     } else if (!list_has(&t->domains, domain)) {
         return loader_fail(L, c->from, "from domain '%s' is not in %s.domains", domain, c->where);
-    }
-    if (c->dkim_k) {
-        if (!t->dkim.selector || !t->dkim.key)
-            return loader_fail(L, c->dkim_k, "missing required key '%s' in %s.dkim",
-                               t->dkim.selector ? "key" : "selector", c->where);
-        if (!t->dkim.algorithm && !(t->dkim.algorithm = strdup("rsa-sha256"))) return loader_oom(L);
     }
     if (c->relay_k) {
         struct cfg_relay *r = &t->relay;

@@ -44,6 +44,16 @@ static const struct cfg_egress_pool *pool_of(const struct config *cfg, const str
     return config_egress(cfg, t->egress ? t->egress : "default");
 }
 
+/* A DKIM key whose d= is this From domain: one without `domain` signs as
+ * the From domain, one with it only for that domain. */
+static bool signs_for(const struct cfg_tenant *tn, const char *from_domain)
+{
+    for (size_t i = 0; i < tn->n_dkim; i++)
+        if (!tn->dkim[i].domain || strcasecmp(tn->dkim[i].domain, from_domain) == 0)
+            return true;
+    return false;
+}
+
 int align_table_new(const struct config *cfg, struct align_table **out)
 {
     *out = NULL;
@@ -67,8 +77,8 @@ int align_table_new(const struct config *cfg, struct align_table **out)
             e->tenant = tn;
             e->domain = tn->domains.items[d];
             /* Lookups only where the answer changes what herald does. */
-            e->check = !tn->dkim.selector && tn->from_fallback != CFG_FROM_SEND && pool &&
-                       pool->ips.n > 0;
+            e->check = !signs_for(tn, e->domain) && tn->from_fallback != CFG_FROM_SEND &&
+                       pool && pool->ips.n > 0;
             atomic_init(&e->spf_pass, false);
         }
     }
@@ -154,9 +164,9 @@ static const char *domain_of(const char *addr)
 enum align_outcome align_decide(const struct align_table *t, const struct cfg_tenant *tenant,
                                 struct job *j)
 {
-    if (tenant->dkim.selector) return ALIGN_DKIM;
-    if (tenant->from_fallback == CFG_FROM_SEND) return ALIGN_SENT_UNCHECKED;
     const char *domain = domain_of(j->from);
+    if (signs_for(tenant, domain)) return ALIGN_DKIM;
+    if (tenant->from_fallback == CFG_FROM_SEND) return ALIGN_SENT_UNCHECKED;
     size_t ti = (size_t)(tenant - t->cfg->tenants);
     if (ti < t->cfg->n_tenants)
         for (size_t d = 0; d < tenant->domains.n; d++) {

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "herald/dkim.h"
 #include "herald/job.h"
 #include "msg/msg.h"
 
@@ -225,6 +226,36 @@ static int build_message(struct hbuf *m, struct job *j, const struct cfg_tenant 
     return append_body(m, j);
 }
 
+/* One signature per configured key; d= defaults to the From domain so the
+ * signature aligns with From (DMARC). A key not loaded (a config read with
+ * config_load_string and no config_load_keys) fails the build rather than
+ * sending unsigned mail the operator asked to have signed. */
+static int sign_message(struct hbuf *out, const struct job *j, const struct cfg_tenant *tenant,
+                        const char *msg, size_t len, int64_t now_wall_ms, struct job_error *err)
+{
+    struct dkim_sig sigs[8];
+    const char *from = j->from ? j->from : tenant->from;
+    const char *at = from ? strrchr(from, '@') : NULL;
+    size_t n = tenant->n_dkim < HERALD_ARRAY_LEN(sigs) ? tenant->n_dkim : HERALD_ARRAY_LEN(sigs);
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_dkim *d = &tenant->dkim[i];
+        if (!d->loaded) {
+            snprintf(err->reason, sizeof err->reason, "DKIM key %s is not loaded", d->key);
+            return -HERR_CONFIG;
+        }
+        sigs[i] = (struct dkim_sig){.key = d->loaded,
+                                    .domain = d->domain ? d->domain : at ? at + 1 : NULL,
+                                    .selector = d->selector,
+                                    .expire_s = d->expire_ms / 1000};
+    }
+    int rc = dkim_sign(sigs, n, msg, len, now_wall_ms / 1000, out);
+    if (rc)
+        snprintf(err->reason, sizeof err->reason, "DKIM signing failed: %s",
+                 rc == -HERR_MALFORMED ? "message or signing domain unusable"
+                                       : herald_strerror(rc));
+    return rc;
+}
+
 int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_domain,
               int64_t now_wall_ms, size_t max_message_bytes, struct job_error *err)
 {
@@ -238,6 +269,17 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
     struct hbuf m;
     hbuf_init(&m);
     int rc = build_message(&m, j, tenant, msgid_domain, now_wall_ms);
+    if (rc == 0 && tenant && tenant->n_dkim > 0) {
+        /* Signed before dot-stuffing: the signature covers what the
+         * receiver reads once it has removed the stuffing. The signature
+         * fields go through the stuffer too, though they never start a
+         * line with '.'. */
+        struct hbuf sigs;
+        hbuf_init(&sigs);
+        rc = sign_message(&sigs, j, tenant, m.data, m.len, now_wall_ms, err);
+        if (rc == 0) rc = msg_append_dotstuffed(&j->wire, sigs.data, sigs.len);
+        hbuf_free(&sigs);
+    }
     if (rc == 0) rc = msg_append_dotstuffed(&j->wire, m.data ? m.data : "", m.len);
     hbuf_free(&m);
     if (rc == 0 && (j->wire.len < 2 || memcmp(j->wire.data + j->wire.len - 2, "\r\n", 2) != 0))
@@ -249,7 +291,7 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
         rc = -HERR_TOO_LONG;
     }
     if (rc) {
-        if (rc == -HERR_MALFORMED)
+        if (rc == -HERR_MALFORMED && !err->reason[0])
             snprintf(err->reason, sizeof err->reason, "no message content or bad address");
         else if (!err->reason[0])
             snprintf(err->reason, sizeof err->reason, "%s", herald_strerror(rc));
