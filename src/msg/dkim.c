@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "herald/dkim.h"
@@ -66,10 +67,20 @@ const char *dkim_alg_name(enum dkim_alg alg)
 
 /* ---- per-thread state ---- */
 
+/* RSA signing contexts set up once per thread and key: initialising one
+ * per message (a provider fetch, a new EVP_PKEY_CTX, padding and digest
+ * parameters) costs about a tenth of the RSA operation itself. */
+#define RSA_CTX_CACHE 8
+
 struct tstate {
     EVP_MD_CTX *hash; /* body hash; header hash for Ed25519 */
     EVP_MD_CTX *sign;
     struct hbuf hd;   /* canonical header data of the signature being made */
+    struct {
+        const struct dkim_key *key;
+        EVP_PKEY_CTX *ctx;
+    } rsa[RSA_CTX_CACHE];
+    unsigned rsa_next; /* round-robin replacement when all are taken */
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -84,6 +95,8 @@ static void tstate_free(void *p)
     if (!t) return;
     EVP_MD_CTX_free(t->hash);
     EVP_MD_CTX_free(t->sign);
+    for (unsigned i = 0; i < RSA_CTX_CACHE; i++)
+        EVP_PKEY_CTX_free(t->rsa[i].ctx);
     hbuf_free(&t->hd);
     free(t);
 }
@@ -425,6 +438,29 @@ int dkim_canon_header(struct hbuf *out, const char *field, size_t len)
 
 /* ---- signing ---- */
 
+/* The thread's ready-to-sign context for an RSA key (PKCS#1 v1.5 over a
+ * SHA-256 digest), or NULL. An entry is matched by key and EVP_PKEY: the
+ * context holds a reference to its EVP_PKEY, so that address cannot be
+ * reused by a later key while the entry exists. */
+static EVP_PKEY_CTX *rsa_ctx(struct tstate *t, const struct dkim_key *k)
+{
+    for (unsigned i = 0; i < RSA_CTX_CACHE; i++)
+        if (t->rsa[i].key == k && t->rsa[i].ctx && EVP_PKEY_CTX_get0_pkey(t->rsa[i].ctx) == k->pkey)
+            return t->rsa[i].ctx;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+    if (!ctx || EVP_PKEY_sign_init(ctx) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(ctx, sha256) != 1) {
+        EVP_PKEY_CTX_free(ctx);
+        return NULL;
+    }
+    unsigned slot = t->rsa_next++ % RSA_CTX_CACHE;
+    EVP_PKEY_CTX_free(t->rsa[slot].ctx);
+    t->rsa[slot].key = k;
+    t->rsa[slot].ctx = ctx;
+    return ctx;
+}
+
 static int sign_raw(struct tstate *t, const struct dkim_key *k, const void *data, size_t len,
                     unsigned char *sig, size_t *sig_len)
 {
@@ -434,8 +470,11 @@ static int sign_raw(struct tstate *t, const struct dkim_key *k, const void *data
     ERR_clear_error();
     if (EVP_MD_CTX_reset(t->sign) != 1) return -HERR_TLS;
     if (k->alg == DKIM_ALG_RSA_SHA256) {
-        ok = EVP_DigestSignInit_ex(t->sign, NULL, "SHA256", NULL, NULL, k->pkey, NULL) == 1 &&
-             EVP_DigestSign(t->sign, sig, sig_len, data, len) == 1;
+        EVP_PKEY_CTX *ctx = rsa_ctx(t, k);
+        ok = ctx && EVP_DigestInit_ex(t->hash, sha256, NULL) == 1 &&
+             EVP_DigestUpdate(t->hash, data, len) == 1 &&
+             EVP_DigestFinal_ex(t->hash, digest, &dlen) == 1 && dlen == sizeof digest &&
+             EVP_PKEY_sign(ctx, sig, sig_len, digest, dlen) == 1;
     } else {
         /* RFC 8463: PureEdDSA over the SHA-256 of the header data. */
         ok = EVP_DigestInit_ex(t->hash, sha256, NULL) == 1 &&
