@@ -139,65 +139,52 @@ int cli_stats(int argc, char **argv)
         fprintf(stderr, "herald stats: note: no tenant '%s' in %s (showing what Redis has)\n",
                 tenant, path);
     const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
-    redisReply *r = redisCommand(c, "HGETALL %sstats:%s:%s", prefix, tenant, mbuf);
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        fprintf(stderr, "herald stats: %s\n", r && r->str ? r->str : c->errstr);
-        if (r)
-            freeReplyObject(r);
-        redisFree(c);
-        config_free(cfg);
-        return 1;
-    }
     json_t *doc = json_object();
     json_object_set_new(doc, "tenant", json_string(tenant));
     json_object_set_new(doc, "month", json_string(mbuf));
     json_t *total = bucket(doc, "total");
     json_t *days = json_object(), *domains = json_object();
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const char *f = r->element[i]->str;
-        long long n = strtoll(r->element[i + 1]->str, NULL, 10);
-        const char *bar = strrchr(f, '|');
-        const char *evname = bar ? bar + 1 : f;
-        int ev = event_index(evname, strlen(evname));
-        if (ev < 0)
-            continue;
-        if (!bar) {
+    /* One hash per day, fields "<event>|<domain>": 31 reads at most. */
+    for (int day = 1; day <= 31; day++) {
+        redisReply *r = redisCommand(c, "HGETALL %sstats:%s:%s-%02d", prefix, tenant, mbuf, day);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "herald stats: %s\n", r && r->str ? r->str : c->errstr);
+            if (r)
+                freeReplyObject(r);
+            json_decref(doc);
+            json_decref(days);
+            json_decref(domains);
+            redisFree(c);
+            config_free(cfg);
+            return 1;
+        }
+        char label[48];
+        snprintf(label, sizeof label, "%s-%02d", mbuf, day);
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const char *f = r->element[i]->str;
+            long long n = strtoll(r->element[i + 1]->str, NULL, 10);
+            const char *bar = strchr(f, '|');
+            if (!bar)
+                continue;
+            int ev = event_index(f, (size_t)(bar - f));
+            if (ev < 0)
+                continue;
+            const char *dom = bar + 1;
             add(total, ev, n);
-            continue;
-        }
-        /* "DD|ev", "@domain|ev" or "DD@domain|ev" */
-        const char *at = memchr(f, '@', (size_t)(bar - f));
-        char day[3] = "";
-        if (f[0] != '@' && bar - f >= 2) {
-            day[0] = f[0];
-            day[1] = f[1];
-        }
-        if (!at) {
-            if (day[0]) {
-                char label[48];
-                snprintf(label, sizeof label, "%s-%s", mbuf, day);
-                add(bucket(days, label), ev, n);
-            }
-        } else if (f[0] == '@') {
-            char dom[256];
-            snprintf(dom, sizeof dom, "%.*s", (int)(bar - at - 1), at + 1);
-            add(bucket(domains, dom), ev, n);
-        }
-        /* per-domain-per-day fields are kept for dashboards (--json shows them) */
-        if (at && day[0] && as_json) {
-            char label[48], dom[256];
-            snprintf(label, sizeof label, "%s-%s", mbuf, day);
-            snprintf(dom, sizeof dom, "%.*s", (int)(bar - at - 1), at + 1);
             json_t *d = bucket(days, label);
-            json_t *by = json_object_get(d, "domains");
-            if (!by) {
-                by = json_object();
-                json_object_set_new(d, "domains", by);
+            add(d, ev, n);
+            add(bucket(domains, dom), ev, n);
+            if (as_json) {
+                json_t *by = json_object_get(d, "domains");
+                if (!by) {
+                    by = json_object();
+                    json_object_set_new(d, "domains", by);
+                }
+                add(bucket(by, dom), ev, n);
             }
-            add(bucket(by, dom), ev, n);
         }
+        freeReplyObject(r);
     }
-    freeReplyObject(r);
     rates(total);
     const char *k;
     json_t *v;

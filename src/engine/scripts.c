@@ -10,11 +10,11 @@
  *   done:<event>       ended with that terminal note */
 #include "herald/engine.h"
 
-/* Counts behind `herald stats`: every note bumps its tenant's month hash
- * <prefix>stats:<tenant>:<YYYY-MM> (UTC) — fields `<event>`,
- * `<DD>|<event>`, `@<domain>|<event>` and `<DD>@<domain>|<event>` — in the
- * same step that writes the note, so the counts never disagree with the
- * stream. Kept 400 days. */
+/* Counts behind `herald stats`: every note bumps one field of its tenant's
+ * day hash <prefix>stats:<tenant>:<YYYY-MM-DD> (UTC), `<event>|<recipient
+ * domain>`, in the same step that writes the note, so the counts never
+ * disagree with the stream. One command per note; months, days and domains
+ * are summed when read. Kept 400 days. */
 #define COUNT_NOTE_LUA                                                                             \
     "local function civil(ms)\n"                                                                   \
     "  local z = math.floor(ms / 86400000) + 719468\n"                                             \
@@ -31,22 +31,20 @@
     "  return y, m, d\n"                                                                           \
     "end\n"                                                                                        \
     "local function count_note(prefix, items)\n"                                                   \
-    "  local f = {}\n"                                                                             \
-    "  for i = 1, #items - 1, 2 do f[items[i]] = items[i + 1] end\n"                               \
-    "  local ev, tenant = f['event'], f['tenant']\n"                                              \
-    "  if not ev or not tenant or tenant == '' then return end\n"                                  \
-    "  local y, m, d = civil(tonumber(f['at']) or 0)\n"                                            \
-    "  local key = string.format('%s:%s:%04d-%02d', prefix, tenant, y, m)\n"                       \
-    "  local day = string.format('%02d', d)\n"                                                     \
-    "  redis.call('HINCRBY', key, ev, 1)\n"                                                        \
-    "  redis.call('HINCRBY', key, day .. '|' .. ev, 1)\n"                                          \
-    "  local dom = f['to'] and string.match(f['to'], '@([^@]+)$')\n"                               \
-    "  if dom then\n"                                                                              \
-    "    dom = string.lower(dom)\n"                                                                \
-    "    redis.call('HINCRBY', key, '@' .. dom .. '|' .. ev, 1)\n"                                 \
-    "    redis.call('HINCRBY', key, day .. '@' .. dom .. '|' .. ev, 1)\n"                          \
+    "  local ev, tenant, at, to\n"                                                                 \
+    "  for i = 1, #items - 1, 2 do\n"                                                              \
+    "    local k = items[i]\n"                                                                     \
+    "    if k == 'event' then ev = items[i + 1] elseif k == 'tenant' then tenant = items[i + 1]\n" \
+    "    elseif k == 'at' then at = items[i + 1] elseif k == 'to' then to = items[i + 1] end\n"    \
     "  end\n"                                                                                      \
-    "  redis.call('EXPIRE', key, 34560000)\n"                                                      \
+    "  if not ev or not tenant or tenant == '' then return end\n"                                  \
+    "  local y, m, d = civil(tonumber(at) or 0)\n"                                                 \
+    "  local key = string.format('%s:%s:%04d-%02d-%02d', prefix, tenant, y, m, d)\n"               \
+    "  local dom = to and string.match(to, '@([^@]+)$')\n"                                         \
+    "  dom = dom and string.lower(dom) or '-'\n"                                                   \
+    "  if redis.call('HINCRBY', key, ev .. '|' .. dom, 1) == 1 then\n"                             \
+    "    redis.call('EXPIRE', key, 34560000)\n"                                                    \
+    "  end\n"                                                                                      \
     "end\n"
 
 /* KEYS: jobs, events, the tenant's suppression set, the job's state key,
@@ -112,16 +110,20 @@ const char *const notes_script_terminal =
  * recipient's cap key prefix, the tenant's rate key, the stats prefix.
  * ARGV: entry id that claims the id, window ms, recipient (lower-cased),
  * "1" to check idempotency, replaced id ("" for none; first attempts only),
- * now ms, recipient caps "count window_s ..." ("" to skip: already
- * counted), tenant rate "count window_s" ("" for none or already counted).
+ * now ms, recipient caps "count window_s x ..." (x 1: this process has not
+ * set the window's expiry yet; "" to skip: already counted), tenant rate
+ * "count window_s k" taking k slots at once, a lease the process spends
+ * locally ("" for none, already counted, or paid from a lease).
  * The idempotency key holds the entry that first claimed the id, so the
  * same job read again after a crash or a park is still admitted. Returns
  * "ok" or "ok;replaced=<result>", "cancelled:<entry>", "duplicate:<entry>",
  * "suppressed:tenant|global", "wait:<ms>:recipient-cap|tenant-rate".
  *
- * Recipient caps are fixed windows (INCR on a key per window, expiring with
- * it), checked all before any is counted; the tenant rate is a GCRA whose
- * theoretical arrival time is the key's value, shared by every process. */
+ * Recipient caps are fixed windows: one hash per window slot (field: the
+ * recipient), expiring with it; counted first and given back when a cap or
+ * the tenant rate says wait, so the usual path is one command per cap. The tenant rate is
+ * a GCRA whose theoretical arrival time is the key's value, shared by every
+ * process. */
 const char *const notes_script_admit =
     COUNT_NOTE_LUA
     CANCEL_TARGET_LUA
@@ -140,30 +142,35 @@ const char *const notes_script_admit =
     "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
     "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
     "local now = tonumber(ARGV[6])\n"
-    "local caps = {}\n"
-    "for c, w in string.gmatch(ARGV[7], '(%d+) (%d+)') do\n"
+    "local counted = {}\n"
+    "local function uncount()\n"
+    "  for _, k in ipairs(counted) do redis.call('HINCRBY', k, ARGV[3], -1) end\n"
+    "end\n"
+    "for c, w, x in string.gmatch(ARGV[7], '(%d+) (%d+) (%d)') do\n"
     "  local wms = tonumber(w) * 1000\n"
     "  local slot = math.floor(now / wms)\n"
     "  local k = KEYS[8] .. ':' .. w .. ':' .. slot\n"
-    "  local used = tonumber(redis.call('GET', k) or '0')\n"
-    "  if used >= tonumber(c) then\n"
+    "  local used = redis.call('HINCRBY', k, ARGV[3], 1)\n"
+    "  if x == '1' then redis.call('PEXPIRE', k, wms + 60000) end\n"
+    "  table.insert(counted, k)\n"
+    "  if used > tonumber(c) then\n"
+    "    uncount()\n"
     "    return 'wait:' .. ((slot + 1) * wms - now) .. ':recipient-cap'\n"
     "  end\n"
-    "  table.insert(caps, {k, wms})\n"
     "end\n"
-    "local tc, tw = string.match(ARGV[8], '(%d+) (%d+)')\n"
+    "local tc, tw, tk = string.match(ARGV[8], '(%d+) (%d+) (%d+)')\n"
     "if tc then\n"
     "  local T = tonumber(tw) * 1000 / tonumber(tc)\n"
     "  local tau = 1000 - T\n"
     "  if tau < 0 then tau = 0 end\n"
     "  local tat = tonumber(redis.call('GET', KEYS[9]) or '0')\n"
     "  if tat < now then tat = now end\n"
-    "  if tat - tau > now then return 'wait:' .. math.ceil(tat - tau - now) .. ':tenant-rate' end\n"
+    "  if tat - tau > now then\n"
+    "    uncount()\n"
+    "    return 'wait:' .. math.ceil(tat - tau - now) .. ':tenant-rate'\n"
+    "  end\n"
+    "  tat = tat + (tonumber(tk) - 1) * T\n"
     "  redis.call('SET', KEYS[9], tostring(tat + T), 'PX', math.ceil(tat + T - now) + 1000)\n"
-    "end\n"
-    "for _, kw in ipairs(caps) do\n"
-    "  redis.call('INCR', kw[1])\n"
-    "  redis.call('PEXPIRE', kw[1], kw[2])\n"
     "end\n"
     "redis.call('SET', KEYS[4], 'sending:' .. ARGV[1], 'PX', ARGV[2])\n"
     "return out\n";

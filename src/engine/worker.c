@@ -32,6 +32,7 @@ struct delivery {
     bool claimed;             /* this copy's entry claimed the job id (idempotency) */
     bool admitted;            /* admission said ok: caps and rates are counted */
     bool rate_parked;         /* parked by a rate limit: a reload may call it back early */
+    uint32_t lease_req;       /* tenant-rate slots asked for with this admission (> 1: a block) */
     struct stats_row *tenant_row; /* counted in its in_flight while held */
     struct pool_target *targets; /* MX addresses in the order to try them */
     size_t n_targets, target_i;
@@ -1145,10 +1146,21 @@ static void dispatch(struct delivery *d)
     }
 }
 
+static struct tenant_lease *lease_of(struct worker *w, const char *tenant);
+
 static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct delivery *d = arg;
+    bool ok = reply && (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) &&
+              strncmp(reply->str, "ok", 2) == 0;
+    if (d->lease_req > 1 && !ok) {
+        /* The block was not granted: the next admission asks again. */
+        struct tenant_lease *l = lease_of(d->w, d->job.tenant);
+        if (l)
+            l->pending = false;
+        d->lease_req = 0;
+    }
     if (!reply || scripts_missing(reply)) {
         /* Redis went away: the entry stays pending and is taken up again. */
         struct worker *w = d->w;
@@ -1166,6 +1178,15 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
     }
     if (strncmp(reply->str, "ok", 2) == 0) {
         d->admitted = d->claimed = true;
+        if (d->lease_req > 1) {
+            struct tenant_lease *l = lease_of(d->w, d->job.tenant);
+            if (l) {
+                l->pending = false;
+                l->left = d->lease_req - 1; /* one paid for this job */
+                l->until_ms = d->w->ring.now_ms + 1000;
+            }
+            d->lease_req = 0;
+        }
         const char *rp = strstr(reply->str, ";replaced=");
         if (rp)
             snprintf(d->replaced_result, sizeof d->replaced_result, "%s", rp + 10);
@@ -1223,6 +1244,29 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
     write_terminal(d, &n);
 }
 
+static struct tenant_lease *lease_of(struct worker *w, const char *tenant)
+{
+    for (unsigned i = 0; i < w->n_leases; i++)
+        if (strcmp(w->leases[i].tenant, tenant) == 0)
+            return &w->leases[i];
+    if (w->n_leases >= HERALD_ARRAY_LEN(w->leases) || strlen(tenant) >= sizeof w->leases[0].tenant)
+        return NULL; /* many tenants with rates: they pay per message */
+    struct tenant_lease *l = &w->leases[w->n_leases++];
+    memset(l, 0, sizeof *l);
+    snprintf(l->tenant, sizeof l->tenant, "%s", tenant);
+    return l;
+}
+
+/* About 100 ms of the tenant's rate, spread over the workers. */
+static uint32_t lease_size(const struct worker *w, const struct cfg_rate *r)
+{
+    double per_s = r->window_s ? (double)r->count / (double)r->window_s : 0;
+    double k = per_s / 10.0 / (double)(w->sh->n_workers ? w->sh->n_workers : 1);
+    if (k > 1000)
+        k = 1000;
+    return k < 1 ? 1 : (uint32_t)k;
+}
+
 /* Cancellation, idempotency, `replaces` and suppression lists, in one
  * script call per attempt just before it may take a connection. Retries
  * (attempt > 1) skip the idempotency check and `replaces`: their first
@@ -1248,17 +1292,38 @@ static void admit(struct delivery *d)
     char caps[256] = "", trate[48] = "", rkey[400], tkeyr[320];
     size_t used = 0;
     const struct cfg_recipients *rc = &w->cfg->recipients;
+    int64_t now_ms = clock_wall_ms();
     for (size_t i = 0; count && i < rc->n_limits; i++) {
-        int k = snprintf(caps + used, sizeof caps - used, "%s%u %u", used ? " " : "",
-                         rc->limits[i].count, rc->limits[i].window_s);
+        /* The window's hash needs its expiry set once per slot per worker. */
+        int x = 1;
+        if (i < HERALD_ARRAY_LEN(w->rcap_expiry_slot) && rc->limits[i].window_s) {
+            int64_t slot = now_ms / ((int64_t)rc->limits[i].window_s * 1000);
+            x = w->rcap_expiry_slot[i] != slot + 1;
+            w->rcap_expiry_slot[i] = slot + 1;
+        }
+        int k = snprintf(caps + used, sizeof caps - used, "%s%u %u %d", used ? " " : "",
+                         rc->limits[i].count, rc->limits[i].window_s, x);
         if (k < 0 || (size_t)k >= sizeof caps - used)
             break;
         used += (size_t)k;
     }
     const struct cfg_tenant *tn = config_tenant(w->cfg, j->tenant);
-    if (count && tn && tn->rate.count)
-        snprintf(trate, sizeof trate, "%u %u", tn->rate.count, tn->rate.window_s);
-    snprintf(rkey, sizeof rkey, "%srcap:%s", w->sh->prefix, addr);
+    d->lease_req = 0;
+    if (count && tn && tn->rate.count) {
+        struct tenant_lease *l = lease_of(w, j->tenant);
+        if (l && l->left > 0 && l->until_ms > w->ring.now_ms) {
+            l->left--; /* paid from this worker's block */
+        } else {
+            uint32_t k = 1;
+            if (l && !l->pending) {
+                k = lease_size(w, &tn->rate);
+                l->pending = k > 1;
+            }
+            d->lease_req = k;
+            snprintf(trate, sizeof trate, "%u %u %u", tn->rate.count, tn->rate.window_s, k);
+        }
+    }
+    snprintf(rkey, sizeof rkey, "%srcap", w->sh->prefix);
     snprintf(tkeyr, sizeof tkeyr, "%strate:%s", w->sh->prefix, j->tenant);
     const char *argv[] = {"EVALSHA", w->sh->sha_admit, "10", idem, skey, gkey, stkey, tkey,
                           w->sh->retry_key, w->cfg->redis.events, rkey, tkeyr, w->sh->stats_key,

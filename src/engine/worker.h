@@ -100,6 +100,17 @@ struct worker {
     uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;
     struct status_state *status; /* worker 0: what `herald status` reads */
     struct hold_queue *queues;   /* messages waiting for a throttle pair's slots */
+    /* Tenant-rate slots taken from Redis in blocks (a lease of ~100 ms of
+     * the rate) and spent here, so a tenant rate costs Redis one update
+     * per block instead of one per message. */
+    struct tenant_lease {
+        char tenant[72];
+        uint32_t left;
+        int64_t until_ms; /* ring clock; unused slots lapse */
+        bool pending;     /* a block is being asked for */
+    } leases[32];
+    unsigned n_leases;
+    int64_t rcap_expiry_slot[16]; /* per recipients.limit entry: slot whose expiry we set */
 };
 
 int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);
