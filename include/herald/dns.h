@@ -46,6 +46,12 @@ struct dns_resolver;
 
 /* servers: "ip", "ip:port" or "[v6]:port"; none: the system's resolv.conf.
  * Returns 0 or a negative code with err filled. */
+/* Point a c-ares channel at dns.servers ("ip" or "ip:port"; none: keep the
+ * system's resolv.conf). 0, or -HERR_CONFIG with err filled. */
+struct ares_channeldata;
+int dns_channel_servers(struct ares_channeldata *channel, const char *const *servers,
+                        size_t n_servers, char *err, size_t errlen);
+
 int dns_resolver_new(struct dns_resolver **out, struct ring *ring, const char *const *servers,
                      size_t n_servers, char *err, size_t errlen);
 /* Requests still waiting get DNS_TEMPFAIL ("resolver closed"). Runs the

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "herald/core.h"
+#include "herald/dns.h"
 #include "herald/dnsq.h"
 
 void dnsq_rrset_init(struct dnsq_rrset *s)
@@ -109,21 +110,10 @@ int dnsq_sync_new(struct dnsq_sync **out, const char *const *servers, size_t n_s
         free(q);
         return -HERR_DNS;
     }
-    if (n_servers > 0) {
-        char csv[1024] = "";
-        size_t used = 0;
-        for (size_t i = 0; i < n_servers; i++) {
-            int w = snprintf(csv + used, sizeof csv - used, "%s%s", i ? "," : "", servers[i]);
-            if (w < 0 || (size_t)w >= sizeof csv - used) break;
-            used += (size_t)w;
-        }
-        rc = ares_set_servers_ports_csv(q->channel, csv);
-        if (rc != ARES_SUCCESS) {
-            snprintf(err, errlen, "dns.servers '%s': %s", csv, ares_strerror(rc));
-            ares_destroy(q->channel);
-            free(q);
-            return -HERR_CONFIG;
-        }
+    if (dns_channel_servers(q->channel, servers, n_servers, err, errlen) < 0) {
+        ares_destroy(q->channel);
+        free(q);
+        return -HERR_CONFIG;
     }
     *out = q;
     return 0;

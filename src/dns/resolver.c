@@ -533,6 +533,27 @@ void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out)
     *out = r->stats;
 }
 
+int dns_channel_servers(struct ares_channeldata *channel, const char *const *servers,
+                        size_t n_servers, char *err, size_t errlen)
+{
+    if (n_servers == 0)
+        return 0; /* the system's resolv.conf */
+    char csv[1024] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < n_servers; i++) {
+        int w = snprintf(csv + used, sizeof csv - used, "%s%s", i ? "," : "", servers[i]);
+        if (w < 0 || (size_t)w >= sizeof csv - used)
+            break;
+        used += (size_t)w;
+    }
+    int rc = ares_set_servers_ports_csv(channel, csv);
+    if (rc != ARES_SUCCESS) {
+        snprintf(err, errlen, "dns.servers '%s': %s", csv, ares_strerror(rc));
+        return -HERR_CONFIG;
+    }
+    return 0;
+}
+
 int dns_resolver_new(struct dns_resolver **out, struct ring *ring, const char *const *servers,
                      size_t n_servers, char *err, size_t errlen)
 {
@@ -560,21 +581,10 @@ int dns_resolver_new(struct dns_resolver **out, struct ring *ring, const char *c
         free(r);
         return -HERR_DNS;
     }
-    if (n_servers > 0) {
-        char csv[1024] = "";
-        size_t used = 0;
-        for (size_t i = 0; i < n_servers; i++) {
-            int w = snprintf(csv + used, sizeof csv - used, "%s%s", i ? "," : "", servers[i]);
-            if (w < 0 || (size_t)w >= sizeof csv - used) break;
-            used += (size_t)w;
-        }
-        rc = ares_set_servers_ports_csv(r->channel, csv);
-        if (rc != ARES_SUCCESS) {
-            snprintf(err, errlen, "dns.servers '%s': %s", csv, ares_strerror(rc));
-            ares_destroy(r->channel);
-            free(r);
-            return -HERR_CONFIG;
-        }
+    if (dns_channel_servers(r->channel, servers, n_servers, err, errlen) < 0) {
+        ares_destroy(r->channel);
+        free(r);
+        return -HERR_CONFIG;
     }
     *out = r;
     return 0;

@@ -512,6 +512,18 @@ class Sink:
             self.output().splitlines()[-10:]))
 
 
+def sink_record(path):
+    """What `herald-sink --record FILE` wrote: (arrival unix ms, client IP)
+    per accepted message, in file order."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2:
+                out.append((int(parts[0]), parts[1]))
+    return out
+
+
 def start_sink(args=(), host=None, port=None):
     s = Sink(args, host=host, port=port)
     log("herald-sink on port %d" % s.port)

@@ -13,16 +13,6 @@ import time
 import harness as h
 
 
-def arrivals(path):
-    out = []
-    with open(path) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2:
-                out.append(int(parts[0]))
-    return sorted(out)
-
-
 def rate_between(ts, t0, t1):
     return sum(1 for t in ts if t0 <= t < t1) * 1000.0 / (t1 - t0)
 
@@ -87,7 +77,7 @@ def run():
     herald.stop()
     sink.stop()
 
-    ts = arrivals(rec)
+    ts = sorted(ms for ms, _ in h.sink_record(rec))
     fails.check(len(ts) == n, "sink saw %d messages, want %d" % (len(ts), n))
     before = rate_between(ts, t_hup - 2500, t_hup - 500)
     after = rate_between(ts, t_hup + 1000, t_hup + 3000)

@@ -22,16 +22,6 @@ def job(job_id, to, **kw):
     return j
 
 
-def arrivals(path):
-    out = []
-    with open(path) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2:
-                out.append((int(parts[0]), parts[1]))
-    return out
-
-
 def phase_rate(fails):
     rec = h.tmpdir().join("rate.record")
     sink = h.start_sink(["--record", rec])
@@ -47,7 +37,7 @@ def phase_rate(fails):
     h.wait_notes(redis, n, timeout=60, herald=herald)
     herald.stop()
     sink.stop()
-    a = arrivals(rec)
+    a = h.sink_record(rec)
     fails.check(len(a) == n, "sink should have recorded %d messages, has %d" % (n, len(a)))
     by_ip = collections.defaultdict(list)
     for ms, ip in a:
@@ -118,7 +108,7 @@ def phase_backoff(fails):
                 "herald should back off: %d refusals for %d messages" % (refused, n))
     fails.check("event=reputation_backoff" in herald.read_stderr(),
                 "the reputation factor should have been lowered")
-    a = sorted(ms for ms, _ in arrivals(rec))
+    a = sorted(ms for ms, _ in h.sink_record(rec))
     per_s = collections.Counter((ms - a[0]) // 1000 for ms in a)
     after = [c for s, c in per_s.items() if (a[0] / 1000 + s) > start + 7]
     fails.check(after and max(after) > 30,

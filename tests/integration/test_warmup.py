@@ -15,13 +15,7 @@ import harness as h
 
 
 def from_ips(rec):
-    c = collections.Counter()
-    with open(rec) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2:
-                c[parts[1]] += 1
-    return c
+    return collections.Counter(ip for _, ip in h.sink_record(rec))
 
 
 def run():
