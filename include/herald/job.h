@@ -115,6 +115,10 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
 int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_domain,
               int64_t now_wall_ms, size_t max_message_bytes, struct job_error *err);
 
+/* A Message-ID (without brackets) herald will reuse: printable ASCII, no
+ * space, quote, backslash or angle bracket, exactly one '@' inside. */
+bool msg_id_acceptable(const char *id);
+
 /* --- pieces exported for tests and fuzzing --- */
 
 /* Test hook: the random source for Message-ID and the MIME boundary must

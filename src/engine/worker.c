@@ -444,6 +444,12 @@ static int job_items(struct delivery *d, uint32_t attempt_done, const char **arg
         argv[argc] = "1";
         lens[argc++] = 1;
     }
+    if (j->message_id[0]) {
+        argv[argc] = "message_id";
+        lens[argc++] = 10;
+        argv[argc] = j->message_id;
+        lens[argc++] = strlen(j->message_id);
+    }
     if (d->rate_parked) {
         argv[argc] = "throttled";
         lens[argc++] = 9;
@@ -454,7 +460,8 @@ static int job_items(struct delivery *d, uint32_t attempt_done, const char **arg
         const char *name = j->names[i];
         if (strcmp(name, "attempt") == 0 || strcmp(name, "enqueued_at") == 0 ||
             strcmp(name, "id") == 0 || strcmp(name, "admitted") == 0 ||
-            strcmp(name, "counted") == 0 || strcmp(name, "throttled") == 0)
+            strcmp(name, "counted") == 0 || strcmp(name, "throttled") == 0 ||
+            strcmp(name, "message_id") == 0)
             continue;
         argv[argc] = name;
         lens[argc++] = strlen(name);
@@ -1455,6 +1462,11 @@ static void handle_entry(struct worker *w, const char *id, redisReply *fields)
     }
     uint32_t max_msg = w->cfg->engine.max_message_bytes ? w->cfg->engine.max_message_bytes
                                                         : 10u * 1024 * 1024;
+    /* A retry keeps the Message-ID of its first attempt, so a receiver
+     * that took an earlier attempt after all can tell it is the same. */
+    const char *mid = job_raw(j, "message_id");
+    if (mid && msg_id_acceptable(mid))
+        snprintf(j->message_id, sizeof j->message_id, "%s", mid);
     if (job_build(j, tenant, domain_of(j->from), now, max_msg, &err) < 0) {
         reject(d, &err);
         return;

@@ -159,8 +159,25 @@ static int append_body(struct hbuf *h, const struct job *j)
     return hbuf_appendf(h, "--%s--\r\n", boundary);
 }
 
+bool msg_id_acceptable(const char *id)
+{
+    size_t n = strlen(id), at = 0;
+    if (n < 3 || n >= sizeof(((struct job *)0)->message_id))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '"' || c == '\\')
+            return false;
+        at += c == '@';
+    }
+    return at == 1 && id[0] != '@' && id[n - 1] != '@';
+}
+
+/* Keeps a Message-ID set before the build (a retry's first one). */
 static int new_message_id(struct job *j, const char *msgid_domain, const char *from)
 {
+    if (j->message_id[0])
+        return 0;
     char rnd[2 * MSGID_RANDOM_BYTES + 1];
     int rc = random_hex(rnd, MSGID_RANDOM_BYTES);
     if (rc) return rc;

@@ -89,6 +89,9 @@ def run():
                 and "server     " in hist.stdout and "bounced" in hist.stdout,
                 "history should show domain, server and replies:\n%s" % hist.stdout)
     h.log("history:\n" + hist.stdout)
+    mids = {n.get("message_id") for n in notes if n.get("job") == "late"}
+    fails.check(len(mids) == 1 and None not in mids,
+                "every attempt of a message keeps its first Message-ID: %s" % mids)
     future = h.herald_cli(["events", "-c", path, "--since", str(int(time.time() * 1000) + 60000)])
     fails.check(future.returncode == 0 and len(future.stdout.strip().splitlines()) <= 1,
                 "--since in the future shows nothing:\n%s" % future.stdout)

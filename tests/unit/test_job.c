@@ -669,8 +669,21 @@ static void test_idn_and_typo(void)
     job_clear(&j);
 }
 
+static void test_msg_id_acceptable(void)
+{
+    CHECK(msg_id_acceptable("31967af5f10c149bd97bb660afb5d785@acme.test"));
+    CHECK(!msg_id_acceptable("no-at-sign"));
+    CHECK(!msg_id_acceptable("two@@ats"));
+    CHECK(!msg_id_acceptable("a@b\r\nBcc: x@evil.test"));
+    CHECK(!msg_id_acceptable("<a@b>"));
+    CHECK(!msg_id_acceptable("sp ace@b"));
+    CHECK(!msg_id_acceptable("@b"));
+    CHECK(!msg_id_acceptable(""));
+}
+
 int main(void)
 {
+    test_msg_id_acceptable();
     job_set_random(fake_random);
     test_rejects();
     test_binary_rejects();
