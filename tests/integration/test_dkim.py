@@ -173,9 +173,17 @@ def run():
     fails.raise_if_any("key file checks")
 
     smtp = h.start_aiosmtpd()
+    # Template output is signed like any other message.
+    tpl_text, tpl_html = h.tmpdir().join("remind.txt"), h.tmpdir().join("remind.html")
+    with open(tpl_text, "w") as f:
+        f.write("Bonjour {{ who }},\nrendez-vous à {{ when }}.\n" + LONG + "\n")
+    with open(tpl_html, "w") as f:
+        f.write("<p>Bonjour {{ who }}, rendez-vous à <b>{{ when }}</b>.</p>\n")
     cfg = h.write_config(h.base_config(redis, smtp.port, tenants={
         "acme": {"from": "reminders@acme.test",
-                 "dkim": {"selector": "s1", "key": keys["rsa"]}},
+                 "dkim": {"selector": "s1", "key": keys["rsa"]},
+                 "templates": {"remind": {"subject": "Rappel pour {{ who }}",
+                                          "text": tpl_text, "html": tpl_html}}},
         "beta": {"from": "desk@beta.test",
                  "dkim": {"selector": "e1", "key": keys["ed"], "algorithm": "ed25519-sha256"}},
         "gamma": {"from": "news@gamma.test",
@@ -184,7 +192,9 @@ def run():
                             "domain": "gamma.test"}]},
     }))
     jobs = []
-    for i, j in enumerate(JOBS):
+    all_jobs = JOBS + [{"tenant": "acme", "template": "remind", "var.who": "Zoë <Müller> & co",
+                        "var.when": "14h30"}]
+    for i, j in enumerate(all_jobs):
         job = dict(j, id="dkim-%02d" % i, to="rcpt%02d@example.test" % i)
         jobs.append(job)
     by_rcpt = {j["to"]: j for j in jobs}
