@@ -269,7 +269,19 @@ void config_print_effective(const struct config *cfg, FILE *out)
                 fmt_rate(&tn->rate, a, sizeof a), tn->weight,
                 fmt_duration(tn->max_age_ms ? tn->max_age_ms : d->max_age_ms, b, sizeof b));
         fprintf(out, "    from_fallback   %s\n", config_from_fallback_name(tn->from_fallback));
+        for (size_t k = 0; k < tn->n_templates; k++) {
+            const struct cfg_template *tp = &tn->templates[k];
+            fprintf(out, "    template %-7s subject \"%s\"%s%s%s%s\n", tp->name, tp->subject,
+                    tp->text_path ? ", text " : "", tp->text_path ? tp->text_path : "",
+                    tp->html_path ? ", html " : "", tp->html_path ? tp->html_path : "");
+        }
     }
+    const struct cfg_addresses *ad = &cfg->addresses;
+    fprintf(out, "addresses: typo_policy %s, %zu provider domains checked for typos\n",
+            ad->typo_policy == CFG_TYPO_REJECT ? "reject"
+            : ad->typo_policy == CFG_TYPO_OFF  ? "off"
+                                               : "warn",
+            ad->typo_domains.n);
     fprintf(out, "sender: %s, SPF re-checked every %s\n",
             cfg->sender.address ? cfg->sender.address : "(none)",
             fmt_duration(cfg->sender.spf_recheck_ms, a, sizeof a));

@@ -556,22 +556,11 @@ static void test_file(void)
     CHECK_EQ_INT(config_load("/tmp", &cfg, err, sizeof err), -HERR_CONFIG);
     CHECK_EQ_STR(err, "/tmp: not a regular file");
 
-    /* The shipped example must parse; its DKIM key paths are placeholders,
-     * so loading the keys fails, naming the `key` value's position. */
-    static char example[64 * 1024];
-    FILE *ef = fopen("config/herald.example.yaml", "r");
-    size_t elen = ef ? fread(example, 1, sizeof example - 1, ef) : 0;
-    if (ef) fclose(ef);
-    CHECK(elen > 0);
-    CHECK_EQ_INT(config_load_string("config/herald.example.yaml", example, elen, &cfg, err,
-                                    sizeof err),
-                 0);
+    /* The shipped example loads as it is, key files and templates included,
+     * so `herald check-config` passes on it. */
+    CHECK_EQ_INT(config_load("config/herald.example.yaml", &cfg, err, sizeof err), 0);
     if (!cfg) fprintf(stderr, "%s\n", err);
-    if (cfg) {
-        CHECK_EQ_INT(config_load_keys(cfg, err, sizeof err), -HERR_CONFIG);
-        CHECK(strncmp(err, "config/herald.example.yaml:", 27) == 0 &&
-              strstr(err, ": cannot open DKIM key /etc/herald/acme.pem: ") != NULL);
-    }
+    CHECK(cfg && cfg->n_tenants >= 1 && cfg->tenants[0].n_templates >= 1);
     config_free(cfg);
 }
 
