@@ -63,6 +63,11 @@ void dns_resolver_free(struct dns_resolver *r);
  * shuffled per call, each with its addresses on `port`. */
 int dns_resolve_route(struct dns_resolver *r, const char *domain, uint16_t port, dns_route_fn cb,
                       void *arg);
+/* The same for one host's own addresses (a relay or smarthost: A/AAAA by
+ * their TTL, no MX): the route has that one host, or status != DNS_OK. An
+ * address literal is answered at once. */
+int dns_resolve_host(struct dns_resolver *r, const char *host, uint16_t port, dns_route_fn cb,
+                     void *arg);
 
 /* Counters for tests and status. */
 struct dns_stats {

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "herald/keys.h"
 
 static const char stats_usage[] =
     "usage: herald stats -c FILE --tenant T [--month YYYY-MM] [--json]\n"
@@ -138,7 +139,10 @@ int cli_stats(int argc, char **argv)
     if (!config_tenant(cfg, tenant))
         fprintf(stderr, "herald stats: note: no tenant '%s' in %s (showing what Redis has)\n",
                 tenant, path);
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    struct keys keys;
+    keys_init(&keys, cfg->redis.prefix);
+    int year = 0, mon = 0;
+    sscanf(mbuf, "%d-%d", &year, &mon);
     json_t *doc = json_object();
     json_object_set_new(doc, "tenant", json_string(tenant));
     json_object_set_new(doc, "month", json_string(mbuf));
@@ -146,7 +150,9 @@ int cli_stats(int argc, char **argv)
     json_t *days = json_object(), *domains = json_object();
     /* One hash per day, fields "<event>|<domain>": 31 reads at most. */
     for (int day = 1; day <= 31; day++) {
-        redisReply *r = redisCommand(c, "HGETALL %sstats:%s:%s-%02d", prefix, tenant, mbuf, day);
+        char key[KEYS_MAX];
+        keys_stats_day(&keys, tenant, year, mon, day, key, sizeof key);
+        redisReply *r = redisCommand(c, "HGETALL %s", key);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             fprintf(stderr, "herald stats: %s\n", r && r->str ? r->str : c->errstr);
             if (r)

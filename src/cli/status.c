@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "herald/keys.h"
 
 static const char status_usage[] =
     "usage: herald status -c FILE [--json]\n"
@@ -93,11 +94,11 @@ static void group_info(redisContext *c, const struct config *cfg, json_t *queue,
 
 static json_t *collect(redisContext *c, const struct config *cfg)
 {
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    struct keys schema;
+    keys_init(&schema, cfg->redis.prefix);
     json_t *doc = json_object();
     json_t *procs = json_array();
-    char pattern[512];
-    snprintf(pattern, sizeof pattern, "%sstatus:*", prefix);
+    const char *pattern = schema.status_glob;
     char cursor[32] = "0";
     for (int rounds = 0; rounds < 10000; rounds++) {
         redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 200", cursor, pattern);
@@ -130,9 +131,7 @@ static json_t *collect(redisContext *c, const struct config *cfg)
     json_object_set_new(queue, "stream", json_integer(reply_int(r)));
     if (r)
         freeReplyObject(r);
-    char retry_key[300];
-    snprintf(retry_key, sizeof retry_key, "%sretry", prefix);
-    r = redisCommand(c, "ZCARD %s", retry_key);
+    r = redisCommand(c, "ZCARD %s", schema.retry);
     json_object_set_new(queue, "retry", json_integer(reply_int(r)));
     if (r)
         freeReplyObject(r);
@@ -143,7 +142,7 @@ static json_t *collect(redisContext *c, const struct config *cfg)
     /* Per tenant: waiting (stream, retry) from Redis, the rest summed over
      * the processes. */
     json_t *tenants = json_object();
-    r = redisCommand(c, "EVAL %s 2 %s %s %s %s", backlog_script, retry_key, cfg->redis.jobs,
+    r = redisCommand(c, "EVAL %s 2 %s %s %s %s", backlog_script, schema.retry, cfg->redis.jobs,
                      last_id, BACKLOG_LIMIT);
     json_t *backlog = r && r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
     if (r)

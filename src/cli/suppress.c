@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "herald/keys.h"
 #include "herald/job.h"
 
 static const char suppress_usage[] =
@@ -71,12 +72,10 @@ int cli_suppress(int argc, char **argv)
         config_free(cfg);
         return 2;
     }
-    char key[512];
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
-    if (global)
-        snprintf(key, sizeof key, "%ssuppress", prefix);
-    else
-        snprintf(key, sizeof key, "%ssuppress:%s", prefix, tenant);
+    char key[KEYS_MAX];
+    struct keys keys;
+    keys_init(&keys, cfg->redis.prefix);
+    keys_suppress(&keys, global ? NULL : tenant, key, sizeof key);
     if (list) {
         redisReply *r = redisCommand(c, "SMEMBERS %s", key);
         if (!r || r->type != REDIS_REPLY_ARRAY) {

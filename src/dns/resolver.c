@@ -68,6 +68,7 @@ struct request {
     struct request *next;
     char domain[256];
     uint16_t port;
+    bool host_only; /* dns_resolve_host: the name's own addresses, no MX */
     dns_route_fn cb;
     void *arg;
 };
@@ -406,8 +407,44 @@ static void set_port(struct sockaddr_storage *ss, socklen_t *len, int family,
 
 /* Answer the request if every name it needs is known: returns false while
  * something is still being looked up (and starts what is missing). */
+/* One exchanger's addresses into out, IPv4 first, then IPv6: a fixed order
+ * whatever answer came first. */
+static void fill_host(struct dns_mx_host *out, const char *name, uint16_t pref,
+                      const struct entry *h, uint16_t port)
+{
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->pref = pref;
+    out->n_addrs = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t a = 0; a < h->n_addrs; a++)
+            if ((h->addrs[a].family == AF_INET) == (pass == 0)) {
+                set_port(&out->addrs[out->n_addrs], &out->addr_lens[out->n_addrs],
+                         h->addrs[a].family, h->addrs[a].a, port);
+                out->n_addrs++;
+            }
+}
+
+/* A relay or smarthost: the host's own A/AAAA records, by their TTL. */
+static bool try_answer_host(struct dns_resolver *r, struct request *q)
+{
+    struct entry *h = need(r, ENTRY_HOST, q->domain);
+    if (!h || h->pending) return false;
+    struct dns_route route;
+    memset(&route, 0, sizeof route);
+    if (h->n_addrs == 0) {
+        route.status = h->status != DNS_OK ? h->status : DNS_NO_ADDRESS;
+        snprintf(route.reason, sizeof route.reason, "%.60s has no address (%.100s)", q->domain,
+                 h->reason[0] ? h->reason : "no A or AAAA record");
+    } else {
+        fill_host(&route.hosts[route.n_hosts++], q->domain, 0, h, q->port);
+    }
+    q->cb(q->arg, &route);
+    return true;
+}
+
 static bool try_answer(struct dns_resolver *r, struct request *q)
 {
+    if (q->host_only) return try_answer_host(r, q);
     struct entry *mx = need(r, ENTRY_MX, q->domain);
     if (!mx) return false;
     if (mx->pending) return false;
@@ -451,18 +488,7 @@ static bool try_answer(struct dns_resolver *r, struct request *q)
             last_reason = h->reason[0] ? h->reason : "no address";
             continue;
         }
-        struct dns_mx_host *out = &route.hosts[route.n_hosts++];
-        snprintf(out->name, sizeof out->name, "%s", mx->mx[i].name);
-        out->pref = mx->mx[i].pref;
-        /* IPv4 first, then IPv6: a fixed order whatever answer came first. */
-        out->n_addrs = 0;
-        for (int pass = 0; pass < 2; pass++)
-            for (size_t a = 0; a < h->n_addrs; a++)
-                if ((h->addrs[a].family == AF_INET) == (pass == 0)) {
-                    set_port(&out->addrs[out->n_addrs], &out->addr_lens[out->n_addrs],
-                             h->addrs[a].family, h->addrs[a].a, q->port);
-                    out->n_addrs++;
-                }
+        fill_host(&route.hosts[route.n_hosts++], mx->mx[i].name, mx->mx[i].pref, h, q->port);
     }
     if (route.n_hosts == 0) {
         route.status = DNS_NO_ADDRESS;
@@ -494,8 +520,8 @@ static void check_waiting(struct dns_resolver *r)
     r->in_check = false;
 }
 
-int dns_resolve_route(struct dns_resolver *r, const char *domain, uint16_t port, dns_route_fn cb,
-                      void *arg)
+static int resolve(struct dns_resolver *r, const char *domain, uint16_t port, bool host_only,
+                   dns_route_fn cb, void *arg)
 {
     struct request *q = calloc(1, sizeof *q);
     if (!q) return -ENOMEM;
@@ -510,10 +536,11 @@ int dns_resolve_route(struct dns_resolver *r, const char *domain, uint16_t port,
     }
     snprintf(q->domain, sizeof q->domain, "%.*s", (int)n, domain);
     q->port = port;
+    q->host_only = host_only;
     q->cb = cb;
     q->arg = arg;
-    struct entry *mx = cache_find(r, ENTRY_MX, q->domain);
-    if (fresh(r, mx)) r->stats.cache_hits++;
+    struct entry *first = cache_find(r, host_only ? ENTRY_HOST : ENTRY_MX, q->domain);
+    if (fresh(r, first)) r->stats.cache_hits++;
     bool saved = r->in_check;
     r->in_check = true; /* answers that arrive synchronously wait for us */
     bool done = try_answer(r, q);
@@ -526,6 +553,34 @@ int dns_resolve_route(struct dns_resolver *r, const char *domain, uint16_t port,
     }
     if (!saved) check_waiting(r);
     return 0;
+}
+
+int dns_resolve_route(struct dns_resolver *r, const char *domain, uint16_t port, dns_route_fn cb,
+                      void *arg)
+{
+    return resolve(r, domain, port, false, cb, arg);
+}
+
+int dns_resolve_host(struct dns_resolver *r, const char *host, uint16_t port, dns_route_fn cb,
+                     void *arg)
+{
+    /* An address literal needs no lookup. */
+    struct dns_route route;
+    memset(&route, 0, sizeof route);
+    struct dns_mx_host *h = &route.hosts[0];
+    unsigned char a[16];
+    int family = inet_pton(AF_INET, host, a) == 1 ? AF_INET
+                 : inet_pton(AF_INET6, host, a) == 1 ? AF_INET6
+                                                     : 0;
+    if (family) {
+        snprintf(h->name, sizeof h->name, "%s", host);
+        set_port(&h->addrs[0], &h->addr_lens[0], family, a, port);
+        h->n_addrs = 1;
+        route.n_hosts = 1;
+        cb(arg, &route);
+        return 0;
+    }
+    return resolve(r, host, port, true, cb, arg);
 }
 
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out)

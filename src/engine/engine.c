@@ -73,9 +73,11 @@ static int resolve_routes(struct engine_gen *sh)
     return 0;
 }
 
-/* Tenant relays: address and credentials are fixed for the run, so they
- * are looked up here once (blocking is fine on the main thread). */
-static int resolve_relays(struct engine_gen *sh)
+/* Tenant relays: the credentials are read here, at load; the host is
+ * resolved by the workers' resolver when a message goes (route.c), so a
+ * relay name that does not resolve yet defers its tenant's mail instead
+ * of stopping the engine, and dns.servers applies to relays too. */
+static int load_relays(struct engine_gen *sh)
 {
     const struct config *cfg = sh->cfg;
     sh->relays = calloc(cfg->n_tenants ? cfg->n_tenants : 1, sizeof *sh->relays);
@@ -86,16 +88,11 @@ static int resolve_relays(struct engine_gen *sh)
         struct engine_relay *er = &sh->relays[i];
         if (!r->host)
             continue;
-        uint16_t port = r->port                           ? r->port
-                        : r->tls == CFG_RELAY_TLS_IMPLICIT ? 465
-                        : r->tls == CFG_RELAY_TLS_NONE     ? 25
-                                                           : 587;
-        const char *why = "";
-        if (resolve_host(r->host, port, &er->target, &why) < 0) {
-            log_event(LOG_ERROR, "event=relay_unresolved tenant=%s host=%s reason=\"%s\"",
-                      cfg->tenants[i].name, r->host, why);
-            return -HERR_CONFIG;
-        }
+        snprintf(er->host, sizeof er->host, "%s", r->host);
+        er->port = r->port                           ? r->port
+                   : r->tls == CFG_RELAY_TLS_IMPLICIT ? 465
+                   : r->tls == CFG_RELAY_TLS_NONE     ? 25
+                                                      : 587;
         er->tls_mode = r->tls == CFG_RELAY_TLS_IMPLICIT ? SMTP_TLS_ACTIVE
                        : r->tls == CFG_RELAY_TLS_NONE   ? SMTP_TLS_OFF
                                                         : SMTP_TLS_MUST;
@@ -131,9 +128,34 @@ static void gen_free(struct engine_gen *g)
     free(g);
 }
 
+/* TEMPORARY: the engine's own defaults, until the loader fills them. */
+static void fill_defaults(struct config *cfg)
+{
+    struct cfg_engine *e = &cfg->engine;
+    struct cfg_delivery *dl = &cfg->delivery;
+    struct cfg_timeouts *t = &dl->timeouts;
+    if (!e->idempotency_window_ms) e->idempotency_window_ms = 7LL * 86400 * 1000;
+    if (!e->max_inflight) e->max_inflight = 2000;
+    if (!e->batch) e->batch = 256;
+    if (!e->max_message_bytes) e->max_message_bytes = 10u * 1024 * 1024;
+    if (!e->max_reply_bytes) e->max_reply_bytes = 512u << 20;
+    if (!e->claim_idle_ms) e->claim_idle_ms = 60000;
+    if (!e->shutdown_grace_ms) e->shutdown_grace_ms = 30000;
+    if (!dl->max_age_ms) dl->max_age_ms = 2LL * 86400 * 1000;
+    if (!dl->port) dl->port = 25;
+    if (!dl->tls) dl->tls = CFG_TLS_OPPORTUNISTIC;
+    if (!t->connect_ms) t->connect_ms = 30000;
+    if (!t->idle_ms) t->idle_ms = 30000;
+    if (!t->banner_ms) t->banner_ms = 300000;
+    if (!t->command_ms) t->command_ms = 300000;
+    if (!t->data_block_ms) t->data_block_ms = 180000;
+    if (!t->data_end_ms) t->data_end_ms = 600000;
+}
+
 /* Takes cfg (freed on failure). */
 static struct engine_gen *gen_new(struct config *cfg, unsigned number)
 {
+    fill_defaults(cfg);
     struct engine_gen *g = calloc(1, sizeof *g);
     if (!g) {
         config_free(cfg);
@@ -141,7 +163,7 @@ static struct engine_gen *gen_new(struct config *cfg, unsigned number)
     }
     g->cfg = cfg;
     g->number = number;
-    if (resolve_routes(g) < 0 || resolve_relays(g) < 0 || align_table_new(cfg, &g->align) < 0) {
+    if (resolve_routes(g) < 0 || load_relays(g) < 0 || align_table_new(cfg, &g->align) < 0) {
         gen_free(g);
         return NULL;
     }
@@ -316,11 +338,7 @@ int engine_run(const struct engine_opts *opts)
     sha1_hex(notes_script_mover, sh->sha_mover);
     sha1_hex(notes_script_admit, sh->sha_admit);
     sha1_hex(notes_script_cancel, sh->sha_cancel);
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
-    snprintf(sh->retry_key, sizeof sh->retry_key, "%sretry", prefix);
-    snprintf(sh->job_key_prefix, sizeof sh->job_key_prefix, "%sjob:", prefix);
-    snprintf(sh->stats_key, sizeof sh->stats_key, "%sstats", prefix);
-    sh->prefix = prefix;
+    keys_init(&sh->keys, cfg->redis.prefix);
 
     unsigned n = cfg->engine.workers;
     if (n == 0) {
@@ -394,7 +412,7 @@ int engine_run(const struct engine_opts *opts)
             sh->next_align_ms = refresh_alignment(sh, atomic_load(&sh->gen));
         bool all_done = true;
         for (unsigned i = 0; i < started; i++)
-            if (!workers[i].done)
+            if (!atomic_load(&workers[i].done))
                 all_done = false;
         if (all_done && atomic_load(&sh->stop))
             break;
@@ -408,7 +426,7 @@ int engine_run(const struct engine_opts *opts)
         redis_client_free(&workers[i].intake);
         redis_client_free(&workers[i].notes);
         pool_free(&workers[i].pool);
-        worker_queues_free(&workers[i]);
+        worker_free(&workers[i]);
         status_free(&workers[i]);
         if (workers[i].ring_live)
             ring_exit(&workers[i].ring);

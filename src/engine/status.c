@@ -210,7 +210,7 @@ static void on_groups(struct redis_client *c, redisReply *r, void *arg)
 
 static void reputation_key(const struct worker *w, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%sreputation", w->sh->prefix);
+    snprintf(out, outlen, "%s", w->sh->keys.reputation);
 }
 
 static void persist(struct worker *w)
@@ -248,7 +248,7 @@ static void persist(struct worker *w)
         char v[64];
         snprintf(v, sizeof v, "%" PRId64 " %" PRId64, day,
                  throttle_ip_today(t, cfg->warmup[i].ip, day));
-        redis_client_commandf(&w->notes, NULL, NULL, "HSET %swarmup %s %s", w->sh->prefix,
+        redis_client_commandf(&w->notes, NULL, NULL, "HSET %s %s %s", w->sh->keys.warmup,
                               cfg->warmup[i].ip, v);
     }
 out:
@@ -332,7 +332,7 @@ void status_on_connected(struct worker *w)
     if (redis_client_commandf(&w->notes, on_restore, w, "HGETALL %s", key) == 0)
         w->status->restoring = true;
     if (w->cfg->n_warmup)
-        redis_client_commandf(&w->notes, on_restore_warmup, w, "HGETALL %swarmup", w->sh->prefix);
+        redis_client_commandf(&w->notes, on_restore_warmup, w, "HGETALL %s", w->sh->keys.warmup);
 }
 
 int status_init(struct worker *w)
@@ -364,13 +364,13 @@ void status_tick(struct worker *w, int64_t now)
         return;
     const struct config *cfg = w->cfg;
     redis_client_commandf(&w->notes, on_xlen, w, "XLEN %s", cfg->redis.jobs);
-    redis_client_commandf(&w->notes, on_zcard, w, "ZCARD %s", w->sh->retry_key);
+    redis_client_commandf(&w->notes, on_zcard, w, "ZCARD %s", w->sh->keys.retry);
     redis_client_commandf(&w->notes, on_groups, w, "XINFO GROUPS %s", cfg->redis.jobs);
     char *doc = status_document(w, st);
     if (doc) {
-        char key[512];
-        snprintf(key, sizeof key, "%sstatus:%s", w->sh->prefix,
-                 cfg->engine.consumer ? cfg->engine.consumer : "");
+        char key[KEYS_MAX];
+        keys_status(&w->sh->keys, cfg->engine.consumer ? cfg->engine.consumer : "", key,
+                    sizeof key);
         redis_client_commandf(&w->notes, NULL, NULL, "SET %s %s PX %d", key, doc, STATUS_TTL_MS);
         free(doc);
     }

@@ -10,6 +10,7 @@
 #include "herald/dns.h"
 #include "herald/throttle.h"
 #include "herald/job.h"
+#include "herald/keys.h"
 #include "herald/pool.h"
 #include "herald/redis.h"
 #include "herald/ring.h"
@@ -21,10 +22,12 @@ struct engine_route {
     const struct cfg_provider *provider;
 };
 
-/* A tenant's own SMTP server: resolved and its secret read at start. */
+/* A tenant's own SMTP server: its secret read at load; its host is
+ * resolved by each worker's resolver when a message goes (route.c). */
 struct engine_relay {
     bool configured;
-    struct pool_target target;
+    char host[256];
+    uint16_t port;
     enum smtp_tls_mode tls_mode;
     struct smtp_auth auth; /* points into user/pass */
     char user[256];
@@ -55,10 +58,7 @@ struct engine_shared {
     struct throttle_table *throttle; /* per egress IP x provider, shared by the workers */
     unsigned n_workers;
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
-    char retry_key[256];   /* zset of deferred/scheduled jobs */
-    char job_key_prefix[256];
-    char stats_key[256];   /* <prefix>stats: per-tenant month hashes are <stats_key>:<tenant>:<YYYY-MM> */
-    const char *prefix;    /* redis.prefix, for per-tenant keys */
+    struct keys keys;      /* the Redis key schema for redis.prefix */
     atomic_bool stop;
     atomic_int failed;
     struct engine_stats stats;
@@ -85,9 +85,16 @@ struct worker {
     char consumer[160];
     struct delivery *held; /* every job this worker holds, until its note is written */
     struct delivery *unwritten; /* notes waiting for the notes connection to come back */
+    struct delivery *reap;      /* left through delivery_exit; freed by delivery_reap */
+    struct delivery *free_deliveries; /* the typed pool's free list */
+    uint32_t n_free_deliveries;
     uint32_t inflight;
     bool ring_live;
-    bool group_ready, reading, pel_done, draining, done;
+    bool group_ready, reading, pel_done, draining;
+    atomic_bool done; /* read by the main thread */
+    /* The generation number this worker runs on (UINT32_MAX once stopped):
+     * the main thread frees older generations no worker uses. */
+    _Atomic uint32_t gen_in_use;
     char pel_cursor[48];
     char claim_cursor[48];
     struct ring_timer tick;
@@ -97,7 +104,7 @@ struct worker {
     uint32_t small_reads; /* after a reply over max_reply_bytes: read one entry at a time */
     uint32_t egress_rr;
     uint64_t rng; /* retry jitter; seeded per worker */
-    uint64_t n_delivered, n_deferred, n_bounced, n_rejected, n_other;
+    uint64_t n_events[8]; /* notes written, by enum note_event (notes.h) */
     struct status_state *status; /* worker 0: what `herald status` reads */
     struct hold_queue *queues;   /* messages waiting for a throttle pair's slots */
     /* Tenant-rate slots taken from Redis in blocks (a lease of ~100 ms of
@@ -115,6 +122,6 @@ struct worker {
 
 int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);
 void *worker_main(void *arg);
-void worker_queues_free(struct worker *w);
+void worker_free(struct worker *w);
 
 #endif

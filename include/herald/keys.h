@@ -1,0 +1,40 @@
+/* keys: the one Redis key schema. Every key herald reads or writes, by the
+ * engine or a CLI command, is named here, so the schema can be read (and
+ * changed, e.g. for cluster hash tags) in one place. */
+#ifndef HERALD_KEYS_H
+#define HERALD_KEYS_H
+
+#include <stddef.h>
+
+#define KEYS_MAX 640 /* longest key: prefix (<= 128) + tenant (<= 64) + id (<= 400) */
+
+/* The fixed keys of one prefix (redis.prefix, default "herald:"). */
+struct keys {
+    char prefix[129];
+    char retry[160];      /* zset of parked jobs (deferred, scheduled, throttled) */
+    char job_prefix[160]; /* + stream entry id: a parked job's hash */
+    char stats[160];      /* + ":<tenant>:<YYYY-MM-DD>": per-tenant day counts */
+    char rcap[160];       /* + ":<window_s>:<slot>": recipient cap hashes */
+    char suppress[160];   /* the global suppression set */
+    char reputation[160]; /* hash: factor and suspension per IP x provider */
+    char warmup[160];     /* hash: today's count per egress IP */
+    char status_glob[160];/* pattern matching every process's status document */
+};
+
+/* Fill k for prefix (NULL: "herald:"); -ENAMETOOLONG past 128 bytes. */
+int keys_init(struct keys *k, const char *prefix);
+
+/* Per-tenant and per-job keys. Each writes a NUL-terminated key into out
+ * (cap bytes, KEYS_MAX always suffices for valid tenants and ids) and
+ * returns 0, or -ENAMETOOLONG when it was cut. */
+int keys_state(const struct keys *k, const char *tenant, const char *id, char *out, size_t cap);
+int keys_idem(const struct keys *k, const char *tenant, const char *id, char *out, size_t cap);
+/* tenant NULL: the global set (k->suppress). */
+int keys_suppress(const struct keys *k, const char *tenant, char *out, size_t cap);
+int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t cap);
+int keys_job(const struct keys *k, const char *stream_id, char *out, size_t cap);
+int keys_status(const struct keys *k, const char *consumer, char *out, size_t cap);
+int keys_stats_day(const struct keys *k, const char *tenant, int y, int m, int d, char *out,
+                   size_t cap);
+
+#endif

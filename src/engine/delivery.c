@@ -1,0 +1,194 @@
+/* The delivery object: its typed pool, its state machine and its one exit
+ * (delivery.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "delivery.h"
+#include "gate.h"
+#include "intake.h"
+#include "stats.h"
+#include "worker.h"
+
+static const char *const state_names[DS_COUNT] = {
+    [DS_FREE] = "free",         [DS_DECODING] = "decoding", [DS_ADMITTING] = "admitting",
+    [DS_ROUTING] = "routing",   [DS_QUEUED] = "queued",     [DS_SENDING] = "sending",
+    [DS_NOTING] = "noting",     [DS_NOTE_PARKED] = "note_parked", [DS_DONE] = "done",
+};
+
+const char *delivery_state_name(enum delivery_state s)
+{
+    return (unsigned)s < DS_COUNT ? state_names[s] : "?";
+}
+
+/* Rows: from; bits: the states it may move to. Every live state may go to
+ * DONE: shutdown, a lost Redis connection or a failed admission leaves the
+ * entry pending in Redis from wherever the job was. */
+#define B(s) (1u << (s))
+static const unsigned legal[DS_COUNT] = {
+    [DS_FREE] = B(DS_DECODING),
+    [DS_DECODING] = B(DS_ADMITTING) | B(DS_NOTING) | B(DS_DONE),
+    [DS_ADMITTING] = B(DS_ROUTING) | B(DS_QUEUED) | B(DS_SENDING) | B(DS_NOTING) | B(DS_DONE),
+    [DS_ROUTING] = B(DS_QUEUED) | B(DS_SENDING) | B(DS_NOTING) | B(DS_DONE),
+    [DS_QUEUED] = B(DS_SENDING) | B(DS_NOTING) | B(DS_DONE),
+    /* SENDING -> QUEUED/SENDING: failover to the next exchanger goes
+     * through the gate again. */
+    [DS_SENDING] = B(DS_QUEUED) | B(DS_SENDING) | B(DS_NOTING) | B(DS_DONE),
+    [DS_NOTING] = B(DS_NOTE_PARKED) | B(DS_DONE),
+    [DS_NOTE_PARKED] = B(DS_NOTING) | B(DS_DONE),
+    [DS_DONE] = B(DS_FREE),
+};
+#undef B
+
+bool delivery_transition_ok(enum delivery_state from, enum delivery_state to)
+{
+    if ((unsigned)from >= DS_COUNT || (unsigned)to >= DS_COUNT)
+        return false;
+    return (legal[from] >> to) & 1u;
+}
+
+void delivery_set_state(struct delivery *d, enum delivery_state to)
+{
+    if (!delivery_transition_ok(d->state, to)) {
+        log_event(LOG_ERROR, "event=bug reason=\"illegal delivery transition\" job=%s from=%s to=%s",
+                  delivery_job_id(d), delivery_state_name(d->state), delivery_state_name(to));
+#ifndef NDEBUG
+        abort();
+#endif
+    }
+    if (log_min_level <= LOG_TRACE)
+        log_event(LOG_TRACE, "event=delivery_state job=%s entry=%s from=%s to=%s",
+                  delivery_job_id(d), d->job.stream_id, delivery_state_name(d->state),
+                  delivery_state_name(to));
+    d->state = to;
+}
+
+/* Freed deliveries are kept for reuse up to this many per worker: enough
+ * for a full in-flight window without a calloc per job in steady state. */
+#define FREE_KEEP 4096
+
+struct delivery *delivery_new(struct worker *w)
+{
+    struct delivery *d = w->free_deliveries;
+    if (d) {
+        w->free_deliveries = d->next;
+        w->n_free_deliveries--;
+        memset(d, 0, sizeof *d);
+    } else {
+        d = calloc(1, sizeof *d);
+        if (!d)
+            return NULL;
+    }
+    d->state = DS_FREE;
+    job_init(&d->job);
+    d->w = w;
+    fairq_node_init(&d->qnode);
+    delivery_set_state(d, DS_DECODING);
+    d->next = w->held;
+    if (w->held)
+        w->held->prev = d;
+    w->held = d;
+    w->inflight++;
+    return d;
+}
+
+static void unlink_held(struct delivery *d)
+{
+    struct worker *w = d->w;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        w->held = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->prev = d->next = NULL;
+}
+
+void delivery_exit(struct delivery *d, enum delivery_exit_why why)
+{
+    struct worker *w = d->w;
+    if (d->state == DS_QUEUED)
+        gate_dequeue(d);
+    if (d->state == DS_NOTE_PARKED) {
+        for (struct delivery **p = &w->unwritten; *p; p = &(*p)->parked_next)
+            if (*p == d) {
+                *p = d->parked_next;
+                break;
+            }
+    }
+    if (why == DX_LEFT && log_min_level <= LOG_DEBUG)
+        log_event(LOG_DEBUG, "event=delivery_left job=%s entry=%s state=%s", delivery_job_id(d),
+                  d->job.stream_id, delivery_state_name(d->state));
+    delivery_set_state(d, DS_DONE);
+    unlink_held(d);
+    if (d->tenant_row) {
+        atomic_fetch_sub(&d->tenant_row->in_flight, 1);
+        d->tenant_row = NULL;
+    }
+    w->inflight--;
+    d->parked_next = w->reap;
+    w->reap = d;
+}
+
+static void delivery_destroy(struct worker *w, struct delivery *d)
+{
+    job_clear(&d->job);
+    hbuf_free(&d->note_cmd);
+    free(d->targets);
+    d->targets = NULL;
+    delivery_set_state(d, DS_FREE);
+    if (w->n_free_deliveries < FREE_KEEP) {
+        d->next = w->free_deliveries;
+        w->free_deliveries = d;
+        w->n_free_deliveries++;
+    } else {
+        free(d);
+    }
+}
+
+void delivery_reap(struct worker *w)
+{
+    if (!w->reap)
+        return;
+    while (w->reap) {
+        struct delivery *d = w->reap;
+        w->reap = d->parked_next;
+        delivery_destroy(w, d);
+    }
+    intake_read(w);
+}
+
+void delivery_free_all(struct worker *w)
+{
+    while (w->held)
+        delivery_exit(w->held, DX_LEFT);
+    while (w->reap) {
+        struct delivery *d = w->reap;
+        w->reap = d->parked_next;
+        delivery_destroy(w, d);
+    }
+    while (w->free_deliveries) {
+        struct delivery *d = w->free_deliveries;
+        w->free_deliveries = d->next;
+        free(d);
+    }
+    w->n_free_deliveries = 0;
+}
+
+const char *delivery_job_field(const struct job *j, const char *name)
+{
+    for (size_t i = 0; i < j->n_fields; i++)
+        if (strcmp(j->names[i], name) == 0)
+            return j->values[i];
+    return NULL;
+}
+
+const char *delivery_recipient_key(const struct delivery *d, char *out, size_t cap)
+{
+    /* Suppression lists match addresses case-blind. */
+    const char *to = d->job.to;
+    size_t i = 0;
+    for (; to && to[i] && i + 1 < cap; i++)
+        out[i] = (char)((to[i] >= 'A' && to[i] <= 'Z') ? to[i] + 32 : to[i]);
+    out[i] = '\0';
+    return out;
+}

@@ -1,0 +1,296 @@
+/* The gate (gate.h): where a message on a chosen path waits for its turn. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "herald/fairq.h"
+#include "herald/throttle.h"
+#include "delivery.h"
+#include "gate.h"
+#include "notes.h"
+#include "outcome.h"
+#include "worker.h"
+
+#define DAY_MS (86400LL * 1000)
+/* How much of a pair's queue a worker keeps in memory: about this many
+ * seconds of sending; the rest waits in the retry set (no attempt used). */
+#define HOLD_HORIZON_S 10.0
+
+/* One per throttle pair this worker has sent through: the messages waiting
+ * for that pair's slots, served by weighted fair share (tenant weight x
+ * priority weight), one timer for the next slot. */
+struct hold_queue {
+    struct worker *w;
+    struct throttle_pair *pair;
+    struct fairq q;
+    struct ring_timer timer;
+    struct hold_queue *next;
+};
+
+bool gate_warmup_full(struct worker *w, const char *ip, int64_t wall)
+{
+    if (!w->cfg->n_warmup)
+        return false;
+    int64_t cap = config_warmup_cap(w->cfg, ip, wall / DAY_MS, NULL);
+    return cap >= 0 && throttle_ip_today(w->sh->throttle, ip, wall / DAY_MS) >= cap;
+}
+
+/* Weights of the priority lanes: under a binding limit high gets four
+ * slots for every one of bulk (and two of normal), and bulk still moves. */
+static double prio_weight(enum job_priority p)
+{
+    return p == JOB_PRIO_HIGH ? 4.0 : p == JOB_PRIO_BULK ? 1.0 : 2.0;
+}
+
+static double pair_rate_per_s(const struct throttle_pair *pair, const struct cfg_provider *prov)
+{
+    if (!prov || !prov->rate.count || !prov->rate.window_s)
+        return 0;
+    return (double)prov->rate.count / (double)prov->rate.window_s * throttle_factor(pair);
+}
+
+static const char *domain_of(const char *addr)
+{
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    return at ? at + 1 : "localhost";
+}
+
+/* Build the message now that it goes: duplicates, suppressed, cancelled
+ * and rate-parked jobs are never rendered or signed. A retry keeps the
+ * Message-ID of its first attempt, so a receiver that took an earlier
+ * attempt after all can tell it is the same message. */
+static int build(struct delivery *d)
+{
+    struct worker *w = d->w;
+    struct job *j = &d->job;
+    if (d->built)
+        return 0;
+    const char *mid = delivery_job_field(j, "message_id");
+    if (mid && msg_id_acceptable(mid))
+        snprintf(j->message_id, sizeof j->message_id, "%s", mid);
+    struct job_error err = {{0}, {0}};
+    const struct cfg_tenant *tenant = config_tenant(w->cfg, j->tenant);
+    if (job_build(j, tenant, domain_of(j->from), clock_wall_ms(), w->cfg->engine.max_message_bytes,
+                  &err) < 0) {
+        notes_reject(d, &err);
+        return -HERR_MALFORMED;
+    }
+    /* The envelope: IDN domains as A-labels; only a UTF-8 local part needs
+     * SMTPUTF8 (decided by job_parse). */
+    d->msg.mail_from = j->mail_from ? j->mail_from : j->from ? j->from : "";
+    d->msg.rcpt = j->rcpt ? j->rcpt : j->to;
+    d->msg.data = j->wire.data;
+    d->msg.data_len = j->wire.len;
+    d->msg.needs_smtputf8 = j->needs_smtputf8;
+    d->msg.owner_data = d;
+    d->built = true;
+    return 0;
+}
+
+static void send_now(struct delivery *d)
+{
+    struct worker *w = d->w;
+    if (build(d) < 0)
+        return; /* rejected */
+    if (w->cfg->n_warmup)
+        throttle_ip_count(w->sh->throttle, d->ip, clock_wall_ms() / DAY_MS);
+    delivery_set_state(d, DS_SENDING);
+    if (pool_submit(&w->pool, &d->target, d->ip, d->ehlo, &d->lim, &d->msg) < 0)
+        outcome_local_fail(d, "out of memory queueing the message");
+}
+
+static void park_suspended(struct delivery *d, struct throttle_pair *pair, int64_t until,
+                           int64_t wall)
+{
+    struct note n;
+    note_begin(&n, d, EV_DEFERRED, wall);
+    char why[200];
+    snprintf(why, sizeof why, "provider %s suspended for egress %s by a reputation rule",
+             pair->provider, pair->ip[0] ? pair->ip : "-");
+    note_add(&n, "reason", why);
+    note_add(&n, "category", "rate-limit");
+    note_add_int(&n, "next_attempt_at", until);
+    notes_park(d, until, PARK_WAIT, &n);
+}
+
+/* The queue's timer: hand out every slot the pair has now, by fair share,
+ * then sleep until the next one. */
+static void on_queue_due(struct ring_timer *t)
+{
+    struct hold_queue *hq = HERALD_CONTAINER_OF(t, struct hold_queue, timer);
+    struct worker *w = hq->w;
+    struct throttle_pair *pair = hq->pair;
+    while (fairq_len(&hq->q) > 0) {
+        int64_t wall = clock_wall_ms();
+        int64_t until = atomic_load(&pair->suspended_until_ms);
+        bool warm = gate_warmup_full(w, pair->ip, wall);
+        const struct cfg_provider *prov = config_provider(w->cfg, pair->provider);
+        int64_t wait = 0;
+        if (until <= wall && !warm && prov && prov->rate.count)
+            wait = throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0);
+        if (wait < 0) {
+            int64_t ms = (-wait + 999) / 1000;
+            ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms + (ms > 0 ? ms : 1));
+            return;
+        }
+        struct delivery *d = HERALD_CONTAINER_OF(fairq_pop(&hq->q), struct delivery, qnode);
+        d->queued_on = NULL;
+        if (until > wall) {
+            park_suspended(d, pair, until, wall);
+        } else if (warm) {
+            /* Its address reached today's warm-up cap meanwhile: back to the
+             * retry set, to be routed again (another address, or tomorrow). */
+            notes_park(d, wall + 1000, PARK_THROTTLED, NULL);
+        } else {
+            d->lim.max_conns = throttle_scale(pair, d->lim.max_conns);
+            send_now(d);
+        }
+    }
+}
+
+static struct hold_queue *hold_queue_of(struct worker *w, struct throttle_pair *pair)
+{
+    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
+        if (hq->pair == pair)
+            return hq;
+    struct hold_queue *hq = calloc(1, sizeof *hq);
+    if (!hq)
+        return NULL;
+    hq->w = w;
+    hq->pair = pair;
+    fairq_init(&hq->q);
+    ring_timer_init(&hq->timer, on_queue_due);
+    hq->next = w->queues;
+    w->queues = hq;
+    return hq;
+}
+
+void gate_dequeue(struct delivery *d)
+{
+    if (d->queued_on)
+        fairq_remove(&d->queued_on->q, &d->qnode);
+    d->queued_on = NULL;
+}
+
+void gate_free(struct worker *w)
+{
+    for (struct hold_queue *hq = w->queues, *next; hq; hq = next) {
+        next = hq->next;
+        if (w->ring_live)
+            ring_timer_cancel(&w->ring, &hq->timer);
+        fairq_free(&hq->q);
+        free(hq);
+    }
+    w->queues = NULL;
+}
+
+/* The pair's warm-up, suspension and rate: true when the message does not
+ * go now (it waits on its queue's timer for a slot, or is parked in the
+ * retry set until the pair can take it). */
+static bool hold(struct delivery *d, const struct cfg_provider *prov)
+{
+    struct worker *w = d->w;
+    struct throttle_pair *pair = d->pair;
+    int64_t wall = clock_wall_ms();
+    if (gate_warmup_full(w, pair->ip, wall)) {
+        /* Every address of the pool that could take it is at its warm-up
+         * cap: wait for the next UTC day without using an attempt. */
+        atomic_fetch_add(&pair->deferred_by_rate, 1);
+        notes_park(d, (wall / DAY_MS + 1) * DAY_MS + (int64_t)(outcome_rng_next(&w->rng) % 60000),
+                   PARK_THROTTLED, NULL);
+        return true;
+    }
+    int64_t until = atomic_load(&pair->suspended_until_ms);
+    if (until > wall) {
+        park_suspended(d, pair, until, wall);
+        return true;
+    }
+    if (!prov || prov->rate.count == 0)
+        return false;
+    struct hold_queue *hq = hold_queue_of(w, pair);
+    if (!hq) /* out of memory: send, the rate is best effort then */
+        return false;
+    if (fairq_len(&hq->q) == 0 && throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0) == 0)
+        return false;
+    /* Fair share: the class (tenant x priority) may keep its share of the
+     * in-memory horizon; beyond it the job waits in the retry set for about
+     * as long as its turn would take, without using an attempt. */
+    const struct cfg_tenant *tenant = config_tenant(w->cfg, d->job.tenant);
+    double weight = (tenant && tenant->weight ? tenant->weight : 1) * prio_weight(d->job.priority);
+    char key[96];
+    snprintf(key, sizeof key, "%s/%d", d->job.tenant ? d->job.tenant : "-", (int)d->job.priority);
+    double per_s = pair_rate_per_s(pair, prov) / (double)(w->sh->n_workers ? w->sh->n_workers : 1);
+    double share = fairq_share(&hq->q, key, weight);
+    double cap = HOLD_HORIZON_S * per_s * share;
+    if (cap < 4)
+        cap = 4;
+    size_t mine = fairq_class_len(&hq->q, key);
+    if ((double)mine >= cap) {
+        double turn_s = per_s > 0 ? (double)(mine + 1) / (per_s * share) : 60;
+        if (turn_s > 3600)
+            turn_s = 3600;
+        atomic_fetch_add(&pair->deferred_by_rate, 1);
+        notes_park(d, wall + (int64_t)(turn_s * 1000), PARK_THROTTLED, NULL);
+        return true;
+    }
+    if (fairq_push(&hq->q, &d->qnode, key, weight) < 0)
+        return false;
+    delivery_set_state(d, DS_QUEUED);
+    d->queued_on = hq;
+    if (!ring_timer_armed(&hq->timer))
+        ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
+    return true;
+}
+
+void gate_submit(struct delivery *d, const struct cfg_provider *prov)
+{
+    if (d->pair && hold(d, prov))
+        return;
+    send_now(d);
+}
+
+/* Jobs a rate limit parked in the retry set were given the slot times of
+ * the old limits: a reload brings them back now, to be priced again. The
+ * set's members are the jobs' hash keys. */
+static const char recall_script[] =
+    "local now = tonumber(ARGV[1]) "
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf') "
+    "local n = 0 "
+    "for _, id in ipairs(ids) do "
+    "  if redis.call('HGET', id, 'throttled') == '1' then "
+    "    redis.call('ZADD', KEYS[1], 'XX', now, id) n = n + 1 "
+    "  end "
+    "end "
+    "return n";
+
+static void on_recalled(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        log_event(LOG_INFO, "event=reload_recalled worker=%u parked=%lld", w->idx,
+                  (long long)reply->integer);
+    else
+        log_event(LOG_WARN, "event=reload_recall_failed worker=%u reason=\"%.200s\"", w->idx,
+                  reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+}
+
+void gate_reload(struct worker *w)
+{
+    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
+        if (fairq_len(&hq->q) > 0)
+            ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
+    if (w->idx != 0)
+        return;
+    char now[24];
+    snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
+    const char *argv[] = {"EVAL", recall_script, "1", w->sh->keys.retry, now};
+    size_t lens[HERALD_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_client_command_argv(&w->notes, on_recalled, w, (int)HERALD_ARRAY_LEN(argv), argv,
+                                  lens) < 0)
+        log_event(LOG_WARN, "event=reload_recall_failed worker=%u reason=\"redis unavailable\"",
+                  w->idx);
+}
