@@ -138,7 +138,7 @@ int cli_stats(int argc, char **argv)
     if (!config_tenant(cfg, tenant))
         fprintf(stderr, "herald stats: note: no tenant '%s' in %s (showing what Redis has)\n",
                 tenant, path);
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    const char *prefix = cfg->redis.prefix;
     json_t *doc = json_object();
     json_object_set_new(doc, "tenant", json_string(tenant));
     json_object_set_new(doc, "month", json_string(mbuf));

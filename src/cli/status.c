@@ -93,7 +93,7 @@ static void group_info(redisContext *c, const struct config *cfg, json_t *queue,
 
 static json_t *collect(redisContext *c, const struct config *cfg)
 {
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    const char *prefix = cfg->redis.prefix;
     json_t *doc = json_object();
     json_t *procs = json_array();
     char pattern[512];

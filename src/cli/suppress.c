@@ -72,7 +72,7 @@ int cli_suppress(int argc, char **argv)
         return 2;
     }
     char key[512];
-    const char *prefix = cfg->redis.prefix ? cfg->redis.prefix : "herald:";
+    const char *prefix = cfg->redis.prefix;
     if (global)
         snprintf(key, sizeof key, "%ssuppress", prefix);
     else
