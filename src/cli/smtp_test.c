@@ -234,15 +234,12 @@ static int pick_targets(struct tester *t, const struct config *cfg,
     uint16_t port = cfg->delivery.port;
     if (tenant->relay.host) {
         name = tenant->relay.host;
-        port = tenant->relay.port                          ? tenant->relay.port
-               : tenant->relay.tls == CFG_RELAY_TLS_IMPLICIT ? 465
-               : tenant->relay.tls == CFG_RELAY_TLS_NONE     ? 25
-                                                             : 587;
+        port = tenant->relay.port;
         step(t, "route", true, "relay %s:%u for tenant %s", name, port, tenant->name);
     } else if (domain && config_route(cfg, domain)) {
         const struct cfg_route *r = config_route(cfg, domain);
         name = r->host;
-        port = r->port ? r->port : port;
+        port = r->port;
         step(t, "route", true, "static route %s -> %s:%u", r->pattern, name, port);
     }
     if (name) {
