@@ -1,5 +1,11 @@
 /* config: YAML file -> validated, immutable snapshot. A reload builds a new
- * snapshot and swaps it; nothing mutates a loaded config. */
+ * snapshot and swaps it; nothing mutates a loaded config.
+ *
+ * Defaults are filled in once, at load (src/config/defaults.c): after
+ * config_load every field holds the value the engine is to use, and readers
+ * need no fallbacks of their own. The few zero values that remain mean
+ * something and say so below (an unset TLS policy inherits, a rate with
+ * count 0 is no cap, a NULL optional string is "none"). */
 #ifndef HERALD_CONFIG_H
 #define HERALD_CONFIG_H
 
@@ -7,11 +13,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <regex.h>
 #include <stdio.h>
 
 enum cfg_tls_policy {
-    CFG_TLS_UNSET = 0, /* inherit */
+    CFG_TLS_UNSET = 0, /* inherit: tenant/provider without `tls`; never delivery.tls */
     CFG_TLS_OPPORTUNISTIC,
     CFG_TLS_REQUIRED,
     CFG_TLS_VERIFY,
@@ -61,7 +66,7 @@ struct cfg_engine {
 struct cfg_egress_pool {
     char *name;
     struct cfg_strlist ips;  /* IPv4/IPv6 literals */
-    char *ehlo;              /* optional per-pool EHLO name */
+    char *ehlo;              /* EHLO name for this pool; default engine.ehlo */
 };
 
 struct cfg_dns {
@@ -80,7 +85,11 @@ struct dkim_key;
 struct cfg_dkim {
     char *selector;
     char *key;       /* path to PEM */
-    char *algorithm; /* optional: rsa-sha256 (default) | ed25519-sha256 */
+    /* "rsa-sha256" | "ed25519-sha256". As written when algorithm_given;
+     * otherwise the loaded key's own algorithm, set by config_load_keys
+     * (NULL before that, e.g. after config_load_string alone). */
+    char *algorithm;
+    bool algorithm_given; /* `algorithm:` was written: the key must match it */
     char *domain;    /* d=; NULL: the domain of the message's From */
     int64_t expire_ms; /* x= this long after t=; 0: no x= */
     int key_line, key_col; /* where `key` was written, for load errors */
@@ -126,10 +135,10 @@ struct cfg_tenant {
     size_t n_dkim;
     struct cfg_relay relay;     /* host NULL when absent */
     enum cfg_tls_policy tls;
-    char *egress;               /* egress pool name; NULL = "default" */
+    char *egress;               /* egress pool name; "default" when not set */
     struct cfg_rate rate;       /* optional tenant cap */
     uint32_t weight;            /* fair-share weight; default 1 */
-    int64_t max_age_ms;         /* 0 = delivery.max_age */
+    int64_t max_age_ms;         /* default: delivery.max_age_ms */
     enum cfg_from_fallback from_fallback;
     struct cfg_template *templates;
     size_t n_templates;
@@ -179,10 +188,19 @@ struct cfg_bounce_rule {
     bool compiled;
 };
 
+/* recipients.policy: what a message over a recipient cap gets. */
+enum cfg_rcpt_policy {
+    CFG_RCPT_DEFER = 0, /* default: retry later */
+    CFG_RCPT_DROP,      /* end the job `suppressed` */
+};
+
 struct cfg_recipients {
     struct cfg_rate *limits; /* e.g. 3/h, 10/d */
     size_t n_limits;
-    char *policy;            /* "defer" (default) | "drop" */
+    enum cfg_rcpt_policy over_limit; /* recipients.policy */
+    /* The same as a word, "defer" or "drop" (never NULL after load): kept
+     * for readers that still compare strings; use over_limit. */
+    char *policy;
 };
 
 enum cfg_rep_action { CFG_REP_BACKOFF = 0, CFG_REP_SUSPEND, CFG_REP_IGNORE };
@@ -297,10 +315,15 @@ int config_parse_time_ms(const char *s, int64_t *out_ms);
 /* "127.0.0.1:9464" or "[::1]:9464" (literal addresses only) -> sockaddr. */
 struct sockaddr_storage;
 int config_parse_listen(const char *s, struct sockaddr_storage *sa, unsigned *len);
-/* Policy words for printing ("opportunistic", "starttls", ...); never NULL. */
+/* Policy words as written in the config ("opportunistic", "starttls", ...),
+ * from the tables the loader parses with; never NULL ("inherit" for
+ * CFG_TLS_UNSET, "?" for a value outside the enum). */
 const char *config_tls_policy_name(enum cfg_tls_policy p);
 const char *config_relay_tls_name(enum cfg_relay_tls t);
 const char *config_from_fallback_name(enum cfg_from_fallback f);
+const char *config_rcpt_policy_name(enum cfg_rcpt_policy p);
+const char *config_typo_policy_name(enum cfg_typo_policy p);
+const char *config_rep_action_name(enum cfg_rep_action a);
 
 /* Human-readable effective settings (check-config output). */
 void config_print_effective(const struct config *cfg, FILE *out);

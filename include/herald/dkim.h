@@ -28,6 +28,10 @@ const char *dkim_alg_name(enum dkim_alg alg);
  * *out (free with dkim_key_free), or -errno / -HERR_CONFIG. */
 int dkim_key_load(const char *path, enum dkim_alg alg, struct dkim_key **out, char *why,
                   size_t whylen);
+/* The same checks, with the algorithm taken from the key: rsa-sha256 for
+ * an RSA key, ed25519-sha256 for an Ed25519 key (any other type is
+ * refused). For a config key without `algorithm:`. */
+int dkim_key_load_any(const char *path, struct dkim_key **out, char *why, size_t whylen);
 void dkim_key_free(struct dkim_key *key);
 enum dkim_alg dkim_key_alg(const struct dkim_key *key);
 /* Modulus size for RSA, 256 for Ed25519. */

@@ -192,7 +192,7 @@ static int parse_ip(const char *s, int *family, unsigned char *ip)
 
 static const char *ehlo_name(const struct checker *c)
 {
-    return c->pool && c->pool->ehlo ? c->pool->ehlo : c->cfg->engine.ehlo;
+    return c->pool->ehlo;
 }
 
 static void check_spf(struct checker *c)
@@ -715,7 +715,7 @@ int cli_check_domain(int argc, char **argv)
     } else {
         c.tenant = tenant_for(cfg, domain);
     }
-    c.pool = config_egress(cfg, c.tenant && c.tenant->egress ? c.tenant->egress : "default");
+    c.pool = config_egress(cfg, c.tenant ? c.tenant->egress : "default");
     char err[300];
     if (dnsq_sync_new(&c.dns, (const char *const *)cfg->dns.servers.items, cfg->dns.servers.n,
                       timeout_s * 1000, err, sizeof err) < 0) {

@@ -231,18 +231,15 @@ static int pick_targets(struct tester *t, const struct config *cfg,
 {
     *n_out = 0;
     const char *name = NULL;
-    uint16_t port = cfg->delivery.port ? cfg->delivery.port : 25;
+    uint16_t port = cfg->delivery.port;
     if (tenant->relay.host) {
         name = tenant->relay.host;
-        port = tenant->relay.port                          ? tenant->relay.port
-               : tenant->relay.tls == CFG_RELAY_TLS_IMPLICIT ? 465
-               : tenant->relay.tls == CFG_RELAY_TLS_NONE     ? 25
-                                                             : 587;
+        port = tenant->relay.port;
         step(t, "route", true, "relay %s:%u for tenant %s", name, port, tenant->name);
     } else if (domain && config_route(cfg, domain)) {
         const struct cfg_route *r = config_route(cfg, domain);
         name = r->host;
-        port = r->port ? r->port : port;
+        port = r->port;
         step(t, "route", true, "static route %s -> %s:%u", r->pattern, name, port);
     }
     if (name) {
@@ -434,7 +431,7 @@ int cli_smtp_test(int argc, char **argv)
     const struct cfg_provider *prov = config_provider_for_host(cfg, host);
     enum cfg_tls_policy pol = tenant->tls;
     if (prov && prov->tls > pol) pol = prov->tls;
-    if (pol == CFG_TLS_UNSET) pol = cfg->delivery.tls ? cfg->delivery.tls : CFG_TLS_OPPORTUNISTIC;
+    if (pol == CFG_TLS_UNSET) pol = cfg->delivery.tls;
     enum smtp_tls_mode mode = pol == CFG_TLS_OPPORTUNISTIC ? SMTP_TLS_TRY : SMTP_TLS_MUST;
     bool verify = pol == CFG_TLS_VERIFY;
     struct smtp_auth auth = {0};

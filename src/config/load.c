@@ -1,5 +1,5 @@
-/* config_load: file -> ytree -> struct config, with defaults applied and
- * every cross-reference checked. The result is immutable; a reload builds a
+/* config_load: file -> ytree -> struct config, with defaults applied
+ * (defaults.c) and every cross-reference checked. The result is immutable; a reload builds a
  * new one. */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,100 +36,6 @@ static const struct {
     {"bounce_rules", loader_bounce_rules}, {"metrics", loader_metrics},
     {"warmup", loader_warmup},             {"addresses", loader_addresses},
 };
-
-static void set_numeric_defaults(struct config *cfg)
-{
-    struct cfg_engine *e = &cfg->engine;
-    e->workers_auto = true;
-    e->batch = 256;
-    e->max_inflight = 2000;
-    e->claim_idle_ms = 60000;
-    e->idempotency_window_ms = 7LL * 86400 * 1000;
-    e->shutdown_grace_ms = 30000;
-    e->max_field_bytes = 1u << 20;
-    e->max_message_bytes = 10u << 20;
-    e->max_reply_bytes = 512u << 20;
-
-    struct cfg_delivery *d = &cfg->delivery;
-    d->port = 25;
-    d->tls = CFG_TLS_OPPORTUNISTIC;
-    d->max_age_ms = 2LL * 86400 * 1000;
-    d->timeouts.connect_ms = 30000;
-    d->timeouts.banner_ms = 5 * 60000;
-    d->timeouts.command_ms = 5 * 60000;
-    d->timeouts.data_block_ms = 3 * 60000;
-    d->timeouts.data_end_ms = 10 * 60000;
-    d->timeouts.idle_ms = 30000;
-
-    struct cfg_reputation *rep = &cfg->reputation;
-    rep->min = 0.1;
-    rep->max = 1.0;
-    rep->increase = 0.05;
-    rep->decrease = 0.5;
-    rep->interval_ms = 30000;
-
-    cfg->sender.spf_recheck_ms = 15 * 60000;
-}
-
-static int default_str(char **slot, const char *value)
-{
-    if (*slot) return 0;
-    *slot = strdup(value);
-    return *slot ? 0 : -ENOMEM;
-}
-
-static int apply_defaults(struct config *cfg)
-{
-    static const int64_t retry_default_ms[] = {60000, 300000, 900000, 3600000, 14400000};
-    char host[256];
-    if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-
-    struct cfg_engine *e = &cfg->engine;
-    if (e->workers_auto) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        e->workers = n < 1 ? 1 : n > 256 ? 256 : (uint32_t)n;
-    }
-    if (default_str(&cfg->redis.url, "redis://127.0.0.1:6379/0") ||
-        default_str(&cfg->redis.jobs, "herald:jobs") || default_str(&cfg->redis.group, "herald") ||
-        default_str(&cfg->redis.events, "herald:events") ||
-        default_str(&cfg->redis.prefix, "herald:") || default_str(&e->ehlo, host) ||
-        default_str(&e->consumer, host) || default_str(&cfg->recipients.policy, "defer"))
-        return -ENOMEM;
-
-    if (loader_addresses_defaults(&cfg->addresses)) return -ENOMEM;
-    if (!cfg->delivery.retry_ms) {
-        cfg->delivery.retry_ms = malloc(sizeof retry_default_ms);
-        if (!cfg->delivery.retry_ms) return -ENOMEM;
-        memcpy(cfg->delivery.retry_ms, retry_default_ms, sizeof retry_default_ms);
-        cfg->delivery.n_retry = HERALD_ARRAY_LEN(retry_default_ms);
-    }
-
-    /* The engine relies on both fallbacks existing; add them unconfigured. */
-    if (!config_egress(cfg, "default")) {
-        struct cfg_egress_pool *p =
-            realloc(cfg->egress, (cfg->n_egress + 1) * sizeof(*cfg->egress));
-        if (!p) return -ENOMEM;
-        cfg->egress = p;
-        memset(&p[cfg->n_egress], 0, sizeof(*p));
-        if (!(p[cfg->n_egress].name = strdup("default"))) return -ENOMEM;
-        cfg->n_egress++;
-    }
-    if (!config_provider(cfg, "default")) {
-        struct cfg_provider *p =
-            realloc(cfg->providers, (cfg->n_providers + 1) * sizeof(*cfg->providers));
-        if (!p) return -ENOMEM;
-        cfg->providers = p;
-        memset(&p[cfg->n_providers], 0, sizeof(*p));
-        p[cfg->n_providers].connections = 10;
-        p[cfg->n_providers].messages_per_connection = 100;
-        p[cfg->n_providers].recipients_per_message = 1;
-        if (!(p[cfg->n_providers].name = strdup("default"))) return -ENOMEM;
-        cfg->n_providers++;
-    }
-    return 0;
-}
 
 static const struct ynode *map_get(const struct ynode *m, const char *key, const struct ynode **k)
 {
@@ -184,10 +90,10 @@ int config_load_string(const char *name, const char *yaml, size_t len, struct co
         return loader_oom(&L);
     }
     L.cfg = cfg;
-    set_numeric_defaults(cfg);
+    config_defaults_init(cfg);
     if (!(cfg->path = strdup(L.name))) rc = loader_oom(&L);
     if (rc == 0 && root && !ynode_is_null(root)) rc = read_root(&L, root);
-    if (rc == 0 && (rc = apply_defaults(cfg)) != 0) loader_oom(&L);
+    if (rc == 0 && (rc = config_defaults_finish(cfg)) != 0) loader_oom(&L);
     arena_free(&arena);
     if (rc) {
         config_free(cfg);
@@ -259,8 +165,15 @@ int config_load_keys(struct config *cfg, char *err, size_t errlen)
             enum dkim_alg alg;
             char why[400];
             if (d->loaded) continue;
-            if (dkim_alg_parse(d->algorithm, &alg) != 0) alg = DKIM_ALG_RSA_SHA256;
-            int rc = dkim_key_load(d->key, alg, &d->loaded, why, sizeof why);
+            /* Without `algorithm:` the key says how it signs; with one, a
+             * key of the other type is refused. */
+            int rc = d->algorithm_given && dkim_alg_parse(d->algorithm, &alg) == 0
+                         ? dkim_key_load(d->key, alg, &d->loaded, why, sizeof why)
+                         : dkim_key_load_any(d->key, &d->loaded, why, sizeof why);
+            if (rc == 0 && !d->algorithm_given) {
+                free(d->algorithm);
+                if (!(d->algorithm = strdup(dkim_alg_name(dkim_key_alg(d->loaded))))) rc = -ENOMEM;
+            }
             if (rc == -ENOMEM) {
                 snprintf(err, errlen, "%s: out of memory", cfg->path);
                 return rc;

@@ -53,7 +53,46 @@ int loader_bool(struct loader *L, const struct ynode *v, bool *out);
 int loader_duration(struct loader *L, const struct ynode *v, int64_t min_ms, int64_t *out);
 int loader_rate(struct loader *L, const struct ynode *v, struct cfg_rate *out);
 int loader_size(struct loader *L, const struct ynode *v, uint32_t min, uint32_t max, uint32_t *out);
-int loader_tls(struct loader *L, const struct ynode *v, enum cfg_tls_policy *out);
+int loader_tls(struct loader *L, const struct ynode *k, const struct ynode *v,
+               enum cfg_tls_policy *out);
+
+/* Enum-valued keys (enums.c): the words a key accepts and the value each
+ * stands for. The same table parses the file and names values in output. */
+struct cfg_enum_name {
+    const char *name;
+    int value;
+};
+struct cfg_enum {
+    const struct cfg_enum_name *names;
+    size_t n;
+};
+extern const struct cfg_enum cfg_enum_tls_policy, cfg_enum_relay_tls, cfg_enum_from_fallback,
+    cfg_enum_dkim_alg, cfg_enum_rcpt_policy, cfg_enum_typo_policy, cfg_enum_rep_action;
+/* The word for value, or NULL when the table has none. */
+const char *cfg_enum_name(const struct cfg_enum *e, int value);
+/* name -> *out; -HERR_MALFORMED when the table has no such word. */
+int cfg_enum_value(const struct cfg_enum *e, const char *name, int *out);
+/* "a, b or c" into buf. */
+const char *cfg_enum_expected(const struct cfg_enum *e, char *buf, size_t len);
+/* Reads v (the value of key k) through e into *out; a null value leaves *out
+ * alone. Anything else is "unknown value 'x' for KEY (expected a, b or c)". */
+int loader_enum(struct loader *L, const struct ynode *k, const struct ynode *v,
+                const struct cfg_enum *e, int *out);
+
+/* Defaults (defaults.c), the one place each is written down.
+ * config_defaults_init runs before parsing, so a key given a null value
+ * keeps its default; config_defaults_finish runs after every section is
+ * read and fills what depends on other settings or needs allocating.
+ * The per-object ones run when a provider or tenant is created. */
+void config_defaults_init(struct config *cfg);
+int config_defaults_finish(struct config *cfg);
+void config_provider_defaults(struct cfg_provider *p);
+void config_tenant_defaults(struct cfg_tenant *t);
+uint16_t config_relay_default_port(enum cfg_relay_tls tls);
+
+/* Checks a user-chosen name (tenant, pool, provider) used as a key; what
+ * names it in the message. */
+int loader_name_key(struct loader *L, const struct ynode *key, const char *what);
 
 /* Item validators: NULL when s is acceptable, else what was expected. */
 typedef const char *(*loader_check_fn)(const char *s);
@@ -71,7 +110,7 @@ int loader_strlist(struct loader *L, const struct ynode *v, loader_check_fn chec
                    struct cfg_strlist *out);
 void loader_strlist_free(struct cfg_strlist *l);
 
-/* Sections (sections.c). k is the section's key node. */
+/* Sections (sections.c; tenants in tenants.c). k is the section's key node. */
 int loader_redis(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_engine(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_egress(struct loader *L, const struct ynode *k, const struct ynode *v);

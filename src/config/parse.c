@@ -1,5 +1,5 @@
-/* Scalar value parsers for the config: durations, rates, sizes and the names
- * of the TLS policies. Pure functions of their input, so they are tested by
+/* Scalar value parsers for the config: durations, rates, sizes and listen
+ * addresses. Pure functions of their input, so they are tested by
  * table and shared with anything else that reads these spellings. */
 #include <ctype.h>
 #include <stdint.h>
@@ -139,47 +139,6 @@ int config_parse_size(const char *s, uint64_t *out_bytes)
     if (shift && v > (UINT64_MAX >> shift)) return -HERR_MALFORMED;
     *out_bytes = v << shift;
     return 0;
-}
-
-const char *config_tls_policy_name(enum cfg_tls_policy p)
-{
-    switch (p) {
-    case CFG_TLS_OPPORTUNISTIC:
-        return "opportunistic";
-    case CFG_TLS_REQUIRED:
-        return "required";
-    case CFG_TLS_VERIFY:
-        return "verify";
-    case CFG_TLS_UNSET:
-        break;
-    }
-    return "inherit";
-}
-
-const char *config_relay_tls_name(enum cfg_relay_tls t)
-{
-    switch (t) {
-    case CFG_RELAY_TLS_STARTTLS:
-        return "starttls";
-    case CFG_RELAY_TLS_IMPLICIT:
-        return "tls";
-    case CFG_RELAY_TLS_NONE:
-        return "none";
-    }
-    return "?";
-}
-
-const char *config_from_fallback_name(enum cfg_from_fallback f)
-{
-    switch (f) {
-    case CFG_FROM_SEND:
-        return "send";
-    case CFG_FROM_REWRITE:
-        return "rewrite";
-    case CFG_FROM_REFUSE:
-        return "refuse";
-    }
-    return "?";
 }
 
 int config_parse_listen(const char *s, struct sockaddr_storage *sa, unsigned *len)

@@ -66,6 +66,16 @@ static void print_list(FILE *out, const struct cfg_strlist *l, const char *empty
         fprintf(out, "%s%s", i ? ", " : "", l->items[i]);
 }
 
+/* An unset tenant or provider policy adds nothing to the stricter-of rule,
+ * so what applies is delivery.tls; say so rather than print "inherit". */
+static void print_tls(FILE *out, enum cfg_tls_policy pol, const struct cfg_delivery *d)
+{
+    if (pol == CFG_TLS_UNSET)
+        fprintf(out, "    tls             %s (delivery.tls)\n", config_tls_policy_name(d->tls));
+    else
+        fprintf(out, "    tls             %s\n", config_tls_policy_name(pol));
+}
+
 /* A redis URL may carry "user:password@": show it with the password masked. */
 static void print_url(FILE *out, const char *url)
 {
@@ -137,7 +147,7 @@ void config_print_effective(const struct config *cfg, FILE *out)
         const struct cfg_egress_pool *p = &cfg->egress[i];
         fprintf(out, "  %-15s ", p->name);
         print_list(out, &p->ips, "(no bind: kernel picks the source address)");
-        if (p->ehlo) fprintf(out, "  ehlo %s", p->ehlo);
+        fprintf(out, "  ehlo %s", p->ehlo);
         fputc('\n', out);
     }
     fputs("\ndns:\n  servers         ", out);
@@ -180,14 +190,14 @@ void config_print_effective(const struct config *cfg, FILE *out)
                 " messages per connection, %" PRIu32 " recipients per message\n",
                 p->connections, fmt_rate(&p->rate, a, sizeof a), p->messages_per_connection,
                 p->recipients_per_message);
-        fprintf(out, "    tls             %s\n", config_tls_policy_name(p->tls ? p->tls : d->tls));
+        print_tls(out, p->tls, d);
     }
 
     fputs("\nrecipients:\n  limits          ", out);
     if (cfg->recipients.n_limits == 0) fputs("none", out);
     for (size_t i = 0; i < cfg->recipients.n_limits; i++)
         fprintf(out, "%s%s", i ? ", " : "", fmt_rate(&cfg->recipients.limits[i], a, sizeof a));
-    fprintf(out, "\n  policy          %s\n\n", cfg->recipients.policy);
+    fprintf(out, "\n  policy          %s\n\n", config_rcpt_policy_name(cfg->recipients.over_limit));
 
     const struct cfg_reputation *rep = &cfg->reputation;
     fprintf(out, "reputation (scales each egress IP x provider's rate and connections):\n"
@@ -197,10 +207,7 @@ void config_print_effective(const struct config *cfg, FILE *out)
             rep->decrease);
     for (size_t i = 0; i < rep->n_rules; i++) {
         const struct cfg_rep_rule *rr = &rep->rules[i];
-        fprintf(out, "  %zu. /%s/i -> %s", i + 1, rr->match,
-                rr->action == CFG_REP_BACKOFF   ? "backoff"
-                : rr->action == CFG_REP_IGNORE ? "ignore"
-                                               : "suspend");
+        fprintf(out, "  %zu. /%s/i -> %s", i + 1, rr->match, config_rep_action_name(rr->action));
         if (rr->action == CFG_REP_SUSPEND)
             fprintf(out, " %s", fmt_duration(rr->suspend_ms, a, sizeof a));
         fputc('\n', out);
@@ -244,8 +251,10 @@ void config_print_effective(const struct config *cfg, FILE *out)
         fputc('\n', out);
         for (size_t k = 0; k < tn->n_dkim; k++) {
             const struct cfg_dkim *dk = &tn->dkim[k];
-            fprintf(out, "    dkim            %s selector %s domain %s key %s", dk->algorithm,
-                    dk->selector, dk->domain ? dk->domain : "(From domain)", dk->key);
+            /* No algorithm yet only when the keys were not loaded. */
+            fprintf(out, "    dkim            %s selector %s domain %s key %s",
+                    dk->algorithm ? dk->algorithm : "(the key's)", dk->selector,
+                    dk->domain ? dk->domain : "(From domain)", dk->key);
             if (dk->expire_ms) fprintf(out, " expire %s", fmt_duration(dk->expire_ms, a, sizeof a));
             fputc('\n', out);
             if (dk->loaded) print_dkim_txt(out, dk, tn);
@@ -262,12 +271,11 @@ void config_print_effective(const struct config *cfg, FILE *out)
         } else {
             fputs("    relay           none (routes, then MX)\n", out);
         }
-        fprintf(out, "    tls             %s\n",
-                config_tls_policy_name(tn->tls ? tn->tls : d->tls));
-        fprintf(out, "    egress          %s\n", tn->egress ? tn->egress : "default");
+        print_tls(out, tn->tls, d);
+        fprintf(out, "    egress          %s\n", tn->egress);
         fprintf(out, "    rate            %s, weight %" PRIu32 ", max_age %s\n",
                 fmt_rate(&tn->rate, a, sizeof a), tn->weight,
-                fmt_duration(tn->max_age_ms ? tn->max_age_ms : d->max_age_ms, b, sizeof b));
+                fmt_duration(tn->max_age_ms, b, sizeof b));
         fprintf(out, "    from_fallback   %s\n", config_from_fallback_name(tn->from_fallback));
         for (size_t k = 0; k < tn->n_templates; k++) {
             const struct cfg_template *tp = &tn->templates[k];
@@ -278,10 +286,7 @@ void config_print_effective(const struct config *cfg, FILE *out)
     }
     const struct cfg_addresses *ad = &cfg->addresses;
     fprintf(out, "addresses: typo_policy %s, %zu provider domains checked for typos\n",
-            ad->typo_policy == CFG_TYPO_REJECT ? "reject"
-            : ad->typo_policy == CFG_TYPO_OFF  ? "off"
-                                               : "warn",
-            ad->typo_domains.n);
+            config_typo_policy_name(ad->typo_policy), ad->typo_domains.n);
     fprintf(out, "sender: %s, SPF re-checked every %s\n",
             cfg->sender.address ? cfg->sender.address : "(none)",
             fmt_duration(cfg->sender.spf_recheck_ms, a, sizeof a));

@@ -39,23 +39,27 @@ static int rule_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "action") == 0) {
         c->action = v;
         char tmp[160];
-        if (v->type != YNODE_SCALAR)
-            return loader_fail(L, v, "expected backoff, ignore or 'suspend DURATION', got %s",
-                               loader_show(v, tmp, sizeof tmp));
-        if (strcmp(v->str, "backoff") == 0) {
-            c->r->action = CFG_REP_BACKOFF;
-        } else if (strcmp(v->str, "ignore") == 0) {
-            c->r->action = CFG_REP_IGNORE;
-        } else if (strncmp(v->str, "suspend ", 8) == 0) {
-            c->r->action = CFG_REP_SUSPEND;
-            if (config_parse_duration(v->str + 8, &c->r->suspend_ms) < 0 ||
-                c->r->suspend_ms < 1000)
-                return loader_fail(L, v, "expected 'suspend DURATION' (at least 1s), got %s",
-                                   loader_show(v, tmp, sizeof tmp));
-        } else {
-            return loader_fail(L, v, "expected backoff, ignore or 'suspend DURATION', got %s",
-                               loader_show(v, tmp, sizeof tmp));
+        /* The action word from its table; only suspend takes an argument. */
+        char word[16] = "";
+        const char *arg = NULL;
+        if (v->type == YNODE_SCALAR) {
+            size_t n = strcspn(v->str, " ");
+            if (n < sizeof word) {
+                memcpy(word, v->str, n);
+                word[n] = '\0';
+                arg = v->str[n] ? v->str + n + 1 : NULL;
+            }
         }
+        int x;
+        if (cfg_enum_value(&cfg_enum_rep_action, word, &x) != 0 ||
+            (x == CFG_REP_SUSPEND) != (arg != NULL))
+            return loader_fail(L, v, "expected backoff, ignore or 'suspend DURATION', got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        c->r->action = (enum cfg_rep_action)x;
+        if (x == CFG_REP_SUSPEND &&
+            (config_parse_duration(arg, &c->r->suspend_ms) < 0 || c->r->suspend_ms < 1000))
+            return loader_fail(L, v, "expected 'suspend DURATION' (at least 1s), got %s",
+                               loader_show(v, tmp, sizeof tmp));
         return 0;
     }
     return LOADER_UNKNOWN_KEY;

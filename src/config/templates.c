@@ -205,20 +205,11 @@ static int addresses_key(struct loader *L, const char *key, const struct ynode *
                          const struct ynode *v, void *obj)
 {
     struct cfg_addresses *a = obj;
-    char tmp[160];
-    (void)k;
     if (strcmp(key, "typo_policy") == 0) {
-        if (ynode_is_null(v)) return 0;
-        if (v->type == YNODE_SCALAR && strcmp(v->str, "warn") == 0)
-            a->typo_policy = CFG_TYPO_WARN;
-        else if (v->type == YNODE_SCALAR && strcmp(v->str, "reject") == 0)
-            a->typo_policy = CFG_TYPO_REJECT;
-        else if (v->type == YNODE_SCALAR && strcmp(v->str, "off") == 0)
-            a->typo_policy = CFG_TYPO_OFF;
-        else
-            return loader_fail(L, v, "expected warn, reject or off, got %s",
-                               loader_show(v, tmp, sizeof tmp));
-        return 0;
+        int x = (int)a->typo_policy;
+        int rc = loader_enum(L, k, v, &cfg_enum_typo_policy, &x);
+        a->typo_policy = (enum cfg_typo_policy)x;
+        return rc;
     }
     if (strcmp(key, "typo_domains") == 0) {
         if (v->type == YNODE_SEQ && v->n_children > TYPO_DOMAINS_MAX)

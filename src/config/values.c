@@ -268,20 +268,22 @@ int loader_size(struct loader *L, const struct ynode *v, uint32_t min, uint32_t 
     return 0;
 }
 
-int loader_tls(struct loader *L, const struct ynode *v, enum cfg_tls_policy *out)
+int loader_tls(struct loader *L, const struct ynode *k, const struct ynode *v,
+               enum cfg_tls_policy *out)
 {
-    static const char expected[] = "opportunistic, required or verify";
-    int rc = scalar(L, v, expected);
-    if (rc) return rc > 0 ? 0 : rc;
-    if (strcmp(v->str, "opportunistic") == 0)
-        *out = CFG_TLS_OPPORTUNISTIC;
-    else if (strcmp(v->str, "required") == 0)
-        *out = CFG_TLS_REQUIRED;
-    else if (strcmp(v->str, "verify") == 0)
-        *out = CFG_TLS_VERIFY;
-    else {
+    int x = (int)*out;
+    int rc = loader_enum(L, k, v, &cfg_enum_tls_policy, &x);
+    *out = (enum cfg_tls_policy)x;
+    return rc;
+}
+
+int loader_name_key(struct loader *L, const struct ynode *key, const char *what)
+{
+    const char *expected = loader_check_name(key->str);
+    if (expected) {
         char tmp[160];
-        return loader_fail(L, v, "expected %s, got %s", expected, loader_show(v, tmp, sizeof tmp));
+        return loader_fail(L, key, "invalid %s name %s: expected %s", what,
+                           loader_show(key, tmp, sizeof tmp), expected);
     }
     return 0;
 }

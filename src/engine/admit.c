@@ -105,7 +105,7 @@ static void on_wait(struct delivery *d)
     bool cap = v->limit == ADMIT_LIMIT_RECIPIENT_CAP;
     struct note n;
     int64_t now = clock_wall_ms();
-    if (cap && d->w->cfg->recipients.policy && strcmp(d->w->cfg->recipients.policy, "drop") == 0) {
+    if (cap && d->w->cfg->recipients.over_limit == CFG_RCPT_DROP) {
         note_begin(&n, d, EV_SUPPRESSED, now);
         note_add(&n, "reason", "recipient-cap");
         notes_terminal(d, &n, false);

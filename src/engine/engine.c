@@ -89,10 +89,7 @@ static int load_relays(struct engine_gen *sh)
         if (!r->host)
             continue;
         snprintf(er->host, sizeof er->host, "%s", r->host);
-        er->port = r->port                           ? r->port
-                   : r->tls == CFG_RELAY_TLS_IMPLICIT ? 465
-                   : r->tls == CFG_RELAY_TLS_NONE     ? 25
-                                                      : 587;
+        er->port = r->port; /* the loader's default follows r->tls */
         er->tls_mode = r->tls == CFG_RELAY_TLS_IMPLICIT ? SMTP_TLS_ACTIVE
                        : r->tls == CFG_RELAY_TLS_NONE   ? SMTP_TLS_OFF
                                                         : SMTP_TLS_MUST;
@@ -128,34 +125,9 @@ static void gen_free(struct engine_gen *g)
     free(g);
 }
 
-/* TEMPORARY: the engine's own defaults, until the loader fills them. */
-static void fill_defaults(struct config *cfg)
-{
-    struct cfg_engine *e = &cfg->engine;
-    struct cfg_delivery *dl = &cfg->delivery;
-    struct cfg_timeouts *t = &dl->timeouts;
-    if (!e->idempotency_window_ms) e->idempotency_window_ms = 7LL * 86400 * 1000;
-    if (!e->max_inflight) e->max_inflight = 2000;
-    if (!e->batch) e->batch = 256;
-    if (!e->max_message_bytes) e->max_message_bytes = 10u * 1024 * 1024;
-    if (!e->max_reply_bytes) e->max_reply_bytes = 512u << 20;
-    if (!e->claim_idle_ms) e->claim_idle_ms = 60000;
-    if (!e->shutdown_grace_ms) e->shutdown_grace_ms = 30000;
-    if (!dl->max_age_ms) dl->max_age_ms = 2LL * 86400 * 1000;
-    if (!dl->port) dl->port = 25;
-    if (!dl->tls) dl->tls = CFG_TLS_OPPORTUNISTIC;
-    if (!t->connect_ms) t->connect_ms = 30000;
-    if (!t->idle_ms) t->idle_ms = 30000;
-    if (!t->banner_ms) t->banner_ms = 300000;
-    if (!t->command_ms) t->command_ms = 300000;
-    if (!t->data_block_ms) t->data_block_ms = 180000;
-    if (!t->data_end_ms) t->data_end_ms = 600000;
-}
-
 /* Takes cfg (freed on failure). */
 static struct engine_gen *gen_new(struct config *cfg, unsigned number)
 {
-    fill_defaults(cfg);
     struct engine_gen *g = calloc(1, sizeof *g);
     if (!g) {
         config_free(cfg);

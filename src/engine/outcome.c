@@ -78,7 +78,7 @@ void outcome_decide(const struct cfg_delivery *dc, const struct outcome_in *in, 
 static int64_t tenant_max_age(const struct config *cfg, const char *tenant)
 {
     const struct cfg_tenant *t = tenant ? config_tenant(cfg, tenant) : NULL;
-    return t && t->max_age_ms > 0 ? t->max_age_ms : cfg->delivery.max_age_ms;
+    return t ? t->max_age_ms : cfg->delivery.max_age_ms;
 }
 
 /* Reputation learns from every attempt that reached a decision. */

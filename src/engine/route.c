@@ -113,7 +113,7 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     struct pool_limits lim = {0};
     tls_policy(cfg, tenant, prov, relay, &lim);
     struct throttle_pair *pair = throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
-    uint32_t conns = prov && prov->connections ? prov->connections : 10;
+    uint32_t conns = prov ? prov->connections : 10;
     if (pair)
         conns = throttle_scale(pair, conns);
     lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
@@ -132,7 +132,7 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     d->target = *target;
     d->lim = lim;
     d->ip = ip;
-    d->ehlo = eg && eg->ehlo ? eg->ehlo : cfg->engine.ehlo;
+    d->ehlo = eg ? eg->ehlo : cfg->engine.ehlo;
     gate_submit(d, prov);
 }
 

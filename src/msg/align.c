@@ -41,7 +41,7 @@ struct align_table {
 
 static const struct cfg_egress_pool *pool_of(const struct config *cfg, const struct cfg_tenant *t)
 {
-    return config_egress(cfg, t->egress ? t->egress : "default");
+    return config_egress(cfg, t->egress);
 }
 
 /* A DKIM key whose d= is this From domain: one without `domain` signs as
@@ -114,9 +114,11 @@ static int spf_all_pass(const struct align_table *t, const struct align_entry *e
         snprintf(sender, sizeof sender, "postmaster@%s", e->domain);
     int verdict = 1;
     for (size_t i = 0; i < pool->ips.n; i++) {
-        struct spf_request rq = {.domain = e->domain, .sender = sender,
-                                 .helo = pool->ehlo ? pool->ehlo : t->cfg->engine.ehlo,
-                                 .lookup = lookup, .ctx = ctx};
+        struct spf_request rq = {.domain = e->domain,
+                                 .sender = sender,
+                                 .helo = pool->ehlo,
+                                 .lookup = lookup,
+                                 .ctx = ctx};
         const char *ip = pool->ips.items[i];
         if (inet_pton(AF_INET, ip, rq.ip) == 1) rq.family = AF_INET;
         else if (inet_pton(AF_INET6, ip, rq.ip) == 1) rq.family = AF_INET6;

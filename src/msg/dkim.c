@@ -205,12 +205,22 @@ static int read_key_file(const char *path, char **out, size_t *out_len, char *wh
 static int sign_raw(struct tstate *t, const struct dkim_key *k, const void *data, size_t len,
                     unsigned char *sig, size_t *sig_len);
 
-int dkim_key_load(const char *path, enum dkim_alg alg, struct dkim_key **out, char *why,
-                  size_t whylen)
+static const char *key_type_article(int type)
+{
+    return type == EVP_PKEY_RSA       ? "n RSA"
+           : type == EVP_PKEY_ED25519 ? "n Ed25519"
+           : type == EVP_PKEY_EC      ? "n EC"
+                                      : " non-RSA/Ed25519";
+}
+
+/* any: the key's type picks the algorithm; else it must be the one alg
+ * needs. */
+static int key_load(const char *path, bool any, enum dkim_alg alg, struct dkim_key **out, char *why,
+                    size_t whylen)
 {
     *out = NULL;
     if (whylen) why[0] = '\0';
-    if ((unsigned)alg >= DKIM_ALG_COUNT) return -EINVAL;
+    if (!any && (unsigned)alg >= DKIM_ALG_COUNT) return -EINVAL;
     char *pem = NULL;
     size_t pem_len = 0;
     int rc = read_key_file(path, &pem, &pem_len, why, whylen);
@@ -228,14 +238,21 @@ int dkim_key_load(const char *path, enum dkim_alg alg, struct dkim_key **out, ch
         return -HERR_CONFIG;
     }
     int type = EVP_PKEY_get_base_id(pkey);
+    if (any && (type == EVP_PKEY_RSA || type == EVP_PKEY_ED25519)) {
+        alg = type == EVP_PKEY_RSA ? DKIM_ALG_RSA_SHA256 : DKIM_ALG_ED25519_SHA256;
+    } else if (any) {
+        snprintf(why, whylen,
+                 "DKIM key %s is a%s key; DKIM signs with RSA (rsa-sha256) or Ed25519 "
+                 "(ed25519-sha256) keys",
+                 path, key_type_article(type));
+        EVP_PKEY_free(pkey);
+        return -HERR_CONFIG;
+    }
     int want = alg == DKIM_ALG_RSA_SHA256 ? EVP_PKEY_RSA : EVP_PKEY_ED25519;
     if (type != want) {
         snprintf(why, whylen, "DKIM key %s is a%s key, algorithm %s needs %s", path,
-                 type == EVP_PKEY_RSA       ? "n RSA"
-                 : type == EVP_PKEY_ED25519 ? "n Ed25519"
-                 : type == EVP_PKEY_EC      ? "n EC"
-                                            : " non-RSA/Ed25519",
-                 alg_names[alg], alg == DKIM_ALG_RSA_SHA256 ? "an RSA key" : "an Ed25519 key");
+                 key_type_article(type), alg_names[alg],
+                 alg == DKIM_ALG_RSA_SHA256 ? "an RSA key" : "an Ed25519 key");
         EVP_PKEY_free(pkey);
         return -HERR_CONFIG;
     }
@@ -271,6 +288,17 @@ int dkim_key_load(const char *path, enum dkim_alg alg, struct dkim_key **out, ch
     }
     *out = k;
     return 0;
+}
+
+int dkim_key_load(const char *path, enum dkim_alg alg, struct dkim_key **out, char *why,
+                  size_t whylen)
+{
+    return key_load(path, false, alg, out, why, whylen);
+}
+
+int dkim_key_load_any(const char *path, struct dkim_key **out, char *why, size_t whylen)
+{
+    return key_load(path, true, DKIM_ALG_RSA_SHA256, out, why, whylen);
 }
 
 void dkim_key_free(struct dkim_key *key)

@@ -109,7 +109,8 @@ static void test_full(void)
 
     CHECK_EQ_INT(cfg->n_egress, 2);
     const struct cfg_egress_pool *p = config_egress(cfg, "default");
-    CHECK(p && p->ips.n == 1 && strcmp(p->ips.items[0], "127.0.0.1") == 0 && !p->ehlo);
+    CHECK(p && p->ips.n == 1 && strcmp(p->ips.items[0], "127.0.0.1") == 0);
+    if (p) CHECK_EQ_STR(p->ehlo, "mta1.example.net"); /* engine.ehlo, filled at load */
     CHECK(config_egress(cfg, NULL) == p);
     p = config_egress(cfg, "bulk");
     CHECK(p && p->ips.n == 2);
@@ -159,11 +160,13 @@ static void test_full(void)
     if (t) {
         CHECK_EQ_INT(t->domains.n, 1);
         CHECK_EQ_STR(t->domains.items[0], "bravo.test");
-        CHECK(t->n_dkim == 0 && t->relay.host == NULL && t->egress == NULL);
-        CHECK_EQ_INT(t->tls, CFG_TLS_UNSET);
+        CHECK(t->n_dkim == 0 && t->relay.host == NULL);
+        CHECK_EQ_STR(t->egress, "default");
+        CHECK_EQ_INT(t->tls, CFG_TLS_UNSET); /* inherits: not filled */
         CHECK_EQ_INT(t->weight, 1);
-        CHECK_EQ_INT(t->rate.count, 0);
-        CHECK_EQ_INT(t->max_age_ms, 0);
+        CHECK_EQ_INT(t->rate.count, 0);        /* no cap: not filled */
+        CHECK_EQ_INT(t->max_age_ms, 86400000); /* delivery.max_age */
+        CHECK_EQ_INT(t->from_fallback, CFG_FROM_SEND);
     }
     CHECK(config_tenant(cfg, "charlie") == NULL);
     CHECK(config_tenant(cfg, "ACME") == NULL);
@@ -312,6 +315,95 @@ static void test_defaults(void)
     }
 }
 
+/* Every default is in the struct after a load, so nothing that reads the
+ * config needs a fallback; the zeros that mean something stay zero. */
+static void test_defaults_filled(void)
+{
+    char err[256] = "";
+    struct config *cfg = load("tenants:\n  acme: { from: a@acme.test }\n"
+                              "providers:\n  yahoo: { mx: ['*.yahoodns.net'] }\n",
+                              err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    CHECK_EQ_INT(cfg->delivery.timeouts.connect_ms, 30000);
+    CHECK_EQ_INT(cfg->delivery.n_retry, 5);
+    CHECK_EQ_STR(cfg->redis.prefix, "herald:");
+    CHECK_EQ_INT(cfg->engine.idempotency_window_ms, 7 * 86400000LL);
+    CHECK_EQ_INT(cfg->engine.max_reply_bytes, 512u << 20);
+    CHECK_EQ_INT(cfg->sender.spf_recheck_ms, 15 * 60000);
+    CHECK(cfg->reputation.min == 0.1 && cfg->reputation.max == 1.0 &&
+          cfg->reputation.increase == 0.05 && cfg->reputation.decrease == 0.5);
+    CHECK_EQ_INT(cfg->reputation.interval_ms, 30000);
+    CHECK_EQ_INT(cfg->recipients.over_limit, CFG_RCPT_DEFER);
+    CHECK_EQ_STR(cfg->recipients.policy, "defer");
+    CHECK_EQ_INT(cfg->addresses.typo_policy, CFG_TYPO_WARN);
+    CHECK(cfg->addresses.typo_domains.n > 10);
+    const struct cfg_egress_pool *pool = config_egress(cfg, "default");
+    CHECK(pool && pool->ehlo && strcmp(pool->ehlo, cfg->engine.ehlo) == 0);
+    const struct cfg_tenant *t = config_tenant(cfg, "acme");
+    CHECK(t != NULL);
+    if (t) {
+        CHECK_EQ_STR(t->egress, "default");
+        CHECK_EQ_INT(t->max_age_ms, 2 * 86400000LL);
+        CHECK_EQ_INT(t->weight, 1);
+        CHECK_EQ_INT(t->tls, CFG_TLS_UNSET);
+        CHECK_EQ_INT(t->rate.count, 0);
+    }
+    /* A configured provider and the added "default" get the same values. */
+    const struct cfg_provider *y = config_provider(cfg, "yahoo"), *d = config_provider(cfg, NULL);
+    CHECK(y && d && d != y);
+    if (y && d) {
+        CHECK(y->connections == 10 && d->connections == 10);
+        CHECK(y->messages_per_connection == 100 && d->messages_per_connection == 100);
+        CHECK(y->recipients_per_message == 1 && d->recipients_per_message == 1);
+        CHECK(y->rate.count == 0 && y->tls == CFG_TLS_UNSET);
+    }
+
+    /* check-config prints the effective values, words from the same tables. */
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *mem = open_memstream(&text, &text_len);
+    CHECK(mem != NULL);
+    if (mem) {
+        config_print_effective(cfg, mem);
+        fclose(mem);
+        CHECK(strstr(text, "policy          defer\n") != NULL);
+        CHECK(strstr(text, "tls             opportunistic (delivery.tls)\n") != NULL);
+        CHECK(strstr(text, "egress          default\n") != NULL);
+        CHECK(strstr(text, "max_age 2d\n") != NULL);
+        CHECK(strstr(text, "typo_policy warn") != NULL);
+        CHECK(strstr(text, "timeouts        connect 30s, banner 5m, command 5m, data_block 3m, "
+                           "data_end 10m, idle 30s\n") != NULL);
+        CHECK(strstr(text, "retry           1m, 5m, 15m, 1h, 4h") != NULL);
+        free(text);
+    }
+    config_free(cfg);
+
+    /* The enum word tables parse and print the same spellings. */
+    cfg = load("recipients: { policy: drop }\naddresses: { typo_policy: 'off' }\n"
+               "reputation: { rules: [{ match: x, action: ignore }, { match: y, action: "
+               "'suspend 30m' }] }\n",
+               err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    if (cfg) {
+        CHECK_EQ_INT(cfg->recipients.over_limit, CFG_RCPT_DROP);
+        CHECK_EQ_STR(cfg->recipients.policy, "drop");
+        CHECK_EQ_STR(config_rcpt_policy_name(cfg->recipients.over_limit), "drop");
+        CHECK_EQ_INT(cfg->addresses.typo_policy, CFG_TYPO_OFF);
+        CHECK(cfg->reputation.n_rules == 2 && cfg->reputation.rules[0].action == CFG_REP_IGNORE &&
+              cfg->reputation.rules[1].action == CFG_REP_SUSPEND &&
+              cfg->reputation.rules[1].suspend_ms == 1800000);
+        config_free(cfg);
+    }
+    CHECK_EQ_STR(config_tls_policy_name(CFG_TLS_UNSET), "inherit");
+    CHECK_EQ_STR(config_tls_policy_name(CFG_TLS_VERIFY), "verify");
+    CHECK_EQ_STR(config_relay_tls_name(CFG_RELAY_TLS_IMPLICIT), "tls");
+    CHECK_EQ_STR(config_from_fallback_name(CFG_FROM_REFUSE), "refuse");
+    CHECK_EQ_STR(config_rep_action_name(CFG_REP_BACKOFF), "backoff");
+    CHECK_EQ_STR(config_typo_policy_name((enum cfg_typo_policy)99), "?");
+}
+
 static const struct {
     const char *yaml;
     const char *err;
@@ -336,18 +428,29 @@ static const struct {
     {"delivery:\n  max_age: [1d]\n", "t.yaml:2:12: expected a duration like 30s, got a list"},
     {"providers:\n  g: { rate: 10/x }\n", "t.yaml:2:14: expected a rate like 3600/h, got '10/x'"},
     {"recipients: { limit: [3/h, 0/d] }\n", "t.yaml:1:28: expected a rate like 3600/h, got '0/d'"},
-    {"recipients: { policy: bounce }\n", "t.yaml:1:23: expected defer or drop, got 'bounce'"},
+    {"recipients: { policy: bounce }\n",
+     "t.yaml:1:23: unknown value 'bounce' for policy (expected defer or drop)"},
     {"delivery:\n  tls: maybe\n",
-     "t.yaml:2:8: expected opportunistic, required or verify, got 'maybe'"},
+     "t.yaml:2:8: unknown value 'maybe' for tls (expected opportunistic, required or verify)"},
     {"tenants:\n  a: { from: x@a.test, tls: yes }\n",
-     "t.yaml:2:29: expected opportunistic, required or verify, got 'yes'"},
+     "t.yaml:2:29: unknown value 'yes' for tls (expected opportunistic, required or verify)"},
     {"tenants:\n  a: { from: x@a.test, relay: { host: h, tls: ssl } }\n",
-     "t.yaml:2:47: expected starttls, tls or none, got 'ssl'"},
+     "t.yaml:2:47: unknown value 'ssl' for tls (expected starttls, tls or none)"},
+    {"tenants:\n  a: { from: x@a.test, from_fallback: [send] }\n",
+     "t.yaml:2:39: unknown value a list for from_fallback (expected send, rewrite or refuse)"},
+    {"providers:\n  g: { tls: Verify }\n",
+     "t.yaml:2:13: unknown value 'Verify' for tls (expected opportunistic, required or verify)"},
     {"delivery:\n  port: 70000\n", "t.yaml:2:9: expected an integer from 1 to 65535, got '70000'"},
     {"delivery:\n  port: 0\n", "t.yaml:2:9: expected an integer from 1 to 65535, got '0'"},
     {"engine:\n  workers: 0\n", "t.yaml:2:12: expected auto or an integer from 1 to 256, got '0'"},
     {"engine:\n  workers: 257\n",
      "t.yaml:2:12: expected auto or an integer from 1 to 256, got '257'"},
+    {"reputation: { rules: [{ match: x, action: suspend }] }\n",
+     "t.yaml:1:43: expected backoff, ignore or 'suspend DURATION', got 'suspend'"},
+    {"reputation: { rules: [{ match: x, action: backoff now }] }\n",
+     "t.yaml:1:43: expected backoff, ignore or 'suspend DURATION', got 'backoff now'"},
+    {"reputation: { rules: [{ match: x, action: suspend 0s }] }\n",
+     "t.yaml:1:43: expected 'suspend DURATION' (at least 1s), got 'suspend 0s'"},
     {"engine:\n  max_field_bytes: 12q\n", "t.yaml:2:20: expected a size like 1MiB, got '12q'"},
     {"engine:\n  ehlo: 'bad host'\n", "t.yaml:2:9: expected a host name, got 'bad host'"},
     {"redis:\n  url: http://x\n",
@@ -372,7 +475,7 @@ static const struct {
     {"tenants:\n  acme: { from: a@acme.test, dkim: { selector: s1 } }\n",
      "t.yaml:2:30: missing required key 'key' in tenants.acme.dkim"},
     {"tenants:\n  acme: { from: a@acme.test, dkim: { key: k, algorithm: md5 } }\n",
-     "t.yaml:2:57: expected rsa-sha256 or ed25519-sha256, got 'md5'"},
+     "t.yaml:2:57: unknown value 'md5' for algorithm (expected rsa-sha256 or ed25519-sha256)"},
     {"tenants:\n  acme:\n    from: a@acme.test\n    dkim:\n      - { selector: s1, key: k }\n"
      "      - { selector: s2 }\n",
      "t.yaml:6:9: missing required key 'key' in tenants.acme.dkim[1]"},
@@ -653,7 +756,8 @@ static void test_templates(void)
          "subject of tenants.acme.templates.t, column 1: '{{' without a variable name"},
         {"tenants: { acme: { from: r@acme.test, templates: { t: { subject: s, txt: r.txt } } } }\n",
          "unknown key 'txt'"},
-        {"addresses: { typo_policy: maybe }\n", "expected warn, reject or off, got 'maybe'"},
+        {"addresses: { typo_policy: maybe }\n",
+         "unknown value 'maybe' for typo_policy (expected warn, reject or off)"},
         {"addresses: { typo_domains: [\"not a domain\"] }\n", "expected a domain name"},
     };
     for (size_t i = 0; i < HERALD_ARRAY_LEN(bad_yaml); i++) {
@@ -862,6 +966,7 @@ int main(void)
     test_provider_for_host();
     test_full();
     test_defaults();
+    test_defaults_filled();
     test_bad();
     test_bounce_rules();
     test_alignment_keys();

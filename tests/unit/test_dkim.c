@@ -223,6 +223,110 @@ static void test_config_keys(void)
     }
 }
 
+/* Writes yaml to DIR/name and loads it with config_load (keys included). */
+static int load_file(const char *name, const char *yaml, struct config **cfg, char *path,
+                     size_t pathlen, char *err, size_t errlen)
+{
+    snprintf(path, pathlen, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(yaml, f);
+        fclose(f);
+    }
+    return config_load(path, cfg, err, errlen);
+}
+
+/* A key without `algorithm:` signs with its own type's algorithm; one that
+ * is written must match the key, and a mismatch points at the key value. */
+static void test_config_alg_from_key(void)
+{
+    char yaml[1024], path[300], err[512], want[800];
+    const char *edp = write_pem("auto-ed.pem", ed, 0600);
+    const char *rsap = write_pem("auto-rsa.pem", rsa2048, 0600);
+    struct config *cfg = NULL;
+
+    snprintf(yaml, sizeof yaml,
+             "tenants:\n  acme:\n    from: a@acme.test\n"
+             "    dkim: { selector: s1, key: %s }\n",
+             edp);
+    CHECK_EQ_INT(load_file("auto-ed.yaml", yaml, &cfg, path, sizeof path, err, sizeof err), 0);
+    if (cfg) {
+        const struct cfg_dkim *d = &cfg->tenants[0].dkim[0];
+        CHECK(d->loaded && dkim_key_alg(d->loaded) == DKIM_ALG_ED25519_SHA256);
+        CHECK_EQ_STR(d->algorithm, "ed25519-sha256");
+        CHECK(!d->algorithm_given);
+        config_free(cfg);
+    } else {
+        fprintf(stderr, "%s\n", err);
+    }
+
+    snprintf(yaml, sizeof yaml,
+             "tenants:\n  acme:\n    from: a@acme.test\n"
+             "    dkim: { selector: s1, key: %s }\n",
+             rsap);
+    CHECK_EQ_INT(load_file("auto-rsa.yaml", yaml, &cfg, path, sizeof path, err, sizeof err), 0);
+    if (cfg) {
+        const struct cfg_dkim *d = &cfg->tenants[0].dkim[0];
+        CHECK(d->loaded && dkim_key_alg(d->loaded) == DKIM_ALG_RSA_SHA256);
+        CHECK_EQ_STR(d->algorithm, "rsa-sha256");
+        config_free(cfg);
+    }
+
+    /* Without the key files (config_load_string) the algorithm is not known
+     * yet; config_load_keys fills it in. */
+    snprintf(yaml, sizeof yaml,
+             "tenants:\n  acme:\n    from: a@acme.test\n"
+             "    dkim: { selector: s1, key: %s }\n",
+             edp);
+    CHECK_EQ_INT(config_load_string("s.yaml", yaml, strlen(yaml), &cfg, err, sizeof err), 0);
+    if (cfg) {
+        CHECK(cfg->tenants[0].dkim[0].algorithm == NULL);
+        CHECK_EQ_INT(config_load_keys(cfg, err, sizeof err), 0);
+        CHECK_EQ_STR(cfg->tenants[0].dkim[0].algorithm, "ed25519-sha256");
+        config_free(cfg);
+    }
+
+    /* Written and contradicting the key: refused at the key's position. */
+    snprintf(yaml, sizeof yaml,
+             "tenants:\n  acme:\n    from: a@acme.test\n"
+             "    dkim: { selector: s1, algorithm: rsa-sha256, key: %s }\n",
+             edp);
+    CHECK_EQ_INT(load_file("mismatch.yaml", yaml, &cfg, path, sizeof path, err, sizeof err),
+                 -HERR_CONFIG);
+    CHECK(cfg == NULL);
+    snprintf(want, sizeof want,
+             "%s:4:55: DKIM key %s is an Ed25519 key, algorithm rsa-sha256 needs an RSA key", path,
+             edp);
+    CHECK_EQ_STR(err, want);
+
+    /* Written and matching: accepted and kept as written. */
+    snprintf(yaml, sizeof yaml,
+             "tenants:\n  acme:\n    from: a@acme.test\n"
+             "    dkim: { selector: s1, algorithm: ed25519-sha256, key: %s }\n",
+             edp);
+    CHECK_EQ_INT(load_file("match.yaml", yaml, &cfg, path, sizeof path, err, sizeof err), 0);
+    if (cfg) {
+        CHECK(cfg->tenants[0].dkim[0].algorithm_given);
+        CHECK(dkim_key_alg(cfg->tenants[0].dkim[0].loaded) == DKIM_ALG_ED25519_SHA256);
+        config_free(cfg);
+    }
+
+    /* A key DKIM has no algorithm for is refused even without `algorithm:`. */
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    CHECK(ec != NULL);
+    if (ec) {
+        struct dkim_key *k = NULL;
+        char why[400];
+        const char *ecp = write_pem("auto-ec.pem", ec, 0600);
+        CHECK_EQ_INT(dkim_key_load_any(ecp, &k, why, sizeof why), -HERR_CONFIG);
+        CHECK(k == NULL && strstr(why, "is an EC key; DKIM signs with RSA") != NULL);
+        CHECK_EQ_INT(dkim_key_load_any(edp, &k, why, sizeof why), 0);
+        CHECK(k && dkim_key_alg(k) == DKIM_ALG_ED25519_SHA256);
+        dkim_key_free(k);
+        EVP_PKEY_free(ec);
+    }
+}
+
 /* The field's tag value (unfolded, FWS removed), or "" when absent. */
 static void tag_of(const char *field, const char *tag, char *out, size_t outlen)
 {
@@ -460,6 +564,7 @@ int main(void)
     test_canon();
     test_keys();
     test_config_keys();
+    test_config_alg_from_key();
     test_sign();
     test_job_build();
     EVP_PKEY_free(rsa2048);
