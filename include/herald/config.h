@@ -289,6 +289,9 @@ const struct cfg_template *config_template(const struct cfg_tenant *t, const cha
  * "*.suffix" match, then "*". NULL when none applies. Case-insensitive. */
 const struct cfg_route *config_route(const struct config *cfg, const char *domain);
 const struct cfg_egress_pool *config_egress(const struct config *cfg, const char *name);
+/* The name a pool's connections EHLO with: its own ehlo, else engine.ehlo.
+ * pool may be NULL. */
+const char *config_egress_ehlo(const struct config *cfg, const struct cfg_egress_pool *pool);
 const struct cfg_provider *config_provider(const struct config *cfg, const char *name);
 /* The provider whose `mx` patterns ("*.google.com" or an exact name) match
  * an MX host name, first match in config order; else "default". */

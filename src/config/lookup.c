@@ -30,6 +30,11 @@ const struct cfg_egress_pool *config_egress(const struct config *cfg, const char
     return NULL;
 }
 
+const char *config_egress_ehlo(const struct config *cfg, const struct cfg_egress_pool *pool)
+{
+    return pool && pool->ehlo ? pool->ehlo : cfg->engine.ehlo;
+}
+
 const struct cfg_provider *config_provider(const struct config *cfg, const char *name)
 {
     if (!cfg) return NULL;

@@ -1,10 +1,17 @@
 /* From alignment: a table of (tenant, domain) -> "SPF passes for all egress
  * IPs", written by the main thread, read by workers with relaxed atomics
  * (a message decided on a just-stale answer is harmless: the next refresh
- * is minutes away anyway), and the per-message decision. */
+ * is minutes away anyway), and the per-message decision. Also the DMARC
+ * vocabulary `herald check-domain` shares with it: organisational domain,
+ * identifier alignment, the d= and envelope sender herald uses, SPF per
+ * egress IP — so the CLI and the engine cannot disagree about them. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <libpsl.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -44,14 +51,83 @@ static const struct cfg_egress_pool *pool_of(const struct config *cfg, const str
     return config_egress(cfg, t->egress);
 }
 
-/* A DKIM key whose d= is this From domain: one without `domain` signs as
- * the From domain, one with it only for that domain. */
-static bool signs_for(const struct cfg_tenant *tn, const char *from_domain)
+/* ---- organisational domains (libpsl) ---- */
+
+static const psl_ctx_t *psl;
+static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
+
+/* Loaded once and kept for the life of the process: the list is immutable
+ * and every lookup after the first is a read. psl_latest(NULL) reads the
+ * distribution's file and keeps the built-in list when that is newer or
+ * the file is missing. */
+static void psl_load(void)
 {
-    for (size_t i = 0; i < tn->n_dkim; i++)
-        if (!tn->dkim[i].domain || strcasecmp(tn->dkim[i].domain, from_domain) == 0)
+    psl = psl_latest(NULL);
+    if (!psl) psl = psl_builtin();
+}
+
+const char *align_org_domain(const char *domain)
+{
+    char low[256];
+    size_t n = strlen(domain);
+    if (n == 0 || n >= sizeof low) return domain;
+    for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)domain[i]);
+    pthread_once(&psl_once, psl_load);
+    const char *reg = psl ? psl_registrable_domain(psl, low) : NULL;
+    /* NULL: domain is itself a public suffix (or the list is unusable);
+     * then it is its own organisational domain. */
+    return reg ? domain + (reg - low) : domain;
+}
+
+bool align_is_aligned(const char *from_domain, const char *id_domain, bool strict)
+{
+    if (strcasecmp(from_domain, id_domain) == 0) return true;
+    return !strict && strcasecmp(align_org_domain(from_domain), align_org_domain(id_domain)) == 0;
+}
+
+const char *align_dkim_domain(const struct cfg_dkim *d, const char *from_domain)
+{
+    return d->domain ? d->domain : from_domain;
+}
+
+bool align_signs_for(const struct cfg_tenant *t, const char *from_domain)
+{
+    for (size_t i = 0; t && i < t->n_dkim; i++)
+        if (strcasecmp(align_dkim_domain(&t->dkim[i], from_domain), from_domain) == 0)
             return true;
     return false;
+}
+
+void align_envelope_sender(const struct cfg_tenant *t, const char *domain, char *out,
+                           size_t outlen)
+{
+    const char *at = t && t->from ? strrchr(t->from, '@') : NULL;
+    if (at && strcasecmp(at + 1, domain) == 0)
+        snprintf(out, outlen, "%s", t->from);
+    else
+        snprintf(out, outlen, "postmaster@%s", domain);
+}
+
+int align_spf_pool(const struct config *cfg, const struct cfg_egress_pool *pool,
+                   const char *domain, const char *sender, dnsq_lookup_fn lookup, void *ctx,
+                   align_spf_fn fn, void *arg)
+{
+    int n = 0;
+    for (size_t i = 0; pool && i < pool->ips.n; i++) {
+        struct spf_request rq = {.domain = domain, .sender = sender,
+                                 .helo = config_egress_ehlo(cfg, pool),
+                                 .lookup = lookup, .ctx = ctx};
+        const char *ip = pool->ips.items[i];
+        if (inet_pton(AF_INET, ip, rq.ip) == 1) rq.family = AF_INET;
+        else if (inet_pton(AF_INET6, ip, rq.ip) == 1) rq.family = AF_INET6;
+        else continue;
+        struct spf_verdict v;
+        int rc = spf_check_host(&rq, &v);
+        if (rc < 0) return rc;
+        fn(arg, ip, rq.family, &v);
+        n++;
+    }
+    return n;
 }
 
 int align_table_new(const struct config *cfg, struct align_table **out)
@@ -77,7 +153,7 @@ int align_table_new(const struct config *cfg, struct align_table **out)
             e->tenant = tn;
             e->domain = tn->domains.items[d];
             /* Lookups only where the answer changes what herald does. */
-            e->check = !signs_for(tn, e->domain) && tn->from_fallback != CFG_FROM_SEND &&
+            e->check = !align_signs_for(tn, e->domain) && tn->from_fallback != CFG_FROM_SEND &&
                        pool && pool->ips.n > 0;
             atomic_init(&e->spf_pass, false);
         }
@@ -101,39 +177,35 @@ bool align_table_needs_dns(const struct align_table *t)
     return false;
 }
 
+struct spf_tally {
+    const struct align_entry *e;
+    int verdict; /* 1 all pass, 0 some do not, -1 could not tell */
+};
+
+static void tally_ip(void *arg, const char *ip, int family, const struct spf_verdict *v)
+{
+    (void)family;
+    struct spf_tally *t = arg;
+    char why[400];
+    log_event(v->result == SPF_PASS ? LOG_DEBUG : LOG_INFO,
+              "event=spf_checked tenant=%s domain=%s ip=%s result=%s why=\"%s\"",
+              t->e->tenant->name, t->e->domain, ip, spf_result_name(v->result),
+              log_quote(why, sizeof why, v->explanation, strlen(v->explanation)));
+    if (v->result == SPF_TEMPERROR) t->verdict = t->verdict == 1 ? -1 : t->verdict;
+    else if (v->result != SPF_PASS) t->verdict = 0;
+}
+
 /* SPF for every egress IP: 1 all pass, 0 some do not, -1 could not tell. */
 static int spf_all_pass(const struct align_table *t, const struct align_entry *e,
                         dnsq_lookup_fn lookup, void *ctx)
 {
-    const struct cfg_egress_pool *pool = pool_of(t->cfg, e->tenant);
-    const char *at = strrchr(e->tenant->from, '@');
     char sender[320];
-    if (at && strcasecmp(at + 1, e->domain) == 0)
-        snprintf(sender, sizeof sender, "%s", e->tenant->from);
-    else
-        snprintf(sender, sizeof sender, "postmaster@%s", e->domain);
-    int verdict = 1;
-    for (size_t i = 0; i < pool->ips.n; i++) {
-        struct spf_request rq = {.domain = e->domain,
-                                 .sender = sender,
-                                 .helo = pool->ehlo,
-                                 .lookup = lookup,
-                                 .ctx = ctx};
-        const char *ip = pool->ips.items[i];
-        if (inet_pton(AF_INET, ip, rq.ip) == 1) rq.family = AF_INET;
-        else if (inet_pton(AF_INET6, ip, rq.ip) == 1) rq.family = AF_INET6;
-        else continue;
-        struct spf_verdict v;
-        if (spf_check_host(&rq, &v) < 0) return -1;
-        char why[400];
-        log_event(v.result == SPF_PASS ? LOG_DEBUG : LOG_INFO,
-                  "event=spf_checked tenant=%s domain=%s ip=%s result=%s why=\"%s\"",
-                  e->tenant->name, e->domain, ip, spf_result_name(v.result),
-                  log_quote(why, sizeof why, v.explanation, strlen(v.explanation)));
-        if (v.result == SPF_TEMPERROR) verdict = verdict == 1 ? -1 : verdict;
-        else if (v.result != SPF_PASS) verdict = 0;
-    }
-    return verdict;
+    align_envelope_sender(e->tenant, e->domain, sender, sizeof sender);
+    struct spf_tally tally = {.e = e, .verdict = 1};
+    if (align_spf_pool(t->cfg, pool_of(t->cfg, e->tenant), e->domain, sender, lookup, ctx,
+                       tally_ip, &tally) < 0)
+        return -1;
+    return tally.verdict;
 }
 
 int64_t align_table_refresh(struct align_table *t, dnsq_lookup_fn lookup, void *ctx)
@@ -167,7 +239,7 @@ enum align_outcome align_decide(const struct align_table *t, const struct cfg_te
                                 struct job *j)
 {
     const char *domain = domain_of(j->from);
-    if (signs_for(tenant, domain)) return ALIGN_DKIM;
+    if (align_signs_for(tenant, domain)) return ALIGN_DKIM;
     if (tenant->from_fallback == CFG_FROM_SEND) return ALIGN_SENT_UNCHECKED;
     size_t ti = (size_t)(tenant - t->cfg->tenants);
     if (ti < t->cfg->n_tenants)

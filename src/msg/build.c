@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "herald/align.h"
 #include "herald/dkim.h"
 #include "herald/job.h"
 #include "msg/msg.h"
@@ -261,7 +262,7 @@ static int sign_message(struct hbuf *out, const struct job *j, const struct cfg_
             return -HERR_CONFIG;
         }
         sigs[i] = (struct dkim_sig){.key = d->loaded,
-                                    .domain = d->domain ? d->domain : at ? at + 1 : NULL,
+                                    .domain = align_dkim_domain(d, at ? at + 1 : NULL),
                                     .selector = d->selector,
                                     .expire_s = d->expire_ms / 1000};
     }
