@@ -5,7 +5,7 @@
 # Everything herald needs to build, test and demo on Debian 12.
 HERALD_PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
-    liburing-dev libhiredis-dev libyaml-dev libssl-dev libjansson-dev libc-ares-dev
+    liburing-dev libhiredis-dev libyaml-dev libssl-dev libjansson-dev libc-ares-dev libidn2-dev
     libpsl-dev publicsuffix
     redis-server postfix python3 python3-aiosmtpd python3-redis python3-cryptography
     dnsmasq-base valgrind curl python3-dkim opendkim-tools openssl iproute2 util-linux

@@ -29,10 +29,17 @@ struct job {
     char stream_id[48];   /* entry id in the jobs stream this copy was read from */
     const char *id;       /* caller's id, or the first stream id this job had */
     const char *tenant;
-    const char *to;       /* recipient mailbox, validated */
-    const char *to_domain;/* lower-cased domain of `to`, IDN labels as A-labels (arena) */
-    const char *rcpt;     /* envelope recipient: `to` with the domain in A-labels */
-    const char *mail_from;/* envelope sender: `from` with the domain in A-labels */
+    const char *to;       /* recipient mailbox as given, validated (notes show this) */
+    /* The next three come from one addr_normalize of `to` (struct
+     * addr_norm), so routing, envelope and keys name the same mailbox. */
+    const char *rcpt;       /* envelope recipient: local part as given, '@', lower-case
+                             * A-label domain (addr_norm.wire); RCPT TO and To: */
+    const char *to_domain;  /* the domain part of rcpt: routing, MX, typo check */
+    const char *to_key;     /* recipient key: rcpt with the local part's ASCII capitals
+                             * folded (addr_norm.key). Use it, not `to`, for suppression
+                             * lookups and adds, recipient caps and anything else keyed
+                             * by recipient; `herald suppress` writes the same form */
+    const char *mail_from;  /* envelope sender: addr_norm.wire of `from` */
     const char *suggestion; /* "user@gmail.com" when `to` looks like a typo (policy warn) */
     const char *ref;
     const char *from;     /* envelope + header From; tenant default when absent */
@@ -146,15 +153,41 @@ int msg_append_qp(struct hbuf *out, const char *src, size_t len);
  * given `used` columns already on the line. */
 int msg_append_header_text(struct hbuf *out, const char *src, size_t len, size_t used);
 
-/* RFC 3492 Punycode of cps (no "xn--" prefix) into out, NUL-terminated.
- * Returns 0 or -HERR_TOO_LONG when it does not fit in cap. */
-int punycode_encode(const uint32_t *cps, size_t n_cps, char *out, size_t cap, size_t *out_len);
+/* A domain (UTF-8 U-labels and/or ASCII) as lower-case A-labels, IDNA2008
+ * through libidn2 with UTS #46 non-transitional mapping (NFC, case folding;
+ * ß stays ß, see src/msg/idna.c for why there is no transitional fallback).
+ * ASCII labels that are not "xn--" labels are only lower-cased; "xn--"
+ * labels are checked like U-labels. len excludes any NUL. Returns 0;
+ * -EILSEQ when the name fails IDNA2008 (*why is libidn2's reason, a static
+ * string); -HERR_MALFORMED when the result is not LDH host-name labels (or
+ * empty, or has a NUL); -HERR_TOO_LONG when a label is over 63 or the domain
+ * over 253 octets as A-labels, or it does not fit in cap; all with *why.
+ * -ENOMEM. */
+int idna_domain_to_ascii(const char *d, size_t len, char *out, size_t cap, const char **why);
 
-/* A domain (UTF-8 U-labels and/or ASCII) as A-labels: each label with
- * non-ASCII becomes "xn--" + Punycode, after folding ASCII and Latin-1
- * capitals. Returns 0, -HERR_MALFORMED or -HERR_TOO_LONG (label > 63,
- * domain > 253) with *why. */
-int addr_domain_to_ascii(const char *d, size_t len, char *out, size_t cap, const char **why);
+/* Room for a normalised address: 64-octet local part, '@', 253-octet
+ * A-label domain, NUL; the result itself is held to 254 octets. */
+#define ADDR_NORM_MAX 320
+
+/* One mailbox in the forms herald uses: `wire` is the envelope form
+ * (RCPT TO, MAIL FROM, the To header), `key` the form every lookup keyed
+ * by recipient uses (suppression lists, recipient caps, any per-recipient
+ * idempotency). Both have the domain as lower-case A-labels (an address
+ * literal lower-cased), so "Anna@BÜCHER.example" and "anna@bücher.example"
+ * share the key "anna@xn--bcher-kva.example". */
+struct addr_norm {
+    char wire[ADDR_NORM_MAX]; /* local part exactly as given, '@', A-label domain */
+    char key[ADDR_NORM_MAX];  /* wire with ASCII capitals of the local part folded */
+    size_t local_len;         /* wire[local_len] == key[local_len] == '@' */
+    bool needs_smtputf8;      /* the local part has UTF-8 */
+};
+
+/* addr_check, then the domain through idna_domain_to_ascii. The only
+ * normalisation herald applies to an address: job_parse and `herald
+ * suppress` both use it. Returns 0; -HERR_MALFORMED (syntax, or the
+ * A-label form over 254 octets) or -HERR_TOO_LONG with *why; -EILSEQ when
+ * the domain is not a valid IDNA2008 name (*why from libidn2); -ENOMEM. */
+int addr_normalize(const char *addr, size_t len, struct addr_norm *out, const char **why);
 
 /* The built-in list of large mailbox providers (NULL-terminated) and the
  * check against a list: the listed domain `domain` is probably a typo of

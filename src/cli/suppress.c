@@ -1,5 +1,6 @@
 /* herald suppress: the per-tenant and global suppression lists that hard
  * bounces feed and that admission checks before any connection. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,26 @@ static const char suppress_usage[] =
     "\n"
     "Jobs to a suppressed recipient end with a `suppressed` case note and no\n"
     "connection. Hard bounces (unknown mailbox or domain) add the recipient to\n"
-    "the tenant's list automatically. Addresses are matched case-blind.\n";
+    "the tenant's list automatically. Addresses are stored as jobs look them\n"
+    "up: the domain as lower-case A-labels (IDNA2008), the local part with ASCII\n"
+    "capitals folded (Anna@Example.TEST and anna@example.test are one entry).\n";
+
+/* The entry for arg as jobs look it up (addr_normalize's key), and the form
+ * older versions stored. An argument that does not normalise (only possible
+ * for remove) is used in the older form for both, so a stray entry can
+ * still be removed. */
+static void entry_forms(const char *arg, char key[ADDR_NORM_MAX], char legacy[ADDR_NORM_MAX])
+{
+    size_t n = 0;
+    for (; arg[n] && n + 1 < ADDR_NORM_MAX; n++)
+        legacy[n] = (char)((arg[n] >= 'A' && arg[n] <= 'Z') ? arg[n] + 32 : arg[n]);
+    legacy[n] = '\0';
+    struct addr_norm a;
+    if (addr_normalize(arg, strlen(arg), &a, NULL) == 0)
+        memcpy(key, a.key, sizeof a.key);
+    else
+        memcpy(key, legacy, ADDR_NORM_MAX);
+}
 
 int cli_suppress(int argc, char **argv)
 {
@@ -53,10 +73,12 @@ int cli_suppress(int argc, char **argv)
         return 2;
     }
     for (int i = optind; add && i < argc; i++) {
-        bool utf8;
+        struct addr_norm a;
         const char *why = NULL;
-        if (addr_check(argv[i], strlen(argv[i]), &utf8, &why) < 0) {
-            fprintf(stderr, "herald suppress: '%s' is not an address (%s)\n", argv[i],
+        int nrc = addr_normalize(argv[i], strlen(argv[i]), &a, &why);
+        if (nrc < 0) {
+            fprintf(stderr, "herald suppress: '%s' is not %s (%s)\n", argv[i],
+                    nrc == -EILSEQ ? "a valid IDNA2008 domain" : "an address",
                     why ? why : "malformed");
             return 2;
         }
@@ -89,13 +111,13 @@ int cli_suppress(int argc, char **argv)
             freeReplyObject(r);
     }
     for (int i = optind; !list && i < argc; i++) {
-        char addr[512];
-        size_t n = 0;
-        for (; argv[i][n] && n + 1 < sizeof addr; n++)
-            addr[n] = (char)((argv[i][n] >= 'A' && argv[i][n] <= 'Z') ? argv[i][n] + 32
-                                                                      : argv[i][n]);
-        addr[n] = '\0';
-        redisReply *r = redisCommand(c, add ? "SADD %s %s" : "SREM %s %s", key, addr);
+        char addr[ADDR_NORM_MAX], legacy[ADDR_NORM_MAX];
+        entry_forms(argv[i], addr, legacy);
+        /* Entries written before addresses were normalised hold the address
+         * with only ASCII lower-cased (U-labels kept): remove those too. */
+        bool both = del && strcmp(addr, legacy) != 0;
+        redisReply *r = both ? redisCommand(c, "SREM %s %s %s", key, addr, legacy)
+                             : redisCommand(c, add ? "SADD %s %s" : "SREM %s %s", key, addr);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "herald suppress: %s\n", r && r->str ? r->str : c->errstr);
             rc = 1;

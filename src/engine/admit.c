@@ -244,13 +244,15 @@ void admit_send(struct delivery *d)
     struct worker *w = d->w;
     const struct keys *K = &w->sh->keys;
     struct job *j = &d->job;
-    char idem[KEYS_MAX], skey[KEYS_MAX], gkey[KEYS_MAX], addr[KEYS_MAX], window[24];
+    char idem[KEYS_MAX], skey[KEYS_MAX], gkey[KEYS_MAX], window[24];
     char stkey[KEYS_MAX], tkey[KEYS_MAX], now[24], tkeyr[KEYS_MAX];
     char caps[256] = "", trate[48] = "";
     keys_idem(K, j->tenant, j->id, idem, sizeof idem);
     keys_suppress(K, j->tenant, skey, sizeof skey);
     keys_suppress(K, NULL, gkey, sizeof gkey);
-    delivery_recipient_key(d, addr, sizeof addr);
+    /* Suppression and recipient caps know the person by one normalised
+     * key (job_parse), whatever spelling the platform used. */
+    const char *addr = j->to_key ? j->to_key : "";
     keys_state(K, j->tenant, j->id, stkey, sizeof stkey);
     keys_state(K, j->tenant, j->replaces ? j->replaces : j->id, tkey, sizeof tkey);
     keys_tenant_rate(K, j->tenant, tkeyr, sizeof tkeyr);

@@ -181,14 +181,3 @@ const char *delivery_job_field(const struct job *j, const char *name)
             return j->values[i];
     return NULL;
 }
-
-const char *delivery_recipient_key(const struct delivery *d, char *out, size_t cap)
-{
-    /* Suppression lists match addresses case-blind. */
-    const char *to = d->job.to;
-    size_t i = 0;
-    for (; to && to[i] && i + 1 < cap; i++)
-        out[i] = (char)((to[i] >= 'A' && to[i] <= 'Z') ? to[i] + 32 : to[i]);
-    out[i] = '\0';
-    return out;
-}

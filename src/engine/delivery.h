@@ -117,7 +117,5 @@ static inline const char *delivery_job_id(const struct delivery *d)
 /* A raw field of the job's stream entry by name (internal fields such as
  * `admitted` are not parsed into struct job), or NULL. */
 const char *delivery_job_field(const struct job *j, const char *name);
-/* The recipient as suppression lists and recipient caps know it. */
-const char *delivery_recipient_key(const struct delivery *d, char *out, size_t cap);
 
 #endif

@@ -277,12 +277,14 @@ void notes_terminal(struct delivery *d, struct note *n, bool suppress)
     const char *argv[NOTE_MAX_ITEMS + 16];
     size_t lens[NOTE_MAX_ITEMS + 16];
     struct call c = {argv, lens, 0, (int)HERALD_ARRAY_LEN(argv)};
-    char skey[KEYS_MAX], stkey[KEYS_MAX], state[48] = "", window[24], addr[KEYS_MAX] = "";
+    char skey[KEYS_MAX], stkey[KEYS_MAX], state[48] = "", window[24];
     keys_suppress(&w->sh->keys, d->job.tenant ? d->job.tenant : "-", skey, sizeof skey);
     state_key_of(d, delivery_job_id(d), stkey, sizeof stkey);
-    /* A duplicate or a rejected entry must not overwrite the state of the
-     * job that owns the id. */
-    if (n->ev != EV_DUPLICATE && n->ev != EV_REJECTED)
+    /* A duplicate, or an entry rejected before it claimed the id, must not
+     * overwrite the state of the job that owns the id; one rejected when
+     * its message was built (after admission) owns it and ends it. */
+    bool owns_id = n->ev != EV_DUPLICATE && (n->ev != EV_REJECTED || admit_claimed(&d->verdict));
+    if (owns_id)
         snprintf(state, sizeof state, "done:%s", note_event_name(n->ev));
     snprintf(window, sizeof window, "%" PRId64, cfg->engine.idempotency_window_ms);
     call_push(&c, "EVALSHA");
@@ -295,9 +297,7 @@ void notes_terminal(struct delivery *d, struct note *n, bool suppress)
     call_push(&c, w->sh->keys.stats);
     call_push(&c, cfg->redis.group);
     call_push(&c, d->job.stream_id);
-    if (suppress)
-        delivery_recipient_key(d, addr, sizeof addr);
-    call_push(&c, addr);
+    call_push(&c, suppress && d->job.to_key ? d->job.to_key : "");
     call_push(&c, state);
     call_push(&c, window);
     call_push_note(&c, n);

@@ -219,3 +219,46 @@ int addr_check(const char *addr, size_t len, bool *needs_smtputf8, const char **
     if (why) *why = NULL;
     return 0;
 }
+
+/* The forms are built from one parse so routing (the domain), the envelope
+ * and the keys can never disagree about which mailbox a job is for. The
+ * local part keeps its case on the wire (RFC 5321 2.4: only the receiving
+ * host may interpret it) but the key folds ASCII capitals, because a
+ * suppression entry for "Anna@x" must also stop mail to "anna@x". UTF-8 in
+ * the local part is left as given in the key: folding it would need a
+ * Unicode case table and receivers do not agree on one. */
+int addr_normalize(const char *addr, size_t len, struct addr_norm *out, const char **why)
+{
+    memset(out, 0, sizeof *out);
+    bool utf8 = false;
+    int rc = addr_check(addr, len, &utf8, why);
+    if (rc) return rc;
+    const char *at = memrchr(addr, '@', len);
+    size_t local_len = (size_t)(at - addr), dlen = len - local_len - 1;
+    char domain[ADDR_NORM_MAX];
+    if (at[1] == '[') {
+        /* The literal's tag and IPv6 hex digits are case-blind. */
+        memcpy(domain, at + 1, dlen);
+        domain[dlen] = '\0';
+        for (size_t i = 0; i < dlen; i++)
+            if (domain[i] >= 'A' && domain[i] <= 'Z') domain[i] = (char)(domain[i] - 'A' + 'a');
+    } else if ((rc = idna_domain_to_ascii(at + 1, dlen, domain, sizeof domain, why))) {
+        return rc;
+    }
+    dlen = strlen(domain);
+    if (local_len + 1 + dlen > ADDR_MAX)
+        return bad(why, "address too long once the domain is in A-labels");
+    memcpy(out->wire, addr, local_len);
+    out->wire[local_len] = '@';
+    memcpy(out->wire + local_len + 1, domain, dlen + 1);
+    memcpy(out->key, out->wire, local_len + dlen + 2);
+    for (size_t i = 0; i < local_len; i++)
+        if (out->key[i] >= 'A' && out->key[i] <= 'Z') out->key[i] = (char)(out->key[i] - 'A' + 'a');
+    out->local_len = local_len;
+    /* addr_check's flag also counts a UTF-8 domain, which the A-labels
+     * have just taken care of. */
+    for (size_t i = 0; utf8 && i < local_len; i++)
+        if ((unsigned char)addr[i] >= 0x80) out->needs_smtputf8 = true;
+    if (why) *why = NULL;
+    return 0;
+}

@@ -189,28 +189,23 @@ static int check_address(enum jf f, const struct known *k, struct job_error *err
 
 /* The address as it goes on the wire: the domain in A-labels (so an IDN
  * domain needs nothing from the server), the local part as given. Only a
- * UTF-8 local part makes the message need SMTPUTF8. */
+ * UTF-8 local part makes the message need SMTPUTF8. key, when not NULL,
+ * gets the recipient key of the same normalisation. */
 static int wire_address(struct job *j, const char *addr, const char *field, const char **out,
-                        struct job_error *err)
+                        const char **key, struct job_error *err)
 {
-    const char *at = strrchr(addr, '@');
-    if (!at) return fail(err, field, "invalid address (missing @)");
-    size_t local_len = (size_t)(at - addr);
-    for (size_t i = 0; i < local_len; i++)
-        if ((unsigned char)addr[i] >= 0x80) j->needs_smtputf8 = true;
-    char domain[256];
+    struct addr_norm a;
     const char *why = NULL;
-    if (at[1] == '[') {
-        snprintf(domain, sizeof domain, "%s", at + 1);
-    } else if (addr_domain_to_ascii(at + 1, strlen(at + 1), domain, sizeof domain, &why)) {
-        return fail(err, field, "invalid address (%s)", why ? why : "bad domain");
-    }
-    size_t dl = strlen(domain);
-    char *w = arena_alloc(&j->arena, local_len + dl + 2);
-    if (!w) return -ENOMEM;
-    memcpy(w, addr, local_len + 1);
-    memcpy(w + local_len + 1, domain, dl + 1);
-    *out = w;
+    int rc = addr_normalize(addr, strlen(addr), &a, &why);
+    if (rc == -ENOMEM) return rc;
+    if (rc == -EILSEQ)
+        return fail(err, field, "domain is not a valid IDNA2008 name: %s", why ? why : "invalid");
+    if (rc) return fail(err, field, "invalid address (%s)", why ? why : "malformed");
+    if (a.needs_smtputf8) j->needs_smtputf8 = true;
+    size_t n = strlen(a.wire);
+    *out = arena_strndup(&j->arena, a.wire, n);
+    if (key) *key = arena_strndup(&j->arena, a.key, n);
+    if (!*out || (key && !*key)) return -ENOMEM;
     return 0;
 }
 
@@ -411,24 +406,13 @@ static int check_sender(struct job *j, const struct cfg_tenant *t, const struct 
     } else {
         j->reply_to = t->reply_to;
     }
-    /* Tenant defaults were checked by the config loader, not here; they
-     * still decide whether the envelope needs SMTPUTF8. */
-    int rc = wire_address(j, j->from, "from", &j->mail_from, err);
+    /* Tenant defaults come from the config, not the job, but they go
+     * through the same normalisation: it refuses a default whose domain
+     * fails IDNA2008 and decides whether the envelope needs SMTPUTF8. */
+    int rc = wire_address(j, j->from, "from", &j->mail_from, NULL, err);
     if (rc == 0 && j->reply_to && has_non_ascii(j->reply_to))
-        rc = wire_address(j, j->reply_to, "reply_to", &j->reply_to, err);
+        rc = wire_address(j, j->reply_to, "reply_to", &j->reply_to, NULL, err);
     return rc;
-}
-
-static int set_to_domain(struct job *j)
-{
-    const char *d = domain_of(j->rcpt);
-    size_t n = strlen(d);
-    char *low = arena_strndup(&j->arena, d, n);
-    if (!low) return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if (low[i] >= 'A' && low[i] <= 'Z') low[i] = (char)(low[i] - 'A' + 'a');
-    j->to_domain = low;
-    return 0;
 }
 
 /* Policy warn: remember the suggestion for the notes; reject: refuse the
@@ -602,9 +586,8 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
 
     bool cancel = k.v[JF_CANCEL] != NULL;
     if (k.v[JF_TO]) {
-        if (check_address(JF_TO, &k, err)) return -HERR_MALFORMED;
-        if ((rc = wire_address(j, k.v[JF_TO], "to", &j->rcpt, err))) return rc;
-        if ((rc = set_to_domain(j))) return rc;
+        if ((rc = wire_address(j, k.v[JF_TO], "to", &j->rcpt, &j->to_key, err))) return rc;
+        j->to_domain = domain_of(j->rcpt);
         if (!cancel && (rc = check_typo(j, cfg, err))) return rc;
     } else if (!cancel) {
         return fail(err, "to", "missing");

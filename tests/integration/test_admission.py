@@ -1,8 +1,8 @@
 """Before any connection: a second job with the same tenant + id gets one
 `duplicate` note and is not sent; a hard bounce puts the recipient on the
 tenant's suppression list, so a later job to it ends `suppressed` without
-reaching the server; `herald suppress` lists, adds and removes entries and
-the global list applies to every tenant."""
+reaching the server; `herald suppress` lists, adds and removes entries (by the normalised
+recipient key) and the global list applies to every tenant."""
 
 import time
 
@@ -68,6 +68,26 @@ def run():
     out = cli(cfg, "remove", "--tenant", "acme", "bounce@clinic.test")
     fails.check("removed" in out, "remove output: %r" % out)
     fails.check(cli(cfg, "list", "--tenant", "acme").split() == [], "acme's list not empty")
+
+    # The CLI stores the normalised recipient key (job.h to_key): ASCII case
+    # folded in the local part, the domain in IDNA2008 A-labels, so two
+    # spellings of one mailbox are one entry.
+    key = "anna@xn--bcher-kva.example"
+    out = cli(cfg, "add", "--tenant", "acme", "Anna@B\u00dcCHER.example")
+    fails.check("added " + key in out, "suppress add IDN output: %r" % out)
+    out = cli(cfg, "add", "--tenant", "acme", "anna@b\u00fccher.example")
+    fails.check("already listed " + key in out, "second spelling should be listed: %r" % out)
+    r = h.herald_cli(["suppress", "-c", cfg, "add", "--tenant", "acme", "x@\u2603.example"])
+    fails.check(r.returncode == 2 and "IDNA2008" in r.stderr,
+                "an IDNA2008-invalid domain should be refused: exit %d %r" % (r.returncode,
+                                                                              r.stderr))
+    # An entry in the older form (only ASCII lower-cased, U-label kept) is
+    # removed along with the key.
+    redis.client.sadd("herald:suppress:acme", "anna@b\u00fccher.example")
+    out = cli(cfg, "remove", "--tenant", "acme", "ANNA@b\u00fccher.example")
+    fails.check("removed " + key in out, "remove IDN output: %r" % out)
+    left = cli(cfg, "list", "--tenant", "acme").split()
+    fails.check(left == [], "acme's list after removing the IDN entry: %s" % left)
     fails.raise_if_any("duplicates and suppression")
 
 

@@ -1,5 +1,7 @@
 /* addr_check: tables of mailboxes that must pass and must fail, with the
- * SMTPUTF8 flag and the reason. */
+ * SMTPUTF8 flag and the reason; the typo distance rules. (IDNA and the
+ * normalised forms: test_idna.c.) */
+#include <errno.h>
 #include <string.h>
 
 #include "check.h"
@@ -83,8 +85,38 @@ static const struct bad bad[] = {
     {"user@[IPv6:28::\0001]", 18, "bad IPv6"}, /* found by fuzz_address */
 };
 
+static void test_typo(void)
+{
+    const char *const *list = typo_default_domains;
+    size_t n = 0;
+    while (list[n])
+        n++;
+    static const char *const v[][2] = {
+        {"gnail.com", "gmail.com"},     {"gmial.com", "gmail.com"},   {"gmai.com", "gmail.com"},
+        {"gmaill.com", "gmail.com"},    {"hotmial.com", "hotmail.com"},
+        {"yaho.com", "yahoo.com"},      {"outlok.com", "outlook.com"}, {"icluod.com", "icloud.com"},
+        {"gxm.de", "gmx.de"},           {"googlemali.com", "googlemail.com"},
+        {"gogolemial.com", "googlemail.com"}, /* two edits, long name */
+        {"gmail.com", NULL},            {"clinic.test", NULL},        {"gmx.net", NULL},
+        {"mail.com", NULL},             {"ymail.com", NULL},          {"gmial.co.uk", NULL},
+        {"hmail.de", NULL},             {"web.com", NULL},            {"", NULL},
+    };
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(v); i++) {
+        const char *got = typo_suggest(v[i][0], list, n);
+        if (v[i][1])
+            CHECK_EQ_STR(got, v[i][1]);
+        else if (got)
+            fprintf(stderr, "%s: unexpected suggestion %s\n", v[i][0], got);
+        if (!v[i][1]) CHECK(got == NULL);
+    }
+    static const char *const custom[] = {"clinic.test"};
+    CHECK_EQ_STR(typo_suggest("clinc.test", custom, 1), "clinic.test");
+    CHECK(typo_suggest("gmial.com", custom, 1) == NULL);
+}
+
 int main(void)
 {
+    test_typo();
     for (size_t i = 0; i < HERALD_ARRAY_LEN(good); i++) {
         bool utf8 = !good[i].utf8;
         const char *why = "unset";
@@ -117,5 +149,23 @@ int main(void)
     CHECK_EQ_INT(addr_check(buf, 255, NULL, &why), -HERR_MALFORMED);
     CHECK(why && strstr(why, "address too long"));
     CHECK_EQ_INT(addr_check(NULL, 0, NULL, NULL), -HERR_MALFORMED);
+
+    /* addr_check is syntax only: a well-formed UTF-8 domain that IDNA2008
+     * refuses passes it, and addr_normalize (what jobs and `herald
+     * suppress` use) refuses it as -EILSEQ. */
+    static const char *const idna_bad[] = {
+        "user@\xe2\x98\x83.example",      /* U+2603, disallowed */
+        "user@\xcc\x81" "abc.example",     /* leading combining mark */
+        "user@a\xd7\x90.example",          /* bidi rule */
+        "user@xn--zz.example",             /* not Punycode */
+    };
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(idna_bad); i++) {
+        struct addr_norm a;
+        size_t n = strlen(idna_bad[i]);
+        CHECK_EQ_INT(addr_check(idna_bad[i], n, NULL, NULL), 0);
+        why = NULL;
+        CHECK_EQ_INT(addr_normalize(idna_bad[i], n, &a, &why), -EILSEQ);
+        CHECK(why != NULL);
+    }
     return check_report("test_address");
 }

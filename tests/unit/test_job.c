@@ -142,6 +142,19 @@ static const struct reject_case rejects[] = {
     {KV("tenant", "acme", "to", "a@b.test", "subject", "s", "text", "t", "unsubscribe",
         "https://x.test/u?a b"),
      "unsubscribe", "invalid character"},
+    /* IDNA2008: the domain of `to` (and of reply_to) must be a valid name */
+    {KV("tenant", "acme", "to", "a@\xcc\x81" "abc.test", "subject", "s", "text", "t"), "to",
+     "domain is not a valid IDNA2008 name: string contains a forbidden leading combining "
+     "character"},
+    {KV("tenant", "acme", "to", "a@a\xd7\x90.test", "subject", "s", "text", "t"), "to",
+     "domain is not a valid IDNA2008 name: string has forbidden bi-directional properties"},
+    {KV("tenant", "acme", "to", "a@\xe2\x98\x83.test", "subject", "s", "text", "t"), "to",
+     "domain is not a valid IDNA2008 name: string contains a disallowed character"},
+    {KV("tenant", "acme", "to", "a@xn--zz.test", "subject", "s", "text", "t"), "to",
+     "domain is not a valid IDNA2008 name: "},
+    {KV("tenant", "acme", "to", "a@b.test", "reply_to", "r@\xe2\x98\x83.test", "subject", "s",
+        "text", "t"),
+     "reply_to", "domain is not a valid IDNA2008 name: "},
 };
 
 static void test_rejects(void)
@@ -223,6 +236,8 @@ static void test_parse_ok(void)
     CHECK_EQ_STR(j.tenant, "acme");
     CHECK_EQ_STR(j.to, "Patient@Example.TEST");
     CHECK_EQ_STR(j.to_domain, "example.test");
+    CHECK_EQ_STR(j.rcpt, "Patient@example.test"); /* the local part keeps its case */
+    CHECK_EQ_STR(j.to_key, "patient@example.test");
     CHECK_EQ_STR(j.id, "1795341600000-7");
     CHECK_EQ_STR(j.stream_id, "1795341600000-7");
     CHECK_EQ_STR(j.from, "reminders@acme.test");
@@ -625,16 +640,78 @@ static void test_idn_and_typo(void)
     CHECK_EQ_STR(j.to, "pat@B\xc3\xbc" "cher.Example");
     CHECK_EQ_STR(j.rcpt, "pat@xn--bcher-kva.example");
     CHECK_EQ_STR(j.to_domain, "xn--bcher-kva.example");
+    CHECK_EQ_STR(j.to_key, "pat@xn--bcher-kva.example");
     CHECK(!j.needs_smtputf8);
     CHECK_EQ_INT(job_build(&j, &tenants[0], NULL, NOW_MS, 0, &err), 0);
     CHECK(strstr(j.wire.data, "\r\nTo: pat@xn--bcher-kva.example\r\n") != NULL);
     CHECK(j.suggestion == NULL);
+
+    /* One normalisation for routing, envelope and key: the same person
+     * written two ways gets one key (what suppression and caps use). */
+    static const char *const same[][3] = {
+        /* to, rcpt, to_key */
+        {"Anna@B\xc3\x9c" "CHER.example", "Anna@xn--bcher-kva.example",
+         "anna@xn--bcher-kva.example"},
+        {"anna@b\xc3\xbc" "cher.example", "anna@xn--bcher-kva.example",
+         "anna@xn--bcher-kva.example"},
+        {"anna@xn--bcher-kva.EXAMPLE", "anna@xn--bcher-kva.example",
+         "anna@xn--bcher-kva.example"},
+        {"anna@bu\xcc\x88" "cher.example", "anna@xn--bcher-kva.example",
+         "anna@xn--bcher-kva.example"}, /* NFD input */
+    };
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(same); i++) {
+        CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", same[i][0], "subject", "s", "text",
+                           "t"),
+                     0);
+        CHECK_EQ_STR(j.to, same[i][0]);
+        CHECK_EQ_STR(j.rcpt, same[i][1]);
+        CHECK_EQ_STR(j.to_key, same[i][2]);
+        CHECK_EQ_STR(j.to_domain, "xn--bcher-kva.example");
+        CHECK(j.to_domain == j.rcpt + 5); /* the same string, not a second conversion */
+    }
+    /* Non-transitional: ß stays, the mail goes to straße.de, not strasse.de. */
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "x@Stra\xc3\x9f" "e.de", "subject", "s",
+                       "text", "t"),
+                 0);
+    CHECK_EQ_STR(j.to_domain, "xn--strae-oqa.de");
+    CHECK_EQ_STR(j.to_key, "x@xn--strae-oqa.de");
+
+    /* A rejected job still names its recipient as given. */
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "pat@\xe2\x98\x83.example", "subject",
+                       "s", "text", "t"),
+                 -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "to");
+    CHECK_EQ_STR(j.to, "pat@\xe2\x98\x83.example");
+    CHECK(j.to_key == NULL);
+
+    /* A cancel entry's `to` goes through the same normalisation. */
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "Anna@B\xc3\x9c" "CHER.example",
+                       "cancel", "appt-1"),
+                 0);
+    CHECK_EQ_STR(j.to_key, "anna@xn--bcher-kva.example");
+
+    /* The sender too: a tenant default From whose domain fails IDNA2008
+     * rejects the job with field `from`. */
+    static char *bad_domains[] = {"\xe2\x98\x83.test"};
+    struct cfg_tenant bad_tenant = {.name = "snow",
+                                    .from = "n@\xe2\x98\x83.test",
+                                    .domains = {bad_domains, 1}};
+    struct config bad_cfg = cfg;
+    bad_cfg.tenants = &bad_tenant;
+    bad_cfg.n_tenants = 1;
+    const char *bn[] = {"tenant", "to", "subject", "text"};
+    const char *bv[] = {"snow", "a@b.test", "s", "t"};
+    CHECK_EQ_INT(job_parse(&j, "1-1", 4, bn, NULL, bv, NULL, &bad_cfg, &err), -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "from");
+    CHECK_EQ_STR(err.reason,
+                 "domain is not a valid IDNA2008 name: string contains a disallowed character");
 
     CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "j\xc3\xbcrgen@example.test", "subject",
                        "s", "text", "t"),
                  0);
     CHECK(j.needs_smtputf8);
     CHECK_EQ_STR(j.rcpt, "j\xc3\xbcrgen@example.test");
+    CHECK_EQ_STR(j.to_key, "j\xc3\xbcrgen@example.test");
 
     static const char *const typos[][2] = {
         {"pat@gnail.com", "pat@gmail.com"},     {"pat@gmial.com", "pat@gmail.com"},
