@@ -52,7 +52,8 @@ static void tls_drop(struct xport *x)
 
 void xport_free(struct xport *x)
 {
-    ring_timer_cancel(x->ring, &x->connect_timer);
+    if (x->ring) /* NULL: never initialised, nothing to cancel */
+        ring_timer_cancel(x->ring, &x->connect_timer);
     if (x->fd >= 0) close(x->fd);
     x->fd = -1;
     tls_drop(x);
