@@ -13,6 +13,7 @@
 #include "herald/core.h"
 #include "herald/ring.h"
 #include "herald/tls.h"
+#include "herald/transport.h"
 
 /* Parsed redis:// URL. */
 struct redis_addr {
@@ -61,29 +62,19 @@ struct redis_client {
     const struct redis_addr *addr;
     const char *name; /* for logs: "intake", "notes" */
     enum redis_client_state state;
-    int fd;
+    /* Socket, send queue and, for rediss://, the TLS session: commands
+     * queued before the handshake finished go out encrypted after it, and
+     * the client counts as up (on_state fires) only then. */
+    struct xport x;
     redisReader *reader;
-    struct hbuf out;     /* formatted commands not yet handed to the kernel */
-    struct hbuf sending; /* bytes owned by the SEND in flight */
-    size_t sent;
     struct redis_pending *q; /* callbacks for commands written, FIFO */
     size_t q_head, q_len, q_cap;
-    char *rbuf;
-    size_t rbuf_cap;
-    struct ring_op op_connect, op_send, op_recv;
-    bool send_inflight, recv_inflight, connect_inflight;
     int close_err;
     size_t max_reply;   /* 0: unbounded; else a reply growing past it costs the connection */
     size_t reply_bytes; /* bytes received of the reply being read */
     redis_state_fn on_state;
     void *state_arg;
-    struct ring_deferred finish;
-    /* rediss://: commands are encrypted into cout before sending; the
-     * client counts as up (and on_state fires) once the handshake is done. */
     SSL_CTX *tls_ctx;
-    struct tls_conn tls;
-    bool tls_on, tls_ready;
-    struct hbuf cout;
 };
 
 int redis_client_init(struct redis_client *c, struct ring *r, const struct redis_addr *addr,
@@ -119,7 +110,7 @@ static inline bool redis_client_up(const struct redis_client *c)
 }
 static inline bool redis_client_busy(const struct redis_client *c)
 {
-    return c->send_inflight || c->recv_inflight || c->connect_inflight;
+    return !xport_is_quiet(&c->x);
 }
 
 #endif

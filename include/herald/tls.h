@@ -58,6 +58,15 @@ bool tls_conn_has_output(const struct tls_conn *t);
 /* Queue a close_notify. */
 void tls_conn_shutdown(struct tls_conn *t);
 
+/* The pump: one call into OpenSSL, then everything it produced moved onto
+ * `wire` for the caller to send. Reads produce output too (alerts, key
+ * updates), so every entry point drains; callers never pair the two by
+ * hand. Return codes are those of the underlying tls_conn_* call, or
+ * -ENOMEM when the output could not be taken. */
+int tls_pump_handshake(struct tls_conn *t, struct hbuf *wire);
+int tls_pump_read(struct tls_conn *t, void *buf, size_t cap, struct hbuf *wire);
+int tls_pump_write(struct tls_conn *t, const void *plain, size_t len, struct hbuf *wire);
+
 const char *tls_conn_error(const struct tls_conn *t);
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" once the handshake is done. */
 void tls_conn_describe(const struct tls_conn *t, char *buf, size_t n);

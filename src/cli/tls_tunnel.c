@@ -37,13 +37,11 @@ static int send_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static int push_output(struct tunnel *t)
+/* Send what the pump left on out (it drains OpenSSL after every call). */
+static int send_wire(struct tunnel *t, struct hbuf *out)
 {
-    struct hbuf out;
-    hbuf_init(&out);
-    int rc = tls_conn_take_output(&t->tls, &out);
-    if (rc == 0 && out.len) rc = send_all(t->net, out.data, out.len);
-    hbuf_free(&out);
+    int rc = out->len ? send_all(t->net, out->data, out->len) : 0;
+    hbuf_reset(out);
     return rc;
 }
 
@@ -72,6 +70,8 @@ static void *pump(void *arg)
 {
     struct tunnel *t = arg;
     char buf[16384];
+    struct hbuf out;
+    hbuf_init(&out);
     struct pollfd p[2] = {{.fd = t->local, .events = POLLIN}, {.fd = t->net, .events = POLLIN}};
     for (;;) {
         if (poll(p, 2, -1) < 0) {
@@ -80,19 +80,21 @@ static void *pump(void *arg)
         }
         if (p[0].revents) {
             ssize_t n = recv(t->local, buf, sizeof buf, 0);
-            if (n <= 0 || tls_conn_write(&t->tls, buf, (size_t)n) < 0 || push_output(t) < 0)
+            if (n <= 0 || tls_pump_write(&t->tls, buf, (size_t)n, &out) < 0 ||
+                send_wire(t, &out) < 0)
                 break;
         }
         if (p[1].revents) {
             ssize_t n = recv(t->net, buf, sizeof buf, 0);
             if (n <= 0 || tls_conn_feed(&t->tls, buf, (size_t)n) < 0) break;
             int r;
-            while ((r = tls_conn_read(&t->tls, buf, sizeof buf)) > 0)
+            while ((r = tls_pump_read(&t->tls, buf, sizeof buf, &out)) > 0)
                 if (send_all(t->local, buf, (size_t)r) < 0) goto out;
-            if (r < 0 || push_output(t) < 0) break;
+            if (r < 0 || send_wire(t, &out) < 0) break;
         }
     }
 out:
+    hbuf_free(&out);
     shutdown(t->local, SHUT_RDWR);
     return NULL;
 }
@@ -121,16 +123,24 @@ int cli_tls_tunnel(const struct redis_addr *addr, const struct config *cfg, int 
     }
     if (tls_conn_init(&t->tls, t->ctx, addr->host, TLS_VERIFY_PEER, NULL) < 0) goto fail;
     char buf[16384];
+    struct hbuf out;
+    hbuf_init(&out);
     for (;;) {
-        int rc = tls_conn_handshake(&t->tls);
-        if (push_output(t) < 0) goto fail_tls;
+        int rc = tls_pump_handshake(&t->tls, &out);
+        if (send_wire(t, &out) < 0 || (rc != 0 && rc != -EAGAIN)) {
+            hbuf_free(&out);
+            goto fail_tls;
+        }
         if (rc == 0) break;
-        if (rc != -EAGAIN) goto fail_tls;
         setsockopt(t->net, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         ssize_t n = recv(t->net, buf, sizeof buf, 0);
-        if (n <= 0) goto fail_tls;
+        if (n <= 0) {
+            hbuf_free(&out);
+            goto fail_tls;
+        }
         tls_conn_feed(&t->tls, buf, (size_t)n);
     }
+    hbuf_free(&out);
     struct timeval none = {0, 0};
     setsockopt(t->net, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
     int sp[2];

@@ -3,19 +3,19 @@
  * pull from the FIFO whenever their session becomes ready, so reuse is
  * natural and no connection is handed work it cannot start.
  *
- * Lifetime: a connection is freed only from a deferred callback once no
- * ring operation references it (send, recv and connect each tracked). */
+ * Sockets, SENDs, RECVs and TLS are the transport's (src/net/): the pool
+ * sees plaintext. Lifetime: a connection is freed only from the
+ * transport's on_quiet, once no ring operation references it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdatomic.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "herald/pool.h"
+#include "herald/transport.h"
 
 #define POOL_RBUF 16384
 
@@ -23,30 +23,18 @@ struct pool_conn {
     struct pool *p;
     struct pool_dest *d;
     atomic_int *open_counter; /* the owner's count of open connections, or NULL */
-    int fd;
+    struct xport x;
     struct smtp_session s;
-    bool session_live;
-    struct ring_op op_connect, op_send, op_recv;
+    bool session_live;        /* connected: s is initialised */
     struct ring_timer timer;
-    struct ring_deferred reap;
-    struct hbuf sending;
-    size_t sent;
-    bool connect_inflight, send_inflight, recv_inflight;
-    bool connected, closing, was_ready;
+    bool closing, was_ready;
     bool counted_connecting; /* included in d->n_connecting */
     struct smtp_result fail; /* why it ended, when it ended before any message */
     bool has_fail;
     char local_ip[INET6_ADDRSTRLEN];
     char remote_ip[INET6_ADDRSTRLEN];
     struct pool_conn *next;
-    /* TLS: records go out through `cout` (then `sending`); decrypted bytes
-     * land in pbuf before the session sees them. */
-    struct tls_conn tls;
-    bool tls_on, tls_hs, tls_saved;
     char tls_desc[96];
-    struct hbuf cout;
-    char rbuf[POOL_RBUF];
-    char pbuf[POOL_RBUF];
 };
 
 /* Destinations that share a connection limit. When a slot frees, every
@@ -80,15 +68,11 @@ struct pool_dest {
     char tls_fallback_why[240];
 };
 
-static void on_connect(struct ring_op *op, int res, uint32_t flags);
-static void on_send(struct ring_op *op, int res, uint32_t flags);
-static void on_recv(struct ring_op *op, int res, uint32_t flags);
 static void on_timer(struct ring_timer *t);
-static void reap_conn(struct ring_deferred *dfr);
 static void dest_dispatch(struct pool *p, struct pool_dest *d);
 static void group_dispatch(struct pool *p, struct pool_group *g);
-static void conn_settle(struct pool_conn *c);
 static void uncount_connecting(struct pool_conn *c);
+static const struct xport_ops conn_xops;
 
 
 int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg)
@@ -255,7 +239,7 @@ static void conn_info(struct pool_conn *c, struct pool_conn_info *info)
     info->mx = c->d->target.host;
     info->remote_ip = c->remote_ip;
     info->local_ip = c->local_ip;
-    info->tls = c->tls_on && !c->tls_hs ? c->tls_desc : "none";
+    info->tls = xport_tls_ready(&c->x) ? c->tls_desc : "none";
     info->tls_note = c->d->tls_fallback_until > c->p->ring->now_ms ? c->d->tls_fallback_why : NULL;
 }
 
@@ -288,9 +272,18 @@ static void conn_close(struct pool_conn *c)
         return;
     c->closing = true;
     ring_timer_cancel(c->p->ring, &c->timer);
-    if (c->fd >= 0 && (c->connect_inflight || c->send_inflight || c->recv_inflight))
-        ring_cancel_fd(c->p->ring, c->fd);
-    ring_defer(c->p->ring, &c->reap, reap_conn);
+    xport_close(&c->x); /* reap_conn runs from its on_quiet */
+}
+
+/* The connection is over: keep the session's error as the reason when no
+ * message got through yet, then close. */
+static void conn_lost(struct pool_conn *c)
+{
+    if (!c->was_ready) {
+        c->fail = c->s.error;
+        c->has_fail = true;
+    }
+    conn_close(c);
 }
 
 static void conn_fail_early(struct pool_conn *c, enum smtp_stage stage, const char *fmt, int err)
@@ -306,89 +299,24 @@ static void conn_fail_early(struct pool_conn *c, enum smtp_stage stage, const ch
     conn_close(c);
 }
 
-/* Hand what the session (or TLS) produced to the ring. Only one SEND is in
- * flight per connection; what is produced meanwhile waits in s.out (plain)
- * or cout (TLS records) and goes when it completes. */
-static void conn_flush(struct pool_conn *c)
+static const char *xport_reason(struct pool_conn *c, int err)
 {
-    if (c->closing || !c->session_live)
-        return;
-    struct hbuf *src = &c->s.out;
-    if (c->tls_on) {
-        if (!c->tls_hs && c->s.out.len > 0) {
-            if (tls_conn_write(&c->tls, c->s.out.data, c->s.out.len) < 0) {
-                hbuf_reset(&c->s.out);
-                smtp_session_fail(&c->s, -HERR_TLS, tls_conn_error(&c->tls));
-                return;
-            }
-            hbuf_reset(&c->s.out);
-        }
-        if (tls_conn_take_output(&c->tls, &c->cout) < 0) {
-            smtp_session_fail(&c->s, -ENOMEM, "out of memory");
-            return;
-        }
-        src = &c->cout;
-    }
-    if (c->send_inflight || src->len == 0)
-        return;
-    struct hbuf tmp = c->sending;
-    c->sending = *src;
-    *src = tmp;
-    hbuf_reset(src);
-    c->sent = 0;
-    ring_send(c->p->ring, &c->op_send, c->fd, c->sending.data, c->sending.len);
-    c->send_inflight = true;
+    if (err == -HERR_TLS)
+        return tls_conn_error(&c->x.tls);
+    return err == -ENOMEM ? "out of memory" : herald_strerror(err);
 }
 
-/* Drive the handshake, then pass decrypted bytes to the session. */
-static void conn_tls_input(struct pool_conn *c)
+/* Hand what the session produced to the transport, which sends it (through
+ * TLS when on) one SEND at a time. */
+static void conn_flush(struct pool_conn *c)
 {
-    struct ring *r = c->p->ring;
-    if (c->tls_hs) {
-        int rc = tls_conn_handshake(&c->tls);
-        if (rc == -EAGAIN)
-            return;
-        if (rc < 0) {
-            char why[640];
-            snprintf(why, sizeof why, "%s (%s [%s])", tls_conn_error(&c->tls), c->d->target.host,
-                     c->remote_ip);
-            if (smtp_session_wants_tls(&c->s)) {
-                smtp_session_tls_done(&c->s, -HERR_TLS, why, r->now_ms);
-            } else {
-                smtp_session_fail(&c->s, -HERR_TLS, why);
-                c->s.error.stage = SMTP_STAGE_TLS; /* implicit TLS: it never got to the banner */
-            }
-            return;
-        }
-        c->tls_hs = false;
-        tls_conn_describe(&c->tls, c->tls_desc, sizeof c->tls_desc);
-        log_event(LOG_DEBUG, "event=tls_established dest=%s tls=%s resumed=%d", c->d->key,
-                  c->tls_desc, tls_conn_reused(&c->tls) ? 1 : 0);
-        if (smtp_session_wants_tls(&c->s))
-            smtp_session_tls_done(&c->s, 0, NULL, r->now_ms);
-    }
-    for (;;) {
-        int n = tls_conn_read(&c->tls, c->pbuf, sizeof c->pbuf);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            smtp_session_fail(&c->s, n, n == -HERR_CLOSED ? "TLS closed by server"
-                                                          : tls_conn_error(&c->tls));
-            return;
-        }
-        smtp_session_recv(&c->s, c->pbuf, (size_t)n, r->now_ms);
-        if (smtp_session_is_closed(&c->s))
-            break;
-    }
-    /* TLS 1.3 tickets come after the handshake: keep the first resumable
-     * session this connection sees. */
-    if (!c->tls_saved) {
-        SSL_SESSION *sess = tls_conn_session(&c->tls);
-        if (sess) {
-            tls_session_cache_put(&c->p->tls_cache, c->d->key, sess);
-            c->tls_saved = true;
-            log_event(LOG_DEBUG, "event=tls_session_saved dest=%s", c->d->key);
-        }
+    if (c->closing || !c->session_live || c->s.out.len == 0)
+        return;
+    int rc = xport_send_buf(&c->x, &c->s.out);
+    if (rc < 0) {
+        hbuf_reset(&c->s.out);
+        smtp_session_fail(&c->s, rc, xport_reason(c, rc));
+        conn_lost(c);
     }
 }
 
@@ -396,30 +324,27 @@ static void conn_tls_start(struct pool_conn *c)
 {
     struct pool *p = c->p;
     SSL_SESSION *resume = tls_session_cache_get(&p->tls_cache, c->d->key);
-    int rc = p->tls_ctx ? tls_conn_init(&c->tls, p->tls_ctx, c->d->target.host,
-                                        c->d->lim.tls_verify ? TLS_VERIFY_PEER : TLS_VERIFY_NONE,
-                                        resume)
-                        : -ENOTSUP;
+    int rc = -ENOTSUP;
+    if (p->tls_ctx) {
+        struct xport_tls_opts o = {
+            .ctx = p->tls_ctx,
+            .host = c->d->target.host,
+            .verify = c->d->lim.tls_verify ? TLS_VERIFY_PEER : TLS_VERIFY_NONE,
+            .resume = resume,
+            .save_to = &p->tls_cache,
+            .save_key = c->d->key,
+        };
+        rc = xport_start_tls(&c->x, &o);
+    }
     if (rc < 0) {
-        const char *why = p->tls_ctx ? tls_conn_error(&c->tls) : "TLS is not configured";
+        const char *why = p->tls_ctx ? tls_conn_error(&c->x.tls) : "TLS is not configured";
         if (smtp_session_wants_tls(&c->s))
             smtp_session_tls_done(&c->s, rc, why, p->ring->now_ms);
         else
             smtp_session_fail(&c->s, rc, why);
         return;
     }
-    c->tls_on = c->tls_hs = true;
     log_event(LOG_DEBUG, "event=tls_start dest=%s offer_session=%d", c->d->key, resume ? 1 : 0);
-    conn_tls_input(c); /* produces the ClientHello */
-}
-
-static void conn_arm_recv(struct pool_conn *c)
-{
-    if (c->closing || c->recv_inflight)
-        return;
-    struct io_uring_sqe *sqe = ring_sqe(c->p->ring, &c->op_recv);
-    io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
-    c->recv_inflight = true;
 }
 
 /* After every session step: send what it produced, close when it ended,
@@ -428,24 +353,22 @@ static void conn_after(struct pool_conn *c)
 {
     if (c->closing)
         return;
-    if (smtp_session_wants_tls(&c->s) && !c->tls_on)
+    if (smtp_session_wants_tls(&c->s) && !xport_tls_started(&c->x))
         conn_tls_start(c);
-    if (smtp_session_is_closed(&c->s)) {
-        if (c->s.out.len == 0 && !c->send_inflight) {
-            if (!c->was_ready) {
-                c->fail = c->s.error;
-                c->has_fail = true;
-            }
-            conn_close(c);
-            return;
-        }
+    if (smtp_session_is_closed(&c->s) && c->s.out.len == 0 && xport_is_drained(&c->x)) {
+        conn_lost(c);
+        return;
     }
     conn_flush(c);
+    if (c->closing)
+        return;
     struct ring *r = c->p->ring;
     if (smtp_session_is_idle(&c->s)) {
         if (c->p->closing) {
             smtp_session_quit(&c->s, r->now_ms);
             conn_flush(c);
+            if (c->closing)
+                return;
             ring_timer_arm(r, &c->timer, c->s.deadline_ms);
         } else {
             ring_timer_arm(r, &c->timer, r->now_ms + c->d->lim.idle_timeout_ms);
@@ -463,16 +386,15 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     struct pool_conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
+    if (xport_init(&c->x, p->ring, &conn_xops, c, POOL_RBUF) < 0) {
+        xport_free(&c->x);
+        free(c);
+        return -ENOMEM;
+    }
     c->p = p;
     c->d = d;
-    c->op_connect.fn = on_connect;
-    c->op_send.fn = on_send;
-    c->op_recv.fn = on_recv;
     ring_timer_init(&c->timer, on_timer);
-    hbuf_init(&c->sending);
-    hbuf_init(&c->cout);
     sa_to_ip(&d->target.sa, c->remote_ip, sizeof c->remote_ip);
-    c->fd = socket(d->target.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     c->next = d->conns;
     d->conns = c;
     d->n_conns++;
@@ -483,45 +405,25 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     c->open_counter = d->lim.open_counter;
     if (c->open_counter)
         atomic_fetch_add(c->open_counter, 1);
-    if (c->fd < 0) {
-        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s", errno);
-        return 0;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (d->egress_len) {
-        /* Let connect() pick the port so many connections share one IP
-         * without exhausting ephemeral ports at bind time. */
-        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        if (bind(c->fd, (struct sockaddr *)&d->egress_sa, d->egress_len) < 0) {
-            conn_fail_early(c, SMTP_STAGE_CONNECT, "bind for %s [%s]:%u failed: %s", errno);
-            return 0;
-        }
-    }
-    struct io_uring_sqe *sqe = ring_sqe(p->ring, &c->op_connect);
-    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&d->target.sa, d->target.sa_len);
-    c->connect_inflight = true;
-    ring_timer_arm(p->ring, &c->timer, p->ring->now_ms + d->lim.connect_timeout_ms);
+    const struct sockaddr *src = d->egress_len ? (const struct sockaddr *)&d->egress_sa : NULL;
+    int rc = xport_connect(&c->x, (const struct sockaddr *)&d->target.sa, d->target.sa_len, src,
+                           d->egress_len, d->lim.connect_timeout_ms);
+    if (rc < 0)
+        conn_fail_early(c, SMTP_STAGE_CONNECT,
+                        c->x.bind_failed ? "bind for %s [%s]:%u failed: %s"
+                                         : "connect to %s [%s]:%u failed: %s",
+                        rc);
     return 0;
 }
 
-static void on_connect(struct ring_op *op, int res, uint32_t flags)
+/* --- transport callbacks --- */
+
+static void conn_on_connected(void *owner)
 {
-    (void)flags;
-    struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_connect);
-    c->connect_inflight = false;
-    if (c->closing) {
-        conn_settle(c);
-        return;
-    }
-    if (res < 0) {
-        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s", res);
-        return;
-    }
-    c->connected = true;
+    struct pool_conn *c = owner;
     struct sockaddr_storage local;
     socklen_t len = sizeof local;
-    if (getsockname(c->fd, (struct sockaddr *)&local, &len) == 0)
+    if (getsockname(c->x.fd, (struct sockaddr *)&local, &len) == 0)
         sa_to_ip(&local, c->local_ip, sizeof c->local_ip);
     smtp_session_init(&c->s, &conn_ops, c, c->d->ehlo, &c->d->lim.smtp,
                       c->d->lim.max_msgs_per_conn, c->p->ring->now_ms);
@@ -532,83 +434,86 @@ static void on_connect(struct ring_op *op, int res, uint32_t flags)
     c->session_live = true;
     if (mode == SMTP_TLS_ACTIVE)
         conn_tls_start(c);
-    conn_arm_recv(c);
     conn_after(c);
 }
 
-static void on_send(struct ring_op *op, int res, uint32_t flags)
+static void conn_on_tls_ready(void *owner)
 {
-    (void)flags;
-    struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_send);
-    c->send_inflight = false;
-    if (c->closing) {
-        conn_settle(c);
-        return;
-    }
-    if (res <= 0) {
-        smtp_session_fail(&c->s, res < 0 ? res : -HERR_CLOSED, "send failed");
+    struct pool_conn *c = owner;
+    tls_conn_describe(&c->x.tls, c->tls_desc, sizeof c->tls_desc);
+    log_event(LOG_DEBUG, "event=tls_established dest=%s tls=%s resumed=%d", c->d->key,
+              c->tls_desc, tls_conn_reused(&c->x.tls) ? 1 : 0);
+    if (smtp_session_wants_tls(&c->s))
+        smtp_session_tls_done(&c->s, 0, NULL, c->p->ring->now_ms);
+    conn_after(c);
+}
+
+static void conn_on_data(void *owner, const char *p, size_t n)
+{
+    struct pool_conn *c = owner;
+    smtp_session_recv(&c->s, p, n, c->p->ring->now_ms);
+    conn_after(c);
+    /* Once the session has ended nothing it could still receive matters. */
+    if (!c->closing && smtp_session_is_closed(&c->s))
+        xport_read_stop(&c->x);
+}
+
+static void conn_on_sent(void *owner)
+{
+    struct pool_conn *c = owner;
+    if (c->session_live)
         conn_after(c);
-        return;
-    }
-    if (ring_send_continue(c->p->ring, &c->op_send, c->fd, c->sending.data, c->sending.len,
-                           &c->sent, res)) {
-        c->send_inflight = true;
-        return;
-    }
-    hbuf_reset(&c->sending);
-    conn_after(c);
 }
 
-static void on_recv(struct ring_op *op, int res, uint32_t flags)
+/* The transport stopped by itself: word the failure as the session's, by
+ * where it happened. */
+static void conn_on_closed(void *owner, int err, enum xport_op op)
 {
-    (void)flags;
-    struct pool_conn *c = HERALD_CONTAINER_OF(op, struct pool_conn, op_recv);
-    c->recv_inflight = false;
-    if (c->closing) {
-        conn_settle(c);
+    struct pool_conn *c = owner;
+    if (c->closing)
+        return;
+    if (op == XPORT_OP_CONNECT) {
+        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s", err);
         return;
     }
-    if (res <= 0) {
-        char why[128];
+    char why[640];
+    switch (op) {
+    case XPORT_OP_RECV:
         snprintf(why, sizeof why, "%s in state %s",
-                 res == 0 ? "connection closed by server" : herald_strerror(res),
+                 err == -HERR_CLOSED ? "connection closed by server" : herald_strerror(err),
                  smtp_state_name(c->s.state));
         if (!smtp_session_is_closed(&c->s))
-            smtp_session_fail(&c->s, res < 0 ? res : -HERR_CLOSED, why);
-        /* Nothing more will arrive: drop whatever is unsent. */
-        hbuf_reset(&c->s.out);
-        if (!c->was_ready) {
-            c->fail = c->s.error;
-            c->has_fail = true;
+            smtp_session_fail(&c->s, err, why);
+        break;
+    case XPORT_OP_SEND:
+        smtp_session_fail(&c->s, err, "send failed");
+        break;
+    case XPORT_OP_HANDSHAKE:
+        snprintf(why, sizeof why, "%s (%s [%s])", tls_conn_error(&c->x.tls), c->d->target.host,
+                 c->remote_ip);
+        if (smtp_session_wants_tls(&c->s)) {
+            smtp_session_tls_done(&c->s, -HERR_TLS, why, c->p->ring->now_ms);
+        } else {
+            smtp_session_fail(&c->s, -HERR_TLS, why);
+            c->s.error.stage = SMTP_STAGE_TLS; /* implicit TLS: it never got to the banner */
         }
-        conn_close(c);
-        return;
+        break;
+    default:
+        smtp_session_fail(&c->s, err, err == -HERR_CLOSED ? "TLS closed by server"
+                                                          : xport_reason(c, err));
+        break;
     }
-    ring_mark_filled(c->rbuf, (size_t)res);
-    if (c->tls_on) {
-        if (tls_conn_feed(&c->tls, c->rbuf, (size_t)res) < 0)
-            smtp_session_fail(&c->s, -ENOMEM, "out of memory");
-        else
-            conn_tls_input(c);
-    } else {
-        smtp_session_recv(&c->s, c->rbuf, (size_t)res, c->p->ring->now_ms);
-    }
-    conn_after(c);
-    if (!smtp_session_is_closed(&c->s))
-        conn_arm_recv(c);
+    /* Nothing more will arrive: drop whatever is unsent. */
+    hbuf_reset(&c->s.out);
+    conn_lost(c);
 }
 
 static void on_timer(struct ring_timer *t)
 {
     struct pool_conn *c = HERALD_CONTAINER_OF(t, struct pool_conn, timer);
-    if (c->closing)
-        return;
+    if (c->closing || !c->session_live)
+        return; /* the connect deadline is the transport's */
     struct ring *r = c->p->ring;
-    if (!c->connected) {
-        conn_fail_early(c, SMTP_STAGE_CONNECT, "connect to %s [%s]:%u failed: %s",
-                        -HERR_TIMEOUT);
-        return;
-    }
     if (smtp_session_is_idle(&c->s)) {
         smtp_session_quit(&c->s, r->now_ms);
         conn_after(c);
@@ -622,11 +527,7 @@ static void on_timer(struct ring_timer *t)
     snprintf(why, sizeof why, "timed out in state %s", smtp_state_name(c->s.state));
     smtp_session_fail(&c->s, -HERR_TIMEOUT, why);
     hbuf_reset(&c->s.out);
-    if (!c->was_ready) {
-        c->fail = c->s.error;
-        c->has_fail = true;
-    }
-    conn_close(c);
+    conn_lost(c);
 }
 
 /* A destination with no usable connection left fails its queue with the
@@ -643,18 +544,16 @@ static void dest_fail_queue(struct pool *p, struct pool_dest *d, const struct sm
         p->done(p->done_arg, m, why, &info);
 }
 
-static void reap_conn(struct ring_deferred *dfr)
+/* The transport is quiet (its fd closed, nothing in flight): account the
+ * connection out, free it, and let its destination's group move on. */
+static void reap_conn(void *owner)
 {
-    struct pool_conn *c = HERALD_CONTAINER_OF(dfr, struct pool_conn, reap);
-    if (c->connect_inflight || c->send_inflight || c->recv_inflight)
-        return; /* the last completion re-queues us */
+    struct pool_conn *c = owner;
     struct pool *p = c->p;
     struct pool_dest *d = c->d;
     if (c->session_live && !smtp_session_is_closed(&c->s))
         smtp_session_fail(&c->s, -HERR_CLOSED, "connection closed");
     uncount_connecting(c);
-    if (c->fd >= 0)
-        close(c->fd);
     for (struct pool_conn **pp = &d->conns; *pp; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
@@ -671,10 +570,7 @@ static void reap_conn(struct ring_deferred *dfr)
                      why.outcome == SMTP_OUT_NETFAIL && d->lim.tls_mode == SMTP_TLS_TRY;
     if (c->session_live)
         smtp_session_free(&c->s);
-    if (c->tls_on)
-        tls_conn_free(&c->tls);
-    hbuf_free(&c->cout);
-    hbuf_free(&c->sending);
+    xport_free(&c->x);
     free(c);
 
     if (tls_broke && !p->closing && d->tls_fallback_until <= p->ring->now_ms) {
@@ -707,12 +603,14 @@ static void reap_conn(struct ring_deferred *dfr)
     group_dispatch(p, d->g);
 }
 
-/* Completion handlers of a closing connection re-check whether it can go. */
-static void conn_settle(struct pool_conn *c)
-{
-    if (c->closing && !(c->connect_inflight || c->send_inflight || c->recv_inflight))
-        ring_defer(c->p->ring, &c->reap, reap_conn);
-}
+static const struct xport_ops conn_xops = {
+    .on_connected = conn_on_connected,
+    .on_tls_ready = conn_on_tls_ready,
+    .on_sent = conn_on_sent,
+    .on_data = conn_on_data,
+    .on_closed = conn_on_closed,
+    .on_quiet = reap_conn,
+};
 
 static void dest_dispatch(struct pool *p, struct pool_dest *d)
 {
@@ -770,7 +668,7 @@ void pool_close_all(struct pool *p)
             for (struct pool_conn *c = d->conns; c; c = c->next) {
                 if (c->closing)
                     continue;
-                if (!c->connected)
+                if (!c->session_live)
                     conn_close(c);
                 else if (smtp_session_is_idle(&c->s))
                     conn_after(c);

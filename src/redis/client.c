@@ -1,24 +1,30 @@
-/* Redis connection over the ring. Commands are formatted by hiredis into
- * `out`; one SEND at a time drains it (everything queued meanwhile goes in
- * the next SEND, which is what pipelines notes across messages); one RECV is
- * always armed and feeds hiredis' reader. Replies arrive in command order, so
- * callbacks are a FIFO. */
+/* Redis connection over the ring. Commands are formatted by hiredis and
+ * queued on the transport (src/net/), which keeps one SEND in flight and
+ * puts everything queued meanwhile in the next one (that is what pipelines
+ * notes across messages); its RECV feeds hiredis' reader. Replies arrive in
+ * command order, so callbacks are a FIFO. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-#include <netinet/tcp.h>
 
 #include "herald/redis.h"
 
 #define REDIS_RBUF 65536
 
-static void on_connect(struct ring_op *op, int res, uint32_t flags);
-static void on_send(struct ring_op *op, int res, uint32_t flags);
-static void on_recv(struct ring_op *op, int res, uint32_t flags);
-static void finish_close(struct ring_deferred *d);
+static void on_connected(void *owner);
+static void on_tls_ready(void *owner);
+static void on_data(void *owner, const char *p, size_t n);
+static void on_closed(void *owner, int err, enum xport_op op);
+static void on_quiet(void *owner);
+
+static const struct xport_ops client_xops = {
+    .on_connected = on_connected,
+    .on_tls_ready = on_tls_ready,
+    .on_data = on_data,
+    .on_closed = on_closed,
+    .on_quiet = on_quiet,
+};
 
 int redis_client_init(struct redis_client *c, struct ring *r, const struct redis_addr *addr,
                       const char *name, redis_state_fn on_state, void *state_arg)
@@ -27,18 +33,9 @@ int redis_client_init(struct redis_client *c, struct ring *r, const struct redis
     c->ring = r;
     c->addr = addr;
     c->name = name;
-    c->fd = -1;
     c->on_state = on_state;
     c->state_arg = state_arg;
-    c->op_connect.fn = on_connect;
-    c->op_send.fn = on_send;
-    c->op_recv.fn = on_recv;
-    hbuf_init(&c->out);
-    hbuf_init(&c->sending);
-    hbuf_init(&c->cout);
-    c->rbuf = malloc(REDIS_RBUF);
-    c->rbuf_cap = REDIS_RBUF;
-    return c->rbuf ? 0 : -ENOMEM;
+    return xport_init(&c->x, r, &client_xops, c, REDIS_RBUF);
 }
 
 void redis_client_set_max_reply(struct redis_client *c, size_t max)
@@ -51,19 +48,9 @@ void redis_client_free(struct redis_client *c)
     if (c->reader)
         redisReaderFree(c->reader);
     c->reader = NULL;
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    hbuf_free(&c->out);
-    hbuf_free(&c->sending);
-    hbuf_free(&c->cout);
-    if (c->tls_on)
-        tls_conn_free(&c->tls);
-    c->tls_on = false;
+    xport_free(&c->x);
     free(c->q);
     c->q = NULL;
-    free(c->rbuf);
-    c->rbuf = NULL;
 }
 
 static int q_push(struct redis_client *c, redis_reply_fn fn, void *arg)
@@ -100,47 +87,6 @@ void redis_client_set_tls(struct redis_client *c, SSL_CTX *ctx)
     c->tls_ctx = ctx;
 }
 
-static void flush(struct redis_client *c)
-{
-    if (c->state != REDIS_C_UP)
-        return;
-    struct hbuf *src = &c->out;
-    if (c->tls_on) {
-        /* Nothing in plaintext before the handshake is done. */
-        if (c->tls_ready && c->out.len > 0) {
-            if (tls_conn_write(&c->tls, c->out.data, c->out.len) < 0) {
-                redis_client_close(c, -HERR_TLS);
-                return;
-            }
-            hbuf_reset(&c->out);
-        }
-        if (tls_conn_take_output(&c->tls, &c->cout) < 0) {
-            redis_client_close(c, -ENOMEM);
-            return;
-        }
-        src = &c->cout;
-    }
-    if (c->send_inflight || src->len == 0)
-        return;
-    /* Swap instead of copying: the SEND owns `sending` until it completes. */
-    struct hbuf tmp = c->sending;
-    c->sending = *src;
-    *src = tmp;
-    hbuf_reset(src);
-    c->sent = 0;
-    ring_send(c->ring, &c->op_send, c->fd, c->sending.data, c->sending.len);
-    c->send_inflight = true;
-}
-
-static void arm_recv(struct redis_client *c)
-{
-    if (c->state != REDIS_C_UP || c->recv_inflight)
-        return;
-    struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_recv);
-    io_uring_prep_recv(sqe, c->fd, c->rbuf, c->rbuf_cap, 0);
-    c->recv_inflight = true;
-}
-
 static void auth_reply(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)arg;
@@ -161,23 +107,16 @@ int redis_client_connect(struct redis_client *c)
                   c->name);
         return -EPROTONOSUPPORT;
     }
-    if (c->tls_on)
-        tls_conn_free(&c->tls);
-    c->tls_on = c->tls_ready = false;
-    hbuf_reset(&c->cout);
-    int fd = socket(c->addr->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
     if (c->reader)
         redisReaderFree(c->reader);
     c->reader = redisReaderCreate();
     if (!c->reader)
         return -ENOMEM;
+    int rc = xport_connect(&c->x, (const struct sockaddr *)&c->addr->sa, c->addr->sa_len, NULL, 0,
+                           0);
+    if (rc < 0)
+        return rc;
     c->reply_bytes = 0;
-    hbuf_reset(&c->out);
     c->close_err = 0;
     c->state = REDIS_C_CONNECTING;
     /* AUTH and SELECT go first in the byte stream, ahead of any command the
@@ -191,9 +130,6 @@ int redis_client_connect(struct redis_client *c)
     }
     if (c->addr->db)
         redis_client_commandf(c, auth_reply, NULL, "SELECT %d", c->addr->db);
-    struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_connect);
-    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&c->addr->sa, c->addr->sa_len);
-    c->connect_inflight = true;
     return 0;
 }
 
@@ -202,15 +138,18 @@ static int queue_formatted(struct redis_client *c, redis_reply_fn fn, void *arg,
 {
     if (len < 0)
         return -ENOMEM;
-    size_t mark = c->out.len;
-    int rc = hbuf_append(&c->out, cmd, (size_t)len);
-    if (rc == 0) {
-        rc = q_push(c, fn, arg);
-        if (rc)
-            c->out.len = mark; /* no callback slot: do not send the command either */
+    int rc = q_push(c, fn, arg);
+    if (rc)
+        return rc;
+    rc = xport_send(&c->x, cmd, (size_t)len);
+    if (rc < 0 && xport_is_closing(&c->x)) {
+        /* Queued, but the transport failed handing it on: the command gets
+         * its NULL reply with every other one. */
+        redis_client_close(c, rc);
+        return 0;
     }
-    if (rc == 0)
-        flush(c);
+    if (rc < 0)
+        c->q_len--; /* not queued: no callback slot either */
     return rc;
 }
 
@@ -251,160 +190,67 @@ int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, 
     return rc;
 }
 
-static void maybe_finish(struct redis_client *c)
-{
-    if (c->state == REDIS_C_CLOSING && !redis_client_busy(c))
-        ring_defer(c->ring, &c->finish, finish_close);
-}
-
-static void finish_close(struct ring_deferred *d)
-{
-    struct redis_client *c = HERALD_CONTAINER_OF(d, struct redis_client, finish);
-    if (c->state != REDIS_C_CLOSING || redis_client_busy(c))
-        return;
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    c->state = REDIS_C_IDLE;
-    if (c->on_state)
-        c->on_state(c, false, c->close_err, c->state_arg);
-}
-
 void redis_client_close(struct redis_client *c, int err)
 {
     if (c->state == REDIS_C_IDLE || c->state == REDIS_C_CLOSING)
         return;
     c->state = REDIS_C_CLOSING;
     c->close_err = err;
-    if (c->fd >= 0 && redis_client_busy(c))
-        ring_cancel_fd(c->ring, c->fd);
-    hbuf_reset(&c->out);
+    xport_close(&c->x);
     /* Every command ever queued gets exactly one callback: NULL now. */
     struct redis_pending p;
     while (q_pop(c, &p))
         if (p.fn)
             p.fn(c, NULL, p.arg);
-    maybe_finish(c);
 }
 
-static void on_connect(struct ring_op *op, int res, uint32_t flags)
+/* The transport gave everything back: only now may the owner reconnect or
+ * free the client. */
+static void on_quiet(void *owner)
 {
-    (void)flags;
-    struct redis_client *c = HERALD_CONTAINER_OF(op, struct redis_client, op_connect);
-    c->connect_inflight = false;
-    if (c->state != REDIS_C_CONNECTING) {
-        maybe_finish(c);
+    struct redis_client *c = owner;
+    if (c->state != REDIS_C_CLOSING)
         return;
+    c->state = REDIS_C_IDLE;
+    if (c->on_state)
+        c->on_state(c, false, c->close_err, c->state_arg);
+}
+
+static void on_closed(void *owner, int err, enum xport_op op)
+{
+    struct redis_client *c = owner;
+    if (op == XPORT_OP_HANDSHAKE) {
+        log_event(LOG_ERROR, "event=redis_tls_failed conn=%s host=%s reason=\"%s\"", c->name,
+                  c->addr->host, tls_conn_error(&c->x.tls));
+        err = -HERR_TLS;
     }
-    if (res < 0) {
-        redis_client_close(c, res);
-        return;
-    }
+    redis_client_close(c, err);
+}
+
+static void on_connected(void *owner)
+{
+    struct redis_client *c = owner;
     c->state = REDIS_C_UP;
     if (c->addr->tls) {
-        if (tls_conn_init(&c->tls, c->tls_ctx, c->addr->host, TLS_VERIFY_PEER, NULL) < 0) {
-            redis_client_close(c, -ENOMEM);
-            return;
-        }
-        c->tls_on = true;
-        arm_recv(c);
-        tls_conn_handshake(&c->tls); /* the ClientHello */
-        flush(c);
+        struct xport_tls_opts o = {.ctx = c->tls_ctx, .host = c->addr->host,
+                                   .verify = TLS_VERIFY_PEER};
+        int rc = xport_start_tls(&c->x, &o);
+        if (rc < 0)
+            redis_client_close(c, rc);
         return;
     }
-    arm_recv(c);
-    flush(c);
     if (c->on_state)
         c->on_state(c, true, 0, c->state_arg);
 }
 
-static int feed_reader(struct redis_client *c, const char *p, size_t n);
-
-/* Ciphertext arrived: finish the handshake, then decrypt into the reader. */
-static int tls_input(struct redis_client *c, const char *p, size_t n)
+static void on_tls_ready(void *owner)
 {
-    if (tls_conn_feed(&c->tls, p, n) < 0)
-        return -ENOMEM;
-    if (!c->tls_ready) {
-        int rc = tls_conn_handshake(&c->tls);
-        if (rc == -EAGAIN) {
-            flush(c);
-            return 0;
-        }
-        if (rc < 0) {
-            log_event(LOG_ERROR, "event=redis_tls_failed conn=%s host=%s reason=\"%s\"", c->name,
-                      c->addr->host, tls_conn_error(&c->tls));
-            return -HERR_TLS;
-        }
-        c->tls_ready = true;
-        flush(c);
-        if (c->on_state)
-            c->on_state(c, true, 0, c->state_arg);
-        if (c->state != REDIS_C_UP)
-            return 0;
-    }
-    char plain[16384];
-    for (;;) {
-        int r = tls_conn_read(&c->tls, plain, sizeof plain);
-        if (r == 0)
-            break;
-        if (r < 0)
-            return r;
-        int rc = feed_reader(c, plain, (size_t)r);
-        if (rc || c->state != REDIS_C_UP)
-            return rc;
-    }
-    flush(c);
-    return 0;
+    struct redis_client *c = owner;
+    if (c->on_state)
+        c->on_state(c, true, 0, c->state_arg);
 }
 
-static void on_send(struct ring_op *op, int res, uint32_t flags)
-{
-    (void)flags;
-    struct redis_client *c = HERALD_CONTAINER_OF(op, struct redis_client, op_send);
-    c->send_inflight = false;
-    if (c->state != REDIS_C_UP) {
-        maybe_finish(c);
-        return;
-    }
-    if (res <= 0) {
-        redis_client_close(c, res < 0 ? res : -HERR_CLOSED);
-        return;
-    }
-    if (ring_send_continue(c->ring, &c->op_send, c->fd, c->sending.data, c->sending.len,
-                           &c->sent, res)) {
-        c->send_inflight = true;
-        return;
-    }
-    hbuf_reset(&c->sending);
-    flush(c);
-}
-
-static void on_recv(struct ring_op *op, int res, uint32_t flags)
-{
-    (void)flags;
-    struct redis_client *c = HERALD_CONTAINER_OF(op, struct redis_client, op_recv);
-    c->recv_inflight = false;
-    if (c->state != REDIS_C_UP) {
-        maybe_finish(c);
-        return;
-    }
-    if (res <= 0) {
-        redis_client_close(c, res < 0 ? res : -HERR_CLOSED);
-        return;
-    }
-    ring_mark_filled(c->rbuf, (size_t)res);
-    int rc = c->tls_on ? tls_input(c, c->rbuf, (size_t)res) : feed_reader(c, c->rbuf, (size_t)res);
-    if (rc < 0) {
-        redis_client_close(c, rc);
-        return;
-    }
-    if (c->state == REDIS_C_UP)
-        arm_recv(c);
-}
-
-/* Hand plaintext to hiredis and run the callbacks of complete replies.
- * Returns 0, or a negative code after which the caller closes. */
+/* Hand plaintext to hiredis and run the callbacks of complete replies. */
 static int feed_reader(struct redis_client *c, const char *p, size_t n)
 {
     c->reply_bytes += n;
@@ -440,4 +286,14 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
         return -HERR_TOO_LONG;
     }
     return 0;
+}
+
+static void on_data(void *owner, const char *p, size_t n)
+{
+    struct redis_client *c = owner;
+    if (c->state != REDIS_C_UP)
+        return;
+    int rc = feed_reader(c, p, n);
+    if (rc < 0)
+        redis_client_close(c, rc);
 }
