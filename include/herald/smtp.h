@@ -117,6 +117,11 @@ struct smtp_result {
     int code; /* 0 for NETFAIL */
     char enhanced[16];
     char reply[512]; /* remote text (first lines), or local reason for NETFAIL */
+    /* NETFAIL: the fault behind it as a negative errno or -HERR_* (e.g.
+     * -ECONNREFUSED, -HERR_TIMEOUT, -HERR_TLS, -HERR_PROTOCOL), so the
+     * category comes from what failed, never from the reply text; 0 when
+     * unknown. */
+    int err;
 };
 
 /* A message handed to the session. Owned by the caller until msg_done. */

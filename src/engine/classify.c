@@ -3,6 +3,7 @@
  * large providers' own wordings (they are more specific than their codes:
  * Outlook says 5.1.10 for an unknown *mailbox*), then the enhanced status
  * code, then generic words in the text. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -77,14 +78,21 @@ static const char *builtin(const struct smtp_result *r)
         return "tls";
     if (r->stage == SMTP_STAGE_AUTH)
         return "auth";
+    /* herald's own failures: the kind of fault, never words in its own
+     * message (a host called mx.classlink.com is not a TLS problem). */
     if (r->outcome == SMTP_OUT_NETFAIL) {
-        if (text_has(t, "timed out") || text_has(t, "timeout"))
+        switch (r->err) {
+        case -ETIMEDOUT:
+        case -HERR_TIMEOUT:
             return "timeout";
-        if (text_has(t, "protocol"))
+        case -HERR_PROTOCOL:
+        case -HERR_TOO_LONG:
             return "protocol";
-        if (text_has(t, "tls") || text_has(t, "ssl") || text_has(t, "certificate"))
+        case -HERR_TLS:
             return "tls";
-        return "network";
+        default:
+            return "network";
+        }
     }
     for (size_t i = 0; i < HERALD_ARRAY_LEN(wordings); i++)
         if (text_has(t, wordings[i].needle))

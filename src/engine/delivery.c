@@ -81,6 +81,8 @@ struct delivery *delivery_new(struct worker *w)
     d->state = DS_FREE;
     job_init(&d->job);
     d->w = w;
+    d->gen = w->gen;
+    atomic_fetch_add_explicit(&d->gen->refs, 1, memory_order_relaxed);
     fairq_node_init(&d->qnode);
     delivery_set_state(d, DS_DECODING);
     d->next = w->held;
@@ -135,6 +137,8 @@ static void delivery_destroy(struct worker *w, struct delivery *d)
     hbuf_free(&d->note_cmd);
     free(d->targets);
     d->targets = NULL;
+    engine_gen_release(d->gen);
+    d->gen = NULL;
     delivery_set_state(d, DS_FREE);
     if (w->n_free_deliveries < FREE_KEEP) {
         d->next = w->free_deliveries;

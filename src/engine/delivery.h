@@ -67,6 +67,7 @@ struct delivery {
     struct job job;
     struct smtp_msg msg;
     struct worker *w;
+    struct engine_gen *gen;        /* the config it was read under (counted) */
     struct delivery *prev, *next;  /* on w->held while not DONE; free list while FREE */
     struct delivery *parked_next;  /* on w->unwritten while NOTE_PARKED; w->reap while DONE */
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */

@@ -125,6 +125,35 @@ static void gen_free(struct engine_gen *g)
     free(g);
 }
 
+struct engine_gen *engine_gen_acquire(struct engine_shared *sh)
+{
+    pthread_mutex_lock(&sh->gen_lock);
+    struct engine_gen *g = atomic_load_explicit(&sh->gen, memory_order_acquire);
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&sh->gen_lock);
+    return g;
+}
+
+/* Free every generation that is no longer current and that nothing uses.
+ * A count cannot rise again once it is zero: references are only taken to
+ * the current generation, under gen_lock. */
+static void gen_sweep(struct engine_shared *sh)
+{
+    pthread_mutex_lock(&sh->gen_lock);
+    struct engine_gen *cur = atomic_load(&sh->gen);
+    for (struct engine_gen **pp = &cur->prev; *pp;) {
+        struct engine_gen *g = *pp;
+        if (atomic_load_explicit(&g->refs, memory_order_acquire) == 0) {
+            *pp = g->prev;
+            log_event(LOG_INFO, "event=generation_freed generation=%u", g->number);
+            gen_free(g);
+        } else {
+            pp = &g->prev;
+        }
+    }
+    pthread_mutex_unlock(&sh->gen_lock);
+}
+
 /* Takes cfg (freed on failure). */
 static struct engine_gen *gen_new(struct config *cfg, unsigned number)
 {
@@ -265,7 +294,7 @@ int engine_run(const struct engine_opts *opts)
         config_free(cfg);
         return 1;
     }
-    sh->cfg = cfg;
+    pthread_mutex_init(&sh->gen_lock, NULL);
     const char *why = "";
     if (redis_addr_from_config(cfg, &sh->redis, &why) < 0) {
         fprintf(stderr, "%s: redis: %s\n", opts->config_path, why);
@@ -382,6 +411,7 @@ int engine_run(const struct engine_opts *opts)
             atomic_store(&sh->stop, true);
         if (sh->next_align_ms && !atomic_load(&sh->stop) && clock_mono_ms() >= sh->next_align_ms)
             sh->next_align_ms = refresh_alignment(sh, atomic_load(&sh->gen));
+        gen_sweep(sh);
         bool all_done = true;
         for (unsigned i = 0; i < started; i++)
             if (!atomic_load(&workers[i].done))
@@ -415,6 +445,7 @@ int engine_run(const struct engine_opts *opts)
     }
     dnsq_sync_free(sh->align_dns);
     stats_destroy(&sh->stats);
+    pthread_mutex_destroy(&sh->gen_lock);
     free(sh);
     log_event(LOG_INFO, "event=stopped exit=%d", exit_code);
     return exit_code;

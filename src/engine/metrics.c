@@ -86,7 +86,8 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
 {
     struct out ob = {.b = hb}, *b = &ob;
     struct engine_stats *st = &sh->stats;
-    const struct config *cfg = atomic_load(&sh->gen)->cfg;
+    struct engine_gen *gen = engine_gen_acquire(sh);
+    const struct config *cfg = gen->cfg;
     char e1[160], e2[160];
 
     help(b, "herald_notes_total", "counter", "Case notes written, by tenant and event.");
@@ -187,6 +188,7 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
     put(b, "herald_delivery_latency_seconds_sum %.3f\n",
         (double)atomic_load(&st->latency_sum_ms) / 1000.0);
     put(b, "herald_delivery_latency_seconds_count %llu\n", (unsigned long long)count);
+    engine_gen_release(gen);
     return ob.failed ? -ENOMEM : 0;
 }
 

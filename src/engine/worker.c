@@ -112,12 +112,12 @@ static void notes_connect(struct worker *w)
 /* Switch to a newly published config generation. */
 static void apply_generation(struct worker *w)
 {
-    struct engine_gen *g = atomic_load_explicit(&w->sh->gen, memory_order_acquire);
-    if (g == w->gen)
+    if (atomic_load_explicit(&w->sh->gen, memory_order_acquire) == w->gen)
         return;
+    struct engine_gen *g = engine_gen_acquire(w->sh);
+    engine_gen_release(w->gen);
     w->gen = g;
     w->cfg = g->cfg;
-    atomic_store_explicit(&w->gen_in_use, g->number, memory_order_release);
     log_event(LOG_INFO, "event=config_applied worker=%u generation=%u", w->idx, g->number);
     gate_reload(w);
 }
@@ -175,9 +175,8 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
     memset(w, 0, sizeof *w);
     w->idx = idx;
     w->sh = sh;
-    w->gen = atomic_load(&sh->gen);
+    w->gen = engine_gen_acquire(sh);
     w->cfg = w->gen->cfg;
-    atomic_store(&w->gen_in_use, w->gen->number);
     snprintf(w->consumer, sizeof w->consumer, "%s-%u", w->cfg->engine.consumer, idx);
     w->rng = (uint64_t)clock_wall_ms() ^ ((uint64_t)idx << 32) ^ (uint64_t)(uintptr_t)w;
     snprintf(w->pel_cursor, sizeof w->pel_cursor, "0");
@@ -251,12 +250,12 @@ void *worker_main(void *arg)
               " bounced=%" PRIu64 " rejected=%" PRIu64 " other=%" PRIu64,
               w->idx, n[EV_DELIVERED], n[EV_DEFERRED], n[EV_BOUNCED], n[EV_REJECTED],
               n[EV_EXPIRED] + n[EV_SUPPRESSED] + n[EV_DUPLICATE] + n[EV_CANCELLED]);
-    /* Old generations may be freed once no worker runs on them. */
-    atomic_store_explicit(&w->gen_in_use, UINT32_MAX, memory_order_release);
     return NULL;
 }
 
 void worker_free(struct worker *w)
 {
     gate_free(w);
+    engine_gen_release(w->gen);
+    w->gen = NULL;
 }

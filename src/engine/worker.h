@@ -35,9 +35,10 @@ struct engine_relay {
 };
 
 /* One loaded config and what was resolved from it. SIGHUP publishes a new
- * generation; workers switch at their next tick. A generation is never freed
- * while the engine runs: jobs in flight keep pointers into the config they
- * started with (one config per reload stays in memory until exit). */
+ * generation; workers switch at their next tick. A generation is counted
+ * by every worker that runs on it and every delivery read under it (their
+ * paths point into its config); the main thread frees one that is no
+ * longer current once its count is zero (engine_gen_sweep). */
 struct engine_gen {
     struct config *cfg;
     struct engine_route *routes;
@@ -45,12 +46,12 @@ struct engine_gen {
     struct engine_relay *relays; /* one per cfg->tenants entry, same index */
     struct align_table *align;   /* From alignment per tenant domain (main thread writes) */
     unsigned number;             /* 1 at start, +1 per applied reload */
+    atomic_uint refs;            /* workers and deliveries using it */
     struct engine_gen *prev;
 };
 
 /* Shared, read-only after start (except the atomics). */
 struct engine_shared {
-    const struct config *cfg;   /* the first generation's: restart-only settings */
     _Atomic(struct engine_gen *) gen;
     struct redis_addr redis;
     SSL_CTX *tls_ctx;             /* client TLS for SMTP */
@@ -65,7 +66,17 @@ struct engine_shared {
     struct dnsq_sync *align_dns;  /* main thread: SPF lookups for alignment */
     int64_t next_align_ms;        /* main thread: next alignment refresh (0 never) */
     int64_t started_wall_ms;
+    pthread_mutex_t gen_lock;     /* taking a reference to the current generation vs freeing old ones */
 };
+
+/* A counted reference to the current generation (any thread), and its
+ * release. */
+struct engine_gen *engine_gen_acquire(struct engine_shared *sh);
+static inline void engine_gen_release(struct engine_gen *g)
+{
+    if (g)
+        atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel);
+}
 
 struct delivery;
 struct status_state;
@@ -92,9 +103,6 @@ struct worker {
     bool ring_live;
     bool group_ready, reading, pel_done, draining;
     atomic_bool done; /* read by the main thread */
-    /* The generation number this worker runs on (UINT32_MAX once stopped):
-     * the main thread frees older generations no worker uses. */
-    _Atomic uint32_t gen_in_use;
     char pel_cursor[48];
     char claim_cursor[48];
     struct ring_timer tick;

@@ -292,6 +292,7 @@ static void conn_fail_early(struct pool_conn *c, enum smtp_stage stage, const ch
     memset(&c->fail, 0, sizeof c->fail);
     c->fail.outcome = SMTP_OUT_NETFAIL;
     c->fail.stage = stage;
+    c->fail.err = err < 0 ? err : -err;
     char ip[INET6_ADDRSTRLEN];
     sa_to_ip(&c->d->target.sa, ip, sizeof ip);
     snprintf(c->fail.reply, sizeof c->fail.reply, fmt, c->d->target.host, ip,

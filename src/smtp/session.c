@@ -155,6 +155,7 @@ static void result_from_reply(struct smtp_result *res, const struct smtp_reply *
 {
     res->outcome = smtp_outcome_of(r->code);
     res->stage = stage;
+    res->err = 0;
     res->code = r->code;
     bounded_copy(res->enhanced, sizeof res->enhanced, r->enhanced);
     reply_summary(res->reply, sizeof res->reply, r);
@@ -167,6 +168,7 @@ result_local(struct smtp_result *res, enum smtp_outcome outcome, enum smtp_stage
     res->outcome = outcome;
     res->stage = stage;
     res->code = code;
+    res->err = 0;
     bounded_copy(res->enhanced, sizeof res->enhanced, enhanced);
     va_list ap;
     va_start(ap, fmt);
@@ -463,6 +465,7 @@ static enum smtp_state violation(struct smtp_session *s, const char *why)
     else
         result_local(&res, SMTP_OUT_NETFAIL, stage_of(s->state), 0, "", "protocol violation: %s",
                      why);
+    res.err = -HERR_PROTOCOL;
     finish_msg(s, &res);
     /* After our QUIT the peer may say anything: nothing is lost. */
     if (s->state != SMTP_S_QUIT) record_error(s, -HERR_PROTOCOL, &res);
@@ -733,6 +736,7 @@ void smtp_session_fail(struct smtp_session *s, int err, const char *reason)
     struct smtp_result res;
     result_local(&res, SMTP_OUT_NETFAIL, stage_of(s->state), 0, "", "%s",
                  reason && reason[0] ? reason : herald_strerror(err));
+    res.err = err < 0 ? err : err > 0 ? -err : -ECONNABORTED;
     finish_msg(s, &res);
     if (s->state != SMTP_S_QUIT)
         record_error(s, err < 0 ? err : err > 0 ? -err : -ECONNABORTED, &res);
@@ -757,6 +761,7 @@ void smtp_session_tls_done(struct smtp_session *s, int err, const char *reason, 
         struct smtp_result res;
         result_local(&res, SMTP_OUT_NETFAIL, SMTP_STAGE_TLS, 0, "", "TLS handshake failed: %s",
                      reason && reason[0] ? reason : herald_strerror(err));
+        res.err = -HERR_TLS;
         record_error(s, err, &res);
         enter(s, SMTP_S_CLOSED, now_ms); /* no QUIT: the stream is neither plaintext nor TLS */
         return;

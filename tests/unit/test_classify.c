@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -5,15 +6,22 @@
 #include "herald/config.h"
 #include "herald/engine.h"
 
-static const char *cat(enum smtp_outcome o, int code, const char *enh, const char *text)
+static const char *cat_err(enum smtp_outcome o, int code, const char *enh, const char *text,
+                           int err)
 {
     static struct smtp_result r;
     memset(&r, 0, sizeof r);
     r.outcome = o;
+    r.err = err;
     r.code = code;
     snprintf(r.enhanced, sizeof r.enhanced, "%s", enh);
     snprintf(r.reply, sizeof r.reply, "%s", text);
     return classify_result(&r);
+}
+
+static const char *cat(enum smtp_outcome o, int code, const char *enh, const char *text)
+{
+    return cat_err(o, code, enh, text, 0);
 }
 
 int main(void)
@@ -27,10 +35,26 @@ int main(void)
     CHECK_EQ_STR(cat(SMTP_OUT_TEMPFAIL, 421, "4.7.0", "Try again later, too many messages"),
                  "rate-limit");
     CHECK_EQ_STR(cat(SMTP_OUT_TEMPFAIL, 421, "", "closing"), "rate-limit");
-    CHECK_EQ_STR(cat(SMTP_OUT_NETFAIL, 0, "", "timed out in state DATA"), "timeout");
-    CHECK_EQ_STR(cat(SMTP_OUT_NETFAIL, 0, "", "connect failed: Connection refused"), "network");
-    CHECK_EQ_STR(cat(SMTP_OUT_NETFAIL, 0, "", "protocol violation: reply before command"),
+    /* herald's own failures: the kind decides, never the words (a host
+     * named mx.classlink.com contains "ssl", one named timeout.example
+     * "timeout"). */
+    CHECK_EQ_STR(cat_err(SMTP_OUT_NETFAIL, 0, "", "timed out in state DATA", -HERR_TIMEOUT),
+                 "timeout");
+    CHECK_EQ_STR(cat_err(SMTP_OUT_NETFAIL, 0, "", "connect failed: Connection refused",
+                         -ECONNREFUSED),
+                 "network");
+    CHECK_EQ_STR(cat_err(SMTP_OUT_NETFAIL, 0, "", "protocol violation: reply before command",
+                         -HERR_PROTOCOL),
                  "protocol");
+    CHECK_EQ_STR(cat_err(SMTP_OUT_NETFAIL, 0, "",
+                         "connect to mx.classlink.com [192.0.2.1]:25 failed: Connection refused",
+                         -ECONNREFUSED),
+                 "network");
+    CHECK_EQ_STR(cat_err(SMTP_OUT_NETFAIL, 0, "",
+                         "connect to timeout.example [192.0.2.1]:25 failed: Network unreachable",
+                         -ENETUNREACH),
+                 "network");
+    CHECK_EQ_STR(cat_err(SMTP_OUT_NETFAIL, 0, "", "TLS closed by server", -HERR_TLS), "tls");
     CHECK_EQ_STR(cat(SMTP_OUT_PERMFAIL, 550, "", "No such user here"), "bad-mailbox");
     CHECK_EQ_STR(cat(SMTP_OUT_PERMFAIL, 554, "", "transaction failed"), "other");
 
@@ -72,7 +96,9 @@ int main(void)
     /* Domino's unknown user says "not listed": the 5.1.1 code decides. */
     CHECK_EQ_STR(cat(SMTP_OUT_PERMFAIL, 550, "5.1.1", "User not listed in Domino Directory"),
                  "bad-mailbox");
-    CHECK_EQ_STR(cat(SMTP_OUT_NETFAIL, 0, "", "TLS handshake failed"), "tls");
+    /* Any failure during the TLS stage is the operator's to fix. */
+    static struct smtp_result tls_stage = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_TLS};
+    CHECK_EQ_STR(classify_result(&tls_stage), "tls");
 
     /* Configured rules come first, in order; code limits a rule. */
     char err[512] = "";
