@@ -80,7 +80,7 @@ struct dns_resolver {
     struct ring_timer timer;
     struct entry *buckets[CACHE_BUCKETS];
     size_t n_entries;
-    struct request *waiting;
+    struct request *waiting, *waiting_tail; /* oldest first */
     uint64_t rng;
     struct dns_stats stats;
     bool closing;
@@ -506,14 +506,17 @@ static void check_waiting(struct dns_resolver *r)
     bool again = true;
     while (again) {
         again = false;
+        struct request *prev = NULL;
         for (struct request **pp = &r->waiting; *pp;) {
             struct request *q = *pp;
             if (try_answer(r, q)) {
                 *pp = q->next;
+                if (r->waiting_tail == q) r->waiting_tail = prev;
                 free(q);
                 again = true; /* a callback may have queued more */
                 break;
             }
+            prev = q;
             pp = &q->next;
         }
     }
@@ -548,8 +551,11 @@ static int resolve(struct dns_resolver *r, const char *domain, uint16_t port, bo
     if (done) {
         free(q);
     } else {
-        q->next = r->waiting;
-        r->waiting = q;
+        /* First come, first answered: a batch to a new domain goes out in
+         * the order it was read. */
+        if (r->waiting_tail) r->waiting_tail->next = q;
+        else r->waiting = q;
+        r->waiting_tail = q;
     }
     if (!saved) check_waiting(r);
     return 0;
@@ -663,6 +669,7 @@ void dns_resolver_free(struct dns_resolver *r)
     /* Fails the queries in flight (ARES_EDESTRUCTION: ignored above). */
     ares_destroy(r->channel);
     ring_timer_cancel(r->ring, &r->timer);
+    r->waiting_tail = NULL;
     while (r->waiting) {
         struct request *q = r->waiting;
         r->waiting = q->next;
