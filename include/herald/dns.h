@@ -76,6 +76,18 @@ struct dns_stats {
 };
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out);
 
+/* ---- the order routes are tried in (pure; exported for tests) ---- */
+
+/* Fill order_out[0..n) with indexes into prefs: ascending preference, and
+ * a uniformly random order among equal preferences (RFC 5321 5.1: spread
+ * the load) drawn from *rng, a 64-bit LCG state that is advanced. The same
+ * prefs and rng state give the same order. */
+void dns_mx_order(const uint16_t *prefs, size_t n, uint64_t *rng, size_t *order_out);
+/* Fill order_out with indexes into families (AF_INET, AF_INET6): IPv4
+ * first, then the rest, each in its given order, whichever answer came
+ * first. Returns n. */
+size_t dns_addr_order(const int *families, size_t n, size_t *order_out);
+
 /* ---- wire answers (exported for tests and fuzzing) ---- */
 
 #define DNS_ANSWER_MAX 32

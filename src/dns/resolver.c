@@ -405,8 +405,6 @@ static void set_port(struct sockaddr_storage *ss, socklen_t *len, int family,
     }
 }
 
-/* Answer the request if every name it needs is known: returns false while
- * something is still being looked up (and starts what is missing). */
 /* One exchanger's addresses into out, IPv4 first, then IPv6: a fixed order
  * whatever answer came first. */
 static void fill_host(struct dns_mx_host *out, const char *name, uint16_t pref,
@@ -414,14 +412,14 @@ static void fill_host(struct dns_mx_host *out, const char *name, uint16_t pref,
 {
     snprintf(out->name, sizeof out->name, "%s", name);
     out->pref = pref;
-    out->n_addrs = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t a = 0; a < h->n_addrs; a++)
-            if ((h->addrs[a].family == AF_INET) == (pass == 0)) {
-                set_port(&out->addrs[out->n_addrs], &out->addr_lens[out->n_addrs],
-                         h->addrs[a].family, h->addrs[a].a, port);
-                out->n_addrs++;
-            }
+    int families[DNS_MAX_ADDRS];
+    size_t order[DNS_MAX_ADDRS];
+    for (size_t a = 0; a < h->n_addrs; a++)
+        families[a] = h->addrs[a].family;
+    out->n_addrs = dns_addr_order(families, h->n_addrs, order);
+    for (size_t k = 0; k < out->n_addrs; k++)
+        set_port(&out->addrs[k], &out->addr_lens[k], h->addrs[order[k]].family,
+                 h->addrs[order[k]].a, port);
 }
 
 /* A relay or smarthost: the host's own A/AAAA records, by their TTL. */
@@ -442,6 +440,8 @@ static bool try_answer_host(struct dns_resolver *r, struct request *q)
     return true;
 }
 
+/* Answer the request if every name it needs is known: returns false while
+ * something is still being looked up (and starts what is missing). */
 static bool try_answer(struct dns_resolver *r, struct request *q)
 {
     if (q->host_only) return try_answer_host(r, q);
@@ -466,20 +466,11 @@ static bool try_answer(struct dns_resolver *r, struct request *q)
     if (!ready) return false;
     /* Preference order; a random order among equal preferences spreads the
      * load as RFC 5321 5.1 asks. */
+    uint16_t prefs[DNS_MAX_MX];
     size_t order[DNS_MAX_MX];
-    for (size_t i = 0; i < mx->n_mx; i++) order[i] = i;
-    for (size_t i = 0; i < mx->n_mx;) {
-        size_t j = i;
-        while (j < mx->n_mx && mx->mx[order[j]].pref == mx->mx[order[i]].pref) j++;
-        for (size_t k = j - 1; k > i; k--) {
-            r->rng = r->rng * 6364136223846793005ULL + 1442695040888963407ULL;
-            size_t pick = i + (size_t)((r->rng >> 33) % (k - i + 1));
-            size_t t = order[k];
-            order[k] = order[pick];
-            order[pick] = t;
-        }
-        i = j;
-    }
+    for (size_t i = 0; i < mx->n_mx; i++)
+        prefs[i] = mx->mx[i].pref;
+    dns_mx_order(prefs, mx->n_mx, &r->rng, order);
     const char *last_reason = "";
     for (size_t oi = 0; oi < mx->n_mx; oi++) {
         size_t i = order[oi];

@@ -13,40 +13,56 @@
 #include "route.h"
 #include "worker.h"
 
-static void copy_rest(char *out, size_t cap, const char *s)
+/* Copy s, non-empty, into out when it fits: an entry id cut short would
+ * name another entry. */
+static bool copy_rest(char *out, size_t cap, const char *s)
 {
-    snprintf(out, cap, "%s", s);
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(out, s, n + 1);
+    return true;
 }
 
-int admit_parse(const char *r, struct admit_verdict *v)
+/* Wait times are plain decimal milliseconds from the script. At most 15
+ * digits (about 31,000 years) so that now + wait cannot overflow. */
+#define WAIT_MAX_DIGITS 15
+
+static int parse(const char *r, struct admit_verdict *v)
 {
-    memset(v, 0, sizeof *v);
     if (!r)
         return -HERR_MALFORMED;
     if (strcmp(r, "ok") == 0) {
         v->kind = ADMIT_OK;
     } else if (strncmp(r, "ok;replaced=", 12) == 0) {
-        v->kind = ADMIT_OK;
-        copy_rest(v->replaced, sizeof v->replaced, r + 12);
-    } else if (strncmp(r, "wait:", 5) == 0) {
-        char *end;
-        long long ms = strtoll(r + 5, &end, 10);
-        if (end == r + 5 || *end != ':' || ms < 0)
+        if (!copy_rest(v->replaced, sizeof v->replaced, r + 12))
             return -HERR_MALFORMED;
-        if (strcmp(end + 1, "recipient-cap") == 0)
+        v->kind = ADMIT_OK;
+    } else if (strncmp(r, "wait:", 5) == 0) {
+        const char *p = r + 5;
+        int64_t ms = 0;
+        size_t digits = 0;
+        for (; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < WAIT_MAX_DIGITS)
+                ms = ms * 10 + (*p - '0');
+        if (digits == 0 || digits > WAIT_MAX_DIGITS || *p != ':')
+            return -HERR_MALFORMED;
+        if (strcmp(p + 1, "recipient-cap") == 0)
             v->limit = ADMIT_LIMIT_RECIPIENT_CAP;
-        else if (strcmp(end + 1, "tenant-rate") == 0)
+        else if (strcmp(p + 1, "tenant-rate") == 0)
             v->limit = ADMIT_LIMIT_TENANT_RATE;
         else
             return -HERR_MALFORMED;
         v->kind = ADMIT_WAIT;
         v->wait_ms = ms;
-    } else if (strncmp(r, "cancelled:", 10) == 0 && r[10]) {
+    } else if (strncmp(r, "cancelled:", 10) == 0) {
+        if (!copy_rest(v->by, sizeof v->by, r + 10))
+            return -HERR_MALFORMED;
         v->kind = ADMIT_CANCELLED;
-        copy_rest(v->by, sizeof v->by, r + 10);
-    } else if (strncmp(r, "duplicate:", 10) == 0 && r[10]) {
+    } else if (strncmp(r, "duplicate:", 10) == 0) {
+        if (!copy_rest(v->by, sizeof v->by, r + 10))
+            return -HERR_MALFORMED;
         v->kind = ADMIT_DUPLICATE;
-        copy_rest(v->by, sizeof v->by, r + 10);
     } else if (strcmp(r, "suppressed:tenant") == 0 || strcmp(r, "suppressed:global") == 0) {
         v->kind = ADMIT_SUPPRESSED;
         v->global = r[11] == 'g';
@@ -54,6 +70,15 @@ int admit_parse(const char *r, struct admit_verdict *v)
         return -HERR_MALFORMED;
     }
     return 0;
+}
+
+int admit_parse(const char *r, struct admit_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    int rc = parse(r, v);
+    if (rc < 0)
+        memset(v, 0, sizeof *v); /* nothing half-filled from a refused reply */
+    return rc;
 }
 
 /* ---------- tenant-rate leases ---------- */

@@ -21,7 +21,7 @@ enum admit_limit { ADMIT_LIMIT_NONE, ADMIT_LIMIT_RECIPIENT_CAP, ADMIT_LIMIT_TENA
 struct admit_verdict {
     enum admit_kind kind;
     enum admit_limit limit; /* WAIT: which one */
-    int64_t wait_ms;        /* WAIT */
+    int64_t wait_ms;        /* WAIT: 0 .. 10^15 - 1 */
     bool global;            /* SUPPRESSED: on the global list, not the tenant's */
     char by[48];            /* CANCELLED / DUPLICATE: the other entry */
     char replaced[32];      /* OK: what happened to the job this one `replaces` ("" none) */
