@@ -11,12 +11,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct fairq_class {
     char key[96];
     double weight;
     double last_finish; /* finish tag of the class's last queued item */
     size_t n;           /* items queued */
+    int64_t owner_ms;   /* the owner's, untouched here (the gate: when the
+                           class's last item parked elsewhere is due) */
     struct fairq_class *next;
 };
 
@@ -52,6 +55,8 @@ size_t fairq_class_len(const struct fairq *q, const char *key);
  * classes now waiting keep waiting: weight / (active weights + its own if
  * it is idle). In (0, 1]. */
 double fairq_share(const struct fairq *q, const char *key, double weight);
+/* The class record of `key`, or NULL when it never had an item. */
+struct fairq_class *fairq_class_get(struct fairq *q, const char *key);
 static inline size_t fairq_len(const struct fairq *q)
 {
     return q->n;

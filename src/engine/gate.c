@@ -185,6 +185,23 @@ void gate_free(struct worker *w)
     w->queues = NULL;
 }
 
+/* When a job parked past the horizon should come back: its class's
+ * parked jobs return one service interval apart, the first half a horizon
+ * from now, so each arrives while the queue still holds about half a
+ * horizon's work, never all at once, and never after the queue ran dry. */
+static int64_t park_due(struct hold_queue *hq, const char *key, double class_per_s, int64_t wall)
+{
+    struct fairq_class *c = fairq_class_get(&hq->q, key);
+    double gap_ms = class_per_s > 0 ? 1000.0 / class_per_s : 60000;
+    int64_t first = wall + (int64_t)(HOLD_HORIZON_S * 500);
+    int64_t due = c && c->owner_ms + (int64_t)gap_ms > first ? c->owner_ms + (int64_t)gap_ms : first;
+    if (due > wall + 3600 * 1000)
+        due = wall + 3600 * 1000;
+    if (c)
+        c->owner_ms = due;
+    return due;
+}
+
 /* The pair's warm-up, suspension and rate: true when the message does not
  * go now (it waits on its queue's timer for a slot, or is parked in the
  * retry set until the pair can take it). */
@@ -214,24 +231,30 @@ static bool hold(struct delivery *d, const struct cfg_provider *prov)
     if (fairq_len(&hq->q) == 0 && throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0) == 0)
         return false;
     /* Fair share: the class (tenant x priority) may keep its share of the
-     * in-memory horizon; beyond it the job waits in the retry set for about
-     * as long as its turn would take, without using an attempt. */
+     * in-memory horizon; beyond it the job waits in the retry set without
+     * using an attempt. The horizon is counted at the pair's whole rate:
+     * the slots are shared by the workers (and taken by whichever has
+     * work), so a worker that happened to read most of a backlog must not
+     * park what it could send itself ... */
     const struct cfg_tenant *tenant = config_tenant(w->cfg, d->job.tenant);
     double weight = (tenant && tenant->weight ? tenant->weight : 1) * prio_weight(d->job.priority);
     char key[96];
     snprintf(key, sizeof key, "%s/%d", d->job.tenant ? d->job.tenant : "-", (int)d->job.priority);
-    double per_s = pair_rate_per_s(pair, prov) / (double)(w->sh->n_workers ? w->sh->n_workers : 1);
+    double per_s = pair_rate_per_s(pair, prov);
     double share = fairq_share(&hq->q, key, weight);
-    double cap = HOLD_HORIZON_S * per_s * share;
+    /* ... and never more than half of what the worker may hold, so intake
+     * keeps reading past a backlog: a newly active class must be seen to
+     * get its share. */
+    double cap = HOLD_HORIZON_S * per_s;
+    if (cap > w->cfg->engine.max_inflight / 2.0)
+        cap = w->cfg->engine.max_inflight / 2.0;
+    cap *= share;
     if (cap < 4)
         cap = 4;
     size_t mine = fairq_class_len(&hq->q, key);
     if ((double)mine >= cap) {
-        double turn_s = per_s > 0 ? (double)(mine + 1) / (per_s * share) : 60;
-        if (turn_s > 3600)
-            turn_s = 3600;
         atomic_fetch_add(&pair->deferred_by_rate, 1);
-        notes_park(d, wall + (int64_t)(turn_s * 1000), PARK_THROTTLED, NULL);
+        notes_park(d, park_due(hq, key, per_s * share, wall), PARK_THROTTLED, NULL);
         return true;
     }
     if (fairq_push(&hq->q, &d->qnode, key, weight) < 0)
@@ -278,9 +301,14 @@ static void on_recalled(struct redis_client *c, redisReply *reply, void *arg)
 
 void gate_reload(struct worker *w)
 {
-    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
+    for (struct hold_queue *hq = w->queues; hq; hq = hq->next) {
+        /* Return times were spaced at the old rates; the recall below
+         * brings the parked jobs back to be spaced again. */
+        for (struct fairq_class *c = hq->q.classes; c; c = c->next)
+            c->owner_ms = 0;
         if (fairq_len(&hq->q) > 0)
             ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
+    }
     if (w->idx != 0)
         return;
     char now[24];

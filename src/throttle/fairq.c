@@ -166,6 +166,11 @@ void fairq_remove(struct fairq *q, struct fairq_node *n)
     detach(q, n);
 }
 
+struct fairq_class *fairq_class_get(struct fairq *q, const char *key)
+{
+    return (struct fairq_class *)find(q, key);
+}
+
 size_t fairq_class_len(const struct fairq *q, const char *key)
 {
     const struct fairq_class *c = find(q, key);
