@@ -175,7 +175,6 @@ struct cfg_provider {
     uint32_t connections;    /* default 10 */
     struct cfg_rate rate;
     uint32_t messages_per_connection; /* default 100 */
-    uint32_t recipients_per_message;  /* default 1 */
     enum cfg_tls_policy tls;
 };
 
@@ -194,9 +193,16 @@ enum cfg_rcpt_policy {
     CFG_RCPT_DROP,      /* end the job `suppressed` */
 };
 
+/* recipients.limit: most sends a cap may count (the admission script
+ * keeps one time per counted send, up to the largest count). */
+#define CFG_RECIPIENT_CAP_MAX 1000
+
 struct cfg_recipients {
-    struct cfg_rate *limits; /* e.g. 3/h, 10/d */
+    struct cfg_rate *limits; /* e.g. 3/h, 10/d: sliding windows */
     size_t n_limits;
+    /* recipients.exempt: bit (1u << enum job_priority) set for each
+     * priority that is neither checked nor counted against the caps. */
+    unsigned exempt_mask;
     enum cfg_rcpt_policy over_limit; /* recipients.policy */
     /* The same as a word, "defer" or "drop" (never NULL after load): kept
      * for readers that still compare strings; use over_limit. */

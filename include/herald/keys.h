@@ -14,7 +14,11 @@ struct keys {
     char retry[160];      /* zset of parked jobs (deferred, scheduled, throttled) */
     char job_prefix[160]; /* + stream entry id: a parked job's hash */
     char stats[160];      /* + ":<tenant>:<YYYY-MM-DD>": per-tenant day counts */
-    char rcap[160];       /* + ":<window_s>:<slot>": recipient cap hashes */
+    /* + ":<recipient key>" (job.h to_key): a string, the ms times of the
+     * recipient's counted sends, newest first, space-separated, at most
+     * max(recipients.limit count) of them, expiring when the newest leaves
+     * the longest window. Built by the admission script (scripts.c). */
+    char rcap[160];
     char suppress[160];   /* the global suppression set */
     char reputation[160]; /* hash: factor and suspension per IP x provider */
     char warmup[160];     /* hash: today's count per egress IP */

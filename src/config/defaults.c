@@ -65,7 +65,6 @@ void config_provider_defaults(struct cfg_provider *p)
 {
     p->connections = 10;
     p->messages_per_connection = 100;
-    p->recipients_per_message = 1;
 }
 
 /* rate and tls as for providers; max_age and egress inherit in finish, once

@@ -6,6 +6,7 @@
 
 #include "config/loader.h"
 #include "herald/dkim.h"
+#include "herald/job.h"
 
 #define ENUM_TABLE(ident, ...)                                                                     \
     static const struct cfg_enum_name ident##_names[] = {__VA_ARGS__};                             \
@@ -21,6 +22,9 @@ ENUM_TABLE(cfg_enum_from_fallback, {"send", CFG_FROM_SEND}, {"rewrite", CFG_FROM
 ENUM_TABLE(cfg_enum_dkim_alg, {"rsa-sha256", DKIM_ALG_RSA_SHA256},
            {"ed25519-sha256", DKIM_ALG_ED25519_SHA256});
 ENUM_TABLE(cfg_enum_rcpt_policy, {"defer", CFG_RCPT_DEFER}, {"drop", CFG_RCPT_DROP});
+/* A job's `priority` field (job.h), as recipients.exempt names it. */
+ENUM_TABLE(cfg_enum_priority, {"high", JOB_PRIO_HIGH}, {"normal", JOB_PRIO_NORMAL},
+           {"bulk", JOB_PRIO_BULK});
 ENUM_TABLE(cfg_enum_typo_policy, {"warn", CFG_TYPO_WARN}, {"reject", CFG_TYPO_REJECT},
            {"off", CFG_TYPO_OFF});
 /* "suspend" takes a duration after it (reputation.c reads that part). */

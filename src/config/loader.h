@@ -67,7 +67,8 @@ struct cfg_enum {
     size_t n;
 };
 extern const struct cfg_enum cfg_enum_tls_policy, cfg_enum_relay_tls, cfg_enum_from_fallback,
-    cfg_enum_dkim_alg, cfg_enum_rcpt_policy, cfg_enum_typo_policy, cfg_enum_rep_action;
+    cfg_enum_dkim_alg, cfg_enum_rcpt_policy, cfg_enum_typo_policy, cfg_enum_rep_action,
+    cfg_enum_priority;
 /* The word for value, or NULL when the table has none. */
 const char *cfg_enum_name(const struct cfg_enum *e, int value);
 /* name -> *out; -HERR_MALFORMED when the table has no such word. */

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "config/loader.h"
 #include "herald/config.h"
 #include "herald/dkim.h"
 
@@ -68,6 +69,18 @@ static void print_list(FILE *out, const struct cfg_strlist *l, const char *empty
 
 /* An unset tenant or provider policy adds nothing to the stricter-of rule,
  * so what applies is delivery.tls; say so rather than print "inherit". */
+/* recipients.exempt: the priorities in the mask, in table order. */
+static void print_exempt(FILE *out, unsigned mask)
+{
+    bool any = false;
+    for (size_t i = 0; i < cfg_enum_priority.n; i++) {
+        if (!(mask & (1u << cfg_enum_priority.names[i].value))) continue;
+        fprintf(out, "%s%s", any ? ", " : "", cfg_enum_priority.names[i].name);
+        any = true;
+    }
+    if (!any) fputs("none", out);
+}
+
 static void print_tls(FILE *out, enum cfg_tls_policy pol, const struct cfg_delivery *d)
 {
     if (pol == CFG_TLS_UNSET)
@@ -187,9 +200,8 @@ void config_print_effective(const struct config *cfg, FILE *out)
         print_list(out, &p->mx, strcmp(p->name, "default") == 0 ? "(every other domain)" : "-");
         fprintf(out,
                 "\n    limits          %" PRIu32 " connections per IP, rate %s, %" PRIu32
-                " messages per connection, %" PRIu32 " recipients per message\n",
-                p->connections, fmt_rate(&p->rate, a, sizeof a), p->messages_per_connection,
-                p->recipients_per_message);
+                " messages per connection\n",
+                p->connections, fmt_rate(&p->rate, a, sizeof a), p->messages_per_connection);
         print_tls(out, p->tls, d);
     }
 
@@ -197,6 +209,9 @@ void config_print_effective(const struct config *cfg, FILE *out)
     if (cfg->recipients.n_limits == 0) fputs("none", out);
     for (size_t i = 0; i < cfg->recipients.n_limits; i++)
         fprintf(out, "%s%s", i ? ", " : "", fmt_rate(&cfg->recipients.limits[i], a, sizeof a));
+    if (cfg->recipients.n_limits) fputs(" (sliding windows)", out);
+    fputs("\n  exempt          ", out);
+    print_exempt(out, cfg->recipients.exempt_mask);
     fprintf(out, "\n  policy          %s\n\n", config_rcpt_policy_name(cfg->recipients.over_limit));
 
     const struct cfg_reputation *rep = &cfg->reputation;

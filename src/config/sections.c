@@ -326,8 +326,6 @@ static int provider_key(struct loader *L, const char *key, const struct ynode *k
     if (strcmp(key, "rate") == 0) return loader_rate(L, v, &p->rate);
     if (strcmp(key, "messages_per_connection") == 0)
         return loader_u32(L, v, 1, 1000000, &p->messages_per_connection);
-    if (strcmp(key, "recipients_per_message") == 0)
-        return loader_u32(L, v, 1, 1000, &p->recipients_per_message);
     if (strcmp(key, "tls") == 0) return loader_tls(L, k, v, &p->tls);
     return LOADER_UNKNOWN_KEY;
 }
@@ -356,6 +354,27 @@ int loader_providers(struct loader *L, const struct ynode *k, const struct ynode
 
 /* ---- recipients ---- */
 
+/* recipients.exempt: a priority or a list of them ([high]). */
+static int exempt_list(struct loader *L, const struct ynode *k, const struct ynode *v,
+                       struct cfg_recipients *r)
+{
+    r->exempt_mask = 0;
+    if (ynode_is_null(v)) return 0;
+    if (v->type == YNODE_MAP)
+        return loader_fail(L, v, "expected a list of priorities like [high], got a mapping");
+    const struct ynode *first = v->type == YNODE_SEQ ? v->child : v;
+    size_t n = v->type == YNODE_SEQ ? v->n_children : 1;
+    size_t i = 0;
+    for (const struct ynode *it = first; it && i < n; it = it->next, i++) {
+        if (ynode_is_null(it)) return loader_fail(L, it, "empty list item");
+        int prio = -1;
+        int rc = loader_enum(L, k, it, &cfg_enum_priority, &prio);
+        if (rc) return rc;
+        r->exempt_mask |= 1u << prio;
+    }
+    return 0;
+}
+
 static int recipients_key(struct loader *L, const char *key, const struct ynode *k,
                           const struct ynode *v, void *obj)
 {
@@ -379,10 +398,15 @@ static int recipients_key(struct loader *L, const char *key, const struct ynode 
             if (ynode_is_null(it)) return loader_fail(L, it, "empty list item");
             int rc = loader_rate(L, it, &r->limits[r->n_limits]);
             if (rc) return rc;
+            char tmp[160];
+            if (r->limits[r->n_limits].count > CFG_RECIPIENT_CAP_MAX)
+                return loader_fail(L, it, "a recipient cap counts at most %d sends, got %s",
+                                   CFG_RECIPIENT_CAP_MAX, loader_show(it, tmp, sizeof tmp));
             r->n_limits++;
         }
         return 0;
     }
+    if (strcmp(key, "exempt") == 0) return exempt_list(L, k, v, r);
     if (strcmp(key, "policy") == 0) {
         int x = (int)r->over_limit;
         int rc = loader_enum(L, k, v, &cfg_enum_rcpt_policy, &x);

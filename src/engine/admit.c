@@ -216,22 +216,19 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
 }
 
 /* Recipient caps (across tenants: they protect the person) as
- * "count window_s x" triples; x 1 when this worker has not yet set the
- * window slot's expiry. */
-static void caps_arg(struct worker *w, int64_t now_ms, char *caps, size_t cap)
+ * "count window_s" pairs, all checked against the recipient's one log of
+ * counted sends. A job whose priority recipients.exempt lists gets none:
+ * it is neither held nor counted. */
+static void caps_arg(const struct config *cfg, const struct job *j, char *caps, size_t cap)
 {
-    const struct cfg_recipients *rc = &w->cfg->recipients;
+    const struct cfg_recipients *rc = &cfg->recipients;
     size_t used = 0;
     caps[0] = '\0';
+    if (rc->exempt_mask & (1u << j->priority))
+        return;
     for (size_t i = 0; i < rc->n_limits; i++) {
-        int x = 1;
-        if (i < HERALD_ARRAY_LEN(w->rcap_expiry_slot) && rc->limits[i].window_s) {
-            int64_t slot = now_ms / ((int64_t)rc->limits[i].window_s * 1000);
-            x = w->rcap_expiry_slot[i] != slot + 1;
-            w->rcap_expiry_slot[i] = slot + 1;
-        }
-        int k = snprintf(caps + used, cap - used, "%s%u %u %d", used ? " " : "",
-                         rc->limits[i].count, rc->limits[i].window_s, x);
+        int k = snprintf(caps + used, cap - used, "%s%u %u", used ? " " : "",
+                         rc->limits[i].count, rc->limits[i].window_s);
         if (k < 0 || (size_t)k >= cap - used)
             break;
         used += (size_t)k;
@@ -287,7 +284,7 @@ void admit_send(struct delivery *d)
     const char *admitted = delivery_job_field(j, "admitted");
     bool first = j->attempt <= 1 && !admitted;
     if (!delivery_job_field(j, "counted")) {
-        caps_arg(w, now_ms, caps, sizeof caps);
+        caps_arg(w->cfg, j, caps, sizeof caps);
         rate_arg(d, trate, sizeof trate);
     }
     const char *argv[] = {"EVALSHA", w->sh->sha_admit, "10", idem, skey, gkey, stkey, tkey,

@@ -107,23 +107,29 @@ const char *const notes_script_terminal =
 /* Admission, before any connection. KEYS: idempotency key, the tenant's
  * suppression set, the global suppression set, this job's state key, the
  * replaced job's state key (any key when none), retry set, events, the
- * recipient's cap key prefix, the tenant's rate key, the stats prefix.
- * ARGV: entry id that claims the id, window ms, recipient (lower-cased),
- * "1" to check idempotency, replaced id ("" for none; first attempts only),
- * now ms, recipient caps "count window_s x ..." (x 1: this process has not
- * set the window's expiry yet; "" to skip: already counted), tenant rate
- * "count window_s k" taking k slots at once, a lease the process spends
- * locally ("" for none, already counted, or paid from a lease).
+ * recipient cap key prefix, the tenant's rate key, the stats prefix.
+ * ARGV: entry id that claims the id, window ms, recipient (its normalised
+ * key), "1" to check idempotency, replaced id ("" for none; first attempts
+ * only), now ms, recipient caps "count window_s ..." ("" to skip: already
+ * counted, or exempt), tenant rate "count window_s k" taking k slots at
+ * once, a lease the process spends locally ("" for none, already counted,
+ * or paid from a lease).
  * The idempotency key holds the entry that first claimed the id, so the
  * same job read again after a crash or a park is still admitted. Returns
  * "ok" or "ok;replaced=<result>", "cancelled:<entry>", "duplicate:<entry>",
  * "suppressed:tenant|global", "wait:<ms>:recipient-cap|tenant-rate".
  *
- * Recipient caps are fixed windows: one hash per window slot (field: the
- * recipient), expiring with it; counted first and given back when a cap or
- * the tenant rate says wait, so the usual path is one command per cap. The tenant rate is
- * a GCRA whose theoretical arrival time is the key's value, shared by every
- * process. */
+ * Recipient caps are sliding windows over one log per recipient,
+ * `<prefix>rcap:<recipient>`: a string of the ms times of its counted
+ * sends, newest first, at most max(count) of them and none older than the
+ * longest window (design.md, "Recipient caps"). A cap count/W is full when
+ * its count-th newest time is inside (now - W, now]; the job then waits
+ * exactly until that send leaves the window. Every cap is checked before
+ * anything is written and the log is written only once the tenant rate
+ * has passed too, so nothing has to be given back: GET and SET (with the
+ * expiry) are the whole cost, whatever the number of caps. The tenant rate
+ * is a GCRA whose theoretical arrival time is the key's value, shared by
+ * every process. */
 const char *const notes_script_admit =
     COUNT_NOTE_LUA
     CANCEL_TARGET_LUA
@@ -142,21 +148,30 @@ const char *const notes_script_admit =
     "if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 'suppressed:tenant' end\n"
     "if redis.call('SISMEMBER', KEYS[3], ARGV[3]) == 1 then return 'suppressed:global' end\n"
     "local now = tonumber(ARGV[6])\n"
-    "local counted = {}\n"
-    "local function uncount()\n"
-    "  for _, k in ipairs(counted) do redis.call('HINCRBY', k, ARGV[3], -1) end\n"
-    "end\n"
-    "for c, w, x in string.gmatch(ARGV[7], '(%d+) (%d+) (%d)') do\n"
-    "  local wms = tonumber(w) * 1000\n"
-    "  local slot = math.floor(now / wms)\n"
-    "  local k = KEYS[8] .. ':' .. w .. ':' .. slot\n"
-    "  local used = redis.call('HINCRBY', k, ARGV[3], 1)\n"
-    "  if x == '1' then redis.call('PEXPIRE', k, wms + 60000) end\n"
-    "  table.insert(counted, k)\n"
-    "  if used > tonumber(c) then\n"
-    "    uncount()\n"
-    "    return 'wait:' .. ((slot + 1) * wms - now) .. ':recipient-cap'\n"
+    "local rkey, rlog, wmax = nil, nil, 0\n"
+    "if ARGV[7] ~= '' then\n"
+    "  rkey = KEYS[8] .. ':' .. ARGV[3]\n"
+    "  local sent = {}\n"
+    "  local v = redis.call('GET', rkey)\n"
+    "  if v then for t in string.gmatch(v, '%d+') do sent[#sent + 1] = tonumber(t) end end\n"
+    "  local wait, keep = 0, 0\n"
+    "  for c, w in string.gmatch(ARGV[7], '(%d+) (%d+)') do\n"
+    "    c = tonumber(c)\n"
+    "    local wms = tonumber(w) * 1000\n"
+    "    local e = sent[c]\n"
+    "    if e and e > now - wms and e + wms - now > wait then wait = e + wms - now end\n"
+    "    if c > keep then keep = c end\n"
+    "    if wms > wmax then wmax = wms end\n"
     "  end\n"
+    "  if wait > 0 then return 'wait:' .. string.format('%d', wait) .. ':recipient-cap' end\n"
+    "  rlog = {}\n"
+    "  local put = false\n"
+    "  for _, t in ipairs(sent) do\n"
+    "    if not put and now >= t then rlog[#rlog + 1] = now; put = true end\n"
+    "    if #rlog >= keep or t <= now - wmax then break end\n"
+    "    rlog[#rlog + 1] = t\n"
+    "  end\n"
+    "  if not put and #rlog < keep then rlog[#rlog + 1] = now end\n"
     "end\n"
     "local tc, tw, tk = string.match(ARGV[8], '(%d+) (%d+) (%d+)')\n"
     "if tc then\n"
@@ -166,11 +181,15 @@ const char *const notes_script_admit =
     "  local tat = tonumber(redis.call('GET', KEYS[9]) or '0')\n"
     "  if tat < now then tat = now end\n"
     "  if tat - tau > now then\n"
-    "    uncount()\n"
     "    return 'wait:' .. math.ceil(tat - tau - now) .. ':tenant-rate'\n"
     "  end\n"
     "  tat = tat + (tonumber(tk) - 1) * T\n"
     "  redis.call('SET', KEYS[9], tostring(tat + T), 'PX', math.ceil(tat + T - now) + 1000)\n"
+    "end\n"
+    "if rlog then\n"
+    "  for i = 1, #rlog do rlog[i] = string.format('%d', rlog[i]) end\n"
+    "  local px = math.max(tonumber(rlog[1]) + wmax - now, 1)\n"
+    "  redis.call('SET', rkey, table.concat(rlog, ' '), 'PX', px)\n"
     "end\n"
     "redis.call('SET', KEYS[4], 'sending:' .. ARGV[1], 'PX', ARGV[2])\n"
     "return out\n";

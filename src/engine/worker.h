@@ -125,7 +125,6 @@ struct worker {
         bool pending;     /* a block is being asked for */
     } leases[32];
     unsigned n_leases;
-    int64_t rcap_expiry_slot[16]; /* per recipients.limit entry: slot whose expiry we set */
 };
 
 int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "herald/config.h"
 #include "herald/core.h"
+#include "herald/job.h"
 
 static struct config *load(const char *yaml, char *err, size_t errlen)
 {
@@ -75,9 +76,9 @@ static const char full_yaml[] =
     "idle: 250ms }\n"
     "providers:\n"
     "  google: { mx: ['*.google.com', '*.googlemail.com'], connections: 20, rate: 3600/h,\n"
-    "            messages_per_connection: 50, recipients_per_message: 2, tls: verify }\n"
+    "            messages_per_connection: 50, tls: verify }\n"
     "  yahoo:\n"
-    "recipients: { limit: [3/h, 10/d], policy: drop }\n";
+    "recipients: { limit: [3/h, 10/d], policy: drop, exempt: [high, bulk] }\n";
 
 static void test_full(void)
 {
@@ -198,12 +199,11 @@ static void test_full(void)
         CHECK_EQ_INT(pr->rate.count, 3600);
         CHECK_EQ_INT(pr->rate.window_s, 3600);
         CHECK_EQ_INT(pr->messages_per_connection, 50);
-        CHECK_EQ_INT(pr->recipients_per_message, 2);
         CHECK_EQ_INT(pr->tls, CFG_TLS_VERIFY);
     }
     pr = config_provider(cfg, "yahoo"); /* null value: all defaults */
     CHECK(pr && pr->connections == 10 && pr->messages_per_connection == 100 &&
-          pr->recipients_per_message == 1 && pr->mx.n == 0);
+          pr->mx.n == 0);
     pr = config_provider(cfg, "default");
     CHECK(pr && pr->connections == 10 && pr->messages_per_connection == 100);
 
@@ -215,6 +215,7 @@ static void test_full(void)
         CHECK_EQ_INT(cfg->recipients.limits[1].window_s, 86400);
     }
     CHECK_EQ_STR(cfg->recipients.policy, "drop");
+    CHECK_EQ_INT(cfg->recipients.exempt_mask, (1u << JOB_PRIO_HIGH) | (1u << JOB_PRIO_BULK));
 
     /* The summary shows everything an operator tunes, and no secrets. */
     char *text = NULL;
@@ -282,8 +283,9 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg->n_providers, 1);
     const struct cfg_provider *pr = config_provider(cfg, NULL);
     CHECK(pr && strcmp(pr->name, "default") == 0 && pr->connections == 10 &&
-          pr->messages_per_connection == 100 && pr->recipients_per_message == 1);
+          pr->messages_per_connection == 100);
     CHECK_EQ_INT(cfg->recipients.n_limits, 0);
+    CHECK_EQ_INT(cfg->recipients.exempt_mask, 0);
     CHECK_EQ_STR(cfg->recipients.policy, "defer");
     config_free(cfg);
 
@@ -356,7 +358,6 @@ static void test_defaults_filled(void)
     if (y && d) {
         CHECK(y->connections == 10 && d->connections == 10);
         CHECK(y->messages_per_connection == 100 && d->messages_per_connection == 100);
-        CHECK(y->recipients_per_message == 1 && d->recipients_per_message == 1);
         CHECK(y->rate.count == 0 && y->tls == CFG_TLS_UNSET);
     }
 
@@ -369,6 +370,7 @@ static void test_defaults_filled(void)
         config_print_effective(cfg, mem);
         fclose(mem);
         CHECK(strstr(text, "policy          defer\n") != NULL);
+        CHECK(strstr(text, "exempt          none\n") != NULL);
         CHECK(strstr(text, "tls             opportunistic (delivery.tls)\n") != NULL);
         CHECK(strstr(text, "egress          default\n") != NULL);
         CHECK(strstr(text, "max_age 2d\n") != NULL);
@@ -428,6 +430,14 @@ static const struct {
     {"delivery:\n  max_age: [1d]\n", "t.yaml:2:12: expected a duration like 30s, got a list"},
     {"providers:\n  g: { rate: 10/x }\n", "t.yaml:2:14: expected a rate like 3600/h, got '10/x'"},
     {"recipients: { limit: [3/h, 0/d] }\n", "t.yaml:1:28: expected a rate like 3600/h, got '0/d'"},
+    {"recipients: { limit: [3/h, 1001/d] }\n",
+     "t.yaml:1:28: a recipient cap counts at most 1000 sends, got '1001/d'"},
+    {"recipients:\n  limit: 3/h\n  exempt: [high, urgent]\n",
+     "t.yaml:3:18: unknown value 'urgent' for exempt (expected high, normal or bulk)"},
+    {"recipients: { exempt: { high: 1 } }\n",
+     "t.yaml:1:23: expected a list of priorities like [high], got a mapping"},
+    {"providers:\n  g: { recipients_per_message: 2 }\n",
+     "t.yaml:2:8: unknown key 'recipients_per_message' in providers.g"},
     {"recipients: { policy: bounce }\n",
      "t.yaml:1:23: unknown value 'bounce' for policy (expected defer or drop)"},
     {"delivery:\n  tls: maybe\n",
