@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "herald/config.h"
+#include "herald/shape.h"
 
 struct throttle_pair {
     char ip[INET6_ADDRSTRLEN]; /* "" = the kernel's choice */
@@ -22,6 +23,11 @@ struct throttle_pair {
     _Atomic int64_t last_signal_ms, last_change_ms; /* monotonic */
     _Atomic uint64_t sent, signals, deferred_by_rate;
     atomic_int open_conns; /* counted by the pools of every worker */
+    /* What the shaping decision did on this path (shape.h), for status:
+     * messages waiting in memory for its slots now, and parked so far by
+     * reason (enum shape_reason). */
+    _Atomic int64_t waiting;
+    _Atomic uint64_t parked[SHAPE_R_COUNT];
 };
 
 /* Messages an egress IP sent on one UTC day (warm-up caps). */
@@ -53,6 +59,10 @@ struct throttle_pair *throttle_pair_get(struct throttle_table *t, const char *ip
  * waits. */
 int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
                       int64_t horizon_us);
+
+/* How long until the next slot under `rate` would be free, without
+ * reserving it (0: free now). */
+int64_t throttle_peek(const struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us);
 
 /* Warm-up bookkeeping per egress IP and UTC day (days since the epoch):
  * what it sent today, count one more, and take a persisted count back at

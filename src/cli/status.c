@@ -225,8 +225,9 @@ static void print_tables(json_t *doc)
         printf("(per-tenant backlog counted over the first %lld entries)\n",
                jint(doc, "backlog_truncated_at"));
 
-    printf("\n%-20s %-26s %-14s %9s %6s %9s %9s %7s %s\n", "process", "egress IP", "provider",
-           "limit/min", "factor", "effective", "rate/min", "conns", "suspended until");
+    printf("\n%-20s %-26s %-14s %9s %6s %9s %9s %7s %7s %s\n", "process", "egress IP",
+           "provider", "limit/min", "factor", "effective", "rate/min", "conns", "waiting",
+           "suspended until / parked by reason");
     size_t pi;
     json_t *p;
     json_array_foreach(procs, pi, p)
@@ -245,11 +246,25 @@ static void print_tables(json_t *doc)
                 cli_format_ms(jint(pair, "suspended_until"), susp, sizeof susp);
             snprintf(conns, sizeof conns, "%lld/%lld", jint(pair, "open_connections"),
                      jint(pair, "connections_limit"));
-            printf("%-20.20s %-26.26s %-14.14s %9s %6.2f %9s %9.1f %7s %s\n",
+            /* Why messages on this path did not go at once (shape.h). */
+            char why[160] = "";
+            size_t wl = 0;
+            const char *rk;
+            json_t *rv;
+            json_object_foreach(json_object_get(pair, "parked"), rk, rv)
+            {
+                int k = snprintf(why + wl, sizeof why - wl, "%s%s=%lld", wl ? " " : "", rk,
+                                 (long long)json_integer_value(rv));
+                if (k < 0 || (size_t)k >= sizeof why - wl)
+                    break;
+                wl += (size_t)k;
+            }
+            printf("%-20.20s %-26.26s %-14.14s %9s %6.2f %9s %9.1f %7s %7lld %s%s%s\n",
                    consumer ? consumer : "-",
                    json_string_value(json_object_get(pair, "ip")) ?: "-",
                    json_string_value(json_object_get(pair, "provider")) ?: "-", lim,
-                   jnum(pair, "factor"), eff, jnum(pair, "rate_per_min"), conns, susp);
+                   jnum(pair, "factor"), eff, jnum(pair, "rate_per_min"), conns,
+                   jint(pair, "waiting"), susp, why[0] ? " " : "", why);
         }
     }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "herald/keys.h"
+#include "herald/shape.h"
 #include "admit.h"
 #include "delivery.h"
 #include "notes.h"
@@ -141,11 +142,13 @@ static void on_wait(struct delivery *d)
     note_add(&n, "reason", cap ? "recipient cap reached: held until the limit allows it"
                                : "tenant rate: held until the limit allows it");
     note_add(&n, "category", cap ? "recipient-cap" : "rate-limit");
-    int64_t due = now + v->wait_ms;
+    struct shape_verdict sv;
+    shape_from_admission(cap, v->wait_ms, now, &sv);
+    int64_t due = sv.until_ms;
     if (d->job.expires_at_ms > 0 && due > d->job.expires_at_ms)
         due = d->job.expires_at_ms;
     note_add_int(&n, "next_attempt_at", due);
-    notes_park(d, now + v->wait_ms, PARK_WAIT, &n);
+    notes_park(d, sv.until_ms, PARK_WAIT, &n);
 }
 
 static void on_verdict(struct delivery *d)

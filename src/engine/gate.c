@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "herald/fairq.h"
+#include "herald/shape.h"
 #include "herald/throttle.h"
 #include "delivery.h"
 #include "gate.h"
@@ -100,18 +101,93 @@ static void send_now(struct delivery *d)
         outcome_local_fail(d, "out of memory queueing the message");
 }
 
-static void park_suspended(struct delivery *d, struct throttle_pair *pair, int64_t until,
-                           int64_t wall)
+/* ---------- the path's state, for the one decision (shape.h) ---------- */
+
+/* The class of a message in its pair's fair queue. */
+struct klass {
+    char key[96];
+    double weight;
+};
+
+static void klass_of(const struct delivery *d, struct klass *k)
 {
-    struct note n;
-    note_begin(&n, d, EV_DEFERRED, wall);
-    char why[200];
-    snprintf(why, sizeof why, "provider %s suspended for egress %s by a reputation rule",
-             pair->provider, pair->ip[0] ? pair->ip : "-");
-    note_add(&n, "reason", why);
-    note_add(&n, "category", "rate-limit");
-    note_add_int(&n, "next_attempt_at", until);
-    notes_park(d, until, PARK_WAIT, &n);
+    const struct cfg_tenant *tenant = config_tenant(d->w->cfg, d->job.tenant);
+    k->weight = (tenant && tenant->weight ? tenant->weight : 1) * prio_weight(d->job.priority);
+    snprintf(k->key, sizeof k->key, "%s/%d", d->job.tenant ? d->job.tenant : "-",
+             (int)d->job.priority);
+}
+
+/* Everything the decision needs about a pair now. hq NULL: the path has no
+ * rate (nothing waits in memory for it). */
+static void gather(struct worker *w, struct throttle_pair *pair, const struct cfg_provider *prov,
+                   struct hold_queue *hq, const struct klass *k, struct shape_input *in)
+{
+    memset(in, 0, sizeof *in);
+    in->now_wall_ms = clock_wall_ms();
+    in->now_mono_ms = clock_mono_ms();
+    in->suspended_until_ms = atomic_load(&pair->suspended_until_ms);
+    in->warmup_cap = -1;
+    if (w->cfg->n_warmup) {
+        int64_t day = in->now_wall_ms / DAY_MS;
+        in->warmup_cap = config_warmup_cap(w->cfg, pair->ip, day, NULL);
+        in->warmup_sent = throttle_ip_today(w->sh->throttle, pair->ip, day);
+        in->warmup_retry_ms = (day + 1) * DAY_MS + (int64_t)(outcome_rng_next(&w->rng) % 60000);
+    }
+    in->horizon_ms = (int64_t)(HOLD_HORIZON_S * 1000);
+    in->rated = hq && prov && prov->rate.count;
+    if (!in->rated)
+        return;
+    int64_t wait_us = throttle_peek(pair, &prov->rate, in->now_mono_ms * 1000);
+    in->rate_wait_ms = (wait_us + 999) / 1000;
+    in->queued = fairq_len(&hq->q);
+    if (!k)
+        return;
+    /* The class may keep its share of the in-memory horizon, counted at the
+     * pair's whole rate (the slots are shared by the workers and taken by
+     * whichever has work, so the worker that read most of a backlog keeps
+     * it), and never more than half of what the worker may hold, so intake
+     * keeps reading past a backlog: a newly active class must be seen to
+     * get its share. Beyond that it waits in the retry set. */
+    double per_s = pair_rate_per_s(pair, prov);
+    in->class_share = fairq_share(&hq->q, k->key, k->weight);
+    double cap = HOLD_HORIZON_S * per_s;
+    if (cap > w->cfg->engine.max_inflight / 2.0)
+        cap = w->cfg->engine.max_inflight / 2.0;
+    cap *= in->class_share;
+    in->class_cap = cap < 4 ? 4 : cap;
+    in->class_queued = fairq_class_len(&hq->q, k->key);
+    in->class_per_s = per_s * in->class_share;
+    struct fairq_class *c = fairq_class_get(&hq->q, k->key);
+    in->class_last_park_ms = c ? c->owner_ms : 0;
+}
+
+/* A verdict of PARK: back to the retry set, with a note when it is news to
+ * the platform (a suspension), counted per pair and reason. */
+static void park(struct delivery *d, const struct shape_verdict *v, struct hold_queue *hq,
+                 const struct klass *k)
+{
+    struct throttle_pair *pair = d->pair;
+    if ((unsigned)v->reason < SHAPE_R_COUNT)
+        atomic_fetch_add(&pair->parked[v->reason], 1);
+    if (v->reason == SHAPE_R_SUSPENDED) {
+        struct note n;
+        note_begin(&n, d, EV_DEFERRED, clock_wall_ms());
+        char why[200];
+        snprintf(why, sizeof why, "provider %s suspended for egress %s by a reputation rule",
+                 pair->provider, pair->ip[0] ? pair->ip : "-");
+        note_add(&n, "reason", why);
+        note_add(&n, "category", "rate-limit");
+        note_add_int(&n, "next_attempt_at", v->until_ms);
+        notes_park(d, v->until_ms, PARK_WAIT, &n);
+        return;
+    }
+    if (v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE) {
+        atomic_fetch_add(&pair->deferred_by_rate, 1);
+        struct fairq_class *c = hq && k ? fairq_class_get(&hq->q, k->key) : NULL;
+        if (c)
+            c->owner_ms = v->until_ms;
+    }
+    notes_park(d, v->until_ms, PARK_THROTTLED, NULL);
 }
 
 /* The queue's timer: hand out every slot the pair has now, by fair share,
@@ -122,28 +198,31 @@ static void on_queue_due(struct ring_timer *t)
     struct worker *w = hq->w;
     struct throttle_pair *pair = hq->pair;
     while (fairq_len(&hq->q) > 0) {
-        int64_t wall = clock_wall_ms();
-        int64_t until = atomic_load(&pair->suspended_until_ms);
-        bool warm = gate_warmup_full(w, pair->ip, wall);
         const struct cfg_provider *prov = config_provider(w->cfg, pair->provider);
-        int64_t wait = 0;
-        if (until <= wall && !warm && prov && prov->rate.count)
-            wait = throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0);
-        if (wait < 0) {
-            int64_t ms = (-wait + 999) / 1000;
-            ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms + (ms > 0 ? ms : 1));
+        struct shape_input in;
+        gather(w, pair, prov, hq, NULL, &in);
+        /* Its address reached today's warm-up cap while it waited: back to
+         * the retry set at once, to be routed again (another address of
+         * the pool, or tomorrow). */
+        in.warmup_retry_ms = in.now_wall_ms + 1000;
+        struct shape_verdict v;
+        shape_decide_head(&in, &v);
+        if (v.kind == SHAPE_GO && in.rated &&
+            throttle_take(pair, &prov->rate, in.now_mono_ms * 1000, 0) != 0) {
+            v.kind = SHAPE_WAIT; /* another worker took the slot first */
+            v.until_ms = in.now_mono_ms + 1;
+        }
+        if (v.kind == SHAPE_WAIT) {
+            int64_t at = w->ring.now_ms + (v.until_ms - in.now_mono_ms);
+            ring_timer_arm(&w->ring, &hq->timer, at > w->ring.now_ms ? at : w->ring.now_ms + 1);
             return;
         }
         struct delivery *d = HERALD_CONTAINER_OF(fairq_pop(&hq->q), struct delivery, qnode);
         d->queued_on = NULL;
-        if (until > wall) {
-            park_suspended(d, pair, until, wall);
-        } else if (warm) {
-            /* Its address reached today's warm-up cap meanwhile: back to the
-             * retry set, to be routed again (another address, or tomorrow). */
-            notes_park(d, wall + 1000, PARK_THROTTLED, NULL);
+        atomic_fetch_sub(&pair->waiting, 1);
+        if (v.kind == SHAPE_PARK) {
+            park(d, &v, NULL, NULL);
         } else {
-            d->lim.max_conns = throttle_scale(pair, d->lim.max_conns);
             send_now(d);
         }
     }
@@ -168,8 +247,10 @@ static struct hold_queue *hold_queue_of(struct worker *w, struct throttle_pair *
 
 void gate_dequeue(struct delivery *d)
 {
-    if (d->queued_on)
+    if (d->queued_on) {
         fairq_remove(&d->queued_on->q, &d->qnode);
+        atomic_fetch_sub(&d->queued_on->pair->waiting, 1);
+    }
     d->queued_on = NULL;
 }
 
@@ -185,92 +266,44 @@ void gate_free(struct worker *w)
     w->queues = NULL;
 }
 
-/* When a job parked past the horizon should come back: its class's
- * parked jobs return one service interval apart, the first half a horizon
- * from now, so each arrives while the queue still holds about half a
- * horizon's work, never all at once, and never after the queue ran dry. */
-static int64_t park_due(struct hold_queue *hq, const char *key, double class_per_s, int64_t wall)
-{
-    struct fairq_class *c = fairq_class_get(&hq->q, key);
-    double gap_ms = class_per_s > 0 ? 1000.0 / class_per_s : 60000;
-    int64_t first = wall + (int64_t)(HOLD_HORIZON_S * 500);
-    int64_t due = c && c->owner_ms + (int64_t)gap_ms > first ? c->owner_ms + (int64_t)gap_ms : first;
-    if (due > wall + 3600 * 1000)
-        due = wall + 3600 * 1000;
-    if (c)
-        c->owner_ms = due;
-    return due;
-}
-
-/* The pair's warm-up, suspension and rate: true when the message does not
- * go now (it waits on its queue's timer for a slot, or is parked in the
- * retry set until the pair can take it). */
-static bool hold(struct delivery *d, const struct cfg_provider *prov)
+void gate_submit(struct delivery *d, const struct cfg_provider *prov)
 {
     struct worker *w = d->w;
     struct throttle_pair *pair = d->pair;
-    int64_t wall = clock_wall_ms();
-    if (gate_warmup_full(w, pair->ip, wall)) {
-        /* Every address of the pool that could take it is at its warm-up
-         * cap: wait for the next UTC day without using an attempt. */
-        atomic_fetch_add(&pair->deferred_by_rate, 1);
-        notes_park(d, (wall / DAY_MS + 1) * DAY_MS + (int64_t)(outcome_rng_next(&w->rng) % 60000),
-                   PARK_THROTTLED, NULL);
-        return true;
+    if (!pair) {
+        send_now(d);
+        return;
     }
-    int64_t until = atomic_load(&pair->suspended_until_ms);
-    if (until > wall) {
-        park_suspended(d, pair, until, wall);
-        return true;
+    bool rated = prov && prov->rate.count;
+    struct hold_queue *hq = rated ? hold_queue_of(w, pair) : NULL; /* NULL on OOM: unrated */
+    struct klass k;
+    klass_of(d, &k);
+    struct shape_input in;
+    gather(w, pair, prov, hq, &k, &in);
+    struct shape_verdict v;
+    shape_decide(&in, &v);
+    if (v.kind == SHAPE_GO && in.rated &&
+        throttle_take(pair, &prov->rate, in.now_mono_ms * 1000, 0) != 0)
+        v.kind = SHAPE_WAIT; /* another worker took the slot first */
+    switch (v.kind) {
+    case SHAPE_GO:
+        send_now(d);
+        return;
+    case SHAPE_PARK:
+        park(d, &v, hq, &k);
+        return;
+    case SHAPE_WAIT:
+        break;
     }
-    if (!prov || prov->rate.count == 0)
-        return false;
-    struct hold_queue *hq = hold_queue_of(w, pair);
-    if (!hq) /* out of memory: send, the rate is best effort then */
-        return false;
-    if (fairq_len(&hq->q) == 0 && throttle_take(pair, &prov->rate, clock_mono_ms() * 1000, 0) == 0)
-        return false;
-    /* Fair share: the class (tenant x priority) may keep its share of the
-     * in-memory horizon; beyond it the job waits in the retry set without
-     * using an attempt. The horizon is counted at the pair's whole rate:
-     * the slots are shared by the workers (and taken by whichever has
-     * work), so a worker that happened to read most of a backlog must not
-     * park what it could send itself ... */
-    const struct cfg_tenant *tenant = config_tenant(w->cfg, d->job.tenant);
-    double weight = (tenant && tenant->weight ? tenant->weight : 1) * prio_weight(d->job.priority);
-    char key[96];
-    snprintf(key, sizeof key, "%s/%d", d->job.tenant ? d->job.tenant : "-", (int)d->job.priority);
-    double per_s = pair_rate_per_s(pair, prov);
-    double share = fairq_share(&hq->q, key, weight);
-    /* ... and never more than half of what the worker may hold, so intake
-     * keeps reading past a backlog: a newly active class must be seen to
-     * get its share. */
-    double cap = HOLD_HORIZON_S * per_s;
-    if (cap > w->cfg->engine.max_inflight / 2.0)
-        cap = w->cfg->engine.max_inflight / 2.0;
-    cap *= share;
-    if (cap < 4)
-        cap = 4;
-    size_t mine = fairq_class_len(&hq->q, key);
-    if ((double)mine >= cap) {
-        atomic_fetch_add(&pair->deferred_by_rate, 1);
-        notes_park(d, park_due(hq, key, per_s * share, wall), PARK_THROTTLED, NULL);
-        return true;
+    if (fairq_push(&hq->q, &d->qnode, k.key, k.weight) < 0) {
+        send_now(d); /* out of memory: the rate is best effort then */
+        return;
     }
-    if (fairq_push(&hq->q, &d->qnode, key, weight) < 0)
-        return false;
     delivery_set_state(d, DS_QUEUED);
     d->queued_on = hq;
+    atomic_fetch_add(&pair->waiting, 1);
     if (!ring_timer_armed(&hq->timer))
         ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
-    return true;
-}
-
-void gate_submit(struct delivery *d, const struct cfg_provider *prov)
-{
-    if (d->pair && hold(d, prov))
-        return;
-    send_now(d);
 }
 
 /* Jobs a rate limit parked in the retry set were given the slot times of

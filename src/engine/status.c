@@ -116,6 +116,17 @@ static char *status_document(struct worker *w, struct status_state *st)
                                 json_integer((json_int_t)atomic_load(&p->signals)));
             json_object_set_new(o, "parked_by_rate",
                                 json_integer((json_int_t)atomic_load(&p->deferred_by_rate)));
+            /* The shaping decision on this path: waiting in memory for its
+             * slots now, and parked so far by reason. */
+            json_object_set_new(o, "waiting", json_integer((json_int_t)atomic_load(&p->waiting)));
+            json_t *why = json_object();
+            for (int r = SHAPE_R_NONE + 1; r < SHAPE_R_COUNT; r++) {
+                uint64_t nr = atomic_load(&p->parked[r]);
+                if (nr)
+                    json_object_set_new(why, shape_reason_name((enum shape_reason)r),
+                                        json_integer((json_int_t)nr));
+            }
+            json_object_set_new(o, "parked", why);
             json_array_append_new(pairs, o);
         }
     json_object_set_new(doc, "pairs", pairs);

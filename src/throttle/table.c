@@ -124,16 +124,36 @@ uint32_t throttle_scale(const struct throttle_pair *p, uint32_t limit)
 /* GCRA with reservation: a message may go at max(now, tat - tau), where tau
  * lets a burst of about one second through; taking the slot moves tat on
  * by one emission interval T. */
-int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
-                      int64_t horizon_us)
+/* GCRA parameters of a rate scaled by the pair's factor: the emission
+ * interval T and the burst tolerance tau (one second's worth), in us. */
+static void gcra_params(const struct throttle_pair *p, const struct cfg_rate *rate, int64_t *T_out,
+                        int64_t *tau_out)
 {
-    if (!p || rate->count == 0 || rate->window_s == 0) return 0;
     double per_s = (double)rate->count / (double)rate->window_s * throttle_factor(p);
     if (per_s <= 0) per_s = 1e-6;
     int64_t T = (int64_t)(1e6 / per_s);
     if (T < 1) T = 1;
     double burst = per_s < 1.0 ? 1.0 : per_s;
-    int64_t tau = (int64_t)((burst - 1.0) * (double)T);
+    *T_out = T;
+    *tau_out = (int64_t)((burst - 1.0) * (double)T);
+}
+
+int64_t throttle_peek(const struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us)
+{
+    if (!p || rate->count == 0 || rate->window_s == 0) return 0;
+    int64_t T, tau;
+    gcra_params(p, rate, &T, &tau);
+    int64_t tat = atomic_load(&p->tat_us);
+    int64_t at = tat - tau > now_us ? tat - tau : now_us;
+    return at - now_us;
+}
+
+int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
+                      int64_t horizon_us)
+{
+    if (!p || rate->count == 0 || rate->window_s == 0) return 0;
+    int64_t T, tau;
+    gcra_params(p, rate, &T, &tau);
     int64_t tat = atomic_load(&p->tat_us);
     for (;;) {
         int64_t at = tat - tau > now_us ? tat - tau : now_us;
