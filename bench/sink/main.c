@@ -80,8 +80,9 @@ static void stats_write(const char *path)
                        (unsigned long long)atomic_load(&st->tempfail),
                        (unsigned long long)atomic_load(&st->permfail),
                        (unsigned long long)atomic_load(&st->dropped));
-    (void)hbuf_appendf(&b, "\"rate_refused\": %llu, ",
-                       (unsigned long long)atomic_load(&sink.limiter.refused));
+    (void)hbuf_appendf(&b, "\"rate_refused\": %llu, \"at_ms\": %lld, ",
+                       (unsigned long long)atomic_load(&sink.limiter.refused),
+                       (long long)clock_wall_ms());
     pthread_mutex_lock(&st->ip_lock);
     (void)hbuf_appendf(&b,
                        "\"connections\": %llu, \"max_concurrent\": %lld, \"open\": %lld, "

@@ -219,12 +219,17 @@ struct cfg_rep_rule {
     int64_t suspend_ms;
 };
 
-/* Per egress IP x provider: a factor in [min, max] scales rate and
- * connection limits; +increase after each clean interval, *decrease on a
- * throttle signal (AIMD, as in congestion control). */
+/* Per egress IP x provider: a factor in [floor, max] scales rate and
+ * connection limits (src/throttle/table.c, design.md "Reputation").
+ * floor = the larger of min and min_rate / the provider's rate. A window
+ * with throttle signals multiplies the factor by decrease x the share of
+ * replies that were not signals; each clean interval raises it by
+ * increase of itself, the step doubling while it stays clean. */
 struct cfg_reputation {
     double min, max, increase, decrease;
     int64_t interval_ms;
+    struct cfg_rate min_rate; /* absolute floor of the scaled rate; count 0 = none */
+    int64_t window_ms;        /* signals are judged per window; default 1s */
     struct cfg_rep_rule *rules; /* checked in order before the built-in signals */
     size_t n_rules;
 };

@@ -28,6 +28,12 @@ struct throttle_pair {
      * reason (enum shape_reason). */
     _Atomic int64_t waiting;
     _Atomic uint64_t parked[SHAPE_R_COUNT];
+    /* Back-off state (throttle_signal, throttle_tick; monotonic ms). */
+    _Atomic int64_t rate_micro_per_s;   /* the unscaled rate throttle_take saw, x 1e6 */
+    _Atomic int64_t window_start_ms;    /* the window replies are counted in */
+    _Atomic int64_t settle_until_ms;    /* replies before this are not judged */
+    _Atomic uint64_t win_replies, win_signals;
+    _Atomic int64_t clean_steps;        /* increases since the last signal */
 };
 
 /* Messages an egress IP sent on one UTC day (warm-up caps). */
@@ -56,7 +62,10 @@ struct throttle_pair *throttle_pair_get(struct throttle_table *t, const char *ip
  * returns the wait in microseconds (0: send now). A wait longer than
  * horizon_us is not reserved and comes back negated, so the caller can park
  * the message elsewhere and ask again later. A rate with count 0 never
- * waits. */
+ * waits. The burst allowed after an idle spell is factor x 1 s of the
+ * scaled rate (one second's worth at factor 1, at least one message), so a
+ * pair that was backed off does not greet the receiver with a spike. The
+ * pair remembers `rate` so the back-off can keep to reputation.min_rate. */
 int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
                       int64_t horizon_us);
 
@@ -79,15 +88,27 @@ enum throttle_signal_kind {
     THROTTLE_BACKOFF,  /* 421, 4.7.x, rate-limit wording, refused or reset connection */
     THROTTLE_SUSPEND,  /* a configured pattern: stop for suspend_ms */
 };
-/* Feed one outcome: BACKOFF divides the factor by reputation.decrease (at
- * most once a second, so a burst of 421s from parallel connections counts
- * once); SUSPEND also stops the pair until now_wall_ms + suspend_ms. */
+/* Feed one outcome (any reply, delivered or not; BACKOFF and SUSPEND are
+ * throttle signals). Replies are counted per reputation.window; when a
+ * window that saw signals ends, the factor is multiplied once by
+ *     decrease x (1 - share)      share = signals / replies in the window
+ * (share at most 0.5 when the window held fewer than 10 replies), never
+ * below the floor: max(min, min_rate / rate). The window after a decrease
+ * is not judged: its replies answer messages sent at the old rate.
+ * SUSPEND also stops the pair until now_wall_ms + suspend_ms. */
 void throttle_signal(struct throttle_pair *p, const struct cfg_reputation *rep,
                      enum throttle_signal_kind kind, int64_t suspend_ms, int64_t now_ms,
                      int64_t now_wall_ms);
-/* Additive increase after a clean interval; call periodically. */
-void throttle_tick(struct throttle_pair *p, const struct cfg_reputation *rep, int64_t now_ms);
+/* Call periodically (a few times a second): judges a window that ended
+ * without further replies, lifts the factor to the floor, and after each
+ * clean interval (no signal for reputation.interval) multiplies it by
+ * 1 + increase x 2^k, k counting the increases since the last signal.
+ * True when it raised the factor (jobs parked at the lower rate may come
+ * back sooner). */
+bool throttle_tick(struct throttle_pair *p, const struct cfg_reputation *rep, int64_t now_ms);
 double throttle_factor(const struct throttle_pair *p);
+/* The lowest factor the back-off goes to for this pair. */
+double throttle_floor(const struct throttle_pair *p, const struct cfg_reputation *rep);
 /* A limit scaled by the factor, at least 1. */
 uint32_t throttle_scale(const struct throttle_pair *p, uint32_t limit);
 

@@ -48,11 +48,13 @@ void config_defaults_init(struct config *cfg)
     d->timeouts.idle_ms = 30 * SECOND_MS;
 
     struct cfg_reputation *rep = &cfg->reputation;
-    rep->min = 0.1;
+    rep->min = 0.0; /* the floor is min_rate */
     rep->max = 1.0;
     rep->increase = 0.05;
-    rep->decrease = 0.5;
+    rep->decrease = 0.85;
     rep->interval_ms = 30 * SECOND_MS;
+    rep->min_rate = (struct cfg_rate){.count = 6, .window_s = 60};
+    rep->window_ms = SECOND_MS;
 
     cfg->sender.spf_recheck_ms = 15 * MINUTE_MS;
     cfg->recipients.over_limit = CFG_RCPT_DEFER;

@@ -216,10 +216,12 @@ void config_print_effective(const struct config *cfg, FILE *out)
 
     const struct cfg_reputation *rep = &cfg->reputation;
     fprintf(out, "reputation (scales each egress IP x provider's rate and connections):\n"
-                 "  factor          %.2f..%.2f, +%.2f after each clean %s, x%.2f on a throttle "
-                 "signal\n",
-            rep->min, rep->max, rep->increase, fmt_duration(rep->interval_ms, a, sizeof a),
-            rep->decrease);
+                 "  factor          %.2f..%.2f, +%.0f%% (doubling) after each clean %s, "
+                 "x%.2f x accepted share per %s with throttle signals\n",
+            rep->min, rep->max, rep->increase * 100, fmt_duration(rep->interval_ms, a, sizeof a),
+            rep->decrease, fmt_duration(rep->window_ms, b, sizeof b));
+    fprintf(out, "  floor           %s\n",
+            rep->min_rate.count ? fmt_rate(&rep->min_rate, a, sizeof a) : "none");
     for (size_t i = 0; i < rep->n_rules; i++) {
         const struct cfg_rep_rule *rr = &rep->rules[i];
         fprintf(out, "  %zu. /%s/i -> %s", i + 1, rr->match, config_rep_action_name(rr->action));

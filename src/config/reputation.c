@@ -70,7 +70,9 @@ static int rep_key(struct loader *L, const char *key, const struct ynode *k, con
 {
     struct cfg_reputation *r = obj;
     (void)k;
-    if (strcmp(key, "min") == 0) return read_double(L, v, 0.01, 1.0, &r->min);
+    if (strcmp(key, "min") == 0) return read_double(L, v, 0.0, 1.0, &r->min);
+    if (strcmp(key, "min_rate") == 0) return loader_rate(L, v, &r->min_rate);
+    if (strcmp(key, "window") == 0) return loader_duration(L, v, 100, &r->window_ms);
     if (strcmp(key, "max") == 0) return read_double(L, v, 0.1, 10.0, &r->max);
     if (strcmp(key, "increase") == 0) return read_double(L, v, 0.0, 1.0, &r->increase);
     if (strcmp(key, "decrease") == 0) return read_double(L, v, 0.01, 1.0, &r->decrease);

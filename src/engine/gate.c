@@ -325,10 +325,10 @@ static void on_recalled(struct redis_client *c, redisReply *reply, void *arg)
     (void)c;
     struct worker *w = arg;
     if (reply && reply->type == REDIS_REPLY_INTEGER)
-        log_event(LOG_INFO, "event=reload_recalled worker=%u parked=%lld", w->idx,
+        log_event(LOG_INFO, "event=parked_recalled worker=%u parked=%lld", w->idx,
                   (long long)reply->integer);
     else
-        log_event(LOG_WARN, "event=reload_recall_failed worker=%u reason=\"%.200s\"", w->idx,
+        log_event(LOG_WARN, "event=parked_recall_failed worker=%u reason=\"%.200s\"", w->idx,
                   reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
 }
 
@@ -342,8 +342,15 @@ void gate_reload(struct worker *w)
         if (fairq_len(&hq->q) > 0)
             ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
     }
-    if (w->idx != 0)
-        return;
+    if (w->idx == 0)
+        gate_recall(w);
+}
+
+void gate_recall(struct worker *w)
+{
+    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
+        for (struct fairq_class *c = hq->q.classes; c; c = c->next)
+            c->owner_ms = 0;
     char now[24];
     snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
     const char *argv[] = {"EVAL", recall_script, "1", w->sh->keys.retry, now};
@@ -352,6 +359,6 @@ void gate_reload(struct worker *w)
         lens[i] = strlen(argv[i]);
     if (redis_client_command_argv(&w->notes, on_recalled, w, (int)HERALD_ARRAY_LEN(argv), argv,
                                   lens) < 0)
-        log_event(LOG_WARN, "event=reload_recall_failed worker=%u reason=\"redis unavailable\"",
+        log_event(LOG_WARN, "event=parked_recall_failed worker=%u reason=\"redis unavailable\"",
                   w->idx);
 }

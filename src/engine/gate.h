@@ -24,6 +24,9 @@ bool gate_warmup_full(struct worker *w, const char *ip, int64_t wall_ms);
  * at once, and (worker 0) jobs a rate parked in the retry set come back
  * to be priced again. */
 void gate_reload(struct worker *w);
+/* Bring the jobs a limit parked in the retry set back now, to be priced
+ * again (after a reload, or when a backed-off pair's factor climbs). */
+void gate_recall(struct worker *w);
 void gate_free(struct worker *w);
 
 #endif

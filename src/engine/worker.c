@@ -155,8 +155,19 @@ static void on_tick(struct ring_timer *t)
      * walks the (small, fixed) table for everyone. */
     if (w->idx == 0 && w->sh->throttle) {
         struct throttle_table *tt = w->sh->throttle;
+        bool raised = false;
         for (size_t i = 0; i < tt->n_ips * tt->n_providers; i++)
-            throttle_tick(&tt->pairs[i], &cfg->reputation, now);
+            raised |= throttle_tick(&tt->pairs[i], &cfg->reputation, now);
+        /* Jobs parked while a pair was backed off were spaced at its lower
+         * rate: once it climbs, call them back to be spaced again (at
+         * most every few seconds: the recall walks the retry set). */
+        if (raised)
+            w->recall_wanted = true;
+        if (w->recall_wanted && now >= w->next_recall_ms) {
+            w->recall_wanted = false;
+            w->next_recall_ms = now + 5000;
+            gate_recall(w);
+        }
     }
     if (w->intake.state == REDIS_C_IDLE && now >= w->intake_retry_at && !w->draining)
         redis_client_connect(&w->intake);

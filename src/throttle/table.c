@@ -121,19 +121,20 @@ uint32_t throttle_scale(const struct throttle_pair *p, uint32_t limit)
     return v < 1.0 ? 1 : (uint32_t)llround(v);
 }
 
-/* GCRA with reservation: a message may go at max(now, tat - tau), where tau
- * lets a burst of about one second through; taking the slot moves tat on
- * by one emission interval T. */
-/* GCRA parameters of a rate scaled by the pair's factor: the emission
- * interval T and the burst tolerance tau (one second's worth), in us. */
+/* GCRA with reservation: a message may go at max(now, tat - tau); taking
+ * the slot moves tat on by one emission interval T. tau lets a burst of
+ * factor x 1 s of the scaled rate through (capped at one second's worth),
+ * so the burst shrinks with the rate when the pair is backed off. */
 static void gcra_params(const struct throttle_pair *p, const struct cfg_rate *rate, int64_t *T_out,
                         int64_t *tau_out)
 {
-    double per_s = (double)rate->count / (double)rate->window_s * throttle_factor(p);
+    double f = throttle_factor(p);
+    double per_s = (double)rate->count / (double)rate->window_s * f;
     if (per_s <= 0) per_s = 1e-6;
     int64_t T = (int64_t)(1e6 / per_s);
     if (T < 1) T = 1;
-    double burst = per_s < 1.0 ? 1.0 : per_s;
+    double burst = per_s * (f < 1.0 ? f : 1.0);
+    if (burst < 1.0) burst = 1.0;
     *T_out = T;
     *tau_out = (int64_t)((burst - 1.0) * (double)T);
 }
@@ -152,6 +153,10 @@ int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int6
                       int64_t horizon_us)
 {
     if (!p || rate->count == 0 || rate->window_s == 0) return 0;
+    /* The back-off's floor is an absolute rate: it needs the unscaled one. */
+    int64_t conf_micro = (int64_t)llround((double)rate->count / (double)rate->window_s * 1e6);
+    if (atomic_load_explicit(&p->rate_micro_per_s, memory_order_relaxed) != conf_micro)
+        atomic_store(&p->rate_micro_per_s, conf_micro);
     int64_t T, tau;
     gcra_params(p, rate, &T, &tau);
     int64_t tat = atomic_load(&p->tat_us);
@@ -164,6 +169,90 @@ int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int6
     }
 }
 
+/* The floor as a factor: min, or min_rate over the rate the pair was last
+ * asked to keep, whichever is larger; never above max. A pair without a
+ * rate (connections only) keeps at least 1% of them. */
+static int64_t floor_ppm(const struct throttle_pair *p, const struct cfg_reputation *rep)
+{
+    double lo = rep->min;
+    int64_t micro = atomic_load_explicit(&p->rate_micro_per_s, memory_order_relaxed);
+    if (micro <= 0) {
+        if (lo < 0.01) lo = 0.01;
+    } else if (rep->min_rate.count && rep->min_rate.window_s) {
+        double want = (double)rep->min_rate.count / (double)rep->min_rate.window_s;
+        double f = want / ((double)micro / 1e6);
+        if (f > lo) lo = f;
+    }
+    if (lo > rep->max) lo = rep->max;
+    int64_t ppm = (int64_t)llround(lo * 1e6);
+    return ppm < 1 ? 1 : ppm;
+}
+
+double throttle_floor(const struct throttle_pair *p, const struct cfg_reputation *rep)
+{
+    return (double)floor_ppm(p, rep) / 1e6;
+}
+
+/* Replies of fewer than this many in a window are too few to trust their
+ * share: such a window cuts at most to decrease / 2. */
+#define JUDGE_MIN_REPLIES 10
+
+/* Multiplicative decrease, once per window with signals, to decrease x
+ * what the receiver took: the accepted share of the replies (1 - share),
+ * or the accepted replies per second over the rate herald was sending at,
+ * whichever is larger. When herald sent at r and the receiver took L,
+ * both say L / r (the second also when a burst or a queue of retries made
+ * herald send faster than r), so the new rate is about decrease x L: just
+ * under the receiver's limit in one step, however far above it herald was.
+ * The share alone decides for a pair without a rate, and a window of few
+ * replies cuts at most by half. */
+static void decrease(struct throttle_pair *p, const struct cfg_reputation *rep, uint64_t n,
+                     uint64_t b, int64_t elapsed_ms, int64_t now_ms)
+{
+    if (n < b) n = b;
+    double share = (double)b / (double)n;
+    if (n < JUDGE_MIN_REPLIES && share > 0.5) share = 0.5;
+    double took = 1.0 - share;
+    int64_t f = atomic_load(&p->factor_ppm);
+    int64_t micro = atomic_load_explicit(&p->rate_micro_per_s, memory_order_relaxed);
+    if (micro > 0 && f > 0 && elapsed_ms > 0 && n >= JUDGE_MIN_REPLIES) {
+        double sending_per_s = (double)micro / 1e6 * (double)f / 1e6;
+        double accepted_per_s = (double)(n - b) * 1000.0 / (double)elapsed_ms;
+        if (accepted_per_s / sending_per_s > took) took = accepted_per_s / sending_per_s;
+        if (took > 1.0) took = 1.0;
+    }
+    int64_t lo = floor_ppm(p, rep);
+    int64_t nf = (int64_t)llround((double)f * rep->decrease * took);
+    if (nf < lo) nf = lo;
+    if (nf > f) nf = f; /* a floor above the factor is for throttle_tick to lift */
+    atomic_store(&p->factor_ppm, nf);
+    atomic_store(&p->last_change_ms, now_ms);
+    atomic_store(&p->settle_until_ms, now_ms + rep->window_ms);
+    atomic_store(&p->clean_steps, 0);
+    if (nf != f)
+        log_event(LOG_WARN,
+                  "event=reputation_backoff ip=%s provider=%s factor=%.4f was=%.4f replies=%llu "
+                  "signals=%llu",
+                  p->ip[0] ? p->ip : "-", p->provider, (double)nf / 1e6, (double)f / 1e6,
+                  (unsigned long long)n, (unsigned long long)b);
+}
+
+/* Close the current window when it is over (one caller wins the CAS) and
+ * decide on what it held. */
+static void judge(struct throttle_pair *p, const struct cfg_reputation *rep, int64_t now_ms)
+{
+    int64_t ws = atomic_load(&p->window_start_ms);
+    if (ws == 0) {
+        atomic_compare_exchange_strong(&p->window_start_ms, &ws, now_ms);
+        return;
+    }
+    if (now_ms - ws < rep->window_ms) return;
+    if (!atomic_compare_exchange_strong(&p->window_start_ms, &ws, now_ms)) return;
+    uint64_t n = atomic_exchange(&p->win_replies, 0);
+    uint64_t b = atomic_exchange(&p->win_signals, 0);
+    if (b > 0) decrease(p, rep, n, b, now_ms - ws, now_ms);
+}
+
 void throttle_signal(struct throttle_pair *p, const struct cfg_reputation *rep,
                      enum throttle_signal_kind kind, int64_t suspend_ms, int64_t now_ms,
                      int64_t now_wall_ms)
@@ -171,39 +260,53 @@ void throttle_signal(struct throttle_pair *p, const struct cfg_reputation *rep,
     if (!p) return;
     if (kind == THROTTLE_OK) {
         atomic_fetch_add(&p->sent, 1);
-        return;
+    } else {
+        atomic_fetch_add(&p->signals, 1);
+        atomic_store(&p->last_signal_ms, now_ms);
+        atomic_store(&p->clean_steps, 0);
     }
-    atomic_fetch_add(&p->signals, 1);
-    atomic_store(&p->last_signal_ms, now_ms);
     if (kind == THROTTLE_SUSPEND) {
         int64_t until = now_wall_ms + suspend_ms;
         int64_t cur = atomic_load(&p->suspended_until_ms);
         while (cur < until && !atomic_compare_exchange_weak(&p->suspended_until_ms, &cur, until)) {
         }
+        log_event(LOG_WARN, "event=reputation_suspend ip=%s provider=%s until=%lld",
+                  p->ip[0] ? p->ip : "-", p->provider, (long long)until);
     }
-    int64_t last = atomic_load(&p->last_change_ms);
-    if (last != 0 && now_ms - last < 1000) return;
-    if (!atomic_compare_exchange_strong(&p->last_change_ms, &last, now_ms)) return;
-    int64_t f = atomic_load(&p->factor_ppm);
-    int64_t lo = (int64_t)llround(rep->min * 1e6);
-    int64_t nf = (int64_t)llround((double)f * rep->decrease);
-    atomic_store(&p->factor_ppm, nf < lo ? lo : nf);
-    log_event(LOG_WARN, "event=reputation_backoff ip=%s provider=%s factor=%.3f%s", p->ip[0] ? p->ip : "-",
-              p->provider, (double)(nf < lo ? lo : nf) / 1e6,
-              kind == THROTTLE_SUSPEND ? " suspended=1" : "");
+    judge(p, rep, now_ms);
+    if (now_ms < atomic_load(&p->settle_until_ms)) return;
+    atomic_fetch_add(&p->win_replies, 1);
+    if (kind != THROTTLE_OK) atomic_fetch_add(&p->win_signals, 1);
 }
 
-void throttle_tick(struct throttle_pair *p, const struct cfg_reputation *rep, int64_t now_ms)
+/* Increase: after each clean interval the factor grows by `increase` of
+ * itself, the step doubling with each further clean interval (5%, 10%,
+ * 20%, ... with the default): careful probing just after a back-off, and
+ * back to full rate in a handful of intervals once the receiver relents,
+ * from any depth (the steps are relative, so a floor of a few a minute
+ * comes back as fast as 10% of the rate does). */
+#define MAX_DOUBLINGS 10
+
+bool throttle_tick(struct throttle_pair *p, const struct cfg_reputation *rep, int64_t now_ms)
 {
+    judge(p, rep, now_ms);
     int64_t hi = (int64_t)llround(rep->max * 1e6);
+    int64_t lo = floor_ppm(p, rep);
     int64_t f = atomic_load(&p->factor_ppm);
-    if (f >= hi) return;
+    if (f < lo && atomic_compare_exchange_strong(&p->factor_ppm, &f, lo)) f = lo;
+    if (f >= hi || rep->increase <= 0) return false;
     int64_t last_sig = atomic_load(&p->last_signal_ms);
     int64_t last = atomic_load(&p->last_change_ms);
-    if (now_ms - last_sig < rep->interval_ms || now_ms - last < rep->interval_ms) return;
-    if (!atomic_compare_exchange_strong(&p->last_change_ms, &last, now_ms)) return;
-    int64_t nf = f + (int64_t)llround(rep->increase * 1e6);
+    if (now_ms - last_sig < rep->interval_ms || now_ms - last < rep->interval_ms) return false;
+    if (!atomic_compare_exchange_strong(&p->last_change_ms, &last, now_ms)) return false;
+    int64_t k = atomic_fetch_add(&p->clean_steps, 1);
+    if (k > MAX_DOUBLINGS) k = MAX_DOUBLINGS;
+    int64_t nf = (int64_t)llround((double)f * (1.0 + rep->increase * (double)(1LL << k)));
+    if (nf <= f) nf = f + 1;
     atomic_store(&p->factor_ppm, nf > hi ? hi : nf);
+    log_event(LOG_DEBUG, "event=reputation_increase ip=%s provider=%s factor=%.4f",
+              p->ip[0] ? p->ip : "-", p->provider, (double)(nf > hi ? hi : nf) / 1e6);
+    return true;
 }
 
 enum throttle_signal_kind throttle_classify(const struct cfg_reputation *rep, int code,

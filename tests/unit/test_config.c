@@ -334,9 +334,12 @@ static void test_defaults_filled(void)
     CHECK_EQ_INT(cfg->engine.idempotency_window_ms, 7 * 86400000LL);
     CHECK_EQ_INT(cfg->engine.max_reply_bytes, 512u << 20);
     CHECK_EQ_INT(cfg->sender.spf_recheck_ms, 15 * 60000);
-    CHECK(cfg->reputation.min == 0.1 && cfg->reputation.max == 1.0 &&
-          cfg->reputation.increase == 0.05 && cfg->reputation.decrease == 0.5);
+    CHECK(cfg->reputation.min == 0.0 && cfg->reputation.max == 1.0 &&
+          cfg->reputation.increase == 0.05 && cfg->reputation.decrease == 0.85);
     CHECK_EQ_INT(cfg->reputation.interval_ms, 30000);
+    CHECK_EQ_INT(cfg->reputation.window_ms, 1000);
+    CHECK_EQ_INT(cfg->reputation.min_rate.count, 6);
+    CHECK_EQ_INT(cfg->reputation.min_rate.window_s, 60);
     CHECK_EQ_INT(cfg->recipients.over_limit, CFG_RCPT_DEFER);
     CHECK_EQ_STR(cfg->recipients.policy, "defer");
     CHECK_EQ_INT(cfg->addresses.typo_policy, CFG_TYPO_WARN);
@@ -396,6 +399,16 @@ static void test_defaults_filled(void)
         CHECK(cfg->reputation.n_rules == 2 && cfg->reputation.rules[0].action == CFG_REP_IGNORE &&
               cfg->reputation.rules[1].action == CFG_REP_SUSPEND &&
               cfg->reputation.rules[1].suspend_ms == 1800000);
+        config_free(cfg);
+    }
+    /* The back-off floor as a rate, the judging window, and min 0. */
+    cfg = load("reputation: { min: 0, min_rate: 2/m, window: 500ms }\n", err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    if (cfg) {
+        CHECK(cfg->reputation.min == 0.0);
+        CHECK_EQ_INT(cfg->reputation.min_rate.count, 2);
+        CHECK_EQ_INT(cfg->reputation.min_rate.window_s, 60);
+        CHECK_EQ_INT(cfg->reputation.window_ms, 500);
         config_free(cfg);
     }
     CHECK_EQ_STR(config_tls_policy_name(CFG_TLS_UNSET), "inherit");
@@ -461,6 +474,9 @@ static const struct {
      "t.yaml:1:43: expected backoff, ignore or 'suspend DURATION', got 'backoff now'"},
     {"reputation: { rules: [{ match: x, action: suspend 0s }] }\n",
      "t.yaml:1:43: expected 'suspend DURATION' (at least 1s), got 'suspend 0s'"},
+    {"reputation: { min_rate: fast }\n", "t.yaml:1:25: expected a rate like 3600/h, got 'fast'"},
+    {"reputation: { window: 10ms }\n",
+     "t.yaml:1:23: expected a duration of at least 100ms, got '10ms'"},
     {"engine:\n  max_field_bytes: 12q\n", "t.yaml:2:20: expected a size like 1MiB, got '12q'"},
     {"engine:\n  ehlo: 'bad host'\n", "t.yaml:2:9: expected a host name, got 'bad host'"},
     {"redis:\n  url: http://x\n",
