@@ -176,6 +176,12 @@ struct cfg_provider {
     struct cfg_rate rate;
     uint32_t messages_per_connection; /* default 100 */
     enum cfg_tls_policy tls;
+    /* Limits (connections, rate, messages per connection, reputation) per
+     * egress IP x destination site (the set of exchangers a domain's MX
+     * names) instead of pooled over the provider. Default: true for
+     * "default", false for named providers; resolved at load. */
+    bool per_site;
+    bool per_site_given; /* written in the config */
 };
 
 /* One `bounce_rules:` item: checked in order before the built-in rules. */

@@ -17,6 +17,12 @@
 struct throttle_pair {
     char ip[INET6_ADDRSTRLEN]; /* "" = the kernel's choice */
     char provider[72];
+    /* A per-site pair (the provider's limits for one destination site):
+     * the site's label (its first exchanger, "+N" for more) and identity;
+     * "" and 0 for a pair pooled over the provider. */
+    char site[96];
+    uint64_t site_hash;
+    char group[200]; /* the pool's connection group: provider, or provider@site#hash */
     _Atomic int64_t tat_us;         /* GCRA: theoretical arrival time */
     _Atomic int64_t factor_ppm;     /* reputation factor x 1e6 */
     _Atomic int64_t suspended_until_ms; /* wall clock */
@@ -42,13 +48,21 @@ struct throttle_ipday {
     _Atomic int64_t sent;
 };
 
+struct throttle_sites;
+
 struct throttle_table {
     struct throttle_pair *pairs;
     struct throttle_ipday *ipday; /* one per ips[] entry */
     size_t n_ips, n_providers;
     char (*ips)[INET6_ADDRSTRLEN];
     char (*providers)[72];
+    struct throttle_sites *sites; /* per-site pairs, made as sites are met */
+    _Atomic int64_t start_factor_ppm; /* a new pair's factor (reputation.max) */
 };
+
+/* Per-site pairs a process keeps at most; past it a new site shares its
+ * provider's pooled pair (and a warning is logged once). */
+#define THROTTLE_MAX_SITES 16384
 
 /* One pair per (egress IP of any pool, plus "") x provider of cfg, with the
  * factor at cfg->reputation.max. */
@@ -57,6 +71,24 @@ void throttle_table_free(struct throttle_table *t);
 /* NULL when ip or provider is not in the table. */
 struct throttle_pair *throttle_pair_get(struct throttle_table *t, const char *ip,
                                         const char *provider);
+
+/* The pair of (ip, provider) for one destination site, made on first use
+ * with the factor at its start value; shared by every worker (a mutex
+ * guards the map, the pair itself is atomics). NULL when ip or provider is
+ * unknown; the pooled pair when the map is full. */
+struct throttle_pair *throttle_site_pair(struct throttle_table *t, const char *ip,
+                                         const char *provider, uint64_t site_hash,
+                                         const char *site_label);
+/* Every pair, pooled and per-site, by index 0 .. count-1; indexes are
+ * stable (per-site pairs are only ever appended). Safe from any thread. */
+size_t throttle_pair_count(const struct throttle_table *t);
+struct throttle_pair *throttle_pair_at(struct throttle_table *t, size_t i);
+
+/* The identity and label of a destination site from its exchangers' names
+ * in preference order (case-blind, order-blind: the same MX set is the
+ * same site). */
+uint64_t throttle_site_hash(const char *const *names, size_t n);
+void throttle_site_label(const char *const *names, size_t n, char *out, size_t cap);
 
 /* Reserve the next send slot under `rate` (scaled by the pair's factor):
  * returns the wait in microseconds (0: send now). A wait longer than

@@ -157,6 +157,10 @@ int config_defaults_finish(struct config *cfg)
 
     /* The engine relies on both fallbacks existing. */
     if (add_default_pool(cfg) || add_default_provider(cfg)) return -ENOMEM;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        struct cfg_provider *p = &cfg->providers[i];
+        if (!p->per_site_given) p->per_site = strcmp(p->name, "default") == 0;
+    }
     for (size_t i = 0; i < cfg->n_egress; i++)
         if (default_str(&cfg->egress[i].ehlo, e->ehlo)) return -ENOMEM;
 

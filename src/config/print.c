@@ -200,8 +200,9 @@ void config_print_effective(const struct config *cfg, FILE *out)
         print_list(out, &p->mx, strcmp(p->name, "default") == 0 ? "(every other domain)" : "-");
         fprintf(out,
                 "\n    limits          %" PRIu32 " connections per IP, rate %s, %" PRIu32
-                " messages per connection\n",
-                p->connections, fmt_rate(&p->rate, a, sizeof a), p->messages_per_connection);
+                " messages per connection, %s\n",
+                p->connections, fmt_rate(&p->rate, a, sizeof a), p->messages_per_connection,
+                p->per_site ? "per destination site" : "pooled over the provider");
         print_tls(out, p->tls, d);
     }
 

@@ -327,6 +327,10 @@ static int provider_key(struct loader *L, const char *key, const struct ynode *k
     if (strcmp(key, "messages_per_connection") == 0)
         return loader_u32(L, v, 1, 1000000, &p->messages_per_connection);
     if (strcmp(key, "tls") == 0) return loader_tls(L, k, v, &p->tls);
+    if (strcmp(key, "per_site") == 0) {
+        p->per_site_given = true;
+        return loader_bool(L, v, &p->per_site);
+    }
     return LOADER_UNKNOWN_KEY;
 }
 

@@ -77,6 +77,8 @@ struct delivery {
     bool built;                    /* job.wire holds the signed message */
     enum park_reason parked_as;    /* how the last defer parked it (for the retry hash) */
     struct stats_row *tenant_row;  /* counted in its in_flight while held */
+    uint64_t site_hash;            /* the destination site (its exchangers), route.c */
+    char site[96];                 /* its label, for status and logs */
     struct pool_target *targets;   /* addresses in the order to try them */
     size_t n_targets, target_i;
     /* The path chosen by route.c, kept while QUEUED for the send. */

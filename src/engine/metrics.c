@@ -88,7 +88,7 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
     struct engine_stats *st = &sh->stats;
     struct engine_gen *gen = engine_gen_acquire(sh);
     const struct config *cfg = gen->cfg;
-    char e1[160], e2[160];
+    char e1[160], e2[160], e3[200];
 
     help(b, "herald_notes_total", "counter", "Case notes written, by tenant and event.");
     rows_by_event(b, &st->tenants, "herald_notes_total", "tenant");
@@ -144,37 +144,41 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
 
     struct throttle_table *t = sh->throttle;
     help(b, "herald_connections_open", "gauge", "Open SMTP connections, by egress IP and provider.");
-    for (size_t i = 0; i < t->n_ips * t->n_providers; i++) {
-        struct throttle_pair *p = &t->pairs[i];
-        put(b, "herald_connections_open{ip=\"%s\",provider=\"%s\"} %d\n",
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
+        struct throttle_pair *p = throttle_pair_at(t, i);
+        put(b, "herald_connections_open{ip=\"%s\",provider=\"%s\",site=\"%s\"} %d\n",
             esc(p->ip[0] ? p->ip : "-", e1, sizeof e1), esc(p->provider, e2, sizeof e2),
+            esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             atomic_load(&p->open_conns));
     }
     help(b, "herald_reputation_factor", "gauge",
          "Reputation factor scaling the limits of an egress IP x provider pair.");
-    for (size_t i = 0; i < t->n_ips * t->n_providers; i++) {
-        struct throttle_pair *p = &t->pairs[i];
-        put(b, "herald_reputation_factor{ip=\"%s\",provider=\"%s\"} %.4f\n",
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
+        struct throttle_pair *p = throttle_pair_at(t, i);
+        put(b, "herald_reputation_factor{ip=\"%s\",provider=\"%s\",site=\"%s\"} %.4f\n",
             esc(p->ip[0] ? p->ip : "-", e1, sizeof e1), esc(p->provider, e2, sizeof e2),
+            esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             throttle_factor(p));
     }
     help(b, "herald_rate_limit_per_minute", "gauge",
          "Effective rate limit (configured x factor) of an egress IP x provider pair; 0 = none.");
-    for (size_t i = 0; i < t->n_ips * t->n_providers; i++) {
-        struct throttle_pair *p = &t->pairs[i];
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
+        struct throttle_pair *p = throttle_pair_at(t, i);
         const struct cfg_provider *prov = config_provider(cfg, p->provider);
         double lim = prov && prov->rate.window_s
                          ? (double)prov->rate.count * 60.0 / (double)prov->rate.window_s
                          : 0;
-        put(b, "herald_rate_limit_per_minute{ip=\"%s\",provider=\"%s\"} %.2f\n",
+        put(b, "herald_rate_limit_per_minute{ip=\"%s\",provider=\"%s\",site=\"%s\"} %.2f\n",
             esc(p->ip[0] ? p->ip : "-", e1, sizeof e1), esc(p->provider, e2, sizeof e2),
+            esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             lim * throttle_factor(p));
     }
     help(b, "herald_sent_total", "counter", "Messages sent, by egress IP and provider.");
-    for (size_t i = 0; i < t->n_ips * t->n_providers; i++) {
-        struct throttle_pair *p = &t->pairs[i];
-        put(b, "herald_sent_total{ip=\"%s\",provider=\"%s\"} %llu\n",
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
+        struct throttle_pair *p = throttle_pair_at(t, i);
+        put(b, "herald_sent_total{ip=\"%s\",provider=\"%s\",site=\"%s\"} %llu\n",
             esc(p->ip[0] ? p->ip : "-", e1, sizeof e1), esc(p->provider, e2, sizeof e2),
+            esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             (unsigned long long)atomic_load(&p->sent));
     }
 

@@ -31,12 +31,31 @@ static const struct engine_relay *route_relay_of(const struct worker *w, const c
     return r->configured ? r : NULL;
 }
 
-/* Whether an egress IP may send to a provider now (not suspended, warm-up
+/* The destination site: the exchangers the route names, in preference
+ * order (one host for a relay or a static route). */
+static void set_site(struct delivery *d, const char *const *names, size_t n)
+{
+    d->site_hash = throttle_site_hash(names, n);
+    throttle_site_label(names, n, d->site, sizeof d->site);
+}
+
+/* The throttle pair of a path: per egress IP x site for a provider whose
+ * limits are per site, else pooled over the provider. */
+static struct throttle_pair *path_pair(struct worker *w, const struct delivery *d, const char *ip,
+                                       const struct cfg_provider *prov)
+{
+    if (prov && prov->per_site && d->site_hash)
+        return throttle_site_pair(w->sh->throttle, ip, prov->name, d->site_hash, d->site);
+    return throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
+}
+
+/* Whether an egress IP may send on the path now (not suspended, warm-up
  * cap not reached). */
-static bool egress_may_send(struct worker *w, const char *ip, const struct cfg_provider *prov)
+static bool egress_may_send(struct worker *w, const struct delivery *d, const char *ip,
+                            const struct cfg_provider *prov)
 {
     int64_t wall = clock_wall_ms();
-    struct throttle_pair *p = throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
+    struct throttle_pair *p = path_pair(w, d, ip, prov);
     if (p && atomic_load(&p->suspended_until_ms) > wall)
         return false;
     return !gate_warmup_full(w, ip, wall);
@@ -47,7 +66,8 @@ static bool egress_may_send(struct worker *w, const char *ip, const struct cfg_p
  * family, whose gate then parks the message. NULL when the pool has no
  * address of that family: the mail must not leave from outside the pool.
  * "" when the pool is empty (the kernel picks the source). */
-static const char *choose_egress(struct worker *w, const struct cfg_egress_pool *eg,
+static const char *choose_egress(struct worker *w, const struct delivery *d,
+                                 const struct cfg_egress_pool *eg,
                                  const struct pool_target *target,
                                  const struct cfg_provider *prov)
 {
@@ -60,7 +80,7 @@ static const char *choose_egress(struct worker *w, const struct cfg_egress_pool 
             continue;
         if (first == SIZE_MAX)
             first = k;
-        if (egress_may_send(w, cand, prov))
+        if (egress_may_send(w, d, cand, prov))
             pick = k;
     }
     if (pick == SIZE_MAX)
@@ -101,7 +121,7 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     const char *pool_name = tenant && tenant->egress ? tenant->egress : "default";
     const struct cfg_egress_pool *eg = config_egress(cfg, pool_name);
     const struct cfg_provider *prov = config_provider_for_host(cfg, target->host);
-    const char *ip = choose_egress(w, eg, target, prov);
+    const char *ip = choose_egress(w, d, eg, target, prov);
     if (!ip) {
         struct smtp_result res = {.outcome = SMTP_OUT_NETFAIL, .stage = SMTP_STAGE_CONNECT};
         snprintf(res.reply, sizeof res.reply, "egress pool %s has no %s address for %s",
@@ -112,12 +132,14 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     }
     struct pool_limits lim = {0};
     tls_policy(cfg, tenant, prov, relay, &lim);
-    struct throttle_pair *pair = throttle_pair_get(w->sh->throttle, ip, prov ? prov->name : NULL);
+    struct throttle_pair *pair = path_pair(w, d, ip, prov);
     uint32_t conns = prov ? prov->connections : 10;
     if (pair)
         conns = throttle_scale(pair, conns);
     lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
-    lim.group = prov ? prov->name : NULL;
+    /* The pool shares the connection limit among the path's destinations
+     * (its exchangers' addresses): per site, or over the provider. */
+    lim.group = pair ? pair->group : prov ? prov->name : NULL;
     lim.open_counter = pair ? &pair->open_conns : NULL;
     lim.max_msgs_per_conn = prov ? prov->messages_per_connection : 100;
     const struct cfg_timeouts *t = &cfg->delivery.timeouts;
@@ -183,6 +205,10 @@ static void on_mx(void *arg, const struct dns_route *route)
         outcome_local_fail(d, "out of memory routing the message");
         return;
     }
+    const char *names[DNS_MAX_MX];
+    for (size_t i = 0; i < route->n_hosts; i++)
+        names[i] = route->hosts[i].name;
+    set_site(d, names, route->n_hosts);
     route_submit(d, &d->targets[0]);
 }
 
@@ -204,6 +230,8 @@ static void on_relay(void *arg, const struct dns_route *route)
         outcome_local_fail(d, "relay: %s", herald_strerror(rc));
         return;
     }
+    const char *name = route->hosts[0].name;
+    set_site(d, &name, 1);
     route_submit(d, &d->targets[0]);
 }
 
@@ -214,6 +242,8 @@ void route_dispatch(struct delivery *d)
     const struct engine_relay *relay = route_relay_of(w, j->tenant);
     const struct engine_route *route = relay ? NULL : route_for(w, j->to_domain);
     if (route) {
+        const char *name = route->target.host;
+        set_site(d, &name, 1);
         route_submit(d, &route->target);
         return;
     }

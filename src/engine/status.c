@@ -50,9 +50,28 @@ static void update_rates(struct worker *w, struct status_state *st, int64_t now)
     unsigned cur = st->head, old = st->filled < RATE_SLOTS ? 0 : (st->head + 1) % RATE_SLOTS;
     st->at[cur] = now;
     double dt = st->filled ? (double)(now - st->at[old]) / 1000.0 : 0;
+    /* Per-site pairs appear as sites are met: grow the rings (new ones
+     * start at zero, so their first rate reads high for one window). */
+    size_t n = throttle_pair_count(t);
+    if (n > st->n_pairs) {
+        uint64_t *ps = realloc(st->pair_sent, n * RATE_SLOTS * sizeof *ps);
+        double *pr = ps ? realloc(st->pair_rate, n * sizeof *pr) : NULL;
+        if (ps)
+            st->pair_sent = ps;
+        if (pr) {
+            st->pair_rate = pr;
+            for (size_t i = st->n_pairs; i < n; i++) {
+                uint64_t sent = atomic_load(&throttle_pair_at(t, i)->sent);
+                for (unsigned k = 0; k < RATE_SLOTS; k++)
+                    ps[i * RATE_SLOTS + k] = sent;
+                pr[i] = 0;
+            }
+            st->n_pairs = n;
+        }
+    }
     for (size_t i = 0; i < st->n_pairs; i++) {
         uint64_t *ring = &st->pair_sent[i * RATE_SLOTS];
-        ring[cur] = atomic_load(&t->pairs[i].sent);
+        ring[cur] = atomic_load(&throttle_pair_at(t, i)->sent);
         st->pair_rate[i] = dt > 0 ? (double)(ring[cur] - ring[old]) / dt : 0;
     }
     struct stats_table *tt = &w->sh->stats.tenants;
@@ -87,10 +106,8 @@ static char *status_document(struct worker *w, struct status_state *st)
 
     json_t *pairs = json_array();
     int64_t wall = clock_wall_ms();
-    for (size_t ii = 0; ii < t->n_ips; ii++)
-        for (size_t pi = 0; pi < t->n_providers; pi++) {
-            size_t i = ii * t->n_providers + pi;
-            struct throttle_pair *p = &t->pairs[i];
+    for (size_t i = 0; i < st->n_pairs; i++) {
+            struct throttle_pair *p = throttle_pair_at(t, i);
             const struct cfg_provider *prov = config_provider(cfg, p->provider);
             uint64_t sent = atomic_load(&p->sent);
             int open = atomic_load(&p->open_conns);
@@ -102,6 +119,8 @@ static char *status_document(struct worker *w, struct status_state *st)
             json_t *o = json_object();
             json_object_set_new(o, "ip", json_string(p->ip[0] ? p->ip : "-"));
             json_object_set_new(o, "provider", json_string(p->provider));
+            if (p->site[0])
+                json_object_set_new(o, "site", json_string(p->site));
             double lim = prov ? per_min(&prov->rate) : 0;
             json_object_set_new(o, "limit_per_min", json_real(lim));
             json_object_set_new(o, "factor", json_real(throttle_factor(p)));
@@ -227,10 +246,10 @@ static void reputation_key(const struct worker *w, char *out, size_t outlen)
 static void persist(struct worker *w)
 {
     struct throttle_table *t = w->sh->throttle;
-    size_t n = t->n_ips * t->n_providers;
+    size_t n = throttle_pair_count(t);
     const char **argv = calloc(2 + 2 * n, sizeof *argv);
     size_t *lens = calloc(2 + 2 * n, sizeof *lens);
-    char(*fields)[INET6_ADDRSTRLEN + 80] = calloc(n ? n : 1, sizeof *fields);
+    char(*fields)[INET6_ADDRSTRLEN + 200] = calloc(n ? n : 1, sizeof *fields);
     char(*values)[80] = calloc(n ? n : 1, sizeof *values);
     if (!argv || !lens || !fields || !values)
         goto out;
@@ -241,8 +260,13 @@ static void persist(struct worker *w)
     argv[argc++] = key;
     int64_t wall = clock_wall_ms();
     for (size_t i = 0; i < n; i++) {
-        struct throttle_pair *p = &t->pairs[i];
-        snprintf(fields[i], sizeof fields[i], "%s|%s", p->ip, p->provider);
+        struct throttle_pair *p = throttle_pair_at(t, i);
+        /* A per-site pair: ip|provider|site hash|site label. */
+        if (p->site_hash)
+            snprintf(fields[i], sizeof fields[i], "%s|%s|%016llx|%s", p->ip, p->provider,
+                     (unsigned long long)p->site_hash, p->site);
+        else
+            snprintf(fields[i], sizeof fields[i], "%s|%s", p->ip, p->provider);
         snprintf(values[i], sizeof values[i], "%" PRId64 " %" PRId64 " %" PRId64,
                  (int64_t)atomic_load(&p->factor_ppm), (int64_t)atomic_load(&p->suspended_until_ms),
                  wall);
@@ -290,16 +314,25 @@ static void on_restore(struct redis_client *c, redisReply *r, void *arg)
         redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
-        const char *bar = strrchr(f->str, '|');
-        if (!bar)
+        /* ip|provider, or ip|provider|site hash|site label */
+        char ip[INET6_ADDRSTRLEN], prov[72], label[96] = "";
+        unsigned long long site = 0;
+        const char *b1 = strchr(f->str, '|');
+        if (!b1 || (size_t)(b1 - f->str) >= sizeof ip)
             continue;
-        char ip[INET6_ADDRSTRLEN];
-        size_t iplen = (size_t)(bar - f->str);
-        if (iplen >= sizeof ip)
+        snprintf(ip, sizeof ip, "%.*s", (int)(b1 - f->str), f->str);
+        const char *b2 = strchr(b1 + 1, '|');
+        size_t plen = b2 ? (size_t)(b2 - b1 - 1) : strlen(b1 + 1);
+        if (plen >= sizeof prov)
             continue;
-        memcpy(ip, f->str, iplen);
-        ip[iplen] = '\0';
-        struct throttle_pair *p = throttle_pair_get(w->sh->throttle, ip, bar + 1);
+        snprintf(prov, sizeof prov, "%.*s", (int)plen, b1 + 1);
+        if (b2 && sscanf(b2 + 1, "%16llx|%95s", &site, label) != 2)
+            continue;
+        struct throttle_pair *p =
+            site ? throttle_site_pair(w->sh->throttle, ip, prov, site, label)
+                 : throttle_pair_get(w->sh->throttle, ip, prov);
+        if (site && p && p->site_hash != site)
+            continue; /* the site map is full: don't touch the pooled pair */
         long long ppm = 0, until = 0, at = 0;
         if (!p || sscanf(v->str, "%lld %lld %lld", &ppm, &until, &at) != 3)
             continue;
@@ -354,7 +387,7 @@ int status_init(struct worker *w)
     if (!st)
         return -ENOMEM;
     struct throttle_table *t = w->sh->throttle;
-    st->n_pairs = t->n_ips * t->n_providers;
+    st->n_pairs = throttle_pair_count(t);
     st->pair_sent = calloc((st->n_pairs ? st->n_pairs : 1) * RATE_SLOTS, sizeof *st->pair_sent);
     st->pair_rate = calloc(st->n_pairs ? st->n_pairs : 1, sizeof *st->pair_rate);
     w->status = st;

@@ -156,8 +156,8 @@ static void on_tick(struct ring_timer *t)
     if (w->idx == 0 && w->sh->throttle) {
         struct throttle_table *tt = w->sh->throttle;
         bool raised = false;
-        for (size_t i = 0; i < tt->n_ips * tt->n_providers; i++)
-            raised |= throttle_tick(&tt->pairs[i], &cfg->reputation, now);
+        for (size_t i = 0, n = throttle_pair_count(tt); i < n; i++)
+            raised |= throttle_tick(throttle_pair_at(tt, i), &cfg->reputation, now);
         /* Jobs parked while a pair was backed off were spaced at its lower
          * rate: once it climbs, call them back to be spaced again (at
          * most every few seconds: the recall walks the retry set). */

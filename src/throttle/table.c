@@ -9,6 +9,7 @@
 
 #include "herald/core.h"
 #include "herald/throttle.h"
+#include "sites.h"
 
 static size_t ip_index(const struct throttle_table *t, const char *ip)
 {
@@ -39,11 +40,14 @@ int throttle_table_new(const struct config *cfg, struct throttle_table **out)
     t->ipday = calloc(t->n_ips, sizeof *t->ipday);
     if (!t->pairs || !t->ipday) goto oom;
     int64_t start = (int64_t)llround(cfg->reputation.max * 1e6);
+    atomic_store(&t->start_factor_ppm, start > 0 ? start : 1000000);
+    if (throttle_sites_new(t) < 0) goto oom;
     for (size_t i = 0; i < t->n_ips; i++)
         for (size_t k = 0; k < t->n_providers; k++) {
             struct throttle_pair *p = &t->pairs[i * t->n_providers + k];
             snprintf(p->ip, sizeof p->ip, "%s", t->ips[i]);
             snprintf(p->provider, sizeof p->provider, "%s", t->providers[k]);
+            snprintf(p->group, sizeof p->group, "%s", t->providers[k]);
             atomic_store(&p->factor_ppm, start > 0 ? start : 1000000);
         }
     *out = t;
@@ -55,8 +59,8 @@ oom:
 
 void throttle_table_reset_slots(struct throttle_table *t)
 {
-    for (size_t i = 0; i < t->n_ips * t->n_providers; i++)
-        atomic_store(&t->pairs[i].tat_us, 0);
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++)
+        atomic_store(&throttle_pair_at(t, i)->tat_us, 0);
 }
 
 /* The day's counter, restarted when the (UTC) day has changed. */
@@ -92,6 +96,7 @@ void throttle_ip_restore(struct throttle_table *t, const char *ip, int64_t day, 
 void throttle_table_free(struct throttle_table *t)
 {
     if (!t) return;
+    throttle_sites_free(t);
     free(t->ipday);
     free(t->pairs);
     free(t->ips);
