@@ -34,5 +34,6 @@ extern const char *const notes_script_defer;
 extern const char *const notes_script_mover;
 extern const char *const notes_script_admit;
 extern const char *const notes_script_cancel;
+extern const char *const notes_script_lease;
 
 #endif

@@ -38,6 +38,11 @@ int keys_suppress(const struct keys *k, const char *tenant, char *out, size_t ca
 int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t cap);
 int keys_job(const struct keys *k, const char *stream_id, char *out, size_t cap);
 int keys_status(const struct keys *k, const char *consumer, char *out, size_t cap);
+/* A path's shared limits (egress IP x provider or site group): its GCRA
+ * and its connection grants. */
+int keys_path_rate(const struct keys *k, const char *ip, const char *group, char *out, size_t cap);
+int keys_path_conns(const struct keys *k, const char *ip, const char *group, char *out,
+                    size_t cap);
 int keys_stats_day(const struct keys *k, const char *tenant, int y, int m, int d, char *out,
                    size_t cap);
 

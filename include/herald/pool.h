@@ -49,6 +49,11 @@ struct pool_limits {
     bool tls_verify;             /* chain and host name must verify */
     const struct smtp_auth *auth; /* relay credentials (outlive the pool), or NULL */
     atomic_int *open_counter;     /* counts this destination's open connections, or NULL */
+    /* With open_counter: how many connections the whole process (every
+     * worker's pool) may have open on it at once, read when a connection
+     * is about to open (it may change meanwhile; < 0 counts as 1); a
+     * connection opens only after reserving one. NULL: no such cap. */
+    const atomic_int *shared_max;
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
     struct smtp_timeouts smtp;
@@ -81,6 +86,14 @@ int pool_submit(struct pool *p, const struct pool_target *target, const char *eg
 /* Stop: QUIT idle connections now, and others as they become idle; queued
  * messages that have not started are handed back (done with res == NULL). */
 void pool_close_all(struct pool *p);
+/* Periodically (the owner's tick): destinations with messages waiting for
+ * a connection try again, for a process-wide slot another worker's pool
+ * has given back. */
+void pool_tick(struct pool *p);
+/* Messages waiting in this pool for a connection of the group (egress IP x
+ * pool_limits.group), and the group's open connections. */
+void pool_group_backlog(const struct pool *p, const char *egress_ip, const char *group,
+                        size_t *queued, uint32_t *conns);
 /* True once no connection is open or in flight (safe to free). */
 bool pool_is_quiet(const struct pool *p);
 void pool_free(struct pool *p);

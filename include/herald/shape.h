@@ -57,6 +57,7 @@ struct shape_input {
     double class_per_s;         /* that share as a rate */
     int64_t class_last_park_ms; /* due time of the class's last parked message (0: none) */
     int64_t horizon_ms;         /* how much sending the in-memory queue holds */
+    bool no_connection;         /* the path may open none now (other processes hold them) */
 };
 
 /* The decision for a message arriving at the path. */

@@ -34,6 +34,15 @@ struct throttle_pair {
      * reason (enum shape_reason). */
     _Atomic int64_t waiting;
     _Atomic uint64_t parked[SHAPE_R_COUNT];
+    /* Shared with the other processes sending from this IP (engine/lease.c):
+     * send slots leased in blocks from the path's GCRA in Redis, and this
+     * process's grant of the path's connections (-1: none yet). */
+    _Atomic int64_t lease_left;
+    atomic_bool lease_pending;
+    _Atomic int64_t lease_retry_ms;  /* monotonic: Redis said wait until then */
+    atomic_int conn_grant;
+    _Atomic int64_t conn_refresh_ms; /* monotonic: when the grant was last renewed */
+    _Atomic int64_t used_ms;         /* monotonic: last message on the path */
     /* Back-off state (throttle_signal, throttle_tick; monotonic ms). */
     _Atomic int64_t rate_micro_per_s;   /* the unscaled rate throttle_take saw, x 1e6 */
     _Atomic int64_t window_start_ms;    /* the window replies are counted in */
@@ -101,6 +110,11 @@ void throttle_site_label(const char *const *names, size_t n, char *out, size_t c
 int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us,
                       int64_t horizon_us);
 
+/* The GCRA parameters of `rate` scaled by the pair's factor: emission
+ * interval and burst tolerance, in microseconds. */
+void throttle_gcra_params(const struct throttle_pair *p, const struct cfg_rate *rate,
+                          int64_t *T_us, int64_t *tau_us);
+
 /* How long until the next slot under `rate` would be free, without
  * reserving it (0: free now). */
 int64_t throttle_peek(const struct throttle_pair *p, const struct cfg_rate *rate, int64_t now_us);
@@ -112,8 +126,11 @@ int64_t throttle_ip_today(struct throttle_table *t, const char *ip, int64_t day)
 void throttle_ip_count(struct throttle_table *t, const char *ip, int64_t day);
 void throttle_ip_restore(struct throttle_table *t, const char *ip, int64_t day, int64_t sent);
 
-/* Forget every reserved slot (limits changed): the next take starts now. */
-void throttle_table_reset_slots(struct throttle_table *t);
+/* Limits changed (cfg is the new config): no slot reserved under the old
+ * rates lies further ahead than the next one under the new, so a raised
+ * limit governs at once; a pair that was sending keeps its place instead
+ * of getting a fresh burst of one second's worth. */
+void throttle_table_retime(struct throttle_table *t, const struct config *cfg, int64_t now_us);
 
 enum throttle_signal_kind {
     THROTTLE_OK = 0,   /* a message went through */

@@ -273,9 +273,9 @@ static void reload(struct engine_shared *sh, const char *path)
     }
     g->prev = cur;
     sh->next_align_ms = refresh_alignment(sh, g);
-    /* Slots reserved ahead under the old rates are void: the workers take
-     * them again under the new ones when they switch. */
-    throttle_table_reset_slots(sh->throttle);
+    /* Slots reserved ahead under the old rates are pulled in to the new
+     * ones; a saturated pair keeps its spacing (no fresh burst). */
+    throttle_table_retime(sh->throttle, g->cfg, clock_mono_ms() * 1000);
     atomic_store_explicit(&sh->gen, g, memory_order_release);
     log_event(LOG_INFO, "event=reloaded generation=%u path=%s", g->number, path);
 }
@@ -339,6 +339,7 @@ int engine_run(const struct engine_opts *opts)
     sha1_hex(notes_script_mover, sh->sha_mover);
     sha1_hex(notes_script_admit, sh->sha_admit);
     sha1_hex(notes_script_cancel, sh->sha_cancel);
+    sha1_hex(notes_script_lease, sh->sha_lease);
     keys_init(&sh->keys, cfg->redis.prefix);
 
     unsigned n = cfg->engine.workers;

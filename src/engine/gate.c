@@ -9,6 +9,7 @@
 #include "herald/throttle.h"
 #include "delivery.h"
 #include "gate.h"
+#include "lease.h"
 #include "notes.h"
 #include "outcome.h"
 #include "worker.h"
@@ -137,6 +138,15 @@ static void gather(struct worker *w, struct throttle_pair *pair, const struct cf
     in->rated = hq && prov && prov->rate.count;
     if (!in->rated)
         return;
+    /* A message admitted by the rate must leave soon: when no connection
+     * can take it (another process holds the path's connections, or
+     * another worker of this one does while this worker's pool already
+     * has a backlog for the path), it waits here rather than pile up in
+     * the pool and leave later in a burst the receiver never agreed to. */
+    size_t backlog = 0;
+    uint32_t conns = 0;
+    pool_group_backlog(&w->pool, pair->ip, pair->group, &backlog, &conns);
+    in->no_connection = atomic_load(&pair->conn_grant) == 0 || backlog > 4 * (size_t)conns + 4;
     int64_t wait_us = throttle_peek(pair, &prov->rate, in->now_mono_ms * 1000);
     in->rate_wait_ms = (wait_us + 999) / 1000;
     in->queued = fairq_len(&hq->q);
@@ -190,6 +200,29 @@ static void park(struct delivery *d, const struct shape_verdict *v, struct hold_
     notes_park(d, v->until_ms, PARK_THROTTLED, NULL);
 }
 
+/* A verdict of GO on a rated path: take the slot, from the block of the
+ * path's shared rate this process holds (lease.c: every process sending
+ * from the IP draws on one GCRA in Redis) and from the path's local GCRA
+ * (which spreads a block's slots out instead of sending them in a burst).
+ * Either may say not yet (another worker or process was first, or the
+ * next block is on its way): the verdict becomes WAIT. */
+static void take_slot(struct worker *w, struct throttle_pair *pair,
+                      const struct cfg_provider *prov, const struct shape_input *in,
+                      struct shape_verdict *v)
+{
+    int64_t wait_ms = 0;
+    if (!lease_take(w, pair, prov, in->now_mono_ms, &wait_ms)) {
+        *v = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + wait_ms};
+        return;
+    }
+    int64_t us = throttle_take(pair, &prov->rate, in->now_mono_ms * 1000, 0);
+    if (us != 0) {
+        lease_untake(pair);
+        int64_t ms = (us < 0 ? -us : us) / 1000 + 1;
+        *v = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + ms};
+    }
+}
+
 /* The queue's timer: hand out every slot the pair has now, by fair share,
  * then sleep until the next one. */
 static void on_queue_due(struct ring_timer *t)
@@ -207,11 +240,8 @@ static void on_queue_due(struct ring_timer *t)
         in.warmup_retry_ms = in.now_wall_ms + 1000;
         struct shape_verdict v;
         shape_decide_head(&in, &v);
-        if (v.kind == SHAPE_GO && in.rated &&
-            throttle_take(pair, &prov->rate, in.now_mono_ms * 1000, 0) != 0) {
-            v.kind = SHAPE_WAIT; /* another worker took the slot first */
-            v.until_ms = in.now_mono_ms + 1;
-        }
+        if (v.kind == SHAPE_GO && in.rated)
+            take_slot(w, pair, prov, &in, &v);
         if (v.kind == SHAPE_WAIT) {
             int64_t at = w->ring.now_ms + (v.until_ms - in.now_mono_ms);
             ring_timer_arm(&w->ring, &hq->timer, at > w->ring.now_ms ? at : w->ring.now_ms + 1);
@@ -282,9 +312,8 @@ void gate_submit(struct delivery *d, const struct cfg_provider *prov)
     gather(w, pair, prov, hq, &k, &in);
     struct shape_verdict v;
     shape_decide(&in, &v);
-    if (v.kind == SHAPE_GO && in.rated &&
-        throttle_take(pair, &prov->rate, in.now_mono_ms * 1000, 0) != 0)
-        v.kind = SHAPE_WAIT; /* another worker took the slot first */
+    if (v.kind == SHAPE_GO && in.rated)
+        take_slot(w, pair, prov, &in, &v);
     switch (v.kind) {
     case SHAPE_GO:
         send_now(d);

@@ -7,6 +7,7 @@
 #include "herald/throttle.h"
 #include "delivery.h"
 #include "gate.h"
+#include "lease.h"
 #include "outcome.h"
 #include "route.h"
 #include "worker.h"
@@ -136,7 +137,13 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     uint32_t conns = prov ? prov->connections : 10;
     if (pair)
         conns = throttle_scale(pair, conns);
-    lim.max_conns = (conns + w->sh->n_workers - 1) / w->sh->n_workers;
+    /* The path's connections are shared by every process sending from the
+     * IP (its grant, lease.c) and, within the process, by the workers: a
+     * worker may hold them all while the others are idle, the shared count
+     * keeps the sum under the grant. */
+    uint32_t mine = pair ? lease_connections(w, pair, prov, conns) : conns;
+    lim.max_conns = mine ? mine : 1;
+    lim.shared_max = pair ? &pair->conn_grant : NULL;
     /* The pool shares the connection limit among the path's destinations
      * (its exchangers' addresses): per site, or over the provider. */
     lim.group = pair ? pair->group : prov ? prov->name : NULL;

@@ -245,3 +245,61 @@ const char *const notes_script_mover =
     "  redis.call('ZREM', KEYS[1], k)\n"
     "end\n"
     "return #due\n";
+
+/* Limits shared by every process sending from an egress IP (lease.c).
+ * KEYS: the path's GCRA key, the path's connection-grant hash. ARGV: now
+ * ms, emission interval us, burst tolerance us, slots wanted (0: none),
+ * this process's consumer name, the path's connection limit (0: no
+ * grant wanted), grant ttl ms, connections this process has open now.
+ *
+ * Slots: a GCRA whose theoretical arrival time (us) is the key's value:
+ * up to `wanted` slots are granted at once if due, tat moves on by one
+ * interval per slot; none granted gives the wait until the next.
+ * Connections: every process records max(its grant, what it has open)
+ * with an expiry (a process that dies stops counting after ttl); a
+ * process is granted its equal share of the limit among the live ones,
+ * never more than the limit less what the others hold, so the sum of
+ * open connections never passes the limit while grants move. Returns
+ * {granted, wait_ms, connections (-1: not asked)}. */
+const char *const notes_script_lease =
+    "local now_ms = tonumber(ARGV[1])\n"
+    "local now = now_ms * 1000\n"
+    "local T, tau, want = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local granted, wait = 0, 0\n"
+    "if want > 0 then\n"
+    "  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "  if tat < now then tat = now end\n"
+    "  local room = math.floor((now + tau - tat) / T) + 1\n"
+    "  if room > 0 then\n"
+    "    granted = math.min(want, room)\n"
+    "    tat = tat + granted * T\n"
+    "    redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX',\n"
+    "               math.ceil((tat - now) / 1000) + 2000)\n"
+    "  else\n"
+    "    wait = math.ceil((tat - tau - now) / 1000)\n"
+    "  end\n"
+    "end\n"
+    "local conns = -1\n"
+    "local limit = tonumber(ARGV[6])\n"
+    "if limit > 0 then\n"
+    "  local me, ttl, open = ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "  local h = redis.call('HGETALL', KEYS[2])\n"
+    "  local others, live = 0, 1\n"
+    "  for i = 1, #h, 2 do\n"
+    "    if h[i] ~= me then\n"
+    "      local c, exp = string.match(h[i + 1], '^(%d+) (%d+)$')\n"
+    "      if c and tonumber(exp) > now_ms then\n"
+    "        others = others + tonumber(c)\n"
+    "        live = live + 1\n"
+    "      else\n"
+    "        redis.call('HDEL', KEYS[2], h[i])\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  conns = math.min(math.ceil(limit / live), limit - others)\n"
+    "  if conns < 0 then conns = 0 end\n"
+    "  local hold = conns > open and conns or open\n"
+    "  redis.call('HSET', KEYS[2], me, hold .. ' ' .. (now_ms + ttl))\n"
+    "  redis.call('PEXPIRE', KEYS[2], ttl * 2)\n"
+    "end\n"
+    "return {granted, wait, conns}\n";

@@ -14,6 +14,7 @@
 #include "delivery.h"
 #include "gate.h"
 #include "intake.h"
+#include "lease.h"
 #include "notes.h"
 #include "outcome.h"
 #include "status.h"
@@ -104,7 +105,7 @@ static void notes_connect(struct worker *w)
     }
     /* Loaded ahead of any EVALSHA on the same connection. */
     const char *const scripts[] = {notes_script_terminal, notes_script_defer, notes_script_mover,
-                                   notes_script_admit, notes_script_cancel};
+                                   notes_script_admit, notes_script_cancel, notes_script_lease};
     for (size_t i = 0; i < HERALD_ARRAY_LEN(scripts); i++)
         redis_client_commandf(&w->notes, on_script_loaded, w, "SCRIPT LOAD %s", scripts[i]);
 }
@@ -178,6 +179,9 @@ static void on_tick(struct ring_timer *t)
         intake_ensure_group(w);
     intake_read(w);
     intake_tick(w, now);
+    pool_tick(&w->pool);
+    if (w->idx == 0 && w->sh->throttle && redis_client_up(&w->notes))
+        lease_tick(w, clock_mono_ms());
     ring_timer_arm(&w->ring, &w->tick, now + TICK_MS);
 }
 

@@ -59,6 +59,7 @@ struct engine_shared {
     struct throttle_table *throttle; /* per egress IP x provider, shared by the workers */
     unsigned n_workers;
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
+    char sha_lease[41];
     struct keys keys;      /* the Redis key schema for redis.prefix */
     atomic_bool stop;
     atomic_int failed;

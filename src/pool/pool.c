@@ -26,6 +26,7 @@ struct pool_conn {
     struct xport x;
     struct smtp_session s;
     bool session_live;        /* connected: s is initialised */
+    bool retire;              /* QUIT when idle: over the process's share of the path */
     struct ring_timer timer;
     bool closing, was_ready;
     bool counted_connecting; /* included in d->n_connecting */
@@ -222,6 +223,16 @@ static struct smtp_msg *q_pop(struct pool_dest *d)
 
 /* --- session callbacks --- */
 
+/* More connections open on the destination's shared counter than the
+ * process may hold now (its grant shrank: another process joined). */
+static bool over_shared_cap(const struct pool_dest *d)
+{
+    if (!d->lim.shared_max || !d->lim.open_counter)
+        return false;
+    int cap = atomic_load(d->lim.shared_max);
+    return atomic_load(d->lim.open_counter) > (cap < 0 ? 1 : cap);
+}
+
 static struct smtp_msg *conn_next_msg(void *owner)
 {
     struct pool_conn *c = owner;
@@ -231,6 +242,10 @@ static struct smtp_msg *conn_next_msg(void *owner)
     uncount_connecting(c);
     if (c->p->closing || c->closing)
         return NULL;
+    if (over_shared_cap(c->d)) {
+        c->retire = true; /* the process holds more than its grant: give one back */
+        return NULL;
+    }
     return q_pop(c->d);
 }
 
@@ -365,7 +380,7 @@ static void conn_after(struct pool_conn *c)
         return;
     struct ring *r = c->p->ring;
     if (smtp_session_is_idle(&c->s)) {
-        if (c->p->closing) {
+        if (c->p->closing || c->retire) {
             smtp_session_quit(&c->s, r->now_ms);
             conn_flush(c);
             if (c->closing)
@@ -403,9 +418,8 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     d->n_connecting++;
     c->counted_connecting = true;
     p->n_conns++;
+    /* Counted by the caller's reservation (reserve_slot). */
     c->open_counter = d->lim.open_counter;
-    if (c->open_counter)
-        atomic_fetch_add(c->open_counter, 1);
     const struct sockaddr *src = d->egress_len ? (const struct sockaddr *)&d->egress_sa : NULL;
     int rc = xport_connect(&c->x, (const struct sockaddr *)&d->target.sa, d->target.sa_len, src,
                            d->egress_len, d->lim.connect_timeout_ms);
@@ -613,6 +627,24 @@ static const struct xport_ops conn_xops = {
     .on_quiet = reap_conn,
 };
 
+/* Count one more open connection on the destination's shared counter,
+ * unless that would pass the process-wide cap (shared by every worker's
+ * pool: compare-and-swap, so two workers cannot both take the last). */
+static bool reserve_slot(const struct pool_dest *d)
+{
+    atomic_int *ctr = d->lim.open_counter;
+    if (!ctr)
+        return true;
+    int cur = atomic_load(ctr);
+    for (;;) {
+        int cap = d->lim.shared_max ? atomic_load(d->lim.shared_max) : INT32_MAX;
+        if (cur >= (cap < 0 ? 1 : cap))
+            return false;
+        if (atomic_compare_exchange_weak(ctr, &cur, cur + 1))
+            return true;
+    }
+}
+
 static void dest_dispatch(struct pool *p, struct pool_dest *d)
 {
     for (struct pool_conn *c = d->conns; c && d->q_len; c = c->next) {
@@ -623,9 +655,13 @@ static void dest_dispatch(struct pool *p, struct pool_dest *d)
     }
     uint32_t max = d->lim.max_conns ? d->lim.max_conns : 1;
     struct pool_group *g = d->g;
-    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing)
-        if (conn_open(p, d) < 0)
+    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing &&
+           reserve_slot(d))
+        if (conn_open(p, d) < 0) {
+            if (d->lim.open_counter)
+                atomic_fetch_sub(d->lim.open_counter, 1);
             break;
+        }
     /* The group is full and this destination has nothing to send on: an
      * idle connection of another destination gives up its slot (its QUIT
      * ends in reap_conn, which dispatches the group again). */
@@ -657,6 +693,32 @@ int pool_submit(struct pool *p, const struct pool_target *target, const char *eg
         return rc;
     dest_dispatch(p, d);
     return 0;
+}
+
+void pool_group_backlog(const struct pool *p, const char *egress_ip, const char *group,
+                        size_t *queued, uint32_t *conns)
+{
+    char gkey[1024];
+    snprintf(gkey, sizeof gkey, "%s|%s", egress_ip, group);
+    *queued = 0;
+    *conns = 0;
+    for (const struct pool_group *g = p->groups; g; g = g->next)
+        if (strcmp(g->key, gkey) == 0) {
+            for (const struct pool_dest *d = g->dests; d; d = d->g_next)
+                *queued += d->q_len;
+            *conns = g->n_conns;
+            return;
+        }
+}
+
+void pool_tick(struct pool *p)
+{
+    if (p->closing)
+        return;
+    for (size_t i = 0; i < p->n_buckets; i++)
+        for (struct pool_dest *d = p->buckets[i]; d; d = d->next)
+            if (d->q_len > d->n_connecting && d->lim.shared_max)
+                dest_dispatch(p, d);
 }
 
 void pool_close_all(struct pool *p)

@@ -75,3 +75,14 @@ int keys_stats_day(const struct keys *k, const char *tenant, int y, int m, int d
 {
     return keyf(out, cap, "%s:%s:%04d-%02d-%02d", k->stats, tenant, y, m, d);
 }
+
+int keys_path_rate(const struct keys *k, const char *ip, const char *group, char *out, size_t cap)
+{
+    return keyf(out, cap, "%spath:%s|%s", k->prefix, ip && ip[0] ? ip : "-", group);
+}
+
+int keys_path_conns(const struct keys *k, const char *ip, const char *group, char *out,
+                    size_t cap)
+{
+    return keyf(out, cap, "%sconns:%s|%s", k->prefix, ip && ip[0] ? ip : "-", group);
+}

@@ -50,6 +50,10 @@ void shape_decide(const struct shape_input *in, struct shape_verdict *out)
 {
     if (path_closed(in, out))
         return;
+    if (in->rated && in->no_connection) {
+        *out = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_CONNECTIONS, in->now_mono_ms + 10};
+        return;
+    }
     if (!in->rated || (in->queued == 0 && in->rate_wait_ms <= 0)) {
         *out = (struct shape_verdict){SHAPE_GO, SHAPE_R_NONE, 0};
         return;
@@ -66,6 +70,10 @@ void shape_decide_head(const struct shape_input *in, struct shape_verdict *out)
 {
     if (path_closed(in, out))
         return;
+    if (in->rated && in->no_connection) {
+        *out = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_CONNECTIONS, in->now_mono_ms + 10};
+        return;
+    }
     if (in->rated && in->rate_wait_ms > 0) {
         *out = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + in->rate_wait_ms};
         return;

@@ -140,6 +140,7 @@ struct throttle_pair *throttle_site_pair(struct throttle_table *t, const char *i
         /* A new site starts where its provider's pooled pair was configured
          * to start, not where another site's reputation has gone. */
         atomic_store(&p->factor_ppm, atomic_load(&t->start_factor_ppm));
+        atomic_store(&p->conn_grant, -1);
         s->pairs[n] = p;
         s->index[slot] = (int32_t)(n + 1);
         atomic_store_explicit(&s->n, n + 1, memory_order_release);

@@ -49,6 +49,7 @@ int throttle_table_new(const struct config *cfg, struct throttle_table **out)
             snprintf(p->provider, sizeof p->provider, "%s", t->providers[k]);
             snprintf(p->group, sizeof p->group, "%s", t->providers[k]);
             atomic_store(&p->factor_ppm, start > 0 ? start : 1000000);
+            atomic_store(&p->conn_grant, -1);
         }
     *out = t;
     return 0;
@@ -57,10 +58,24 @@ oom:
     return -ENOMEM;
 }
 
-void throttle_table_reset_slots(struct throttle_table *t)
+void throttle_table_retime(struct throttle_table *t, const struct config *cfg, int64_t now_us)
 {
-    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++)
-        atomic_store(&throttle_pair_at(t, i)->tat_us, 0);
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
+        struct throttle_pair *p = throttle_pair_at(t, i);
+        const struct cfg_provider *prov = config_provider(cfg, p->provider);
+        if (!prov || !prov->rate.count || !prov->rate.window_s) {
+            atomic_store(&p->tat_us, 0);
+            continue;
+        }
+        /* The next slot at most one new interval from now (tat - tau), and
+         * a pair that was sending keeps its place: no fresh burst. */
+        int64_t T, tau;
+        throttle_gcra_params(p, &prov->rate, &T, &tau);
+        int64_t cap = now_us + tau + T;
+        int64_t tat = atomic_load(&p->tat_us);
+        while (tat > cap && !atomic_compare_exchange_weak(&p->tat_us, &tat, cap)) {
+        }
+    }
 }
 
 /* The day's counter, restarted when the (UTC) day has changed. */
@@ -130,8 +145,8 @@ uint32_t throttle_scale(const struct throttle_pair *p, uint32_t limit)
  * the slot moves tat on by one emission interval T. tau lets a burst of
  * factor x 1 s of the scaled rate through (capped at one second's worth),
  * so the burst shrinks with the rate when the pair is backed off. */
-static void gcra_params(const struct throttle_pair *p, const struct cfg_rate *rate, int64_t *T_out,
-                        int64_t *tau_out)
+void throttle_gcra_params(const struct throttle_pair *p, const struct cfg_rate *rate,
+                          int64_t *T_out, int64_t *tau_out)
 {
     double f = throttle_factor(p);
     double per_s = (double)rate->count / (double)rate->window_s * f;
@@ -148,7 +163,7 @@ int64_t throttle_peek(const struct throttle_pair *p, const struct cfg_rate *rate
 {
     if (!p || rate->count == 0 || rate->window_s == 0) return 0;
     int64_t T, tau;
-    gcra_params(p, rate, &T, &tau);
+    throttle_gcra_params(p, rate, &T, &tau);
     int64_t tat = atomic_load(&p->tat_us);
     int64_t at = tat - tau > now_us ? tat - tau : now_us;
     return at - now_us;
@@ -163,7 +178,7 @@ int64_t throttle_take(struct throttle_pair *p, const struct cfg_rate *rate, int6
     if (atomic_load_explicit(&p->rate_micro_per_s, memory_order_relaxed) != conf_micro)
         atomic_store(&p->rate_micro_per_s, conf_micro);
     int64_t T, tau;
-    gcra_params(p, rate, &T, &tau);
+    throttle_gcra_params(p, rate, &T, &tau);
     int64_t tat = atomic_load(&p->tat_us);
     for (;;) {
         int64_t at = tat - tau > now_us ? tat - tau : now_us;
