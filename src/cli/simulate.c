@@ -173,6 +173,8 @@ int cli_simulate(int argc, char **argv)
                         "(Debian: apt-get install gnuplot-nox)\n");
         return 1;
     }
+    /* The back-off's warnings carry the real clock: noise here. */
+    log_min_level = LOG_ERROR;
     struct config *cfg = NULL;
     int rc = cli_load_config(cfg_path, &cfg);
     if (rc)
