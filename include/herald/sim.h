@@ -29,7 +29,7 @@
 
 /* ---------- the traffic (src/sim/traffic.c) ---------- */
 
-#define SIM_MAX_MX 8
+#define SIM_MAX_MX   8
 #define SIM_MAX_JOBS (50u * 1000 * 1000) /* jobs in one traffic file */
 
 /* `count` jobs of one tenant to one domain, enqueued evenly over
@@ -51,11 +51,11 @@ struct sim_site {
     char *name;
     char *mx[SIM_MAX_MX];
     size_t n_mx;
-    double limit_per_s;     /* hidden limit (fixed 1 s windows); 0: none */
-    enum sim_scope scope;   /* the limit counts per site or per egress IP */
+    double limit_per_s;      /* hidden limit (fixed 1 s windows); 0: none */
+    enum sim_scope scope;    /* the limit counts per site or per egress IP */
     double tempfail, bounce; /* shares of random 4xx and 5xx replies */
-    int64_t latency_ms;     /* a connection is busy this long per message */
-    char *reply;            /* the answer above the limit */
+    int64_t latency_ms;      /* a connection is busy this long per message */
+    char *reply;             /* the answer above the limit */
     char *tempfail_reply, *bounce_reply;
     unsigned line; /* 0: made up for a domain without a site line */
 };
@@ -89,9 +89,9 @@ const char *sim_traffic_name(const struct sim_traffic *t, uint32_t idx);
 /* ---------- the run (src/sim/sim.c) ---------- */
 
 struct sim_options {
-    uint64_t seed;          /* receiver randomness and retry jitter; 0 -> 1 */
-    int64_t start_wall_ms;  /* virtual wall clock at t=0 (warm-up days) */
-    int64_t max_ms;         /* stop after this much virtual time; 0: 30 days */
+    uint64_t seed;         /* receiver randomness and retry jitter; 0 -> 1 */
+    int64_t start_wall_ms; /* virtual wall clock at t=0 (warm-up days) */
+    int64_t max_ms;        /* stop after this much virtual time; 0: 30 days */
 };
 
 enum sim_entity { SIM_E_SITE = 0, SIM_E_IP, SIM_E_TENANT, SIM_E_COUNT };
@@ -132,6 +132,9 @@ struct sim_result {
     size_t n_paths;
     uint64_t jobs, pending; /* pending: not ended when the run stopped */
     uint64_t events;
+    /* The engine's recalls of rate-parked jobs (a factor rose) and the
+     * jobs they brought back to be priced again. */
+    uint64_t recalls, recalled;
     int64_t end_ms; /* virtual time of the last event */
     double wall_s;
 };

@@ -68,18 +68,16 @@ static const char simulate_usage[] =
 static bool in_path(const char *name)
 {
     const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/bin:/bin";
+    if (!path || !*path) path = "/usr/bin:/bin";
     while (*path) {
         size_t n = strcspn(path, ":");
         char full[PATH_MAX];
-        if (n > 0 && (size_t)snprintf(full, sizeof full, "%.*s/%s", (int)n, path, name) <
-                         sizeof full &&
+        if (n > 0 &&
+            (size_t)snprintf(full, sizeof full, "%.*s/%s", (int)n, path, name) < sizeof full &&
             access(full, X_OK) == 0)
             return true;
         path += n;
-        if (*path == ':')
-            path++;
+        if (*path == ':') path++;
     }
     return false;
 }
@@ -106,8 +104,7 @@ static int plot(const struct sim_result *r, const char *png)
         if (rc != 0) {
             fprintf(stderr, "herald simulate: cannot run gnuplot: %s\n", strerror(rc));
             rc = -rc;
-        } else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-                   WEXITSTATUS(status) != 0) {
+        } else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             fprintf(stderr, "herald simulate: gnuplot failed drawing %s\n", png);
             rc = -1;
         }
@@ -122,11 +119,14 @@ int cli_simulate(int argc, char **argv)
 {
     enum { OPT_JSON = 256, OPT_PLOT, OPT_SEED, OPT_STOP };
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"traffic", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, OPT_JSON},    {"plot", required_argument, NULL, OPT_PLOT},
+        {"config", required_argument, NULL, 'c'},
+        {"traffic", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"plot", required_argument, NULL, OPT_PLOT},
         {"seed", required_argument, NULL, OPT_SEED},
         {"stop-after", required_argument, NULL, OPT_STOP},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *cfg_path = NULL, *traffic_path = NULL, *png = NULL;
     bool json = false;
@@ -135,10 +135,18 @@ int cli_simulate(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': cfg_path = optarg; break;
-        case 't': traffic_path = optarg; break;
-        case OPT_JSON: json = true; break;
-        case OPT_PLOT: png = optarg; break;
+        case 'c':
+            cfg_path = optarg;
+            break;
+        case 't':
+            traffic_path = optarg;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_PLOT:
+            png = optarg;
+            break;
         case OPT_SEED: {
             char *end;
             errno = 0;
@@ -156,8 +164,12 @@ int cli_simulate(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'h': fputs(simulate_usage, stdout); return 0;
-        default: fputs(simulate_usage, stderr); return 2;
+        case 'h':
+            fputs(simulate_usage, stdout);
+            return 0;
+        default:
+            fputs(simulate_usage, stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -177,8 +189,7 @@ int cli_simulate(int argc, char **argv)
     log_min_level = LOG_ERROR;
     struct config *cfg = NULL;
     int rc = cli_load_config(cfg_path, &cfg);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     FILE *f = strcmp(traffic_path, "-") == 0 ? stdin : fopen(traffic_path, "r");
     if (!f) {
         fprintf(stderr, "herald simulate: %s: %s\n", traffic_path, strerror(errno));
@@ -189,8 +200,7 @@ int cli_simulate(int argc, char **argv)
     sim_traffic_init(&t);
     char err[512];
     rc = sim_traffic_read(&t, f, traffic_path, err, sizeof err);
-    if (f != stdin)
-        fclose(f);
+    if (f != stdin) fclose(f);
     if (rc == 0 && t.total == 0) {
         snprintf(err, sizeof err, "%s: no jobs in the traffic", traffic_path);
         rc = -HERR_MALFORMED;
@@ -202,7 +212,8 @@ int cli_simulate(int argc, char **argv)
         char why[400];
         rc = sim_run(cfg, &t, &o, &r, why, sizeof why);
         if (rc == -HERR_CONFIG)
-            snprintf(err, sizeof err, "%s:%s", traffic_path, why + (strncmp(why, "line ", 5) == 0 ? 5 : 0));
+            snprintf(err, sizeof err, "%s:%s", traffic_path,
+                     why + (strncmp(why, "line ", 5) == 0 ? 5 : 0));
         else if (rc < 0)
             snprintf(err, sizeof err, "herald simulate: %s", why);
     }
@@ -213,8 +224,7 @@ int cli_simulate(int argc, char **argv)
     } else {
         if (json ? sim_report_json(r, stdout) < 0 : (sim_report_text(r, stdout), false))
             exit_code = 1;
-        if (png && plot(r, png) != 0)
-            exit_code = 1;
+        if (png && plot(r, png) != 0) exit_code = 1;
     }
     sim_result_free(r);
     sim_traffic_free(&t);

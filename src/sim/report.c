@@ -13,11 +13,9 @@ static const char *const kind_key[SIM_E_COUNT] = {"sites", "egress_ips", "tenant
 
 static bool active(const struct sim_stats *s)
 {
-    if (s->jobs || s->delivered || s->deferred || s->bounced || s->expired)
-        return true;
+    if (s->jobs || s->delivered || s->deferred || s->bounced || s->expired) return true;
     for (int r = 0; r < SHAPE_R_COUNT; r++)
-        if (s->parked[r] || s->waits[r])
-            return true;
+        if (s->parked[r] || s->waits[r]) return true;
     return false;
 }
 
@@ -32,8 +30,7 @@ static void fmt_ms(int64_t ms, char *out, size_t len)
     else if (ms < 36000000)
         snprintf(out, len, "%lldm%02llds", (long long)(ms / 60000), (long long)(ms / 1000 % 60));
     else
-        snprintf(out, len, "%lldh%02lldm", (long long)(ms / 3600000),
-                 (long long)(ms / 60000 % 60));
+        snprintf(out, len, "%lldh%02lldm", (long long)(ms / 3600000), (long long)(ms / 60000 % 60));
 }
 
 static uint64_t total(const uint64_t *a)
@@ -51,11 +48,10 @@ static void reasons(const uint64_t *a, char *out, size_t len)
     out[0] = 0;
     for (int r = 0; r < SHAPE_R_COUNT && o < len; r++)
         if (a[r])
-            o += (size_t)snprintf(out + o, len - o, "%s%s=%llu", o ? " " : "",
-                                  shape_reason_name((enum shape_reason)r),
-                                  (unsigned long long)a[r]);
-    if (!out[0])
-        snprintf(out, len, "-");
+            o +=
+                (size_t)snprintf(out + o, len - o, "%s%s=%llu", o ? " " : "",
+                                 shape_reason_name((enum shape_reason)r), (unsigned long long)a[r]);
+    if (!out[0]) snprintf(out, len, "-");
 }
 
 void sim_report_text(const struct sim_result *r, FILE *out)
@@ -70,24 +66,26 @@ void sim_report_text(const struct sim_result *r, FILE *out)
             "in %.2f s (%llu events)\n",
             (unsigned long long)r->jobs, (unsigned long long)delivered,
             (unsigned long long)r->pending, vt, r->wall_s, (unsigned long long)r->events);
+    if (r->recalls)
+        fprintf(out,
+                "recalls of rate-parked jobs (a reputation factor rose): %llu, bringing back "
+                "%llu jobs\n",
+                (unsigned long long)r->recalls, (unsigned long long)r->recalled);
     for (int k = 0; k < SIM_E_COUNT; k++) {
         fprintf(out, "\n%-24s %8s %9s %8s %7s %8s %7s %7s %7s %8s %8s\n", kind_title[k],
                 k == SIM_E_IP ? "" : "jobs", "delivered", "steady/s", "peak/s", "deferred",
                 "signals", "bounced", "expired", "p50", "p99");
         for (size_t i = 0; i < r->n[k]; i++) {
             const struct sim_stats *s = &r->ent[k][i];
-            if (!active(s))
-                continue;
+            if (!active(s)) continue;
             char p50[32], p99[32], jobs[24] = "";
             fmt_ms(s->delivered ? s->p50_ms : -1, p50, sizeof p50);
             fmt_ms(s->delivered ? s->p99_ms : -1, p99, sizeof p99);
-            if (k != SIM_E_IP)
-                snprintf(jobs, sizeof jobs, "%llu", (unsigned long long)s->jobs);
+            if (k != SIM_E_IP) snprintf(jobs, sizeof jobs, "%llu", (unsigned long long)s->jobs);
             fprintf(out, "%-24.24s %8s %9llu %8.2f %7.1f %8llu %7llu %7llu %7llu %8s %8s\n",
-                    s->name, jobs, (unsigned long long)s->delivered, s->steady_per_s,
-                    s->peak_per_s, (unsigned long long)s->deferred,
-                    (unsigned long long)s->signals, (unsigned long long)s->bounced,
-                    (unsigned long long)s->expired, p50, p99);
+                    s->name, jobs, (unsigned long long)s->delivered, s->steady_per_s, s->peak_per_s,
+                    (unsigned long long)s->deferred, (unsigned long long)s->signals,
+                    (unsigned long long)s->bounced, (unsigned long long)s->expired, p50, p99);
             char w[256], p[256];
             reasons(s->waits, w, sizeof w);
             reasons(s->parked, p, sizeof p);
@@ -118,7 +116,8 @@ static json_t *reasons_json(const uint64_t *a)
 {
     json_t *o = json_object();
     for (int r = 1; r < SHAPE_R_COUNT; r++)
-        json_object_set_new(o, shape_reason_name((enum shape_reason)r), json_integer((json_int_t)a[r]));
+        json_object_set_new(o, shape_reason_name((enum shape_reason)r),
+                            json_integer((json_int_t)a[r]));
     return o;
 }
 
@@ -126,8 +125,7 @@ static json_t *stats_json(const struct sim_stats *s, int kind, int64_t b)
 {
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(s->name));
-    if (kind != SIM_E_IP)
-        json_object_set_new(o, "jobs", json_integer((json_int_t)s->jobs));
+    if (kind != SIM_E_IP) json_object_set_new(o, "jobs", json_integer((json_int_t)s->jobs));
     json_object_set_new(o, "delivered", json_integer((json_int_t)s->delivered));
     json_object_set_new(o, "deferred", json_integer((json_int_t)s->deferred));
     json_object_set_new(o, "signals", json_integer((json_int_t)s->signals));
@@ -149,21 +147,20 @@ static json_t *stats_json(const struct sim_stats *s, int kind, int64_t b)
     for (int64_t i = 0; i < n; i++) {
         json_array_append_new(rate, json_real(sim_rate(s, SIM_S_DELIVERED, i * b, i * b + b)));
         if (depth) {
-            int64_t last = i * b + b - 1 < (int64_t)s->n_sec ? i * b + b - 1 : (int64_t)s->n_sec - 1;
+            int64_t last =
+                i * b + b - 1 < (int64_t)s->n_sec ? i * b + b - 1 : (int64_t)s->n_sec - 1;
             json_array_append_new(depth, json_integer(s->series[SIM_S_DEPTH][last]));
         }
     }
     json_object_set_new(o, "delivered_per_s", rate);
-    if (depth)
-        json_object_set_new(o, "queue_depth", depth);
+    if (depth) json_object_set_new(o, "queue_depth", depth);
     return o;
 }
 
 int sim_report_json(const struct sim_result *r, FILE *out)
 {
     json_t *doc = json_object();
-    if (!doc)
-        return -ENOMEM;
+    if (!doc) return -ENOMEM;
     int64_t b = bucket_s(r);
     json_object_set_new(doc, "jobs", json_integer((json_int_t)r->jobs));
     json_object_set_new(doc, "pending", json_integer((json_int_t)r->pending));
@@ -171,11 +168,12 @@ int sim_report_json(const struct sim_result *r, FILE *out)
     json_object_set_new(doc, "wall_s", json_real(r->wall_s));
     json_object_set_new(doc, "events", json_integer((json_int_t)r->events));
     json_object_set_new(doc, "bucket_s", json_integer(b));
+    json_object_set_new(doc, "recalls", json_integer((json_int_t)r->recalls));
+    json_object_set_new(doc, "recalled", json_integer((json_int_t)r->recalled));
     for (int k = 0; k < SIM_E_COUNT; k++) {
         json_t *a = json_array();
         for (size_t i = 0; i < r->n[k]; i++)
-            if (active(&r->ent[k][i]))
-                json_array_append_new(a, stats_json(&r->ent[k][i], k, b));
+            if (active(&r->ent[k][i])) json_array_append_new(a, stats_json(&r->ent[k][i], k, b));
         json_object_set_new(doc, kind_key[k], a);
     }
     json_t *paths = json_array();
@@ -202,8 +200,7 @@ static void gp_quote(FILE *f, const char *s)
 {
     fputc('\'', f);
     for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', f);
+        if (*s == '\'') fputc('\'', f);
         fputc(*s, f);
     }
     fputc('\'', f);
@@ -213,52 +210,46 @@ int sim_report_plot_files(const struct sim_result *r, const char *data_path,
                           const char *script_path, const char *png_path)
 {
     FILE *d = fopen(data_path, "w");
-    if (!d)
-        return -errno;
+    if (!d) return -errno;
     int64_t b = bucket_s(r);
     size_t n_blocks = 0;
     for (size_t i = 0; i < r->n[SIM_E_SITE]; i++) {
         const struct sim_stats *s = &r->ent[SIM_E_SITE][i];
-        if (!s->jobs)
-            continue;
+        if (!s->jobs) continue;
         fprintf(d, "# %s\n", s->name);
         int64_t n = ((int64_t)s->n_sec + b - 1) / b;
         for (int64_t k = 0; k < n; k++) {
-            int64_t last = k * b + b - 1 < (int64_t)s->n_sec ? k * b + b - 1 : (int64_t)s->n_sec - 1;
-            fprintf(d, "%lld %.3f %u\n", (long long)(k * b + b), sim_rate(s, SIM_S_DELIVERED, k * b, k * b + b),
-                    s->series[SIM_S_DEPTH][last]);
+            int64_t last =
+                k * b + b - 1 < (int64_t)s->n_sec ? k * b + b - 1 : (int64_t)s->n_sec - 1;
+            fprintf(d, "%lld %.3f %u\n", (long long)(k * b + b),
+                    sim_rate(s, SIM_S_DELIVERED, k * b, k * b + b), s->series[SIM_S_DEPTH][last]);
         }
-        if (n == 0)
-            fprintf(d, "0 0 0\n");
+        if (n == 0) fprintf(d, "0 0 0\n");
         fprintf(d, "\n\n");
         n_blocks++;
     }
-    if (fclose(d) != 0)
-        return -EIO;
+    if (fclose(d) != 0) return -EIO;
     FILE *f = fopen(script_path, "w");
-    if (!f)
-        return -errno;
+    if (!f) return -errno;
     fprintf(f, "set terminal png size 1200,900\nset output ");
     gp_quote(f, png_path);
-    fprintf(f, "\nset multiplot layout 2,1 title 'herald simulate (%lld s buckets)'\n"
-               "set xlabel 'virtual time (s)'\nset key outside right\nset grid\n",
+    fprintf(f,
+            "\nset multiplot layout 2,1 title 'herald simulate (%lld s buckets)'\n"
+            "set xlabel 'virtual time (s)'\nset key outside right\nset grid\n",
             (long long)b);
     for (int col = 2; col <= 3; col++) {
         fprintf(f, "set ylabel '%s'\nplot ", col == 2 ? "delivered per second" : "queue depth");
         size_t blk = 0;
         for (size_t i = 0; i < r->n[SIM_E_SITE]; i++) {
             const struct sim_stats *s = &r->ent[SIM_E_SITE][i];
-            if (!s->jobs)
-                continue;
-            if (blk)
-                fputs(", ", f);
+            if (!s->jobs) continue;
+            if (blk) fputs(", ", f);
             gp_quote(f, data_path);
             fprintf(f, " index %zu using 1:%d with lines lw 2 title ", blk, col);
             gp_quote(f, s->name);
             blk++;
         }
-        if (!blk)
-            fputs("0 title 'no jobs'", f);
+        if (!blk) fputs("0 title 'no jobs'", f);
         fputc('\n', f);
     }
     fprintf(f, "unset multiplot\n");

@@ -39,8 +39,7 @@ static void reply_result(struct smtp_result *res, const char *line)
         else if (text[i] < '0' || text[i] > '9')
             ok = false;
     }
-    if (ok && dots == 2)
-        memcpy(res->enhanced, text, n);
+    if (ok && dots == 2) memcpy(res->enhanced, text, n);
 }
 
 static int add_site(struct sim *s, const struct sim_site *b, const char *name, size_t *cap)
@@ -49,12 +48,9 @@ static int add_site(struct sim *s, const struct sim_site *b, const char *name, s
         size_t nc = *cap ? *cap * 2 : 8;
         struct ssite *ns = realloc(s->sites, nc * sizeof *ns);
         struct sim_stats *ne = realloc(s->r->ent[SIM_E_SITE], nc * sizeof *ne);
-        if (ns)
-            s->sites = ns;
-        if (ne)
-            s->r->ent[SIM_E_SITE] = ne;
-        if (!ns || !ne)
-            return -ENOMEM;
+        if (ns) s->sites = ns;
+        if (ne) s->r->ent[SIM_E_SITE] = ne;
+        if (!ns || !ne) return -ENOMEM;
         *cap = nc;
     }
     struct ssite *st = &s->sites[s->n_sites];
@@ -68,8 +64,7 @@ static int add_site(struct sim *s, const struct sim_site *b, const char *name, s
     st->prov = config_provider_for_host(s->cfg, b->n_mx ? b->mx[0] : name);
     st->prov_idx = st->prov ? (size_t)(st->prov - s->cfg->providers) : 0;
     st->win = calloc(s->table->n_ips, sizeof *st->win);
-    if (!st->win)
-        return -ENOMEM;
+    if (!st->win) return -ENOMEM;
     st->res[REPLY_OK].outcome = SMTP_OUT_OK;
     st->res[REPLY_OK].code = 250;
     reply_result(&st->res[REPLY_LIMIT], b->reply);
@@ -102,8 +97,7 @@ static int setup_sites(struct sim *s)
         t->default_site >= 0 ? &t->sites[t->default_site] : &default_behaviour;
     for (size_t g = 0; g < t->n_jobs && rc == 0; g++) {
         uint32_t d = t->jobs[g].domain;
-        if (s->dom_site[d] != NONE)
-            continue;
+        if (s->dom_site[d] != NONE) continue;
         s->dom_site[d] = (uint32_t)s->n_sites;
         rc = add_site(s, dflt, t->names[d], &cap);
     }
@@ -114,8 +108,7 @@ static int setup_sites(struct sim *s)
 static size_t table_ip(const struct throttle_table *tt, const char *ip)
 {
     for (size_t i = 0; i < tt->n_ips; i++)
-        if (strcmp(tt->ips[i], ip) == 0)
-            return i;
+        if (strcmp(tt->ips[i], ip) == 0) return i;
     return 0;
 }
 
@@ -136,8 +129,7 @@ static int setup_tenants(struct sim *s, char *err, size_t errlen)
     s->keys = calloc(n, sizeof *s->keys);
     s->tgcra = calloc(n, sizeof *s->tgcra);
     s->r->ent[SIM_E_TENANT] = calloc(n, sizeof(struct sim_stats));
-    if (!s->tips || !s->n_tips || !s->keys || !s->tgcra || !s->r->ent[SIM_E_TENANT])
-        return -ENOMEM;
+    if (!s->tips || !s->n_tips || !s->keys || !s->tgcra || !s->r->ent[SIM_E_TENANT]) return -ENOMEM;
     s->r->n[SIM_E_TENANT] = cfg->n_tenants;
     for (size_t i = 0; i < cfg->n_tenants; i++) {
         const struct cfg_tenant *t = &cfg->tenants[i];
@@ -147,11 +139,9 @@ static int setup_tenants(struct sim *s, char *err, size_t errlen)
             snprintf(s->keys[i][p], sizeof s->keys[i][p], "%s/%d", t->name, p);
         atomic_store(&s->tgcra[i].factor_ppm, 1000000);
         const struct cfg_egress_pool *eg = config_egress(cfg, t->egress ? t->egress : "default");
-        if (!eg || eg->ips.n == 0)
-            continue;
+        if (!eg || eg->ips.n == 0) continue;
         s->tips[i] = calloc(eg->ips.n, sizeof **s->tips);
-        if (!s->tips[i])
-            return -ENOMEM;
+        if (!s->tips[i]) return -ENOMEM;
         for (size_t k = 0; k < eg->ips.n; k++)
             s->tips[i][k] = (uint16_t)table_ip(s->table, eg->ips.items[k]);
         s->n_tips[i] = eg->ips.n;
@@ -163,16 +153,14 @@ static int setup(struct sim *s, char *err, size_t errlen)
 {
     const struct config *cfg = s->cfg;
     int rc = throttle_table_new(cfg, &s->table);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     struct throttle_table *tt = s->table;
     s->n_paths = tt->n_ips * tt->n_providers;
     s->paths = calloc(s->n_paths ? s->n_paths : 1, sizeof *s->paths);
     s->r->ent[SIM_E_IP] = calloc(tt->n_ips, sizeof(struct sim_stats));
     s->jobs = malloc((s->t->total ? s->t->total : 1) * sizeof *s->jobs);
     s->gen_done = calloc(s->t->n_jobs + 1, sizeof *s->gen_done);
-    if (!s->paths || !s->r->ent[SIM_E_IP] || !s->jobs || !s->gen_done)
-        return -ENOMEM;
+    if (!s->paths || !s->r->ent[SIM_E_IP] || !s->jobs || !s->gen_done) return -ENOMEM;
     s->r->n[SIM_E_IP] = tt->n_ips;
     for (size_t i = 0; i < tt->n_ips; i++)
         snprintf(s->r->ent[SIM_E_IP][i].name, sizeof s->r->ent[0][0].name, "%s",
@@ -185,8 +173,7 @@ static int setup(struct sim *s, char *err, size_t errlen)
         p->pool_head = p->pool_tail = NONE;
         p->factor_min = throttle_factor(p->pair);
     }
-    if ((rc = setup_tenants(s, err, errlen)) < 0 || (rc = setup_sites(s)) < 0)
-        return rc;
+    if ((rc = setup_tenants(s, err, errlen)) < 0 || (rc = setup_sites(s)) < 0) return rc;
     for (size_t k = 0; k < SIM_E_COUNT; k++)
         for (size_t i = 0; i < s->r->n[k]; i++)
             s->r->ent[k][i].first_ms = s->r->ent[k][i].last_ms = -1;
@@ -216,10 +203,10 @@ static int percentiles(struct sim *s, enum sim_entity k)
         off[i + 1] = off[i] + s->r->ent[k][i].delivered;
     for (uint32_t i = 0; i < s->n_jobs; i++) {
         const struct sjob *j = &s->jobs[i];
-        if (!(j->flags & JF_DELIVERED))
-            continue;
-        size_t e = k == SIM_E_SITE ? j->site : k == SIM_E_TENANT ? j->tenant
-                                                                   : j->path / s->table->n_providers;
+        if (!(j->flags & JF_DELIVERED)) continue;
+        size_t e = k == SIM_E_SITE     ? j->site
+                   : k == SIM_E_TENANT ? j->tenant
+                                       : j->path / s->table->n_providers;
         lat[off[e]++] = j->lat_ms;
     }
     for (size_t i = 0, start = 0; i < n; i++) {
@@ -254,8 +241,7 @@ double sim_rate(const struct sim_stats *s, enum sim_series k, int64_t from_s, in
 
 static void rates(struct sim_stats *st)
 {
-    if (st->first_ms < 0)
-        return;
+    if (st->first_ms < 0) return;
     int64_t span = st->last_ms - st->first_ms;
     int64_t from = st->first_ms + span / 10, to = st->last_ms - span / 10;
     int64_t from_s = from / 1000, to_s = to / 1000;
@@ -267,8 +253,7 @@ static void rates(struct sim_stats *st)
     }
     for (size_t b = 0; b * 10 < st->n_sec; b++) {
         double r = (double)sim_sum(st, SIM_S_DELIVERED, (int64_t)b * 10, (int64_t)b * 10 + 10) / 10;
-        if (r > st->peak_per_s)
-            st->peak_per_s = r;
+        if (r > st->peak_per_s) st->peak_per_s = r;
     }
 }
 
@@ -280,18 +265,15 @@ static int finish(struct sim *s)
     r->events = s->events;
     r->end_ms = s->now;
     for (int k = 0; k < SIM_E_COUNT; k++) {
-        if (percentiles(s, (enum sim_entity)k) < 0)
-            return -ENOMEM;
+        if (percentiles(s, (enum sim_entity)k) < 0) return -ENOMEM;
         for (size_t i = 0; i < r->n[k]; i++)
             rates(&r->ent[k][i]);
     }
     r->paths = calloc(s->n_paths ? s->n_paths : 1, sizeof *r->paths);
-    if (!r->paths)
-        return -ENOMEM;
+    if (!r->paths) return -ENOMEM;
     for (size_t i = 0; i < s->n_paths; i++) {
         const struct spath *p = &s->paths[i];
-        if (!p->used)
-            continue;
+        if (!p->used) continue;
         struct sim_path *o = &r->paths[r->n_paths++];
         snprintf(o->ip, sizeof o->ip, "%s", p->pair->ip[0] ? p->pair->ip : "-");
         snprintf(o->provider, sizeof o->provider, "%s", p->pair->provider);
@@ -339,24 +321,19 @@ int sim_run(const struct config *cfg, const struct sim_traffic *t, const struct 
     s.recv_rng = s.rng ^ 0x9e3779b97f4a7c15ULL;
     s.start_wall = o ? o->start_wall_ms : 0;
     s.r = calloc(1, sizeof *s.r);
-    if (!s.r)
-        return -ENOMEM;
+    if (!s.r) return -ENOMEM;
     if (t->total > UINT32_MAX - 1 || cfg->n_tenants > UINT16_MAX) {
         snprintf(err, errlen, "too many jobs or tenants");
         free(s.r);
         return -HERR_CONFIG;
     }
     int rc = setup(&s, err, errlen);
-    if (rc == 0 && s.n_sites > UINT16_MAX)
-        rc = -ENOMEM;
-    if (rc == 0)
-        rc = sim_loop(&s, o && o->max_ms > 0 ? o->max_ms : DEFAULT_MAX_MS);
-    if (rc == 0)
-        rc = finish(&s);
+    if (rc == 0 && s.n_sites > UINT16_MAX) rc = -ENOMEM;
+    if (rc == 0) rc = sim_loop(&s, o && o->max_ms > 0 ? o->max_ms : DEFAULT_MAX_MS);
+    if (rc == 0) rc = finish(&s);
     teardown(&s);
     if (rc < 0) {
-        if (rc == -ENOMEM)
-            snprintf(err, errlen, "out of memory");
+        if (rc == -ENOMEM) snprintf(err, errlen, "out of memory");
         sim_result_free(s.r);
         return rc;
     }
@@ -368,8 +345,7 @@ int sim_run(const struct config *cfg, const struct sim_traffic *t, const struct 
 
 void sim_result_free(struct sim_result *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     for (int k = 0; k < SIM_E_COUNT; k++) {
         for (size_t i = 0; r->ent[k] && i < r->n[k]; i++)
             for (int m = 0; m < SIM_S_COUNT; m++)

@@ -33,12 +33,12 @@
 #include "engine/outcome.h"
 #include "sim/simint.h"
 
-#define TICK_MS 200      /* the worker tick: throttle_tick (worker.c) */
-#define MOVER_MS 250     /* the retry mover (intake.c) */
+#define TICK_MS       200 /* the worker tick: throttle_tick (worker.c) */
+#define MOVER_MS      250 /* the retry mover (intake.c) */
 #define RECALL_GAP_MS 5000
-#define HORIZON_S 10.0   /* gate.c HOLD_HORIZON_S */
-#define MONO_BASE_MS 1000000
-#define DAY_MS (86400LL * 1000)
+#define HORIZON_S     10.0 /* gate.c HOLD_HORIZON_S */
+#define MONO_BASE_MS  1000000
+#define DAY_MS        (86400LL * 1000)
 
 /* ---------- heaps ---------- */
 
@@ -52,8 +52,7 @@ static int ev_push(struct sim *s, int64_t at, uint32_t kind, uint32_t idx)
     if (s->n_ev == s->cap_ev) {
         size_t cap = s->cap_ev ? s->cap_ev * 2 : 1024;
         struct ev *e = realloc(s->ev, cap * sizeof *e);
-        if (!e)
-            return -ENOMEM;
+        if (!e) return -ENOMEM;
         s->ev = e;
         s->cap_ev = cap;
     }
@@ -73,17 +72,13 @@ static struct ev ev_pop(struct sim *s)
     size_t i = 0, n = s->n_ev;
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && ev_less(&s->ev[c + 1], &s->ev[c]))
-            c++;
-        if (!ev_less(&s->ev[c], &last))
-            break;
+        if (c >= n) break;
+        if (c + 1 < n && ev_less(&s->ev[c + 1], &s->ev[c])) c++;
+        if (!ev_less(&s->ev[c], &last)) break;
         s->ev[i] = s->ev[c];
         i = c;
     }
-    if (n)
-        s->ev[i] = last;
+    if (n) s->ev[i] = last;
     return top;
 }
 
@@ -97,12 +92,9 @@ static void rs_down(struct rent *h, size_t n, size_t i)
     struct rent x = h[i];
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && rs_less(&h[c + 1], &h[c]))
-            c++;
-        if (!rs_less(&h[c], &x))
-            break;
+        if (c >= n) break;
+        if (c + 1 < n && rs_less(&h[c + 1], &h[c])) c++;
+        if (!rs_less(&h[c], &x)) break;
         h[i] = h[c];
         i = c;
     }
@@ -114,8 +106,7 @@ static int rs_push(struct sim *s, uint32_t job, int64_t due)
     if (s->n_rs == s->cap_rs) {
         size_t cap = s->cap_rs ? s->cap_rs * 2 : 1024;
         struct rent *h = realloc(s->rs, cap * sizeof *h);
-        if (!h)
-            return -ENOMEM;
+        if (!h) return -ENOMEM;
         s->rs = h;
         s->cap_rs = cap;
     }
@@ -133,16 +124,14 @@ static int rs_push(struct sim *s, uint32_t job, int64_t due)
 
 static int grow_series(struct sim_stats *st, size_t sec)
 {
-    if (sec < st->n_sec)
-        return 0;
+    if (sec < st->n_sec) return 0;
     if (sec >= st->cap_sec) {
         size_t cap = st->cap_sec ? st->cap_sec : 256;
         while (cap <= sec)
             cap *= 2;
         for (int k = 0; k < SIM_S_COUNT; k++) {
             uint32_t *p = realloc(st->series[k], cap * sizeof *p);
-            if (!p)
-                return -ENOMEM;
+            if (!p) return -ENOMEM;
             memset(p + st->cap_sec, 0, (cap - st->cap_sec) * sizeof *p);
             st->series[k] = p;
         }
@@ -159,8 +148,7 @@ static size_t ents(struct sim *s, const struct sjob *j, struct sim_stats **out)
     size_t n = 0;
     out[n++] = &s->r->ent[SIM_E_SITE][j->site];
     out[n++] = &s->r->ent[SIM_E_TENANT][j->tenant];
-    if (j->path != NONE)
-        out[n++] = &s->r->ent[SIM_E_IP][j->path / s->table->n_providers];
+    if (j->path != NONE) out[n++] = &s->r->ent[SIM_E_IP][j->path / s->table->n_providers];
     return n;
 }
 
@@ -170,8 +158,7 @@ static void count_series(struct sim *s, const struct sjob *j, enum sim_series k)
     size_t n = ents(s, j, e);
     size_t sec = (size_t)(s->now / 1000);
     for (size_t i = 0; i < n; i++)
-        if (grow_series(e[i], sec) == 0)
-            e[i]->series[k][sec]++;
+        if (grow_series(e[i], sec) == 0) e[i]->series[k][sec]++;
 }
 
 /* ---------- the job's end ---------- */
@@ -187,8 +174,7 @@ static void end_job(struct sim *s, uint32_t idx, bool delivered, bool expired)
     for (size_t i = 0; i < n; i++) {
         if (delivered) {
             e[i]->delivered++;
-            if (e[i]->first_ms < 0)
-                e[i]->first_ms = s->now;
+            if (e[i]->first_ms < 0) e[i]->first_ms = s->now;
             e[i]->last_ms = s->now;
         } else if (expired) {
             e[i]->expired++;
@@ -254,8 +240,7 @@ static void park(struct sim *s, uint32_t idx, const struct shape_verdict *v, str
         e[i]->parked[v->reason]++;
     if ((v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE) && p && key) {
         struct fairq_class *c = fairq_class_get(&p->q, key);
-        if (c)
-            c->owner_ms = v->until_ms;
+        if (c) c->owner_ms = v->until_ms;
     }
     /* PARK_WAIT (suspension, admission) is not recalled; PARK_THROTTLED is. */
     if (v->reason == SHAPE_R_SUSPENDED || v->reason == SHAPE_R_TENANT_RATE)
@@ -309,8 +294,7 @@ static uint32_t conn_limit(const struct spath *p)
 static void send_now(struct sim *s, uint32_t idx, struct spath *p)
 {
     struct sjob *j = &s->jobs[idx];
-    if (s->cfg->n_warmup)
-        throttle_ip_count(s->table, p->pair->ip, wall(s) / DAY_MS);
+    if (s->cfg->n_warmup) throttle_ip_count(s->table, p->pair->ip, wall(s) / DAY_MS);
     if (p->in_flight < conn_limit(p)) {
         start_send(s, idx, p);
         return;
@@ -362,8 +346,7 @@ static void gate_submit(struct sim *s, uint32_t idx, struct spath *p)
         send_now(s, idx, p);
         return;
     }
-    if (!p->armed)
-        arm(s, p, s->now);
+    if (!p->armed) arm(s, p, s->now);
 }
 
 static void on_queue_due(struct sim *s, struct spath *p)
@@ -399,10 +382,8 @@ static void on_queue_due(struct sim *s, struct spath *p)
 static bool egress_may_send(struct sim *s, size_t ip, size_t prov)
 {
     struct throttle_pair *pair = &s->table->pairs[ip * s->table->n_providers + prov];
-    if (atomic_load(&pair->suspended_until_ms) > wall(s))
-        return false;
-    if (!s->cfg->n_warmup)
-        return true;
+    if (atomic_load(&pair->suspended_until_ms) > wall(s)) return false;
+    if (!s->cfg->n_warmup) return true;
     int64_t sent, cap = warmup_today(s, pair->ip, wall(s) / DAY_MS, &sent);
     return cap < 0 || sent < cap;
 }
@@ -467,8 +448,7 @@ static void intake(struct sim *s)
     while (s->stream_head != NONE && s->held < s->cfg->engine.max_inflight) {
         uint32_t idx = s->stream_head;
         s->stream_head = s->jobs[idx].next;
-        if (s->stream_head == NONE)
-            s->stream_tail = NONE;
+        if (s->stream_head == NONE) s->stream_tail = NONE;
         attempt(s, idx);
     }
 }
@@ -486,16 +466,13 @@ static void on_done(struct sim *s, uint32_t idx)
     const char *cat = classify_reply(cfg, res);
     int64_t suspend_ms = 0;
     enum throttle_signal_kind sig =
-        res->outcome == SMTP_OUT_OK
-            ? THROTTLE_OK
-            : throttle_classify(&cfg->reputation, res->code, res->enhanced, res->reply, false,
-                                cat, &suspend_ms);
+        res->outcome == SMTP_OUT_OK ? THROTTLE_OK
+                                    : throttle_classify(&cfg->reputation, res->code, res->enhanced,
+                                                        res->reply, false, cat, &suspend_ms);
     throttle_signal(p->pair, &cfg->reputation, sig, suspend_ms, mono(s), wall(s));
     double f = throttle_factor(p->pair);
-    if (f < p->factor_min)
-        p->factor_min = f;
-    if (sig != THROTTLE_OK)
-        count_series(s, j, SIM_S_SIGNALS);
+    if (f < p->factor_min) p->factor_min = f;
+    if (sig != THROTTLE_OK) count_series(s, j, SIM_S_SIGNALS);
     struct sim_stats *e[3];
     size_t n = ents(s, j, e);
     if (res->outcome == SMTP_OUT_OK) {
@@ -528,13 +505,11 @@ static void on_done(struct sim *s, uint32_t idx)
             end_job(s, idx, false, true);
         }
     }
-    if (j->flags & JF_ENDED)
-        s->held--;
+    if (j->flags & JF_ENDED) s->held--;
     while (p->pool_head != NONE && p->in_flight < conn_limit(p)) {
         uint32_t next = p->pool_head;
         p->pool_head = s->jobs[next].next;
-        if (p->pool_head == NONE)
-            p->pool_tail = NONE;
+        if (p->pool_head == NONE) p->pool_tail = NONE;
         start_send(s, next, p);
     }
 }
@@ -547,9 +522,11 @@ static void recall(struct sim *s)
         for (struct fairq_class *c = s->paths[i].q.classes; c; c = c->next)
             c->owner_ms = 0;
     bool changed = false;
+    s->r->recalls++;
     for (size_t i = 0; i < s->n_rs; i++)
         if (s->rs[i].due_ms > s->now && (s->jobs[s->rs[i].job].flags & JF_THROTTLED)) {
             s->rs[i].due_ms = s->now;
+            s->r->recalled++;
             changed = true;
         }
     if (changed)
@@ -561,12 +538,10 @@ static void on_tick(struct sim *s)
 {
     bool raised = false;
     for (size_t i = 0; i < s->n_paths; i++) {
-        if (!s->paths[i].used)
-            continue;
+        if (!s->paths[i].used) continue;
         raised |= throttle_tick(s->paths[i].pair, &s->cfg->reputation, mono(s));
     }
-    if (raised)
-        s->recall_wanted = true;
+    if (raised) s->recall_wanted = true;
     if (s->recall_wanted && s->now >= s->next_recall) {
         s->recall_wanted = false;
         s->next_recall = s->now + RECALL_GAP_MS;
@@ -579,8 +554,7 @@ static void on_mover(struct sim *s)
     while (s->n_rs && s->rs[0].due_ms <= s->now) {
         uint32_t idx = s->rs[0].job;
         s->rs[0] = s->rs[--s->n_rs];
-        if (s->n_rs)
-            rs_down(s->rs, s->n_rs, 0);
+        if (s->n_rs) rs_down(s->rs, s->n_rs, 0);
         stream_append(s, idx);
     }
 }
@@ -590,8 +564,7 @@ static void on_second(struct sim *s)
     size_t sec = (size_t)(s->now / 1000) - 1;
     for (size_t i = 0; i < s->n_sites; i++) {
         struct sim_stats *st = &s->r->ent[SIM_E_SITE][i];
-        if (grow_series(st, sec) == 0)
-            st->series[SIM_S_DEPTH][sec] = (uint32_t)s->sites[i].pending;
+        if (grow_series(st, sec) == 0) st->series[SIM_S_DEPTH][sec] = (uint32_t)s->sites[i].pending;
     }
 }
 
@@ -613,8 +586,8 @@ static void on_arrive(struct sim *s, uint32_t g)
         j->enq_ms = s->now;
         j->expires_at_ms = l->expires_ms ? s->now + l->expires_ms : 0;
         j->path = NONE;
-        j->tenant = (uint16_t)(config_tenant(s->cfg, sim_traffic_name(s->t, l->tenant)) -
-                               s->cfg->tenants);
+        j->tenant =
+            (uint16_t)(config_tenant(s->cfg, sim_traffic_name(s->t, l->tenant)) - s->cfg->tenants);
         j->site = (uint16_t)s->dom_site[l->domain];
         j->attempt = 1;
         j->prio = (uint8_t)l->priority;
@@ -634,26 +607,27 @@ static bool generators_done(const struct sim *s)
 int sim_loop(struct sim *s, int64_t max_ms)
 {
     for (size_t g = 0; g < s->t->n_jobs; g++)
-        if (ev_push(s, s->t->jobs[g].t_ms, EV_ARRIVE, (uint32_t)g) < 0)
-            return -ENOMEM;
+        if (ev_push(s, s->t->jobs[g].t_ms, EV_ARRIVE, (uint32_t)g) < 0) return -ENOMEM;
     ev_push(s, TICK_MS, EV_TICK, 0);
     ev_push(s, MOVER_MS, EV_MOVER, 0);
     ev_push(s, 1000, EV_SECOND, 0);
     while (s->n_ev) {
-        if (generators_done(s) && s->ended == s->t->total)
-            break;
+        if (generators_done(s) && s->ended == s->t->total) break;
         struct ev e = ev_pop(s);
-        if (e.at > max_ms)
-            break;
+        if (e.at > max_ms) break;
         s->now = e.at;
         s->events++;
         switch (e.kind) {
-        case EV_ARRIVE: on_arrive(s, e.idx); break;
+        case EV_ARRIVE:
+            on_arrive(s, e.idx);
+            break;
         case EV_QUEUE:
             if (s->paths[e.idx].armed && s->paths[e.idx].timer_at == e.at)
                 on_queue_due(s, &s->paths[e.idx]);
             break;
-        case EV_DONE: on_done(s, e.idx); break;
+        case EV_DONE:
+            on_done(s, e.idx);
+            break;
         case EV_TICK:
             on_tick(s);
             ev_push(s, s->now + TICK_MS, EV_TICK, 0);
@@ -668,8 +642,7 @@ int sim_loop(struct sim *s, int64_t max_ms)
             break;
         }
         intake(s);
-        if (s->n_ev == s->cap_ev && s->cap_ev > ((size_t)1 << 30))
-            return -ENOMEM;
+        if (s->n_ev == s->cap_ev && s->cap_ev > ((size_t)1 << 30)) return -ENOMEM;
     }
     return 0;
 }

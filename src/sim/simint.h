@@ -81,12 +81,12 @@ struct sim {
     size_t n_paths;
     struct ssite *sites;
     size_t n_sites;
-    uint32_t *dom_site;  /* traffic name index -> site */
-    uint64_t *gen_done;  /* jobs emitted per traffic line */
-    uint16_t **tips;     /* per config tenant: its pool's table IP indices */
+    uint32_t *dom_site; /* traffic name index -> site */
+    uint64_t *gen_done; /* jobs emitted per traffic line */
+    uint16_t **tips;    /* per config tenant: its pool's table IP indices */
     size_t *n_tips;
     uint32_t egress_rr;
-    char (*keys)[3][96]; /* fair queue class keys per tenant x priority */
+    char (*keys)[3][96];         /* fair queue class keys per tenant x priority */
     struct throttle_pair *tgcra; /* tenants' own rates (admission) */
     bool recall_wanted;
     int64_t next_recall;

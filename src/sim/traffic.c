@@ -15,7 +15,7 @@
 #include "herald/job.h"
 #include "herald/sim.h"
 
-#define MAX_LINE (64 * 1024)
+#define MAX_LINE    (64 * 1024)
 #define MAX_SECONDS (366.0 * 86400)
 
 void sim_traffic_init(struct sim_traffic *t)
@@ -64,8 +64,7 @@ static uint32_t fnv(const char *s)
 static int rehash(struct sim_traffic *t, size_t cap)
 {
     uint32_t *h = calloc(cap, sizeof *h);
-    if (!h)
-        return -ENOMEM;
+    if (!h) return -ENOMEM;
     for (size_t i = 0; i < t->n_names; i++) {
         size_t k = fnv(t->names[i]) & (cap - 1);
         while (h[k])
@@ -82,8 +81,7 @@ static int rehash(struct sim_traffic *t, size_t cap)
 static int intern(struct sim_traffic *t, const char *s, uint32_t *out)
 {
     if (t->hash_cap == 0 || (t->n_names + 1) * 2 > t->hash_cap)
-        if (rehash(t, t->hash_cap ? t->hash_cap * 2 : 64) < 0)
-            return -ENOMEM;
+        if (rehash(t, t->hash_cap ? t->hash_cap * 2 : 64) < 0) return -ENOMEM;
     size_t k = fnv(s) & (t->hash_cap - 1);
     while (t->hash[k]) {
         if (strcasecmp(t->names[t->hash[k] - 1], s) == 0) {
@@ -96,17 +94,13 @@ static int intern(struct sim_traffic *t, const char *s, uint32_t *out)
         size_t cap = t->cap_names ? t->cap_names * 2 : 32;
         char **n = realloc(t->names, cap * sizeof *n);
         size_t *so = realloc(t->site_of, cap * sizeof *so);
-        if (n)
-            t->names = n;
-        if (so)
-            t->site_of = so;
-        if (!n || !so)
-            return -ENOMEM;
+        if (n) t->names = n;
+        if (so) t->site_of = so;
+        if (!n || !so) return -ENOMEM;
         t->cap_names = cap;
     }
     char *copy = strdup(s);
-    if (!copy)
-        return -ENOMEM;
+    if (!copy) return -ENOMEM;
     t->names[t->n_names] = copy;
     t->site_of[t->n_names] = SIZE_MAX;
     t->hash[k] = (uint32_t)t->n_names + 1;
@@ -134,8 +128,7 @@ static int get_num(json_t *o, const char *key, double lo, double hi, double dflt
         *out = dflt;
         return 0;
     }
-    if (!json_is_number(v))
-        return fail(err, errlen, "\"%s\" must be a number", key);
+    if (!json_is_number(v)) return fail(err, errlen, "\"%s\" must be a number", key);
     double d = json_number_value(v);
     if (!isfinite(d) || d < lo || d > hi)
         return fail(err, errlen, "\"%s\" must be between %g and %g", key, lo, hi);
@@ -150,12 +143,10 @@ static int get_str(json_t *o, const char *key, bool required, size_t max, const 
     json_t *v = json_object_get(o, key);
     *out = NULL;
     if (!v) {
-        if (required)
-            return fail(err, errlen, "\"%s\" is required", key);
+        if (required) return fail(err, errlen, "\"%s\" is required", key);
         return 0;
     }
-    if (!json_is_string(v))
-        return fail(err, errlen, "\"%s\" must be a string", key);
+    if (!json_is_string(v)) return fail(err, errlen, "\"%s\" must be a string", key);
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
     if (n == 0 || n > max || strlen(s) != n)
@@ -177,17 +168,16 @@ static int check_keys(json_t *o, const char *const *allowed, char *err, size_t e
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++)
             ok = strcmp(allowed[i], key) == 0;
-        if (!ok)
-            return fail(err, errlen, "unknown key \"%.40s\"", key);
+        if (!ok) return fail(err, errlen, "unknown key \"%.40s\"", key);
     }
     return 0;
 }
 
 static const char *const job_keys[] = {"t",     "tenant", "domain",  "priority",
                                        "count", "over",   "expires", NULL};
-static const char *const site_keys[] = {"site",    "mx",         "domains",     "limit_per_s",
-                                        "limit_scope", "tempfail", "bounce",    "latency_ms",
-                                        "reply",   "tempfail_reply", "bounce_reply", NULL};
+static const char *const site_keys[] = {
+    "site",   "mx",         "domains", "limit_per_s",    "limit_scope",  "tempfail",
+    "bounce", "latency_ms", "reply",   "tempfail_reply", "bounce_reply", NULL};
 
 static int parse_jobs(struct sim_traffic *t, json_t *o, unsigned lineno, char *err, size_t errlen)
 {
@@ -202,10 +192,8 @@ static int parse_jobs(struct sim_traffic *t, json_t *o, unsigned lineno, char *e
         (rc = get_num(o, "over", 0, MAX_SECONDS, 0, &over, err, errlen)) < 0 ||
         (rc = get_num(o, "expires", 0, MAX_SECONDS, 0, &expires, err, errlen)) < 0)
         return rc;
-    if (at < 0)
-        return fail(err, errlen, "\"t\" is required");
-    if (count != floor(count))
-        return fail(err, errlen, "\"count\" must be a whole number");
+    if (at < 0) return fail(err, errlen, "\"t\" is required");
+    if (count != floor(count)) return fail(err, errlen, "\"count\" must be a whole number");
     if (t->total + (uint64_t)count > SIM_MAX_JOBS)
         return fail(err, errlen, "more than %u jobs in the traffic", SIM_MAX_JOBS);
     int p = JOB_PRIO_NORMAL;
@@ -218,15 +206,13 @@ static int parse_jobs(struct sim_traffic *t, json_t *o, unsigned lineno, char *e
     if (t->n_jobs == t->cap_jobs) {
         size_t cap = t->cap_jobs ? t->cap_jobs * 2 : 16;
         struct sim_jobs *j = realloc(t->jobs, cap * sizeof *j);
-        if (!j)
-            return -ENOMEM;
+        if (!j) return -ENOMEM;
         t->jobs = j;
         t->cap_jobs = cap;
     }
     struct sim_jobs *j = &t->jobs[t->n_jobs];
     memset(j, 0, sizeof *j);
-    if (intern(t, tenant, &j->tenant) < 0 || intern(t, domain, &j->domain) < 0)
-        return -ENOMEM;
+    if (intern(t, tenant, &j->tenant) < 0 || intern(t, domain, &j->domain) < 0) return -ENOMEM;
     j->t_ms = llround(at * 1000);
     j->over_ms = llround(over * 1000);
     j->expires_ms = llround(expires * 1000);
@@ -279,14 +265,12 @@ static int parse_site(struct sim_traffic *t, json_t *o, unsigned lineno, char *e
     else if (scope && strcmp(scope, "site") != 0)
         return fail(err, errlen, "\"limit_scope\" must be site or ip");
     json_t *mx = json_object_get(o, "mx"), *doms = json_object_get(o, "domains");
-    if (mx && (!json_is_array(mx) || json_array_size(mx) == 0 ||
-               json_array_size(mx) > SIM_MAX_MX))
+    if (mx && (!json_is_array(mx) || json_array_size(mx) == 0 || json_array_size(mx) > SIM_MAX_MX))
         return fail(err, errlen, "\"mx\" must be a list of 1 to %d host names", SIM_MAX_MX);
     if (doms && (!json_is_array(doms) || json_array_size(doms) > 1000))
         return fail(err, errlen, "\"domains\" must be a list of at most 1000 names");
     bool is_default = strcmp(name, "*") == 0;
-    if (is_default && t->default_site >= 0)
-        return fail(err, errlen, "a second \"*\" site");
+    if (is_default && t->default_site >= 0) return fail(err, errlen, "a second \"*\" site");
     size_t idx = t->n_sites;
     /* Check every name before anything is kept. */
     for (size_t i = 0; doms && i < json_array_size(doms); i++) {
@@ -303,24 +287,20 @@ static int parse_site(struct sim_traffic *t, json_t *o, unsigned lineno, char *e
     }
     uint32_t ni;
     if (!is_default) {
-        if (intern(t, name, &ni) < 0)
-            return -ENOMEM;
+        if (intern(t, name, &ni) < 0) return -ENOMEM;
         if (t->site_of[ni] != SIZE_MAX)
             return fail(err, errlen, "domain \"%.80s\" already has a site", name);
         for (size_t i = 0; doms && i < json_array_size(doms); i++) {
             uint32_t di;
-            if (intern(t, json_string_value(json_array_get(doms, i)), &di) < 0)
-                return -ENOMEM;
+            if (intern(t, json_string_value(json_array_get(doms, i)), &di) < 0) return -ENOMEM;
             if (t->site_of[di] != SIZE_MAX && t->site_of[di] != idx)
-                return fail(err, errlen, "domain \"%.80s\" already has a site",
-                            t->names[di]);
+                return fail(err, errlen, "domain \"%.80s\" already has a site", t->names[di]);
         }
     }
     if (t->n_sites == t->cap_sites) {
         size_t cap = t->cap_sites ? t->cap_sites * 2 : 8;
         struct sim_site *s = realloc(t->sites, cap * sizeof *s);
-        if (!s)
-            return -ENOMEM;
+        if (!s) return -ENOMEM;
         t->sites = s;
         t->cap_sites = cap;
     }
@@ -339,8 +319,7 @@ static int parse_site(struct sim_traffic *t, json_t *o, unsigned lineno, char *e
         dup_opt(breply, "550 5.1.1 User unknown", &s->bounce_reply) < 0)
         return -ENOMEM;
     for (size_t i = 0; mx && i < json_array_size(mx); i++) {
-        if (!(s->mx[i] = strdup(json_string_value(json_array_get(mx, i)))))
-            return -ENOMEM;
+        if (!(s->mx[i] = strdup(json_string_value(json_array_get(mx, i))))) return -ENOMEM;
         s->n_mx++;
     }
     if (is_default) {
@@ -350,8 +329,7 @@ static int parse_site(struct sim_traffic *t, json_t *o, unsigned lineno, char *e
     t->site_of[ni] = idx;
     for (size_t i = 0; doms && i < json_array_size(doms); i++) {
         uint32_t di;
-        if (intern(t, json_string_value(json_array_get(doms, i)), &di) < 0)
-            return -ENOMEM;
+        if (intern(t, json_string_value(json_array_get(doms, i)), &di) < 0) return -ENOMEM;
         t->site_of[di] = idx;
     }
     return 0;
@@ -363,14 +341,11 @@ int sim_traffic_parse_line(struct sim_traffic *t, const char *line, size_t len, 
     size_t i = 0;
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
         i++;
-    if (i == len || line[i] == '#')
-        return 0;
-    if (len > MAX_LINE)
-        return fail(err, errlen, "line longer than %d bytes", MAX_LINE);
+    if (i == len || line[i] == '#') return 0;
+    if (len > MAX_LINE) return fail(err, errlen, "line longer than %d bytes", MAX_LINE);
     json_error_t jerr;
     json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!o)
-        return fail(err, errlen, "not JSON: %s", jerr.text);
+    if (!o) return fail(err, errlen, "not JSON: %s", jerr.text);
     int rc;
     if (!json_is_object(o))
         rc = fail(err, errlen, "a line must be a JSON object");
@@ -395,11 +370,9 @@ int sim_traffic_read(struct sim_traffic *t, FILE *f, const char *name, char *err
     while ((n = getline(&line, &cap, f)) >= 0) {
         lineno++;
         size_t len = (size_t)n;
-        if (len && line[len - 1] == '\n')
-            len--;
+        if (len && line[len - 1] == '\n') len--;
         rc = sim_traffic_parse_line(t, line, len, lineno, why, sizeof why);
-        if (rc == -ENOMEM)
-            snprintf(why, sizeof why, "out of memory");
+        if (rc == -ENOMEM) snprintf(why, sizeof why, "out of memory");
         if (rc < 0) {
             snprintf(err, errlen, "%s:%u: %s", name, lineno, why);
             break;

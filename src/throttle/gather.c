@@ -19,13 +19,11 @@ void throttle_shape_rate(struct shape_input *in, const struct throttle_pair *pai
 {
     in->horizon_ms = (int64_t)(horizon_s * 1000);
     in->rated = q && rate && rate->count && rate->window_s;
-    if (!in->rated)
-        return;
+    if (!in->rated) return;
     int64_t wait_us = throttle_peek(pair, rate, in->now_mono_ms * 1000);
     in->rate_wait_ms = (wait_us + 999) / 1000;
     in->queued = fairq_len(q);
-    if (!class_key)
-        return;
+    if (!class_key) return;
     /* The class may keep its share of the in-memory horizon, counted at the
      * pair's whole rate (the slots are shared by the workers and taken by
      * whichever has work, so the worker that read most of a backlog keeps
@@ -35,8 +33,7 @@ void throttle_shape_rate(struct shape_input *in, const struct throttle_pair *pai
     double per_s = (double)rate->count / (double)rate->window_s * throttle_factor(pair);
     in->class_share = fairq_share(q, class_key, class_weight);
     double cap = horizon_s * per_s;
-    if (cap > max_inflight / 2.0)
-        cap = max_inflight / 2.0;
+    if (cap > max_inflight / 2.0) cap = max_inflight / 2.0;
     cap *= in->class_share;
     in->class_cap = cap < 4 ? 4 : cap;
     in->class_queued = fairq_class_len(q, class_key);

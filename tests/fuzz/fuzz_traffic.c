@@ -71,8 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!cfg) {
         char err[256];
         log_min_level = LOG_ERROR;
-        if (config_load_string("fuzz.yaml", yaml, strlen(yaml), &cfg, err, sizeof err) < 0)
-            abort();
+        if (config_load_string("fuzz.yaml", yaml, strlen(yaml), &cfg, err, sizeof err) < 0) abort();
     }
     struct sim_traffic t;
     sim_traffic_init(&t);

@@ -60,12 +60,10 @@ static struct sim_result *run(const struct config *cfg, const struct sim_traffic
     return r;
 }
 
-static const struct sim_stats *find(const struct sim_result *r, enum sim_entity k,
-                                    const char *name)
+static const struct sim_stats *find(const struct sim_result *r, enum sim_entity k, const char *name)
 {
     for (size_t i = 0; i < r->n[k]; i++)
-        if (strcmp(r->ent[k][i].name, name) == 0)
-            return &r->ent[k][i];
+        if (strcmp(r->ent[k][i].name, name) == 0) return &r->ent[k][i];
     fprintf(stderr, "no entity %s\n", name);
     exit(1);
 }
@@ -111,7 +109,8 @@ static void test_hidden_limit(void)
                 "{\"t\": 0, \"tenant\": \"acme\", \"domain\": \"sink.test\", \"count\": 5000}\n");
     struct sim_result *r = run(cfg, &t);
     const struct sim_stats *s = find(r, SIM_E_SITE, "sink.test");
-    uint64_t ok = sim_sum(s, SIM_S_DELIVERED, 30, 150), refused = sim_sum(s, SIM_S_SIGNALS, 30, 150);
+    uint64_t ok = sim_sum(s, SIM_S_DELIVERED, 30, 150),
+             refused = sim_sum(s, SIM_S_SIGNALS, 30, 150);
     double rate = (double)ok / 120;
     printf("hidden limit 20/s at 200/s: 30-150 s accepted %.2f/s, 421s %llu = %.1f%% of accepted; "
            "first 30 s: %llu accepted, %llu 421s; factor min %.3f end %.3f\n",
@@ -139,11 +138,12 @@ static void test_fair_share(void)
                 "{\"t\": 5, \"tenant\": \"b\", \"domain\": \"example.org\", \"count\": 10}\n");
     struct sim_result *r = run(cfg, &t);
     const struct sim_stats *a = find(r, SIM_E_TENANT, "a"), *b = find(r, SIM_E_TENANT, "b");
-    printf("fair share: b's 10 behind a's 50000 at 300/s: b p50 %lld ms, max %lld ms; a p50 %.1f s, "
-           "a parked for share/rate %llu; done at %.1f s\n",
-           (long long)b->p50_ms, (long long)b->max_ms, (double)a->p50_ms / 1000,
-           (unsigned long long)(a->parked[SHAPE_R_RATE] + a->parked[SHAPE_R_TENANT_SHARE]),
-           (double)r->end_ms / 1000);
+    printf(
+        "fair share: b's 10 behind a's 50000 at 300/s: b p50 %lld ms, max %lld ms; a p50 %.1f s, "
+        "a parked for share/rate %llu; done at %.1f s\n",
+        (long long)b->p50_ms, (long long)b->max_ms, (double)a->p50_ms / 1000,
+        (unsigned long long)(a->parked[SHAPE_R_RATE] + a->parked[SHAPE_R_TENANT_SHARE]),
+        (double)r->end_ms / 1000);
     CHECK_EQ_INT(b->delivered, 10);
     CHECK(b->max_ms < 3000);
     CHECK_EQ_INT(a->delivered, 50000);
@@ -237,8 +237,8 @@ static void test_traffic_errors(void)
         struct sim_traffic t;
         sim_traffic_init(&t);
         char err[256] = "";
-        int rc = sim_traffic_parse_line(&t, cases[i].line, strlen(cases[i].line), 1, err,
-                                        sizeof err);
+        int rc =
+            sim_traffic_parse_line(&t, cases[i].line, strlen(cases[i].line), 1, err, sizeof err);
         CHECK_EQ_INT(rc, -HERR_MALFORMED);
         if (!strstr(err, cases[i].want))
             fprintf(stderr, "case %zu: error '%s', wanted '%s'\n", i, err, cases[i].want);
