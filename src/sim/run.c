@@ -117,11 +117,13 @@ static int setup_tenants(struct sim *s, char *err, size_t errlen)
     const struct config *cfg = s->cfg;
     for (size_t g = 0; g < s->t->n_jobs; g++) {
         const char *name = sim_traffic_name(s->t, s->t->jobs[g].tenant);
-        if (!config_tenant(cfg, name)) {
+        const struct cfg_tenant *t = config_tenant(cfg, name);
+        if (!t) {
             snprintf(err, errlen, "line %u: tenant \"%.64s\" is not in the config",
                      s->t->jobs[g].line, name);
             return -HERR_CONFIG;
         }
+        s->gen_tenant[g] = (uint16_t)(t - cfg->tenants);
     }
     size_t n = cfg->n_tenants ? cfg->n_tenants : 1;
     s->tips = calloc(n, sizeof *s->tips);
@@ -160,7 +162,9 @@ static int setup(struct sim *s, char *err, size_t errlen)
     s->r->ent[SIM_E_IP] = calloc(tt->n_ips, sizeof(struct sim_stats));
     s->jobs = malloc((s->t->total ? s->t->total : 1) * sizeof *s->jobs);
     s->gen_done = calloc(s->t->n_jobs + 1, sizeof *s->gen_done);
-    if (!s->paths || !s->r->ent[SIM_E_IP] || !s->jobs || !s->gen_done) return -ENOMEM;
+    s->gen_tenant = calloc(s->t->n_jobs + 1, sizeof *s->gen_tenant);
+    if (!s->paths || !s->r->ent[SIM_E_IP] || !s->jobs || !s->gen_done || !s->gen_tenant)
+        return -ENOMEM;
     s->r->n[SIM_E_IP] = tt->n_ips;
     for (size_t i = 0; i < tt->n_ips; i++)
         snprintf(s->r->ent[SIM_E_IP][i].name, sizeof s->r->ent[0][0].name, "%s",
@@ -300,6 +304,7 @@ static void teardown(struct sim *s)
     free(s->sites);
     free(s->dom_site);
     free(s->gen_done);
+    free(s->gen_tenant);
     free(s->paths);
     free(s->jobs);
     free(s->ev);

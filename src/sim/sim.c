@@ -251,13 +251,12 @@ static void park(struct sim *s, uint32_t idx, const struct shape_verdict *v, str
     rs_push(s, idx, v->until_ms - s->start_wall);
 }
 
-static void receiver_answer(struct sim *s, struct sjob *j, struct spath *p)
+static void receiver_answer(struct sim *s, struct sjob *j)
 {
     struct ssite *st = &s->sites[j->site];
     const struct sim_site *b = st->b;
     j->reply = REPLY_OK;
     if (b->limit_per_s > 0) {
-        (void)p;
         struct window *w = &st->win[b->scope == SIM_SCOPE_IP ? j->path / s->table->n_providers : 0];
         double len = b->limit_per_s >= 1 ? 1000 : 1000 / b->limit_per_s;
         double allowed = b->limit_per_s >= 1 ? floor(b->limit_per_s) : 1;
@@ -282,7 +281,7 @@ static void start_send(struct sim *s, uint32_t idx, struct spath *p)
 {
     struct sjob *j = &s->jobs[idx];
     p->in_flight++;
-    receiver_answer(s, j, p);
+    receiver_answer(s, j);
     ev_push(s, s->now + s->sites[j->site].b->latency_ms, EV_DONE, idx);
 }
 
@@ -586,8 +585,7 @@ static void on_arrive(struct sim *s, uint32_t g)
         j->enq_ms = s->now;
         j->expires_at_ms = l->expires_ms ? s->now + l->expires_ms : 0;
         j->path = NONE;
-        j->tenant =
-            (uint16_t)(config_tenant(s->cfg, sim_traffic_name(s->t, l->tenant)) - s->cfg->tenants);
+        j->tenant = s->gen_tenant[g];
         j->site = (uint16_t)s->dom_site[l->domain];
         j->attempt = 1;
         j->prio = (uint8_t)l->priority;

@@ -81,9 +81,10 @@ struct sim {
     size_t n_paths;
     struct ssite *sites;
     size_t n_sites;
-    uint32_t *dom_site; /* traffic name index -> site */
-    uint64_t *gen_done; /* jobs emitted per traffic line */
-    uint16_t **tips;    /* per config tenant: its pool's table IP indices */
+    uint32_t *dom_site;   /* traffic name index -> site */
+    uint64_t *gen_done;   /* jobs emitted per traffic line */
+    uint16_t *gen_tenant; /* config tenant index per traffic line */
+    uint16_t **tips;      /* per config tenant: its pool's table IP indices */
     size_t *n_tips;
     uint32_t egress_rr;
     char (*keys)[3][96];         /* fair queue class keys per tenant x priority */
