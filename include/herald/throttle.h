@@ -168,4 +168,25 @@ enum throttle_signal_kind throttle_classify(const struct cfg_reputation *rep, in
                                             bool connect_failure, const char *category,
                                             int64_t *suspend_ms);
 
+
+/* ---------- a path's rate state for the shaping decision ---------- */
+
+struct fairq;
+
+/* The weight of a priority lane (an enum job_priority) under a binding
+ * limit: high 4, normal 2, bulk 1, times the tenant's weight. */
+double throttle_class_weight(uint32_t tenant_weight, int priority);
+
+/* Fill the rate part of a path's shape_input from plain state: the pair,
+ * the provider's rate (NULL or count 0: unrated), the pair's in-memory
+ * fair queue (NULL: nothing waits in memory for it, so unrated), the
+ * message's class (key NULL: the head of the queue, no class fields), how
+ * many seconds of sending the in-memory queue may hold and the holder's
+ * max_inflight. Reads in->now_mono_ms; sets horizon_ms, rated,
+ * rate_wait_ms, queued and the class fields, nothing else. Pure: the gate
+ * and `herald simulate` call the same code. */
+void throttle_shape_rate(struct shape_input *in, const struct throttle_pair *pair,
+                         const struct cfg_rate *rate, struct fairq *q, const char *class_key,
+                         double class_weight, double horizon_s, uint32_t max_inflight);
+
 #endif

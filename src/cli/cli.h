@@ -17,6 +17,7 @@ int cli_smtp_test(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_check_domain(int argc, char **argv);
+int cli_simulate(int argc, char **argv);
 
 /* Load -c FILE or exit-code 2 with the error printed. */
 int cli_load_config(const char *path, struct config **out);

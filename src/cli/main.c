@@ -23,6 +23,8 @@ static const char usage[] =
     "                          a tenant's outcomes per day and recipient domain\n"
     "  check-domain DOMAIN -c FILE [--tenant T] [--json]\n"
     "                          SPF, DKIM, DMARC, MX, PTR and DNSBL checks with fixes\n"
+    "  simulate -c FILE --traffic FILE [--plot FILE.png] [--json]\n"
+    "                          replay traffic through the config's limits on virtual time\n"
     "\n"
     "Run 'herald COMMAND --help' for a command's options.\n";
 
@@ -59,6 +61,8 @@ int main(int argc, char **argv)
         return cli_stats(argc - 1, argv + 1);
     if (strcmp(cmd, "check-domain") == 0)
         return cli_check_domain(argc - 1, argv + 1);
+    if (strcmp(cmd, "simulate") == 0)
+        return cli_simulate(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

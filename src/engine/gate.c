@@ -38,20 +38,6 @@ bool gate_warmup_full(struct worker *w, const char *ip, int64_t wall)
     return cap >= 0 && throttle_ip_today(w->sh->throttle, ip, wall / DAY_MS) >= cap;
 }
 
-/* Weights of the priority lanes: under a binding limit high gets four
- * slots for every one of bulk (and two of normal), and bulk still moves. */
-static double prio_weight(enum job_priority p)
-{
-    return p == JOB_PRIO_HIGH ? 4.0 : p == JOB_PRIO_BULK ? 1.0 : 2.0;
-}
-
-static double pair_rate_per_s(const struct throttle_pair *pair, const struct cfg_provider *prov)
-{
-    if (!prov || !prov->rate.count || !prov->rate.window_s)
-        return 0;
-    return (double)prov->rate.count / (double)prov->rate.window_s * throttle_factor(pair);
-}
-
 static const char *domain_of(const char *addr)
 {
     const char *at = addr ? strrchr(addr, '@') : NULL;
@@ -113,7 +99,7 @@ struct klass {
 static void klass_of(const struct delivery *d, struct klass *k)
 {
     const struct cfg_tenant *tenant = config_tenant(d->w->cfg, d->job.tenant);
-    k->weight = (tenant && tenant->weight ? tenant->weight : 1) * prio_weight(d->job.priority);
+    k->weight = throttle_class_weight(tenant ? tenant->weight : 1, (int)d->job.priority);
     snprintf(k->key, sizeof k->key, "%s/%d", d->job.tenant ? d->job.tenant : "-",
              (int)d->job.priority);
 }
@@ -134,8 +120,11 @@ static void gather(struct worker *w, struct throttle_pair *pair, const struct cf
         in->warmup_sent = throttle_ip_today(w->sh->throttle, pair->ip, day);
         in->warmup_retry_ms = (day + 1) * DAY_MS + (int64_t)(outcome_rng_next(&w->rng) % 60000);
     }
-    in->horizon_ms = (int64_t)(HOLD_HORIZON_S * 1000);
-    in->rated = hq && prov && prov->rate.count;
+    /* The rate part, and the class's share of the in-memory horizon, in
+     * one pure helper that `herald simulate` calls too. */
+    throttle_shape_rate(in, pair, prov ? &prov->rate : NULL, hq ? &hq->q : NULL,
+                        k ? k->key : NULL, k ? k->weight : 0, HOLD_HORIZON_S,
+                        w->cfg->engine.max_inflight);
     if (!in->rated)
         return;
     /* A message admitted by the rate must leave soon: when no connection
@@ -147,28 +136,6 @@ static void gather(struct worker *w, struct throttle_pair *pair, const struct cf
     uint32_t conns = 0;
     pool_group_backlog(&w->pool, pair->ip, pair->group, &backlog, &conns);
     in->no_connection = atomic_load(&pair->conn_grant) == 0 || backlog > 4 * (size_t)conns + 4;
-    int64_t wait_us = throttle_peek(pair, &prov->rate, in->now_mono_ms * 1000);
-    in->rate_wait_ms = (wait_us + 999) / 1000;
-    in->queued = fairq_len(&hq->q);
-    if (!k)
-        return;
-    /* The class may keep its share of the in-memory horizon, counted at the
-     * pair's whole rate (the slots are shared by the workers and taken by
-     * whichever has work, so the worker that read most of a backlog keeps
-     * it), and never more than half of what the worker may hold, so intake
-     * keeps reading past a backlog: a newly active class must be seen to
-     * get its share. Beyond that it waits in the retry set. */
-    double per_s = pair_rate_per_s(pair, prov);
-    in->class_share = fairq_share(&hq->q, k->key, k->weight);
-    double cap = HOLD_HORIZON_S * per_s;
-    if (cap > w->cfg->engine.max_inflight / 2.0)
-        cap = w->cfg->engine.max_inflight / 2.0;
-    cap *= in->class_share;
-    in->class_cap = cap < 4 ? 4 : cap;
-    in->class_queued = fairq_class_len(&hq->q, k->key);
-    in->class_per_s = per_s * in->class_share;
-    struct fairq_class *c = fairq_class_get(&hq->q, k->key);
-    in->class_last_park_ms = c ? c->owner_ms : 0;
 }
 
 /* A verdict of PARK: back to the retry set, with a note when it is news to
