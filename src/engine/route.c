@@ -138,11 +138,13 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     if (pair)
         conns = throttle_scale(pair, conns);
     /* The path's connections are shared by every process sending from the
-     * IP (its grant, lease.c) and, within the process, by the workers: a
-     * worker may hold them all while the others are idle, the shared count
-     * keeps the sum under the grant. */
+     * IP (its grant, lease.c) and, within the process, split among the
+     * workers (each worker's pool is its own); the shared count keeps the
+     * sum under the grant when the split rounds up. */
     uint32_t mine = pair ? lease_connections(w, pair, prov, conns) : conns;
-    lim.max_conns = mine ? mine : 1;
+    if (!mine)
+        mine = 1;
+    lim.max_conns = (mine + w->sh->n_workers - 1) / w->sh->n_workers;
     lim.shared_max = pair ? &pair->conn_grant : NULL;
     /* The pool shares the connection limit among the path's destinations
      * (its exchangers' addresses): per site, or over the provider. */
