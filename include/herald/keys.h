@@ -43,6 +43,8 @@ int keys_status(const struct keys *k, const char *consumer, char *out, size_t ca
 int keys_path_rate(const struct keys *k, const char *ip, const char *group, char *out, size_t cap);
 int keys_path_conns(const struct keys *k, const char *ip, const char *group, char *out,
                     size_t cap);
+int keys_path_reputation(const struct keys *k, const char *ip, const char *group, char *out,
+                         size_t cap);
 int keys_stats_day(const struct keys *k, const char *tenant, int y, int m, int d, char *out,
                    size_t cap);
 

@@ -16,9 +16,9 @@ static void on_lease(struct redis_client *c, redisReply *r, void *arg)
     (void)c;
     struct throttle_pair *p = arg;
     atomic_store(&p->lease_pending, false);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
-        r->element[2]->type != REDIS_REPLY_INTEGER) {
+        r->element[2]->type != REDIS_REPLY_INTEGER || r->element[3]->type != REDIS_REPLY_INTEGER) {
         /* Redis away or our scripts missing (the notes connection reloads
          * them): ask again shortly. */
         atomic_store(&p->lease_retry_ms, clock_mono_ms() + 100);
@@ -33,6 +33,13 @@ static void on_lease(struct redis_client *c, redisReply *r, void *arg)
     if (conns >= 0) {
         atomic_store(&p->conn_grant, (int)conns);
         atomic_store(&p->conn_refresh_ms, clock_mono_ms());
+    }
+    /* One factor for the path across processes: follow the lowest down
+     * (each process climbs back on its own clean intervals, and publishes
+     * that with its next call). */
+    long long shared = r->element[3]->integer;
+    int64_t f = atomic_load(&p->factor_ppm);
+    while (shared > 0 && shared < f && !atomic_compare_exchange_weak(&p->factor_ppm, &f, shared)) {
     }
 }
 
@@ -51,10 +58,12 @@ static void ask(struct worker *w, struct throttle_pair *p, const struct cfg_prov
     bool expect = false;
     if (!atomic_compare_exchange_strong(&p->lease_pending, &expect, true))
         return; /* one call per path at a time, for the whole process */
-    char rkey[KEYS_MAX], ckey[KEYS_MAX], now[24], T[24], tau[24], wantb[24], lim[16], ttl[16],
-        open[16];
+    char rkey[KEYS_MAX], ckey[KEYS_MAX], qkey[KEYS_MAX], now[24], T[24], tau[24], wantb[24],
+        lim[16], ttl[16], open[16], factor[24];
     keys_path_rate(&w->sh->keys, p->ip, p->group, rkey, sizeof rkey);
     keys_path_conns(&w->sh->keys, p->ip, p->group, ckey, sizeof ckey);
+    keys_path_reputation(&w->sh->keys, p->ip, p->group, qkey, sizeof qkey);
+    snprintf(factor, sizeof factor, "%" PRId64, (int64_t)atomic_load(&p->factor_ppm));
     int64_t T_us = 1, tau_us = 0;
     if (want > 0 && prov && prov->rate.count)
         throttle_gcra_params(p, &prov->rate, &T_us, &tau_us);
@@ -70,8 +79,8 @@ static void ask(struct worker *w, struct throttle_pair *p, const struct cfg_prov
      * count apart. */
     char me[200];
     snprintf(me, sizeof me, "%s:%ld", w->cfg->engine.consumer, (long)getpid());
-    const char *argv[] = {"EVALSHA", w->sh->sha_lease, "2", rkey, ckey, now, T, tau, wantb,
-                          me, lim, ttl, open};
+    const char *argv[] = {"EVALSHA", w->sh->sha_lease, "3", rkey, ckey, qkey, now, T, tau,
+                          wantb, me, lim, ttl, open, factor};
     size_t lens[HERALD_ARRAY_LEN(argv)];
     for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);

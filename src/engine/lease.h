@@ -1,9 +1,10 @@
 /* Internal to the engine: the limits of a path that every process sending
  * from its egress IP shares through Redis (one script, scripts.c): send
  * slots taken from the path's GCRA in small blocks (about 100 ms of the
- * rate, so there is no round trip per message), and each process's grant
- * of the path's connections, renewed every second and expiring if the
- * process dies. */
+ * rate, so there is no round trip per message), each process's grant of
+ * the path's connections, renewed every second and expiring if the
+ * process dies, and the path's reputation factor (the lowest any live
+ * process has). */
 #ifndef HERALD_ENGINE_LEASE_H
 #define HERALD_ENGINE_LEASE_H
 

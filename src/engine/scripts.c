@@ -247,10 +247,11 @@ const char *const notes_script_mover =
     "return #due\n";
 
 /* Limits shared by every process sending from an egress IP (lease.c).
- * KEYS: the path's GCRA key, the path's connection-grant hash. ARGV: now
- * ms, emission interval us, burst tolerance us, slots wanted (0: none),
- * this process's consumer name, the path's connection limit (0: no
- * grant wanted), grant ttl ms, connections this process has open now.
+ * KEYS: the path's GCRA key, the path's connection-grant hash, the path's
+ * reputation hash. ARGV: now ms, emission interval us, burst tolerance us,
+ * slots wanted (0: none), this process's name, the path's connection
+ * limit (0: no grant wanted), grant ttl ms, connections this process has
+ * open now, its reputation factor x 1e6.
  *
  * Slots: a GCRA whose theoretical arrival time (us) is the key's value:
  * up to `wanted` slots are granted at once if due, tat moves on by one
@@ -259,8 +260,11 @@ const char *const notes_script_mover =
  * with an expiry (a process that dies stops counting after ttl); a
  * process is granted its equal share of the limit among the live ones,
  * never more than the limit less what the others hold, so the sum of
- * open connections never passes the limit while grants move. Returns
- * {granted, wait_ms, connections (-1: not asked)}. */
+ * open connections never passes the limit while grants move.
+ * Reputation: every live process records its factor; the path's shared
+ * factor is the lowest of them (a receiver that throttles one sender
+ * throttles the IP). Returns {granted, wait_ms, connections (-1: not
+ * asked), shared factor x 1e6}. */
 const char *const notes_script_lease =
     "local now_ms = tonumber(ARGV[1])\n"
     "local now = now_ms * 1000\n"
@@ -302,4 +306,21 @@ const char *const notes_script_lease =
     "  redis.call('HSET', KEYS[2], me, hold .. ' ' .. (now_ms + ttl))\n"
     "  redis.call('PEXPIRE', KEYS[2], ttl * 2)\n"
     "end\n"
-    "return {granted, wait, conns}\n";
+    "local shared = -1\n"
+    "local mine = tonumber(ARGV[9])\n"
+    "if mine and mine > 0 then\n"
+    "  local me, ttl = ARGV[5], tonumber(ARGV[7])\n"
+    "  redis.call('HSET', KEYS[3], me, mine .. ' ' .. (now_ms + ttl))\n"
+    "  redis.call('PEXPIRE', KEYS[3], ttl * 2)\n"
+    "  shared = mine\n"
+    "  local h = redis.call('HGETALL', KEYS[3])\n"
+    "  for i = 1, #h, 2 do\n"
+    "    local f, exp = string.match(h[i + 1], '^(%d+) (%d+)$')\n"
+    "    if f and tonumber(exp) > now_ms then\n"
+    "      if tonumber(f) < shared then shared = tonumber(f) end\n"
+    "    elseif h[i] ~= me then\n"
+    "      redis.call('HDEL', KEYS[3], h[i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {granted, wait, conns, shared}\n";

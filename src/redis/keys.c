@@ -86,3 +86,9 @@ int keys_path_conns(const struct keys *k, const char *ip, const char *group, cha
 {
     return keyf(out, cap, "%sconns:%s|%s", k->prefix, ip && ip[0] ? ip : "-", group);
 }
+
+int keys_path_reputation(const struct keys *k, const char *ip, const char *group, char *out,
+                         size_t cap)
+{
+    return keyf(out, cap, "%srep:%s|%s", k->prefix, ip && ip[0] ? ip : "-", group);
+}
