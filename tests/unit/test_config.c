@@ -13,6 +13,19 @@
 #include "herald/core.h"
 #include "herald/job.h"
 
+/* What `herald check-config` prints for cfg (malloc'd), or NULL. */
+static char *effective_text(const struct config *cfg)
+{
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *mem = open_memstream(&text, &text_len);
+    if (!mem)
+        return NULL;
+    config_print_effective(cfg, mem);
+    fclose(mem);
+    return text;
+}
+
 static struct config *load(const char *yaml, char *err, size_t errlen)
 {
     struct config *cfg = NULL;
@@ -218,13 +231,9 @@ static void test_full(void)
     CHECK_EQ_INT(cfg->recipients.exempt_mask, (1u << JOB_PRIO_HIGH) | (1u << JOB_PRIO_BULK));
 
     /* The summary shows everything an operator tunes, and no secrets. */
-    char *text = NULL;
-    size_t text_len = 0;
-    FILE *mem = open_memstream(&text, &text_len);
-    CHECK(mem != NULL);
-    if (mem) {
-        config_print_effective(cfg, mem);
-        fclose(mem);
+    char *text = effective_text(cfg);
+    CHECK(text != NULL);
+    if (text) {
         CHECK(strstr(text, "rediss://u:***@redis.example.net") != NULL);
         CHECK(strstr(text, "pw@") == NULL);
         CHECK(strstr(text, "30s, 5m, 1h") != NULL);
@@ -365,13 +374,9 @@ static void test_defaults_filled(void)
     }
 
     /* check-config prints the effective values, words from the same tables. */
-    char *text = NULL;
-    size_t text_len = 0;
-    FILE *mem = open_memstream(&text, &text_len);
-    CHECK(mem != NULL);
-    if (mem) {
-        config_print_effective(cfg, mem);
-        fclose(mem);
+    char *text = effective_text(cfg);
+    CHECK(text != NULL);
+    if (text) {
         CHECK(strstr(text, "policy          defer\n") != NULL);
         CHECK(strstr(text, "exempt          none\n") != NULL);
         CHECK(strstr(text, "tls             opportunistic (delivery.tls)\n") != NULL);
