@@ -86,6 +86,10 @@ int pool_submit(struct pool *p, const struct pool_target *target, const char *eg
 /* Stop: QUIT idle connections now, and others as they become idle; queued
  * messages that have not started are handed back (done with res == NULL). */
 void pool_close_all(struct pool *p);
+/* Stop now: close every connection, whatever it is doing (a peer that
+ * stalls mid-greeting must not outlive the drain); messages on them end
+ * with a network failure, queued ones are handed back. */
+void pool_abort_all(struct pool *p);
 /* Periodically (the owner's tick): destinations with messages waiting for
  * a connection try again, for a process-wide slot another worker's pool
  * has given back. */

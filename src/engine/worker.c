@@ -138,6 +138,12 @@ static bool drain(struct worker *w, int64_t now)
         return false;
     if (!w->pool.closing)
         pool_close_all(&w->pool);
+    /* Connections still busy a second past the grace (a stalled peer) are
+     * closed outright, so nothing outlives the drain. */
+    if (now >= w->drain_deadline_ms + 1000 && !w->pool_aborted) {
+        w->pool_aborted = true;
+        pool_abort_all(&w->pool);
+    }
     return pool_is_quiet(&w->pool) || now >= w->drain_deadline_ms + 5000;
 }
 

@@ -110,6 +110,7 @@ struct worker {
     int64_t intake_retry_at, notes_retry_at, intake_backoff_ms, notes_backoff_ms;
     int64_t next_claim_ms, next_refresh_ms, next_mover_ms, drain_deadline_ms;
     bool claiming, moving;
+    bool pool_aborted;      /* drain: busy connections closed outright */
     bool recall_wanted;     /* worker 0: a factor rose; recall throttled jobs */
     int64_t next_recall_ms;
     uint32_t small_reads; /* after a reply over max_reply_bytes: read one entry at a time */

@@ -739,6 +739,22 @@ void pool_close_all(struct pool *p)
         }
 }
 
+void pool_abort_all(struct pool *p)
+{
+    p->closing = true;
+    for (size_t i = 0; i < p->n_buckets; i++)
+        for (struct pool_dest *d = p->buckets[i]; d; d = d->next) {
+            while (d->q_len)
+                p->done(p->done_arg, q_pop(d), NULL, NULL);
+            for (struct pool_conn *c = d->conns; c; c = c->next)
+                if (!c->closing) {
+                    if (c->session_live && !smtp_session_is_closed(&c->s))
+                        smtp_session_fail(&c->s, -ECANCELED, "shutting down");
+                    conn_close(c);
+                }
+        }
+}
+
 bool pool_is_quiet(const struct pool *p)
 {
     return p->n_conns == 0;
