@@ -53,8 +53,11 @@ struct throttle_pair {
 
 /* Messages an egress IP sent on one UTC day (warm-up caps). */
 struct throttle_ipday {
-    _Atomic int64_t day; /* days since the epoch */
-    _Atomic int64_t sent;
+    _Atomic int64_t day;     /* days since the epoch */
+    _Atomic int64_t sent;    /* by this process today */
+    _Atomic int64_t flushed; /* of `sent`, already added to the shared count in Redis */
+    _Atomic int64_t others;  /* the shared count less what this process added */
+    atomic_bool known;       /* the shared count has been read once */
 };
 
 struct throttle_sites;
@@ -124,7 +127,15 @@ int64_t throttle_peek(const struct throttle_pair *p, const struct cfg_rate *rate
  * start (the larger of it and what is counted already). */
 int64_t throttle_ip_today(struct throttle_table *t, const char *ip, int64_t day);
 void throttle_ip_count(struct throttle_table *t, const char *ip, int64_t day);
-void throttle_ip_restore(struct throttle_table *t, const char *ip, int64_t day, int64_t sent);
+/* The day's count is shared by every process sending from the IP: take
+ * what this process sent since its last flush (to add to the shared count
+ * in Redis), and learn the shared total that addition produced. Today's
+ * count is then what this process sent plus what the others did. */
+int64_t throttle_ip_unflushed(struct throttle_table *t, const char *ip, int64_t day);
+void throttle_ip_shared(struct throttle_table *t, const char *ip, int64_t day, int64_t total);
+/* Whether the shared count of the IP is known yet (a process that has not
+ * heard it must not spend a cap the others may have used up). */
+bool throttle_ip_known(struct throttle_table *t, const char *ip);
 
 /* Limits changed (cfg is the new config): no slot reserved under the old
  * rates lies further ahead than the next one under the new, so a raised

@@ -35,6 +35,8 @@ bool gate_warmup_full(struct worker *w, const char *ip, int64_t wall)
     if (!w->cfg->n_warmup)
         return false;
     int64_t cap = config_warmup_cap(w->cfg, ip, wall / DAY_MS, NULL);
+    if (cap >= 0 && !throttle_ip_known(w->sh->throttle, ip))
+        return true; /* the other processes' count for today not heard yet */
     return cap >= 0 && throttle_ip_today(w->sh->throttle, ip, wall / DAY_MS) >= cap;
 }
 
@@ -119,6 +121,12 @@ static void gather(struct worker *w, struct throttle_pair *pair, const struct cf
         in->warmup_cap = config_warmup_cap(w->cfg, pair->ip, day, NULL);
         in->warmup_sent = throttle_ip_today(w->sh->throttle, pair->ip, day);
         in->warmup_retry_ms = (day + 1) * DAY_MS + (int64_t)(outcome_rng_next(&w->rng) % 60000);
+        if (in->warmup_cap >= 0 && !throttle_ip_known(w->sh->throttle, pair->ip)) {
+            /* Until the day's shared count is heard (at start), the cap
+             * counts as reached; ask again in a second. */
+            in->warmup_sent = in->warmup_cap;
+            in->warmup_retry_ms = in->now_wall_ms + 1000;
+        }
     }
     /* The rate part, and the class's share of the in-memory horizon, in
      * one pure helper that `herald simulate` calls too. */

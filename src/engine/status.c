@@ -243,6 +243,69 @@ static void reputation_key(const struct worker *w, char *out, size_t outlen)
     snprintf(out, outlen, "%s", w->sh->keys.reputation);
 }
 
+/* Warm-up counts are shared by every process sending from an IP: each adds
+ * what it sent since its last flush to the IP's count for the day, in one
+ * script call that starts the count again on a new day, and learns the
+ * total. KEYS: the warm-up hash. ARGV: ip, day, what to add. */
+static const char warmup_script[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "local d, n = nil, 0 "
+    "if v then local a, b = string.match(v, '^(%d+) (%d+)$') d = tonumber(a) n = tonumber(b) or 0 end "
+    "if d ~= tonumber(ARGV[2]) then n = 0 end "
+    "n = n + tonumber(ARGV[3]) "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. n) "
+    "return n";
+
+struct warm_flush {
+    struct worker *w;
+    size_t i; /* warm-up entry */
+    int64_t day;
+    bool first; /* at start: say what was restored */
+};
+
+static void on_warm_flushed(struct redis_client *c, redisReply *r, void *arg)
+{
+    (void)c;
+    struct warm_flush *f = arg;
+    const struct config *cfg = f->w->cfg;
+    if (r && r->type == REDIS_REPLY_INTEGER && f->i < cfg->n_warmup) {
+        const char *ip = cfg->warmup[f->i].ip;
+        throttle_ip_shared(f->w->sh->throttle, ip, f->day, r->integer);
+        if (f->first && r->integer > 0)
+            log_event(LOG_INFO, "event=warmup_restored ip=%s sent_today=%lld", ip,
+                      (long long)r->integer);
+    } else {
+        log_event(LOG_WARN, "event=warmup_flush_failed reason=\"%.200s\"",
+                  r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+    }
+    free(f);
+}
+
+static void flush_warmup(struct worker *w, bool first)
+{
+    const struct config *cfg = w->cfg;
+    struct throttle_table *t = w->sh->throttle;
+    int64_t day = clock_wall_ms() / 86400000;
+    for (size_t i = 0; i < cfg->n_warmup; i++) {
+        struct warm_flush *f = calloc(1, sizeof *f);
+        if (!f)
+            return;
+        int64_t add = throttle_ip_unflushed(t, cfg->warmup[i].ip, day);
+        *f = (struct warm_flush){w, i, day, first};
+        char dayb[24], addb[24];
+        snprintf(dayb, sizeof dayb, "%" PRId64, day);
+        snprintf(addb, sizeof addb, "%" PRId64, add);
+        const char *argv[] = {"EVAL", warmup_script, "1", w->sh->keys.warmup,
+                              cfg->warmup[i].ip, dayb, addb};
+        size_t lens[HERALD_ARRAY_LEN(argv)];
+        for (size_t k = 0; k < HERALD_ARRAY_LEN(argv); k++)
+            lens[k] = strlen(argv[k]);
+        if (redis_client_command_argv(&w->notes, on_warm_flushed, f, (int)HERALD_ARRAY_LEN(argv),
+                                      argv, lens) < 0)
+            free(f);
+    }
+}
+
 static void persist(struct worker *w)
 {
     struct throttle_table *t = w->sh->throttle;
@@ -277,15 +340,6 @@ static void persist(struct worker *w)
         lens[i] = strlen(argv[i]);
     if (n)
         redis_client_command_argv(&w->notes, NULL, NULL, argc, argv, lens);
-    const struct config *cfg = w->cfg;
-    int64_t day = wall / 86400000;
-    for (size_t i = 0; i < cfg->n_warmup; i++) {
-        char v[64];
-        snprintf(v, sizeof v, "%" PRId64 " %" PRId64, day,
-                 throttle_ip_today(t, cfg->warmup[i].ip, day));
-        redis_client_commandf(&w->notes, NULL, NULL, "HSET %s %s %s", w->sh->keys.warmup,
-                              cfg->warmup[i].ip, v);
-    }
 out:
     free(argv);
     free(lens);
@@ -349,24 +403,6 @@ static void on_restore(struct redis_client *c, redisReply *r, void *arg)
     log_event(LOG_INFO, "event=reputation_restored pairs=%d", restored);
 }
 
-static void on_restore_warmup(struct redis_client *c, redisReply *r, void *arg)
-{
-    (void)c;
-    struct worker *w = arg;
-    if (!r || r->type != REDIS_REPLY_ARRAY)
-        return;
-    int64_t day = clock_wall_ms() / 86400000;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        redisReply *f = r->element[i], *v = r->element[i + 1];
-        long long d = 0, sent = 0;
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-            sscanf(v->str, "%lld %lld", &d, &sent) != 2 || d != day)
-            continue;
-        throttle_ip_restore(w->sh->throttle, f->str, day, sent);
-        log_event(LOG_INFO, "event=warmup_restored ip=%s sent_today=%lld", f->str, sent);
-    }
-}
-
 void status_on_connected(struct worker *w)
 {
     if (w->idx != 0 || !w->status || w->status->restored || w->status->restoring)
@@ -376,7 +412,7 @@ void status_on_connected(struct worker *w)
     if (redis_client_commandf(&w->notes, on_restore, w, "HGETALL %s", key) == 0)
         w->status->restoring = true;
     if (w->cfg->n_warmup)
-        redis_client_commandf(&w->notes, on_restore_warmup, w, "HGETALL %s", w->sh->keys.warmup);
+        flush_warmup(w, true);
 }
 
 int status_init(struct worker *w)
@@ -418,6 +454,10 @@ void status_tick(struct worker *w, int64_t now)
         redis_client_commandf(&w->notes, NULL, NULL, "SET %s %s PX %d", key, doc, STATUS_TTL_MS);
         free(doc);
     }
+    /* Warm-up counts every second: processes sharing a warming IP overshoot
+     * its day's cap by at most about a second of their sending. */
+    if (st->restored)
+        flush_warmup(w, false);
     if (st->restored && now - st->last_persist_ms >= PERSIST_EVERY_MS) {
         persist(w);
         st->last_persist_ms = now;

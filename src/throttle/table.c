@@ -85,15 +85,18 @@ static struct throttle_ipday *ipday_at(struct throttle_table *t, const char *ip,
     if (i == SIZE_MAX) return NULL;
     struct throttle_ipday *d = &t->ipday[i];
     int64_t was = atomic_load(&d->day);
-    if (was != day && atomic_compare_exchange_strong(&d->day, &was, day))
+    if (was != day && atomic_compare_exchange_strong(&d->day, &was, day)) {
         atomic_store(&d->sent, 0);
+        atomic_store(&d->flushed, 0);
+        atomic_store(&d->others, 0);
+    }
     return d;
 }
 
 int64_t throttle_ip_today(struct throttle_table *t, const char *ip, int64_t day)
 {
     struct throttle_ipday *d = ipday_at(t, ip, day);
-    return d ? atomic_load(&d->sent) : 0;
+    return d ? atomic_load(&d->sent) + atomic_load(&d->others) : 0;
 }
 
 void throttle_ip_count(struct throttle_table *t, const char *ip, int64_t day)
@@ -102,10 +105,27 @@ void throttle_ip_count(struct throttle_table *t, const char *ip, int64_t day)
     if (d) atomic_fetch_add(&d->sent, 1);
 }
 
-void throttle_ip_restore(struct throttle_table *t, const char *ip, int64_t day, int64_t sent)
+int64_t throttle_ip_unflushed(struct throttle_table *t, const char *ip, int64_t day)
 {
     struct throttle_ipday *d = ipday_at(t, ip, day);
-    if (d && sent > atomic_load(&d->sent)) atomic_store(&d->sent, sent);
+    if (!d) return 0;
+    int64_t sent = atomic_load(&d->sent);
+    return sent - atomic_exchange(&d->flushed, sent);
+}
+
+void throttle_ip_shared(struct throttle_table *t, const char *ip, int64_t day, int64_t total)
+{
+    struct throttle_ipday *d = ipday_at(t, ip, day);
+    if (!d) return;
+    int64_t others = total - atomic_load(&d->flushed);
+    atomic_store(&d->others, others > 0 ? others : 0);
+    atomic_store(&d->known, true);
+}
+
+bool throttle_ip_known(struct throttle_table *t, const char *ip)
+{
+    size_t i = ip_index(t, ip ? ip : "");
+    return i == SIZE_MAX || atomic_load(&t->ipday[i].known);
 }
 
 void throttle_table_free(struct throttle_table *t)
