@@ -1,8 +1,9 @@
-/* throttle: per egress IP x provider rate limits (GCRA) scaled by a
- * reputation factor that adapts to the receivers' replies. The table is
- * process-wide and shared by the workers through atomics: per-IP limits
- * belong to the process that owns the IP (cross-process limits live in
- * Redis, see the admission script). */
+/* throttle: per path (egress IP x provider, or x destination site) rate
+ * limits (GCRA) scaled by a reputation factor that adapts to the receivers'
+ * replies. The table is process-wide and shared by the workers through
+ * atomics; what other processes sending from the same IP must share
+ * (slots, connections, factor, warm-up counts) they share through Redis
+ * (engine/lease.c and the warm-up flush in engine/status.c). */
 #ifndef HERALD_THROTTLE_H
 #define HERALD_THROTTLE_H
 

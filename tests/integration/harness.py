@@ -696,6 +696,26 @@ def run_herald(config_path, extra_args=()):
     return h
 
 
+def run_nodes(cfg, n, name="node"):
+    """Start n herald processes from one config, as separate hosts would run
+    them: each its own consumer (name0, name1, ...) and config file. Returns
+    [(Herald, config path)]."""
+    nodes = []
+    for k in range(n):
+        node = merged(cfg, {"engine": {"consumer": "%s%d" % (name, k)}})
+        path = write_config(node, "%s%d.yaml" % (name, k))
+        nodes.append((run_herald(path), path))
+    return nodes
+
+
+def delivered_by(herald):
+    """Messages a stopped herald process delivered, from its workers'
+    event=worker_stopped lines."""
+    err = herald.read_stderr()
+    return sum(int(part.split("delivered=")[1].split()[0])
+               for part in err.split("event=worker_stopped")[1:])
+
+
 def herald_cli(args, input=None, timeout=60):
     """Run a herald subcommand to completion: CompletedProcess with str
     stdout/stderr (undecodable bytes replaced)."""

@@ -44,9 +44,7 @@ def run():
     fails.check(ends.get("delivered") == 2 and ends.get("expired") == n_capped - 2,
                 "recipient cap 2/h across 3 processes: %s" % dict(ends))
     # Every process took part: each logs the deliveries it made.
-    shares = [p.read_stderr().count("event=worker_stopped") and
-              int(p.read_stderr().split("event=worker_stopped")[-1].split("delivered=")[1].split()[0])
-              for p in procs]
+    shares = [h.delivered_by(p) for p in procs]
     h.log("deliveries per process: %s" % shares)
     fails.check(all(s > 0 for s in shares), "every process should deliver some: %s" % shares)
     # The rate is measured on beta's delivered notes (the sink's record has

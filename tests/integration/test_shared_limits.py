@@ -28,14 +28,11 @@ def run():
     n = 300
     h.xadd_jobs(redis, [{"id": "j%d" % i, "tenant": "acme", "to": "pat%d@clinic.test" % i,
                          "subject": "Reminder", "text": "9:00"} for i in range(n)])
-    procs = []
-    for k in range(2):
-        cfg = h.base_config(redis, sink.port)
-        cfg["engine"]["consumer"] = "node%d" % k
-        cfg["engine"]["workers"] = 1
-        cfg["providers"] = {"p": {"mx": ["127.0.0.1"], "rate": "10/s", "connections": 2},
-                            "default": {"connections": 2}}
-        procs.append(h.run_herald(h.write_config(cfg, "node%d.yaml" % k)))
+    cfg = h.base_config(redis, sink.port)
+    cfg["engine"]["workers"] = 1
+    cfg["providers"] = {"p": {"mx": ["127.0.0.1"], "rate": "10/s", "connections": 2},
+                        "default": {"connections": 2}}
+    procs = [p for p, _ in h.run_nodes(cfg, 2)]
     h.wait_notes(redis, n, timeout=h.scaled(90), herald=procs[0])
     for p in procs:
         p.check()
@@ -61,11 +58,7 @@ def run():
     fails.check(st["max_concurrent"] <= 2,
                 "2 connections allowed across both processes; the sink saw %d at once"
                 % st["max_concurrent"])
-    shares = []
-    for p in procs:
-        err = p.read_stderr()
-        shares.append(sum(int(x.split()[0]) for x in err.split("event=worker_stopped")[1:]
-                          for x in [x.split("delivered=")[1]]))
+    shares = [h.delivered_by(p) for p in procs]
     h.log("deliveries per process: %s" % shares)
     fails.check(all(s > 0 for s in shares), "both processes should deliver: %s" % shares)
     fails.raise_if_any("limits shared by two processes")

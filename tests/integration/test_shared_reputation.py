@@ -17,17 +17,15 @@ def run():
     n = 2000
     h.xadd_jobs(redis, [{"id": "j%d" % i, "tenant": "acme", "to": "pat%d@clinic.test" % i,
                          "subject": "Reminder", "text": "9:00"} for i in range(n)])
-    procs, paths = [], []
-    for k in range(2):
-        cfg = h.base_config(redis, sink.port)
-        cfg["engine"]["consumer"] = "node%d" % k
-        cfg["engine"]["workers"] = 1
-        cfg["engine"]["shutdown_grace"] = "1s"
-        cfg["providers"] = {"p": {"mx": ["127.0.0.1"], "rate": "50/s", "connections": 4},
-                            "default": {"connections": 4}}
-        cfg["delivery"] = {"retry": ["1s"], "max_age": "1h", "timeouts": {"idle": "2s"}}
-        paths.append(h.write_config(cfg, "node%d.yaml" % k))
-        procs.append(h.run_herald(paths[-1]))
+    cfg = h.base_config(redis, sink.port)
+    cfg["engine"]["workers"] = 1
+    cfg["engine"]["shutdown_grace"] = "1s"
+    cfg["providers"] = {"p": {"mx": ["127.0.0.1"], "rate": "50/s", "connections": 4},
+                        "default": {"connections": 4}}
+    cfg["delivery"] = {"retry": ["1s"], "max_age": "1h", "timeouts": {"idle": "2s"}}
+    nodes = h.run_nodes(cfg, 2)
+    procs = [p for p, _ in nodes]
+    paths = [path for _, path in nodes]
     factors = {}
     deadline = time.monotonic() + h.scaled(30)
     agree = False

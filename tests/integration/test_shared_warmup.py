@@ -4,6 +4,7 @@ process held to 4/s on the path, the two together send about 20 from the
 IP, not 20 each; the rest goes from the other address of the pool."""
 
 import collections
+import time
 
 import harness as h
 
@@ -13,21 +14,17 @@ def run():
     rec = h.tmpdir().join("sw.record")
     sink = h.start_sink(["--record", rec])
     redis = h.start_redis()
-    import time
     today = time.strftime("%Y-%m-%d", time.gmtime())
     n = 120
     h.xadd_jobs(redis, [{"id": "w%d" % i, "tenant": "acme", "to": "p%d@clinic.test" % i,
                          "subject": "Reminder", "text": "9:00"} for i in range(n)])
-    procs = []
-    for k in range(2):
-        cfg = h.base_config(redis, sink.port)
-        cfg["engine"]["consumer"] = "node%d" % k
-        cfg["engine"]["workers"] = 1
-        cfg["egress"] = {"default": ["127.0.0.1", "127.0.0.2"]}
-        cfg["warmup"] = {"127.0.0.2": {"start": today, "schedule": [20, 100]}}
-        cfg["providers"] = {"p": {"mx": ["127.0.0.1"], "rate": "8/s", "connections": 4},
-                            "default": {"connections": 4}}
-        procs.append(h.run_herald(h.write_config(cfg, "sw%d.yaml" % k)))
+    cfg = h.base_config(redis, sink.port)
+    cfg["engine"]["workers"] = 1
+    cfg["egress"] = {"default": ["127.0.0.1", "127.0.0.2"]}
+    cfg["warmup"] = {"127.0.0.2": {"start": today, "schedule": [20, 100]}}
+    cfg["providers"] = {"p": {"mx": ["127.0.0.1"], "rate": "8/s", "connections": 4},
+                        "default": {"connections": 4}}
+    procs = [p for p, _ in h.run_nodes(cfg, 2, name="sw")]
     h.wait_notes(redis, n, timeout=h.scaled(90), herald=procs[0])
     for p in procs:
         p.check()
