@@ -81,11 +81,32 @@ static int64_t tenant_max_age(const struct config *cfg, const char *tenant)
     return t ? t->max_age_ms : cfg->delivery.max_age_ms;
 }
 
-/* Reputation learns from every attempt that reached a decision. */
+/* Reputation learns from every attempt that reached a decision, with two
+ * exceptions that keep one hostile or broken domain from shaping anyone
+ * else's mail. A connection that failed before any reply (refused, reset,
+ * timed out) says something about the receiver only once it has accepted
+ * mail from us: from a site with no history it is a dead or tarpitted
+ * exchanger, not a reputation verdict, so it feeds nothing (not even a
+ * clean reply). And a site that should have had its own pair but shares
+ * its provider's pooled one (the site map is full) feeds nothing either:
+ * its signals would shape every other site in the pool. */
+static bool reputation_signal_counts(const struct delivery *d, const struct smtp_result *res)
+{
+    if (d->site_hash && d->pair->site_hash == 0) {
+        const struct cfg_provider *prov = config_provider(d->w->cfg, d->pair->provider);
+        if (prov && prov->per_site)
+            return false;
+    }
+    if (res->outcome == SMTP_OUT_NETFAIL && res->code == 0 && res->stage <= SMTP_STAGE_BANNER &&
+        atomic_load(&d->pair->sent) == 0)
+        return false;
+    return true;
+}
+
 static void feed_reputation(struct delivery *d, const struct smtp_result *res)
 {
     struct worker *w = d->w;
-    if (!d->pair)
+    if (!d->pair || !reputation_signal_counts(d, res))
         return;
     int64_t suspend_ms = 0;
     enum throttle_signal_kind sig =

@@ -47,6 +47,10 @@ def serve(mode, conn):
         if mode == "busy":
             conn.sendall(b"421 4.3.2 busy.test too busy, try later\r\n")
             return
+        if mode == "suspendtext":
+            # Quotes the wording a `suspend` reputation rule matches.
+            conn.sendall(b"421 4.7.0 unexpected volume from your IP\r\n")
+            return
         if mode == "garbage":
             conn.sendall(b"\x00\xffHELLO THERE\r\nnot smtp at all\r\n")
             time.sleep(30)
