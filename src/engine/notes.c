@@ -363,7 +363,10 @@ void notes_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_done, enum
 {
     struct worker *w = d->w;
     const struct config *cfg = w->cfg;
-    enum { MAXA = 512 };
+    /* Sized to the job: every field it carries (at most JOB_MAX_FIELDS,
+     * job.c) must come back from the retry set, plus the script's head,
+     * herald's own fields and the note. */
+    const size_t MAXA = 2 * d->job.n_fields + 32 + NOTE_MAX_ITEMS;
     const char **argv = malloc(sizeof(char *) * MAXA);
     size_t *lens = malloc(sizeof(size_t) * MAXA);
     if (!argv || !lens) {
@@ -375,7 +378,7 @@ void notes_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_done, enum
         return;
     }
     d->parked_as = why;
-    struct call c = {argv, lens, 0, MAXA};
+    struct call c = {argv, lens, 0, (int)MAXA};
     char due[24], count[24], key[KEYS_MAX], num1[24], num2[24], stkey[KEYS_MAX], window[24];
     snprintf(due, sizeof due, "%" PRId64, due_ms);
     keys_job(&w->sh->keys, d->job.stream_id, key, sizeof key);
@@ -389,9 +392,9 @@ void notes_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_done, enum
     int count_at = c.argc;
     call_push(&c, "");
     int before = c.argc;
-    c.max = MAXA - NOTE_MAX_ITEMS;
+    c.max = (int)MAXA - NOTE_MAX_ITEMS;
     push_job_items(&c, d, attempt_done, num1, num2);
-    c.max = MAXA;
+    c.max = (int)MAXA;
     snprintf(count, sizeof count, "%d", c.argc - before);
     argv[count_at] = count;
     lens[count_at] = strlen(count);
