@@ -571,6 +571,11 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
     memset(&k, 0, sizeof k);
     index_fields(j, &k, err);
     set_identity(j, &k);
+    /* An id too long to key the job's state by is refused, not quietly
+     * replaced by the stream id: the platform would never find its note. */
+    if (k.len[JF_ID] > SALVAGE_MAX)
+        fail(err, "id", "too long (%zu bytes, at most %d); the note carries the entry id",
+             k.len[JF_ID], SALVAGE_MAX);
 
     for (enum jf f = 0; f < JF_COUNT; f++) {
         const char *why = field_defs[f].header && k.v[f] ? bad_header_byte(k.v[f], k.len[f]) : NULL;

@@ -176,6 +176,29 @@ static void test_rejects(void)
     }
 }
 
+/* An id over 256 bytes was silently replaced by the stream id. */
+static void test_long_id(void)
+{
+    struct job j;
+    struct job_error err;
+    job_init(&j);
+    char id[300];
+    memset(id, 'a', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    int rc = PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "subject", "s", "text", "t",
+                   "id", id);
+    CHECK_EQ_INT(rc, -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "id");
+    CHECK(strstr(err.reason, "too long") != NULL);
+    CHECK_EQ_STR(j.id, "1795341600000-7");
+    job_clear(&j);
+    id[256] = '\0';
+    rc = PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "subject", "s", "text", "t", "id", id);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT((int)strlen(j.id), 256);
+    job_clear(&j);
+}
+
 /* Values with NUL bytes and oversize values need explicit lengths. */
 static void test_binary_rejects(void)
 {
@@ -763,6 +786,7 @@ int main(void)
     test_msg_id_acceptable();
     job_set_random(fake_random);
     test_rejects();
+    test_long_id();
     test_binary_rejects();
     test_parse_ok();
     test_build_exact();
