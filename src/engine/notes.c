@@ -154,6 +154,31 @@ bool notes_scripts_missing(const redisReply *reply)
            (strncmp(reply->str, "NOSCRIPT", 8) == 0 || strncmp(reply->str, "LOADING", 7) == 0);
 }
 
+bool notes_transient_error(const redisReply *reply)
+{
+    /* Redis refused the call for now, not the job: out of memory under
+     * noeviction, a replica after a failover, a script running too long,
+     * persistence failing, a cluster in transition. Releasing the job on
+     * these would have it reclaimed and delivered again. */
+    static const char *const prefixes[] = {"OOM",      "READONLY",    "BUSY",    "MASTERDOWN",
+                                           "TRYAGAIN", "CLUSTERDOWN", "MISCONF", "NOREPLICAS"};
+    if (!reply || reply->type != REDIS_REPLY_ERROR)
+        return false;
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(prefixes); i++)
+        if (strncmp(reply->str, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+void notes_resend_due(struct worker *w, int64_t now)
+{
+    if (w->unwritten && w->notes_resend_ms && now >= w->notes_resend_ms &&
+        redis_client_up(&w->notes)) {
+        w->notes_resend_ms = 0;
+        notes_resend_parked(w);
+    }
+}
+
 void notes_reload(struct worker *w, const char *why)
 {
     log_event(LOG_WARN, "event=notes_reconnect worker=%u reason=\"%.200s\"", w->idx, why);
@@ -186,6 +211,17 @@ static void on_note_written(struct redis_client *c, redisReply *reply, void *arg
                             "the note is sent again on reconnect\"",
                   delivery_job_id(d), d->job.stream_id);
         park_note(d);
+        return;
+    }
+    if (notes_transient_error(reply)) {
+        /* Parked and sent again in a second, with the claim still
+         * refreshed, so no other consumer takes the job meanwhile. */
+        struct worker *w = d->w;
+        log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=\"%.200s\" retry_ms=%d",
+                  delivery_job_id(d), d->job.stream_id, reply->str, NOTES_RESEND_MS);
+        park_note(d);
+        if (!w->notes_resend_ms)
+            w->notes_resend_ms = w->ring.now_ms + NOTES_RESEND_MS;
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR)

@@ -76,4 +76,11 @@ void notes_resend_parked(struct worker *w);
 void notes_reload(struct worker *w, const char *why);
 bool notes_scripts_missing(const redisReply *reply);
 
+/* A Redis error that refuses the call for now (OOM, READONLY, BUSY, ...):
+ * the note is parked and re-sent NOTES_RESEND_MS later by
+ * notes_resend_due (called from the worker's tick). */
+#define NOTES_RESEND_MS 1000
+bool notes_transient_error(const redisReply *reply);
+void notes_resend_due(struct worker *w, int64_t now);
+
 #endif

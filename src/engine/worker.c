@@ -185,6 +185,7 @@ static void on_tick(struct ring_timer *t)
         intake_ensure_group(w);
     intake_read(w);
     intake_tick(w, now);
+    notes_resend_due(w, now);
     pool_tick(&w->pool);
     if (w->idx == 0 && w->sh->throttle && redis_client_up(&w->notes))
         lease_tick(w, clock_mono_ms());

@@ -97,6 +97,7 @@ struct worker {
     char consumer[160];
     struct delivery *held; /* every job this worker holds, until its note is written */
     struct delivery *unwritten; /* notes waiting for the notes connection to come back */
+    int64_t notes_resend_ms;    /* re-send parked notes then (a transient Redis error); 0 none */
     struct delivery *reap;      /* left through delivery_exit; freed by delivery_reap */
     struct delivery *free_deliveries; /* the typed pool's free list */
     uint32_t n_free_deliveries;
