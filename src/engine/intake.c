@@ -297,9 +297,18 @@ static void refresh_claims(struct worker *w)
 void intake_tick(struct worker *w, int64_t now)
 {
     const struct config *cfg = w->cfg;
-    if (!redis_client_up(&w->notes) || w->draining)
+    if (!redis_client_up(&w->notes))
         return;
     int64_t idle = cfg->engine.claim_idle_ms;
+    /* Draining still refreshes the claims of what is in flight: a
+     * shutdown_grace longer than claim_idle must not let another process
+     * claim, and send again, a job this one is still delivering. */
+    if (now >= w->next_refresh_ms) {
+        refresh_claims(w);
+        w->next_refresh_ms = now + (idle / 3 > 500 ? idle / 3 : 500);
+    }
+    if (w->draining)
+        return;
     if (w->pel_done && !w->claiming && now >= w->next_claim_ms) {
         uint32_t max = cfg->engine.max_inflight;
         uint32_t room = max > w->inflight ? max - w->inflight : 0;
@@ -314,10 +323,6 @@ void intake_tick(struct worker *w, int64_t now)
                 w->claiming = true;
         }
         w->next_claim_ms = now + (idle / 2 > 1000 ? idle / 2 : 1000);
-    }
-    if (now >= w->next_refresh_ms) {
-        refresh_claims(w);
-        w->next_refresh_ms = now + (idle / 3 > 500 ? idle / 3 : 500);
     }
     if (w->idx == 0 && !w->moving && now >= w->next_mover_ms) {
         char nowbuf[24];
