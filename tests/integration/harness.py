@@ -445,6 +445,16 @@ class SmtpServer:
             self.port, self.count(), self.proc.tail(10) or "(empty)")
 
 
+def start_hostile_mx(mode, port, host):
+    """A hostile_smtp.py exchanger (MODE: slowbanner, suspendtext, ...) on
+    host:port, waited for; raises if it does not come up."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_smtp.py")
+    proc = Proc("%s-mx" % mode, [sys.executable, script, mode, str(port), host])
+    if not wait_port(port, scaled(10), proc, host=host):
+        raise TestFailure("the %s MX did not start on %s:%d" % (mode, host, port))
+    return proc
+
+
 def start_aiosmtpd(rules=None, slow_seconds=3.0, extra=(), host="127.0.0.1", port=None):
     """Start the receiving server. Default recipient policy by local part:
     bounce* -> 550 5.1.1, defer* -> 451 4.7.1, slow* -> accepted after

@@ -18,8 +18,6 @@ Checked:
 """
 
 import json
-import os
-import sys
 import time
 
 import harness as h
@@ -33,13 +31,9 @@ def job(job_id, to):
 def run():
     fails = h.Failures()
     port = h.free_port()
-    ok = h.start_aiosmtpd(host="127.0.0.4", port=port)
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_smtp.py")
-    tarpit = h.Proc("tarpit-mx", [sys.executable, script, "slowbanner", str(port), "127.0.0.5"])
-    quote = h.Proc("quote-mx", [sys.executable, script, "suspendtext", str(port), "127.0.0.7"])
-    for proc, host in ((tarpit, "127.0.0.5"), (quote, "127.0.0.7")):
-        if not h.wait_port(port, h.scaled(10), proc, host=host):
-            raise h.TestFailure("a hostile MX did not start on %s" % host)
+    h.start_aiosmtpd(host="127.0.0.4", port=port)
+    h.start_hostile_mx("slowbanner", port, "127.0.0.5")  # the tarpit
+    h.start_hostile_mx("suspendtext", port, "127.0.0.7")
     zone = DnsZone([
         "mx-host=closed.test,mx.closed.test,10",
         "host-record=mx.closed.test,127.0.0.6",  # nothing listens there

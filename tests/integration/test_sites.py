@@ -15,8 +15,6 @@ were delivered in 15 s. Here:
 """
 
 import json
-import os
-import sys
 import time
 
 import harness as h
@@ -31,10 +29,7 @@ def run():
     fails = h.Failures()
     port = h.free_port()
     ok = h.start_aiosmtpd(host="127.0.0.4", port=port)
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_smtp.py")
-    stuck = h.Proc("stuck-mx", [sys.executable, script, "slowbanner", str(port), "127.0.0.5"])
-    if not h.wait_port(port, h.scaled(10), stuck, host="127.0.0.5"):
-        raise h.TestFailure("the stuck MX did not start")
+    h.start_hostile_mx("slowbanner", port, "127.0.0.5")
     zone = DnsZone([
         "mx-host=stuck.test,mx.stuck.test,10",
         "host-record=mx.stuck.test,127.0.0.5",
