@@ -153,6 +153,14 @@ static void on_read(struct redis_client *c, redisReply *reply, void *arg)
         if (strncmp(reply->str, "NOGROUP", 7) == 0)
             w->group_ready = false;
         w->intake_retry_at = w->ring.now_ms + 1000;
+        /* While Redis refuses everything (BUSY, ...) no claim is refreshed
+         * either: claim nothing until entries can have been refreshed again,
+         * or we would take jobs whose parked notes are about to be written. */
+        if (notes_transient_error(reply)) {
+            int64_t hold = w->ring.now_ms + w->cfg->engine.claim_idle_ms + NOTES_RESEND_MS;
+            if (w->next_claim_ms < hold)
+                w->next_claim_ms = hold;
+        }
         return;
     }
     size_t got = 0;
