@@ -104,6 +104,11 @@ struct cfg_relay {
     char *password_file;
     char *password_env;
     bool allow_plaintext_auth;
+    /* The relay's certificate must chain to a CA in ca_file (default:
+     * delivery.ca_file, else the system store) and name `host`; only
+     * insecure_skip_verify (a private relay without a CA) turns that off. */
+    char *ca_file;
+    bool insecure_skip_verify;
 };
 
 /* What to do with a message whose From domain herald cannot align
@@ -313,6 +318,11 @@ const struct cfg_provider *config_provider(const struct config *cfg, const char 
 /* The provider whose `mx` patterns ("*.google.com" or an exact name) match
  * an MX host name, first match in config order; else "default". */
 const struct cfg_provider *config_provider_for_host(const struct config *cfg, const char *host);
+/* The TLS policy for a delivery: the strictest of delivery.tls, the
+ * tenant's and the provider's (either may be NULL or unset); a tenant or a
+ * provider can tighten delivery.tls, never loosen it. */
+enum cfg_tls_policy config_tls_policy(const struct config *cfg, const struct cfg_tenant *tenant,
+                                      const struct cfg_provider *prov);
 
 /* A secret named by config: the environment variable `env` if set in the
  * config (it must exist), else the first line of `file`, else "". Returns 0,

@@ -47,6 +47,7 @@ struct pool_limits {
     uint32_t max_msgs_per_conn;  /* 0 = unlimited */
     enum smtp_tls_mode tls_mode; /* OFF, TRY (opportunistic), MUST, ACTIVE (implicit TLS) */
     bool tls_verify;             /* chain and host name must verify */
+    SSL_CTX *tls_ctx;            /* trust for this destination (a relay's ca_file); NULL: the pool's */
     const struct smtp_auth *auth; /* relay credentials (outlive the pool), or NULL */
     atomic_int *open_counter;     /* counts this destination's open connections, or NULL */
     /* With open_counter: how many connections the whole process (every

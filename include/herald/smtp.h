@@ -171,6 +171,8 @@ struct smtp_auth {
     const char *user;
     const char *pass;
     bool allow_plaintext; /* send them without TLS (only if the tenant says so) */
+    bool allow_unverified; /* send them over TLS whose certificate was not verified
+                              (insecure_skip_verify: a private relay without a CA) */
 };
 
 #define SMTP_OWED_MAX 4 /* commands in flight: MAIL+RCPT+DATA when pipelining */
@@ -217,6 +219,7 @@ struct smtp_session {
     unsigned n_owed;
     enum smtp_tls_mode tls_mode;
     bool tls_active;        /* STARTTLS completed, or implicit TLS */
+    bool tls_verifies;      /* the owner's TLS checks the certificate against the name */
     struct smtp_auth auth;  /* user NULL: no AUTH */
     bool auth_login;        /* AUTH LOGIN rather than PLAIN */
     unsigned auth_step;     /* LOGIN: 0 command sent, 1 user sent, 2 password sent */
@@ -230,8 +233,10 @@ void smtp_session_init(struct smtp_session *s, const struct smtp_session_ops *op
                        const char *ehlo_name, const struct smtp_timeouts *t, uint32_t max_msgs,
                        int64_t now_ms);
 /* TLS and AUTH for this connection; call right after init, before any
- * bytes are fed. auth may be NULL. */
-void smtp_session_set_security(struct smtp_session *s, enum smtp_tls_mode mode,
+ * bytes are fed. `verifies`: the owner's TLS handshake fails unless the
+ * certificate chains to a trusted CA and names the host (credentials go
+ * only over such TLS unless auth->allow_unverified). auth may be NULL. */
+void smtp_session_set_security(struct smtp_session *s, enum smtp_tls_mode mode, bool verifies,
                                const struct smtp_auth *auth);
 /* True while the session waits for the owner's TLS handshake (after the
  * server's 220 to STARTTLS). Bytes that arrived with that 220 have already

@@ -429,9 +429,7 @@ int cli_smtp_test(int argc, char **argv)
 
     /* The same policy the engine applies (see dispatch in the worker). */
     const struct cfg_provider *prov = config_provider_for_host(cfg, host);
-    enum cfg_tls_policy pol = tenant->tls;
-    if (prov && prov->tls > pol) pol = prov->tls;
-    if (pol == CFG_TLS_UNSET) pol = cfg->delivery.tls;
+    enum cfg_tls_policy pol = config_tls_policy(cfg, tenant, prov);
     enum smtp_tls_mode mode = pol == CFG_TLS_OPPORTUNISTIC ? SMTP_TLS_TRY : SMTP_TLS_MUST;
     bool verify = pol == CFG_TLS_VERIFY;
     struct smtp_auth auth = {0};
@@ -441,6 +439,17 @@ int cli_smtp_test(int argc, char **argv)
         mode = r->tls == CFG_RELAY_TLS_IMPLICIT ? SMTP_TLS_ACTIVE
                : r->tls == CFG_RELAY_TLS_NONE   ? SMTP_TLS_OFF
                                                 : SMTP_TLS_MUST;
+        /* A relay's certificate is checked as the engine checks it (route.c). */
+        verify = mode != SMTP_TLS_OFF && !r->insecure_skip_verify;
+        if (r->ca_file) {
+            SSL_CTX_free(ctx);
+            ctx = NULL;
+            struct tls_ctx_opts ro = {.ca_file = r->ca_file};
+            if (tls_ctx_new(&ro, &ctx, err, sizeof err) < 0) {
+                step(&t, "tls", false, "relay ca_file %s: %s", r->ca_file, err);
+                goto out;
+            }
+        }
         if (r->user) {
             if (config_read_secret(r->password_file, r->password_env, pass, sizeof pass) < 0) {
                 step(&t, "auth", false, "cannot read the relay password (%s)",
@@ -450,12 +459,13 @@ int cli_smtp_test(int argc, char **argv)
             auth.user = r->user;
             auth.pass = pass;
             auth.allow_plaintext = r->allow_plaintext_auth;
+            auth.allow_unverified = r->insecure_skip_verify;
         }
     }
     struct smtp_timeouts tmo = {timeout_s * 1000, timeout_s * 1000, timeout_s * 1000,
                                 timeout_s * 1000};
     smtp_session_init(&t.s, &ops, &t, cfg->engine.ehlo, &tmo, 1, 0);
-    smtp_session_set_security(&t.s, mode, &auth);
+    smtp_session_set_security(&t.s, mode, verify, &auth);
     if (to) {
         t.want_msg = true;
         t.msg.mail_from = job.mail_from ? job.mail_from : tenant->from;

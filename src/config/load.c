@@ -238,6 +238,7 @@ void config_free(struct config *cfg)
         free(t->relay.user);
         free(t->relay.password_file);
         free(t->relay.password_env);
+        free(t->relay.ca_file);
         free(t->egress);
         loader_templates_free(t);
     }

@@ -104,6 +104,15 @@ const struct cfg_route *config_route(const struct config *cfg, const char *domai
     return route_find(cfg, "*");
 }
 
+enum cfg_tls_policy config_tls_policy(const struct config *cfg, const struct cfg_tenant *tenant,
+                                      const struct cfg_provider *prov)
+{
+    enum cfg_tls_policy pol = cfg->delivery.tls;
+    if (tenant && tenant->tls > pol) pol = tenant->tls;
+    if (prov && prov->tls > pol) pol = prov->tls;
+    return pol == CFG_TLS_UNSET ? CFG_TLS_OPPORTUNISTIC : pol;
+}
+
 int config_read_secret(const char *file, const char *env, char *out, size_t outlen)
 {
     out[0] = '\0';

@@ -67,8 +67,6 @@ static void print_list(FILE *out, const struct cfg_strlist *l, const char *empty
         fprintf(out, "%s%s", i ? ", " : "", l->items[i]);
 }
 
-/* An unset tenant or provider policy adds nothing to the stricter-of rule,
- * so what applies is delivery.tls; say so rather than print "inherit". */
 /* recipients.exempt: the priorities in the mask, in table order. */
 static void print_exempt(FILE *out, unsigned mask)
 {
@@ -81,10 +79,15 @@ static void print_exempt(FILE *out, unsigned mask)
     if (!any) fputs("none", out);
 }
 
+/* delivery.tls is a floor: a tenant or provider policy that is unset or
+ * looser adds nothing, so say what applies rather than what was written. */
 static void print_tls(FILE *out, enum cfg_tls_policy pol, const struct cfg_delivery *d)
 {
     if (pol == CFG_TLS_UNSET)
         fprintf(out, "    tls             %s (delivery.tls)\n", config_tls_policy_name(d->tls));
+    else if (pol < d->tls)
+        fprintf(out, "    tls             %s (delivery.tls; %s is looser)\n",
+                config_tls_policy_name(d->tls), config_tls_policy_name(pol));
     else
         fprintf(out, "    tls             %s\n", config_tls_policy_name(pol));
 }
@@ -285,6 +288,13 @@ void config_print_effective(const struct config *cfg, FILE *out)
                 fprintf(
                     out, " user %s password from %s", tn->relay.user,
                     secret_source(tn->relay.password_file, tn->relay.password_env, c, sizeof c));
+            if (tn->relay.insecure_skip_verify)
+                fputs(" certificate NOT VERIFIED (insecure_skip_verify)", out);
+            else if (tn->relay.tls != CFG_RELAY_TLS_NONE)
+                fprintf(out, " certificate verified against %s",
+                        tn->relay.ca_file ? tn->relay.ca_file
+                        : d->ca_file  ? d->ca_file
+                                      : "the system store");
             fputc('\n', out);
         } else {
             fputs("    relay           none (routes, then MX)\n", out);

@@ -14,6 +14,7 @@ struct tenant_ctx {
     char where[96];
     const struct ynode *from, *egress, *relay_k;
     const struct ynode *relay_user, *relay_pw_env;
+    const struct ynode *relay_tls_key; /* ca_file or insecure_skip_verify */
 };
 
 static int dkim_key(struct loader *L, const char *key, const struct ynode *k, const struct ynode *v,
@@ -134,6 +135,14 @@ static int relay_key(struct loader *L, const char *key, const struct ynode *k,
     }
     if (strcmp(key, "allow_plaintext_auth") == 0)
         return loader_bool(L, v, &r->allow_plaintext_auth);
+    if (strcmp(key, "ca_file") == 0) {
+        c->relay_tls_key = k;
+        return loader_str(L, v, &r->ca_file);
+    }
+    if (strcmp(key, "insecure_skip_verify") == 0) {
+        c->relay_tls_key = k;
+        return loader_bool(L, v, &r->insecure_skip_verify);
+    }
     return LOADER_UNKNOWN_KEY;
 }
 
@@ -238,6 +247,14 @@ static int tenant_finish(struct loader *L, const struct ynode *key, struct tenan
             return loader_fail(L, c->relay_k,
                                "relay with tls: none would send the password in clear; set "
                                "allow_plaintext_auth: true in %s.relay to allow it",
+                               c->where);
+        if (r->tls == CFG_RELAY_TLS_NONE && c->relay_tls_key)
+            return loader_fail(L, c->relay_tls_key,
+                               "%s.relay has tls: none, so there is no certificate to verify",
+                               c->where);
+        if (r->insecure_skip_verify && r->ca_file)
+            return loader_fail(L, c->relay_tls_key,
+                               "set ca_file or insecure_skip_verify in %s.relay, not both",
                                c->where);
     }
     return 0;

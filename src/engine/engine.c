@@ -93,6 +93,22 @@ static int load_relays(struct engine_gen *sh)
         er->tls_mode = r->tls == CFG_RELAY_TLS_IMPLICIT ? SMTP_TLS_ACTIVE
                        : r->tls == CFG_RELAY_TLS_NONE   ? SMTP_TLS_OFF
                                                         : SMTP_TLS_MUST;
+        er->verify = !r->insecure_skip_verify;
+        if (r->ca_file) {
+            char err[256];
+            struct tls_ctx_opts o = {.ca_file = r->ca_file};
+            if (tls_ctx_new(&o, &er->tls_ctx, err, sizeof err) < 0) {
+                log_event(LOG_ERROR, "event=relay_ca_unreadable tenant=%s ca_file=%s reason=\"%s\"",
+                          cfg->tenants[i].name, r->ca_file, err);
+                return -HERR_CONFIG;
+            }
+        }
+        if (r->insecure_skip_verify)
+            log_event(LOG_WARN,
+                      "event=relay_tls_unverified tenant=%s relay=%s reason=\"insecure_skip_verify: "
+                      "the relay's certificate is not checked; whoever answers for it gets the "
+                      "credentials\"",
+                      cfg->tenants[i].name, r->host);
         if (r->user) {
             snprintf(er->user, sizeof er->user, "%s", r->user);
             int rc = config_read_secret(r->password_file, r->password_env, er->pass, sizeof er->pass);
@@ -105,6 +121,7 @@ static int load_relays(struct engine_gen *sh)
             er->auth.user = er->user;
             er->auth.pass = er->pass;
             er->auth.allow_plaintext = r->allow_plaintext_auth;
+            er->auth.allow_unverified = r->insecure_skip_verify;
         }
         er->configured = true;
     }
@@ -118,6 +135,8 @@ static void gen_free(struct engine_gen *g)
     free(g->routes);
     align_table_free(g->align);
     if (g->relays) {
+        for (size_t i = 0; i < g->cfg->n_tenants; i++)
+            SSL_CTX_free(g->relays[i].tls_ctx);
         explicit_bzero(g->relays, g->cfg->n_tenants * sizeof *g->relays);
         free(g->relays);
     }

@@ -92,22 +92,22 @@ static const char *choose_egress(struct worker *w, const struct delivery *d,
     return eg->ips.items[(w->egress_rr - 1) % eg->ips.n];
 }
 
-/* TLS: the stricter of the tenant's and the provider's policy, else
- * delivery.tls; a relay uses its own tls setting (STARTTLS required,
- * implicit, or none) and AUTHs with the tenant's credentials. */
+/* TLS: the strictest of delivery.tls, the tenant's and the provider's
+ * policy. A relay uses its own tls setting (STARTTLS required, implicit, or
+ * none), verifies the relay's certificate (the credentials go nowhere
+ * else) unless the tenant opted out, and AUTHs with the tenant's
+ * credentials. */
 static void tls_policy(const struct config *cfg, const struct cfg_tenant *tenant,
                        const struct cfg_provider *prov, const struct engine_relay *relay,
                        struct pool_limits *lim)
 {
-    enum cfg_tls_policy pol = tenant ? tenant->tls : CFG_TLS_UNSET;
-    if (prov && prov->tls > pol)
-        pol = prov->tls;
-    if (pol == CFG_TLS_UNSET)
-        pol = cfg->delivery.tls;
+    enum cfg_tls_policy pol = config_tls_policy(cfg, tenant, prov);
     lim->tls_mode = pol == CFG_TLS_OPPORTUNISTIC ? SMTP_TLS_TRY : SMTP_TLS_MUST;
     lim->tls_verify = pol == CFG_TLS_VERIFY;
     if (relay) {
         lim->tls_mode = relay->tls_mode;
+        lim->tls_verify = relay->tls_mode != SMTP_TLS_OFF && relay->verify;
+        lim->tls_ctx = relay->tls_ctx;
         lim->auth = relay->auth.user ? &relay->auth : NULL;
     }
 }

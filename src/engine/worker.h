@@ -29,6 +29,8 @@ struct engine_relay {
     char host[256];
     uint16_t port;
     enum smtp_tls_mode tls_mode;
+    bool verify;      /* false only with insecure_skip_verify */
+    SSL_CTX *tls_ctx; /* relay.ca_file's, owned here; NULL: the shared one */
     struct smtp_auth auth; /* points into user/pass */
     char user[256];
     char pass[512];

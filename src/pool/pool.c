@@ -144,8 +144,8 @@ static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, c
      * authenticated with one tenant's credentials must never carry another
      * tenant's mail, even under the same user name (the credentials object
      * is per tenant, so its address tells them apart). */
-    snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d|%s@%p", egress_ip, t->host, ip, sa_port(&t->sa),
-             (int)lim->tls_mode, lim->tls_verify ? 1 : 0,
+    snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d%p|%s@%p", egress_ip, t->host, ip, sa_port(&t->sa),
+             (int)lim->tls_mode, lim->tls_verify ? 1 : 0, (void *)lim->tls_ctx,
              lim->auth && lim->auth->user ? lim->auth->user : "", (const void *)lim->auth);
     uint64_t h = hash_str(key) % p->n_buckets;
     for (struct pool_dest *d = p->buckets[h]; d; d = d->next)
@@ -336,14 +336,20 @@ static void conn_flush(struct pool_conn *c)
     }
 }
 
+static SSL_CTX *conn_tls_ctx(const struct pool_conn *c)
+{
+    return c->d->lim.tls_ctx ? c->d->lim.tls_ctx : c->p->tls_ctx;
+}
+
 static void conn_tls_start(struct pool_conn *c)
 {
     struct pool *p = c->p;
     SSL_SESSION *resume = tls_session_cache_get(&p->tls_cache, c->d->key);
     int rc = -ENOTSUP;
-    if (p->tls_ctx) {
+    SSL_CTX *ctx = conn_tls_ctx(c);
+    if (ctx) {
         struct xport_tls_opts o = {
-            .ctx = p->tls_ctx,
+            .ctx = ctx,
             .host = c->d->target.host,
             .verify = c->d->lim.tls_verify ? TLS_VERIFY_PEER : TLS_VERIFY_NONE,
             .resume = resume,
@@ -353,7 +359,7 @@ static void conn_tls_start(struct pool_conn *c)
         rc = xport_start_tls(&c->x, &o);
     }
     if (rc < 0) {
-        const char *why = p->tls_ctx ? tls_conn_error(&c->x.tls) : "TLS is not configured";
+        const char *why = ctx ? tls_conn_error(&c->x.tls) : "TLS is not configured";
         if (smtp_session_wants_tls(&c->s))
             smtp_session_tls_done(&c->s, rc, why, p->ring->now_ms);
         else
@@ -443,9 +449,9 @@ static void conn_on_connected(void *owner)
     smtp_session_init(&c->s, &conn_ops, c, c->d->ehlo, &c->d->lim.smtp,
                       c->d->lim.max_msgs_per_conn, c->p->ring->now_ms);
     enum smtp_tls_mode mode = c->d->lim.tls_mode;
-    if (mode == SMTP_TLS_TRY && (!c->p->tls_ctx || c->d->tls_fallback_until > c->p->ring->now_ms))
+    if (mode == SMTP_TLS_TRY && (!conn_tls_ctx(c) || c->d->tls_fallback_until > c->p->ring->now_ms))
         mode = SMTP_TLS_OFF;
-    smtp_session_set_security(&c->s, mode, c->d->lim.auth);
+    smtp_session_set_security(&c->s, mode, c->d->lim.tls_verify, c->d->lim.auth);
     c->session_live = true;
     if (mode == SMTP_TLS_ACTIVE)
         conn_tls_start(c);

@@ -540,6 +540,13 @@ static enum smtp_state after_hello(struct smtp_session *s)
             return refuse_security(s, SMTP_STAGE_AUTH, NULL,
                                    "credentials not sent: the connection is not encrypted "
                                    "(allow_plaintext_auth is off)");
+        /* Encryption alone does not keep the password from whoever sits
+         * between us and the relay: only a verified certificate does. */
+        if (s->tls_active && !s->tls_verifies && !s->auth.allow_unverified)
+            return refuse_security(s, SMTP_STAGE_AUTH, NULL,
+                                   "credentials not sent: the server's certificate is not "
+                                   "verified (set the relay's ca_file, or insecure_skip_verify "
+                                   "for a private relay without a CA)");
         if (!s->caps.auth_plain && !s->caps.auth_login)
             return refuse_security(s, SMTP_STAGE_AUTH, NULL,
                                    "the server offers neither AUTH PLAIN nor AUTH LOGIN");
@@ -751,10 +758,11 @@ void smtp_session_fail(struct smtp_session *s, int err, const char *reason)
     enter(s, SMTP_S_CLOSED, 0);
 }
 
-void smtp_session_set_security(struct smtp_session *s, enum smtp_tls_mode mode,
+void smtp_session_set_security(struct smtp_session *s, enum smtp_tls_mode mode, bool verifies,
                                const struct smtp_auth *auth)
 {
     s->tls_mode = mode;
+    s->tls_verifies = verifies;
     s->tls_active = mode == SMTP_TLS_ACTIVE;
     if (auth && auth->user && auth->user[0])
         s->auth = *auth;

@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The first byte's upper bits pick the TLS mode and whether to AUTH. */
     static const struct smtp_auth cred = {.user = "u", .pass = "p", .allow_plaintext = true};
     if (size)
-        smtp_session_set_security(&s, (enum smtp_tls_mode)((data[0] >> 2) % 4),
+        smtp_session_set_security(&s, (enum smtp_tls_mode)((data[0] >> 2) % 4), data[0] & 0x20,
                                   (data[0] & 0x10) ? &cred : NULL);
     size_t off = size ? 1 : 0;
     int64_t now = 0;

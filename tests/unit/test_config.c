@@ -992,8 +992,52 @@ static void test_provider_for_host(void)
     config_free(cfg);
 }
 
+/* delivery.tls is a floor: a tenant or provider may tighten it, never
+ * loosen it; the strictest of the three applies. */
+static void test_tls_policy(void)
+{
+    char err[256] = "";
+    struct config *cfg = load("delivery: { tls: verify }\n"
+                              "providers:\n"
+                              "  google: { mx: ['*.google.com'], tls: opportunistic }\n"
+                              "tenants:\n"
+                              "  loose: { from: a@loose.test, tls: opportunistic }\n"
+                              "  plain: { from: a@plain.test }\n",
+                              err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    if (!cfg) return;
+    const struct cfg_provider *g = config_provider_for_host(cfg, "mx.google.com");
+    const struct cfg_provider *d = config_provider_for_host(cfg, "mx.other.test");
+    const struct cfg_tenant *loose = config_tenant(cfg, "loose"), *plain = config_tenant(cfg, "plain");
+    CHECK_EQ_INT(config_tls_policy(cfg, loose, d), CFG_TLS_VERIFY);
+    CHECK_EQ_INT(config_tls_policy(cfg, loose, g), CFG_TLS_VERIFY);
+    CHECK_EQ_INT(config_tls_policy(cfg, plain, NULL), CFG_TLS_VERIFY);
+    CHECK_EQ_INT(config_tls_policy(cfg, NULL, NULL), CFG_TLS_VERIFY);
+    char *text = effective_text(cfg);
+    CHECK(text && strstr(text, "verify (delivery.tls; opportunistic is looser)"));
+    free(text);
+    config_free(cfg);
+
+    cfg = load("providers:\n"
+               "  google: { mx: ['*.google.com'], tls: required }\n"
+               "tenants:\n"
+               "  strict: { from: a@strict.test, tls: verify }\n"
+               "  plain: { from: a@plain.test }\n",
+               err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    if (!cfg) return;
+    g = config_provider_for_host(cfg, "mx.google.com");
+    d = config_provider_for_host(cfg, "mx.other.test");
+    plain = config_tenant(cfg, "plain");
+    CHECK_EQ_INT(config_tls_policy(cfg, plain, d), CFG_TLS_OPPORTUNISTIC);
+    CHECK_EQ_INT(config_tls_policy(cfg, plain, g), CFG_TLS_REQUIRED);
+    CHECK_EQ_INT(config_tls_policy(cfg, config_tenant(cfg, "strict"), g), CFG_TLS_VERIFY);
+    config_free(cfg);
+}
+
 int main(void)
 {
+    test_tls_policy();
     test_provider_for_host();
     test_full();
     test_defaults();

@@ -565,13 +565,20 @@ static void test_kick(void)
     check_exactly_once(&f);
 }
 
-/* Start a session with a TLS mode and optional credentials, up to EHLO sent. */
+/* Start a session with a TLS mode, whether that TLS verifies the
+ * certificate, and optional credentials, up to EHLO sent. */
+static void start_tls_sec(struct smtp_session *s, struct fake *f, enum smtp_tls_mode mode,
+                          bool verifies, const struct smtp_auth *auth)
+{
+    smtp_session_init(s, &fake_ops, f, "mta.test", &tmo, 0, NOW);
+    smtp_session_set_security(s, mode, verifies, auth);
+    STEP(s, "220 mx.y.test ESMTP\r\n", "EHLO mta.test\r\n");
+}
+
 static void start_sec(struct smtp_session *s, struct fake *f, enum smtp_tls_mode mode,
                       const struct smtp_auth *auth)
 {
-    smtp_session_init(s, &fake_ops, f, "mta.test", &tmo, 0, NOW);
-    smtp_session_set_security(s, mode, auth);
-    STEP(s, "220 mx.y.test ESMTP\r\n", "EHLO mta.test\r\n");
+    start_tls_sec(s, f, mode, true, auth);
 }
 
 static void test_starttls(void)
@@ -725,6 +732,32 @@ static void test_auth(void)
     const struct smtp_auth loose = {.user = "u", .pass = "p", .allow_plaintext = true};
     fake_init(&f, 1);
     start_sec(&s, &f, SMTP_TLS_TRY, &loose);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n");
+    smtp_session_free(&s);
+
+    /* Encrypted but unverified (a man in the middle could present any
+     * certificate): no AUTH line at all, after STARTTLS or implicit TLS,
+     * unless the tenant opted out for a private relay. */
+    fake_init(&f, 1);
+    start_tls_sec(&s, &f, SMTP_TLS_ACTIVE, false, &cred);
+    STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "QUIT\r\n");
+    CHECK_EQ_INT(s.error.stage, SMTP_STAGE_AUTH);
+    CHECK_EQ_INT(s.error.outcome, SMTP_OUT_TEMPFAIL);
+    CHECK(strstr(s.error.reply, "not verified") != NULL);
+    CHECK(!s.authenticated);
+    smtp_session_free(&s);
+    fake_init(&f, 1);
+    start_tls_sec(&s, &f, SMTP_TLS_MUST, false, &cred);
+    STEP(&s, "250-mx.y.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n", "STARTTLS\r\n");
+    STEP(&s, "220 go ahead\r\n", "");
+    smtp_session_tls_done(&s, 0, NULL, NOW);
+    CHECK_EQ_STR(sent(&s), "EHLO mta.test\r\n");
+    STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "QUIT\r\n");
+    CHECK(strstr(s.error.reply, "not verified") != NULL);
+    smtp_session_free(&s);
+    const struct smtp_auth skip = {.user = "u", .pass = "p", .allow_unverified = true};
+    fake_init(&f, 1);
+    start_tls_sec(&s, &f, SMTP_TLS_ACTIVE, false, &skip);
     STEP(&s, "250-mx.y.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n");
     smtp_session_free(&s);
 
