@@ -50,6 +50,8 @@ struct job {
     const char *html;
     const char *template_name; /* template jobs: the tenant template used */
     const char *raw;      /* raw jobs: the message as given (checked by raw_check) */
+    const char *header_from_domain; /* raw jobs: the domain of the message's own From
+                                     * (what receivers align DKIM and DMARC with) */
     size_t raw_len;
     enum job_kind kind;
     const char *unsubscribe;
@@ -200,9 +202,11 @@ const char *typo_suggest(const char *domain, const char *const *list, size_t n_l
  * and run to the end of their (folded) field, line breaks included. */
 struct raw_info {
     size_t header_len; /* header section, blank line included */
-    bool has_from, has_to, has_date, has_message_id, has_subject;
+    bool has_from, has_to, has_date, has_message_id, has_subject, has_sender;
     const char *from_value;
     size_t from_len;
+    const char *sender_value;
+    size_t sender_len;
     const char *msgid_value;
     size_t msgid_len;
 };
@@ -213,9 +217,29 @@ struct raw_info {
  * Line endings may be CRLF, LF or CR. Returns 0 or -HERR_MALFORMED with a
  * reason ("line 3: ...") in why. */
 int raw_check(const char *msg, size_t len, struct raw_info *info, char *why, size_t why_cap);
-/* The domain of the address in a From-like header value ("Name <a@b>" or
- * "a@b"), or -HERR_MALFORMED when it is not one plain address. */
-int raw_header_addr_domain(const char *v, size_t n, char *out, size_t cap);
+/* An RFC 5322 address-list header value (From:, Sender:, To:): how many
+ * mailboxes and groups it holds and, for the first ADDRLIST_KEEP
+ * mailboxes, the domain (lower-cased; a domain literal keeps its
+ * brackets) and whether it sits in a group. */
+#define ADDRLIST_KEEP 8
+struct addrlist {
+    size_t n_mailboxes, n_groups;
+    char domains[ADDRLIST_KEEP][256];
+    bool in_group[ADDRLIST_KEEP];
+};
+/* 0, or -HERR_MALFORMED when the value is not an address list (a name
+ * without an address, an unclosed comment, quote or bracket, ...), or
+ * -HERR_TOO_LONG for a domain over 255 bytes. Line breaks of folding are
+ * whitespace. */
+int addrlist_parse(const char *v, size_t n, struct addrlist *out);
+/* The From domain a raw message speaks for, checked against the tenant's
+ * `domains` (allowed(domain, arg) says whether one is the tenant's): From
+ * is a list of mailboxes, not a group; every mailbox is the tenant's;
+ * several need a Sender that is one tenant mailbox (RFC 5322 3.6.2), and a
+ * Sender is always the tenant's. 0 with the first mailbox's domain in out,
+ * or -HERR_MALFORMED with the reason in why. */
+int raw_from_domain(const struct raw_info *info, bool (*allowed)(const char *domain, void *arg),
+                    void *arg, char *out, size_t cap, char *why, size_t why_cap);
 /* The id inside <...> of a Message-ID value. */
 int raw_message_id(const char *v, size_t n, char *out, size_t cap);
 

@@ -178,6 +178,11 @@ static bool from_domain_allowed(const struct cfg_tenant *t, const char *domain)
     return false;
 }
 
+static bool tenant_domain_cb(const char *domain, void *arg)
+{
+    return from_domain_allowed(arg, domain);
+}
+
 static int check_address(enum jf f, const struct known *k, struct job_error *err)
 {
     bool utf8 = false;
@@ -527,11 +532,11 @@ static int check_raw(struct job *j, const struct cfg_tenant *t, const struct kno
     if (raw_check(k->v[JF_RAW], k->len[JF_RAW], &info, why, sizeof why))
         return fail(err, "raw", "%s", why);
     char domain[256];
-    if (raw_header_addr_domain(info.from_value, info.from_len, domain, sizeof domain))
-        return fail(err, "raw", "From header is not one plain address");
-    if (!from_domain_allowed(t, domain))
-        return fail(err, "raw", "From domain '%.64s' is not one of tenant %s's domains", domain,
-                    t->name);
+    if (raw_from_domain(&info, tenant_domain_cb, (void *)t, domain, sizeof domain, why,
+                        sizeof why))
+        return fail(err, "raw", "%s (tenant %s)", why, t->name);
+    if (!(j->header_from_domain = arena_strndup(&j->arena, domain, strlen(domain))))
+        return -ENOMEM;
     j->kind = JOB_KIND_RAW;
     j->raw = k->v[JF_RAW];
     j->raw_len = k->len[JF_RAW];

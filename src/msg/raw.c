@@ -103,6 +103,11 @@ int raw_check(const char *msg, size_t len, struct raw_info *info, char *why, siz
         } else if (name_is(l, c, "Date")) {
             if (info->has_date) once = "Date";
             info->has_date = true;
+        } else if (name_is(l, c, "Sender")) {
+            if (info->has_sender) once = "Sender";
+            info->has_sender = true;
+            cur_value = &info->sender_value;
+            cur_len = &info->sender_len;
         } else if (name_is(l, c, "To")) {
             info->has_to = true;
         } else if (name_is(l, c, "Subject")) {
@@ -143,25 +148,37 @@ static bool unfold(const char *v, size_t n, char *out, size_t cap)
     return true;
 }
 
-int raw_header_addr_domain(const char *v, size_t n, char *out, size_t cap)
+int raw_from_domain(const struct raw_info *info, bool (*allowed)(const char *domain, void *arg),
+                    void *arg, char *out, size_t cap, char *why, size_t why_cap)
 {
-    char buf[1024];
-    if (!unfold(v, n, buf, sizeof buf)) return -HERR_TOO_LONG;
-    char *spec = buf;
-    char *lt = strrchr(buf, '<');
-    if (lt) {
-        char *gt = strchr(lt, '>');
-        if (!gt) return -HERR_MALFORMED;
-        *gt = '\0';
-        spec = lt + 1;
-    } else if (strpbrk(buf, ",;\"()")) {
-        return -HERR_MALFORMED; /* a list or a comment: not one plain address */
+    struct addrlist from, sender;
+    if (addrlist_parse(info->from_value, info->from_len, &from))
+        return bad(why, why_cap, 0, "From header is not an RFC 5322 address list", NULL);
+    if (from.n_groups)
+        return bad(why, why_cap, 0, "From header holds a group; it must list mailboxes", NULL);
+    if (from.n_mailboxes > ADDRLIST_KEEP)
+        return bad(why, why_cap, 0, "From header lists more than 8 mailboxes", NULL);
+    for (size_t i = 0; i < from.n_mailboxes; i++)
+        if (!allowed(from.domains[i], arg))
+            return bad(why, why_cap, 0, "From domain '%.64s' is not one of the tenant's domains",
+                       from.domains[i]);
+    if (info->has_sender) {
+        if (addrlist_parse(info->sender_value, info->sender_len, &sender) || sender.n_groups ||
+            sender.n_mailboxes != 1)
+            return bad(why, why_cap, 0, "Sender header is not one mailbox", NULL);
+        if (!allowed(sender.domains[0], arg))
+            return bad(why, why_cap, 0,
+                       "Sender domain '%.64s' is not one of the tenant's domains",
+                       sender.domains[0]);
+    } else if (from.n_mailboxes > 1) {
+        return bad(why, why_cap, 0,
+                   "From header lists several mailboxes; add a Sender header with the tenant's "
+                   "address%s",
+                   "");
     }
-    char *at = strrchr(spec, '@');
-    if (!at || at == spec || !at[1] || strpbrk(at + 1, " \t,")) return -HERR_MALFORMED;
-    size_t dl = strlen(at + 1);
-    if (dl + 1 > cap) return -HERR_TOO_LONG;
-    memcpy(out, at + 1, dl + 1);
+    size_t dl = strlen(from.domains[0]);
+    if (dl + 1 > cap) return bad(why, why_cap, 0, "From domain too long", NULL);
+    memcpy(out, from.domains[0], dl + 1);
     return 0;
 }
 

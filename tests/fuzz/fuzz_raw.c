@@ -28,8 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         col = data[i] == '\r' || data[i] == '\n' ? 0 : col + 1;
         if (col > 998) abort();
     }
-    char dom[256], id[160];
-    raw_header_addr_domain(info.from_value, info.from_len, dom, sizeof dom);
+    char id[160];
+    struct addrlist l;
+    addrlist_parse(info.from_value, info.from_len, &l);
     if (info.has_message_id) raw_message_id(info.msgid_value, info.msgid_len, id, sizeof id);
     struct hbuf w;
     hbuf_init(&w);
