@@ -52,6 +52,8 @@ struct job {
     const char *raw;      /* raw jobs: the message as given (checked by raw_check) */
     const char *header_from_domain; /* raw jobs: the domain of the message's own From
                                      * (what receivers align DKIM and DMARC with) */
+    bool from_rewritten; /* from_fallback: rewrite applied: From is sender.address (a raw
+                          * message's own From field too), the tenant's in Reply-To */
     size_t raw_len;
     enum job_kind kind;
     const char *unsubscribe;
@@ -92,6 +94,9 @@ struct job_limits {
 };
 
 void job_init(struct job *j);
+/* The domain of the From header the receiver will see: a raw message's
+ * own (after any rewrite), else that of j->from. "" when there is none. */
+const char *job_header_from_domain(const struct job *j);
 void job_clear(struct job *j);
 
 /* Decode and validate the fields of a stream entry (names/values as received
@@ -202,7 +207,7 @@ const char *typo_suggest(const char *domain, const char *const *list, size_t n_l
  * and run to the end of their (folded) field, line breaks included. */
 struct raw_info {
     size_t header_len; /* header section, blank line included */
-    bool has_from, has_to, has_date, has_message_id, has_subject, has_sender;
+    bool has_from, has_to, has_date, has_message_id, has_subject, has_sender, has_reply_to;
     const char *from_value;
     size_t from_len;
     const char *sender_value;

@@ -238,7 +238,7 @@ static const char *domain_of(const char *addr)
 enum align_outcome align_decide(const struct align_table *t, const struct cfg_tenant *tenant,
                                 struct job *j)
 {
-    const char *domain = domain_of(j->from);
+    const char *domain = job_header_from_domain(j);
     if (align_signs_for(tenant, domain)) return ALIGN_DKIM;
     if (tenant->from_fallback == CFG_FROM_SEND) return ALIGN_SENT_UNCHECKED;
     size_t ti = (size_t)(tenant - t->cfg->tenants);
@@ -253,5 +253,8 @@ enum align_outcome align_decide(const struct align_table *t, const struct cfg_te
     /* Rewrite: the tenant's address stays reachable through Reply-To. */
     if (!j->reply_to) j->reply_to = j->from;
     j->from = t->cfg->sender.address;
+    j->from_rewritten = true;
+    /* A raw message's From field is rewritten when it is built (build.c). */
+    if (j->kind == JOB_KIND_RAW) j->header_from_domain = domain_of(j->from);
     return ALIGN_REWRITTEN;
 }

@@ -186,8 +186,29 @@ static int new_message_id(struct job *j, const char *msgid_domain, const char *f
     return 0;
 }
 
-/* raw: the caller's message after Date and Message-ID when it lacks them.
- * The rest was checked by raw_check; the dot-stuffer normalises it. */
+/* Append s with every line break (CR, LF, CRLF) as CRLF, as the receiver
+ * will read it: what is signed must be what arrives, and the signer must
+ * find the header's end where raw_check found it. */
+static int append_crlf(struct hbuf *m, const char *s, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\r' && s[i] != '\n') continue;
+        int rc = hbuf_append(m, s + run, i - run);
+        if (rc == 0) rc = hbuf_append(m, "\r\n", 2);
+        if (rc) return rc;
+        if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+        run = i + 1;
+    }
+    return hbuf_append(m, s + run, n - run);
+}
+
+/* raw: the caller's message after Date and Message-ID when it lacks them,
+ * with CRLF line ends and a header that ends in an empty line. With
+ * from_fallback: rewrite applied, its From field names sender.address and
+ * the original From goes to Reply-To unless it has one: the note says
+ * `rewritten`, so the header the receiver aligns on must say so too. The
+ * rest was checked by raw_check. */
 static int build_raw(struct hbuf *m, struct job *j, const char *msgid_domain, int64_t now_wall_ms)
 {
     struct raw_info info;
@@ -208,11 +229,33 @@ static int build_raw(struct hbuf *m, struct job *j, const char *msgid_domain, in
                (rc = hbuf_appendf(m, "Message-ID: <%s>\r\n", j->message_id))) {
         return rc;
     }
-    if ((rc = hbuf_append(m, j->raw, j->raw_len))) return rc;
-    if (info.header_len == j->raw_len && j->raw_len &&
-        j->raw[j->raw_len - 1] != '\n' && j->raw[j->raw_len - 1] != '\r')
-        rc = hbuf_append(m, "\r\n", 2); /* headers only: end the last field */
-    return rc;
+    const char *hdr_end = j->raw + info.header_len;
+    const char *copy_from = j->raw;
+    if (j->from_rewritten) {
+        if (!j->from || !header_safe(j->from)) return -HERR_MALFORMED;
+        const char *fv = info.from_value, *fe = info.from_value + info.from_len;
+        if ((rc = append_crlf(m, j->raw, (size_t)(fv - j->raw))) ||
+            (rc = hbuf_appendf(m, " <%s>\r\n", j->from)))
+            return rc;
+        if (!info.has_reply_to) {
+            if ((rc = hbuf_append_str(m, "Reply-To:")) || (rc = append_crlf(m, fv, info.from_len)))
+                return rc;
+            if (m->len < 2 || memcmp(m->data + m->len - 2, "\r\n", 2) != 0)
+                if ((rc = hbuf_append(m, "\r\n", 2))) return rc; /* From was the last line */
+        }
+        copy_from = fe;
+    }
+    /* The header up to its last field, then the empty line, then the body. */
+    const char *fields_end = hdr_end;
+    while (fields_end > copy_from && (fields_end[-1] == '\r' || fields_end[-1] == '\n'))
+        fields_end--;
+    if (fields_end > copy_from) {
+        if ((rc = append_crlf(m, copy_from, (size_t)(fields_end - copy_from))) ||
+            (rc = hbuf_append(m, "\r\n", 2)))
+            return rc;
+    }
+    if ((rc = hbuf_append(m, "\r\n", 2))) return rc;
+    return append_crlf(m, hdr_end, j->raw_len - info.header_len);
 }
 
 static int build_message(struct hbuf *m, struct job *j, const struct cfg_tenant *tenant,
@@ -252,8 +295,8 @@ static int sign_message(struct hbuf *out, const struct job *j, const struct cfg_
                         const char *msg, size_t len, int64_t now_wall_ms, struct job_error *err)
 {
     struct dkim_sig sigs[8];
-    const char *from = j->from ? j->from : tenant->from;
-    const char *at = from ? strrchr(from, '@') : NULL;
+    const char *hfd = job_header_from_domain(j);
+    const char *from_domain = hfd[0] ? hfd : tenant->from ? strrchr(tenant->from, '@') + 1 : NULL;
     size_t n = tenant->n_dkim < HERALD_ARRAY_LEN(sigs) ? tenant->n_dkim : HERALD_ARRAY_LEN(sigs);
     for (size_t i = 0; i < n; i++) {
         const struct cfg_dkim *d = &tenant->dkim[i];
@@ -262,7 +305,7 @@ static int sign_message(struct hbuf *out, const struct job *j, const struct cfg_
             return -HERR_CONFIG;
         }
         sigs[i] = (struct dkim_sig){.key = d->loaded,
-                                    .domain = align_dkim_domain(d, at ? at + 1 : NULL),
+                                    .domain = align_dkim_domain(d, from_domain),
                                     .selector = d->selector,
                                     .expire_s = d->expire_ms / 1000};
     }

@@ -178,6 +178,13 @@ static bool from_domain_allowed(const struct cfg_tenant *t, const char *domain)
     return false;
 }
 
+const char *job_header_from_domain(const struct job *j)
+{
+    if (j->kind == JOB_KIND_RAW && j->header_from_domain) return j->header_from_domain;
+    const char *at = j->from ? strrchr(j->from, '@') : NULL;
+    return at ? at + 1 : "";
+}
+
 static bool tenant_domain_cb(const char *domain, void *arg)
 {
     return from_domain_allowed(arg, domain);

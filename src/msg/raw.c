@@ -108,6 +108,8 @@ int raw_check(const char *msg, size_t len, struct raw_info *info, char *why, siz
             info->has_sender = true;
             cur_value = &info->sender_value;
             cur_len = &info->sender_len;
+        } else if (name_is(l, c, "Reply-To")) {
+            info->has_reply_to = true;
         } else if (name_is(l, c, "To")) {
             info->has_to = true;
         } else if (name_is(l, c, "Subject")) {

@@ -3,6 +3,8 @@ evaluated at start through a real DNS server (dnsmasq):
   - tenant rw: no DKIM, SPF fails for the egress IP, from_fallback rewrite
     -> delivered From "display name" <notify@platform.test>, Reply-To the
     tenant's address (a job's own reply_to is kept), note alignment=rewritten;
+    a raw message's own From field is rewritten too (its From goes to
+    Reply-To unless it has one), not only the envelope;
   - tenant rf: same, from_fallback refuse -> `rejected`, field from,
     reason unaligned-from, nothing sent;
   - tenant ok: SPF passes for the egress IP -> From untouched, aligned-spf;
@@ -42,12 +44,17 @@ def run():
         return j
 
     jobs = [job("rw1", "rw"), job("rw2", "rw", reply_to="front@nospf.test"), job("rf1", "rf"),
-            job("ok1", "ok"), job("sd1", "sd")]
+            job("ok1", "ok"), job("sd1", "sd"),
+            {"id": "rwraw1", "tenant": "rw", "to": "rwraw1@example.test",
+             "raw": "From: Front Desk <desk@nospf.test>\nSubject: Raw\n\nTomorrow 9:00\n"},
+            {"id": "rwraw2", "tenant": "rw", "to": "rwraw2@example.test",
+             "raw": "Subject: Raw\r\nFrom: desk@nospf.test\r\nReply-To: front@nospf.test\r\n"
+                    "\r\nTomorrow 9:00\r\n"}]
     h.xadd_jobs(redis, jobs)
     herald = h.run_herald(path)
     notes = {n["job"]: n for n in h.wait_terminal(redis, [j["id"] for j in jobs], timeout=60,
                                                   herald=herald)}
-    smtp.wait_count(4, 10)
+    smtp.wait_count(6, 10)
     herald.stop()
     fails = h.Failures()
     msgs = {}
@@ -76,6 +83,22 @@ def run():
                     "rw2: the job's reply_to is kept, got %r" % msgs["rw2"][1]["Reply-To"])
     else:
         fails.add("rw2 not received")
+
+    for i, reply in (("rwraw1", "Front Desk <desk@nospf.test>"), ("rwraw2", "front@nospf.test")):
+        n = note(i)
+        fails.check(n.get("event") == "delivered" and n.get("alignment") == "rewritten",
+                    "%s: delivered, alignment rewritten: %s" % (i, h.format_note(n)))
+        if i not in msgs:
+            fails.add("%s not received" % i)
+            continue
+        m, msg = msgs[i]
+        froms = [a.addr_spec for a in msg["From"].addresses] if msg["From"] else []
+        fails.check(froms == ["notify@platform.test"] and len(msg.get_all("From")) == 1,
+                    "%s: the raw From field rewritten, got %r" % (i, msg.get_all("From")))
+        fails.check(msg.get_all("Reply-To") == [reply],
+                    "%s: Reply-To %r, got %r" % (i, reply, msg.get_all("Reply-To")))
+        fails.check(m["mail_from"] == "notify@platform.test",
+                    "%s: envelope sender the platform address, got %r" % (i, m["mail_from"]))
 
     n = note("rf1")
     fails.check(n.get("event") == "rejected" and n.get("reason") == "unaligned-from"

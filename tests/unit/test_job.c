@@ -637,14 +637,15 @@ static void test_raw(void)
     CHECK_EQ_STR(j.wire.data, want);
     CHECK_EQ_STR(j.message_id, "000102030405060708090a0b0c0d0e0f@mta1.example.net");
 
-    /* their Date and Message-ID stay; headers only */
+    /* their Date and Message-ID stay; headers only: the header is ended
+     * with an empty line (the signer needs one, and it is a valid message) */
     CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "raw",
                        "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <abc@acme.test>\r\n"
                        "From: r@acme.test"),
                  0);
     CHECK_EQ_INT(job_build(&j, &tenants[0], "mta1.example.net", NOW_MS, 0, &err), 0);
     CHECK_EQ_STR(j.wire.data, "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: "
-                              "<abc@acme.test>\r\nFrom: r@acme.test\r\n.\r\n");
+                              "<abc@acme.test>\r\nFrom: r@acme.test\r\n\r\n.\r\n");
     CHECK_EQ_STR(j.message_id, "abc@acme.test");
 
     /* 998 octets is the limit, in the body too */
