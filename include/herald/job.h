@@ -94,6 +94,16 @@ struct job_limits {
 };
 
 void job_init(struct job *j);
+/* Fields herald writes on the copies of a job it puts back into the stream
+ * (retries, scheduled and parked jobs): they skip idempotency, recipient
+ * caps and tenant rates, or keep max_age and the Message-ID. A producer
+ * cannot set them: an entry that carries one is taken only when the job's
+ * state says herald moved exactly that entry (intake.c), and `herald
+ * enqueue` refuses them. */
+extern const char *const job_herald_fields[];
+extern const size_t job_n_herald_fields;
+/* The first of job_herald_fields the entry carries, or NULL. */
+const char *job_herald_field(const struct job *j);
 /* The domain of the From header the receiver will see: a raw message's
  * own (after any rewrite), else that of j->from. "" when there is none. */
 const char *job_header_from_domain(const struct job *j);

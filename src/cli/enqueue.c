@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "herald/core.h"
+#include "herald/job.h"
 
 static const char enqueue_usage[] =
     "usage: herald enqueue -c FILE --tenant T --to ADDR [--subject S] [--text T]\n"
@@ -92,6 +93,16 @@ static int add_json_value(struct fields *f, const char *name, json_t *v, const c
     return fields_add(f, name, strlen(name), s, strlen(s));
 }
 
+/* herald writes these on its own copies of a job (job.h); the engine
+ * rejects an entry a producer wrote with them, so refuse them here with
+ * the reason instead of enqueueing a job that cannot go. */
+static bool herald_only(const char *name)
+{
+    for (size_t i = 0; i < job_n_herald_fields; i++)
+        if (strcmp(name, job_herald_fields[i]) == 0) return true;
+    return false;
+}
+
 static int json_to_fields(json_t *obj, struct fields *f, const char **why)
 {
     const char *key;
@@ -110,6 +121,11 @@ static int json_to_fields(json_t *obj, struct fields *f, const char **why)
                     return -1;
             }
             continue;
+        }
+        if (herald_only(key)) {
+            *why = "a field herald writes for itself (attempt, enqueued_at, admitted, counted, "
+                   "throttled, message_id) cannot be enqueued";
+            return -1;
         }
         if (add_json_value(f, key, v, why) < 0)
             return -1;
@@ -234,6 +250,13 @@ int cli_enqueue(int argc, char **argv)
                 return 2;
             }
             *eq = '\0';
+            if (herald_only(optarg)) {
+                fprintf(stderr,
+                        "herald enqueue: --field %s: herald writes this field for itself on "
+                        "retries; a producer cannot set it\n",
+                        optarg);
+                return 2;
+            }
             if (n_pairs < MAX_FIELDS) {
                 pairs[n_pairs][0] = optarg;
                 pairs[n_pairs++][1] = eq + 1;

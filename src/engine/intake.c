@@ -72,21 +72,11 @@ static int decode(struct delivery *d, const char *id, const redisReply *fields,
     return rc;
 }
 
-/* One stream entry: decode and check it, then admission, or note why not.
- * The message itself is built only once the gate lets it go (gate.c). */
-static void handle_entry(struct worker *w, const char *id, const redisReply *fields)
+/* A decoded entry: cancel, expiry, schedule, alignment, then admission. */
+static void entry_go(struct delivery *d)
 {
-    struct delivery *d = delivery_new(w);
-    if (!d) {
-        log_event(LOG_ERROR, "event=oom entry=%s", id);
-        return;
-    }
-    snprintf(d->job.stream_id, sizeof d->job.stream_id, "%s", id);
+    struct worker *w = d->w;
     struct job_error err = {{0}, {0}};
-    if (decode(d, id, fields, &err) < 0) {
-        notes_reject(d, &err);
-        return;
-    }
     struct job *j = &d->job;
     d->tenant_row = stats_row(&w->sh->stats.tenants, j->tenant);
     atomic_fetch_add(&d->tenant_row->in_flight, 1);
@@ -115,6 +105,82 @@ static void handle_entry(struct worker *w, const char *id, const redisReply *fie
         return;
     }
     admit_send(d);
+}
+
+/* Whether the job's state says the mover put exactly this entry back (or
+ * it was admitted as this entry and is read again after a crash, or it
+ * was cancelled, which ends it whatever it carries). */
+static bool state_vouches(const char *st, const char *entry)
+{
+    if (!st) return false;
+    if (strncmp(st, "cancelled:", 10) == 0) return true;
+    const char *rest = strncmp(st, "moved:", 6) == 0     ? st + 6
+                       : strncmp(st, "sending:", 8) == 0 ? st + 8
+                                                         : NULL;
+    return rest && strcmp(rest, entry) == 0;
+}
+
+static void on_vouch(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct delivery *d = arg;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        /* Redis went away or refused: the entry stays pending and is read
+         * again; nothing was decided. */
+        if (reply)
+            log_event(LOG_WARN, "event=vouch_failed entry=%s reason=\"%.200s\"",
+                      d->job.stream_id, reply->str);
+        delivery_exit(d, DX_LEFT);
+        return;
+    }
+    const char *st = reply->type == REDIS_REPLY_STRING ? reply->str : NULL;
+    if (state_vouches(st, d->job.stream_id)) {
+        entry_go(d);
+        return;
+    }
+    struct job_error err = {{0}, {0}};
+    const char *f = job_herald_field(&d->job);
+    snprintf(err.field, sizeof err.field, "%s", f ? f : "");
+    snprintf(err.reason, sizeof err.reason,
+             "%s is written by herald on its own retries; a producer cannot set it", f ? f : "?");
+    log_event(LOG_WARN, "event=herald_field_refused job=%s entry=%s field=%s", delivery_job_id(d),
+              d->job.stream_id, f ? f : "?");
+    notes_reject(d, &err);
+}
+
+/* One stream entry: decode and check it, then admission, or note why not.
+ * An entry that carries fields herald writes for itself is taken only if
+ * the job's state vouches for it (one GET; only retried and scheduled
+ * copies pay it). The message itself is built only once the gate lets it
+ * go (gate.c). */
+static void handle_entry(struct worker *w, const char *id, const redisReply *fields)
+{
+    struct delivery *d = delivery_new(w);
+    if (!d) {
+        log_event(LOG_ERROR, "event=oom entry=%s", id);
+        return;
+    }
+    snprintf(d->job.stream_id, sizeof d->job.stream_id, "%s", id);
+    struct job_error err = {{0}, {0}};
+    if (decode(d, id, fields, &err) < 0) {
+        notes_reject(d, &err);
+        return;
+    }
+    if (!job_herald_field(&d->job)) {
+        entry_go(d);
+        return;
+    }
+    char stkey[KEYS_MAX];
+    if (keys_state(&w->sh->keys, d->job.tenant, d->job.id, stkey, sizeof stkey) < 0) {
+        snprintf(err.field, sizeof err.field, "id");
+        snprintf(err.reason, sizeof err.reason, "tenant and id make a Redis key too long");
+        notes_reject(d, &err);
+        return;
+    }
+    const char *argv[] = {"GET", stkey};
+    size_t lens[] = {3, strlen(stkey)};
+    if (redis_client_command_argv(&w->notes, on_vouch, d, 2, argv, lens) < 0)
+        delivery_exit(d, DX_LEFT);
 }
 
 /* Each element: [id, [field, value, ...]] (fields nil when the entry was
@@ -335,9 +401,10 @@ void intake_tick(struct worker *w, int64_t now)
     if (w->idx == 0 && !w->moving && now >= w->next_mover_ms) {
         char nowbuf[24];
         snprintf(nowbuf, sizeof nowbuf, "%" PRId64, clock_wall_ms());
-        if (redis_client_commandf(&w->notes, on_moved, w, "EVALSHA %s 2 %s %s %s 500",
+        if (redis_client_commandf(&w->notes, on_moved, w, "EVALSHA %s 2 %s %s %s 500 %s %lld",
                                   w->sh->sha_mover, w->sh->keys.retry, cfg->redis.jobs,
-                                  nowbuf) == 0)
+                                  nowbuf, w->sh->keys.prefix,
+                                  (long long)cfg->engine.idempotency_window_ms) == 0)
             w->moving = true;
         w->next_mover_ms = now + 250;
     }

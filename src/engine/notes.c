@@ -370,13 +370,11 @@ static void push_job_items(struct call *c, const struct delivery *d, uint32_t at
         call_push(c, "throttled");
         call_push(c, "1");
     }
-    static const char *const own[] = {"attempt", "enqueued_at", "id",        "admitted",
-                                      "counted", "throttled",   "message_id"};
     for (size_t i = 0; i < j->n_fields && c->argc + 2 <= c->max - 8; i++) {
         const char *name = j->names[i];
-        bool skip = false;
-        for (size_t k = 0; k < HERALD_ARRAY_LEN(own) && !skip; k++)
-            skip = strcmp(name, own[k]) == 0;
+        bool skip = strcmp(name, "id") == 0;
+        for (size_t k = 0; k < job_n_herald_fields && !skip; k++)
+            skip = strcmp(name, job_herald_fields[k]) == 0;
         if (skip)
             continue;
         c->argv[c->argc] = name;

@@ -6,6 +6,9 @@
  * kept for the idempotency window, that cancels and replacements read:
  *   sending:<entry>    admitted; on its way to (or at) a mail server
  *   retry:<hash key>   waiting in the retry set (deferred or scheduled)
+ *   moved:<entry>      put back into the stream by the mover as that entry:
+ *                      the only entry whose herald-written fields (attempt,
+ *                      counted, ...) intake believes
  *   cancelled:<entry>  cancelled by that control entry; never admitted again
  *   done:<event>       ended with that terminal note */
 #include "herald/engine.h"
@@ -100,7 +103,7 @@ const char *const notes_script_terminal =
     "  end\n"                                                                                      \
     "  redis.call('SET', st_key, 'cancelled:' .. by, 'PX', window)\n"                              \
     "  if kind == 'sending' then return 'in-flight' end\n"                                        \
-    "  if kind == 'retry' then return 'cancelled' end\n"                                          \
+    "  if kind == 'retry' or kind == 'moved' then return 'cancelled' end\n"                       \
     "  return 'not-seen'\n"                                                                        \
     "end\n"
 
@@ -232,15 +235,30 @@ const char *const notes_script_defer =
     "end\n"
     "return 1\n";
 
-/* KEYS: retry zset, jobs. ARGV: now ms, max entries to move. Moves due jobs
- * back into the stream as new entries; the hash and the zset member go in
- * the same step, so a job is never both waiting and queued. */
+/* KEYS: retry zset, jobs. ARGV: now ms, max entries to move, key prefix,
+ * window ms. Moves due jobs back into the stream as new entries; the hash
+ * and the zset member go in the same step, so a job is never both waiting
+ * and queued. The job's state (built from its tenant and id fields as
+ * keys_state builds it) then names the new entry, `moved:<entry>`, unless
+ * it was cancelled meanwhile: that is how intake tells herald's copy from
+ * an entry a producer wrote with herald's fields in it. */
 const char *const notes_script_mover =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, "
     "tonumber(ARGV[2]))\n"
     "for _, k in ipairs(due) do\n"
     "  local f = redis.call('HGETALL', k)\n"
-    "  if #f > 0 then redis.call('XADD', KEYS[2], '*', unpack(f)) end\n"
+    "  if #f > 0 then\n"
+    "    local e = redis.call('XADD', KEYS[2], '*', unpack(f))\n"
+    "    local tenant, id = '-', '-'\n"
+    "    for i = 1, #f - 1, 2 do\n"
+    "      if f[i] == 'tenant' then tenant = f[i + 1] elseif f[i] == 'id' then id = f[i + 1] end\n"
+    "    end\n"
+    "    local sk = ARGV[3] .. 'state:' .. tenant .. ':' .. id\n"
+    "    local st = redis.call('GET', sk)\n"
+    "    if not (st and string.sub(st, 1, 10) == 'cancelled:') then\n"
+    "      redis.call('SET', sk, 'moved:' .. e, 'PX', ARGV[4])\n"
+    "    end\n"
+    "  end\n"
     "  redis.call('DEL', k)\n"
     "  redis.call('ZREM', KEYS[1], k)\n"
     "end\n"

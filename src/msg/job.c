@@ -73,6 +73,18 @@ struct known {
     size_t len[JF_COUNT];
 };
 
+const char *const job_herald_fields[] = {"attempt", "enqueued_at", "admitted",
+                                         "counted", "throttled",   "message_id"};
+const size_t job_n_herald_fields = sizeof job_herald_fields / sizeof job_herald_fields[0];
+
+const char *job_herald_field(const struct job *j)
+{
+    for (size_t i = 0; i < j->n_fields; i++)
+        for (size_t k = 0; k < job_n_herald_fields; k++)
+            if (strcmp(j->names[i], job_herald_fields[k]) == 0) return job_herald_fields[k];
+    return NULL;
+}
+
 void job_init(struct job *j)
 {
     memset(j, 0, sizeof *j);

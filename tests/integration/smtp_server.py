@@ -15,7 +15,9 @@ Recipient rules pick the reply to RCPT by the local part's prefix
     defer*   451 4.7.1 try again later
     slow*    accepted after --slow-seconds
 --rules JSON replaces them: [{"prefix": "x", "reply": "550 ..."},
-{"prefix": "y", "sleep": 2.5}] (a rule may have both: sleep, then reply).
+{"prefix": "y", "sleep": 2.5}] (a rule may have both: sleep, then reply);
+"times": N makes a rule apply to its first N matches only (a receiver
+that defers once, then accepts).
 
 TLS and AUTH (for the delivery-security tests):
     --tls-cert/--tls-key   offer STARTTLS with this certificate
@@ -67,6 +69,11 @@ class Handler:
         local = address.rsplit("@", 1)[0].lower()
         for rule in self.rules:
             if local.startswith(rule["prefix"].lower()):
+                if "times" in rule:
+                    with self.lock:
+                        if rule["times"] <= 0:
+                            continue
+                        rule["times"] -= 1
                 return rule
         return None
 
