@@ -312,28 +312,77 @@ void gate_submit(struct delivery *d, const struct cfg_provider *prov)
 
 /* Jobs a rate limit parked in the retry set were given the slot times of
  * the old limits: a reload brings them back now, to be priced again. The
- * set's members are the jobs' hash keys. */
+ * set's members are the jobs' hash keys. One call looks at RECALL_CHUNK
+ * members from an offset into (walk start, +inf] and returns {recalled,
+ * looked at}: a recalled member's score becomes the walk's start, out of
+ * the range, so the next chunk starts after the ones kept. Walking a large
+ * set in one call would hold Redis (BUSY for every other client) for as
+ * long as it takes. A member removed ahead of the offset meanwhile (moved,
+ * cancelled) lets the walk skip one: that job returns at its old time. */
+#define RECALL_CHUNK 500
 static const char recall_script[] =
     "local now = tonumber(ARGV[1]) "
-    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf') "
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', "
+    "tonumber(ARGV[2]), tonumber(ARGV[3])) "
     "local n = 0 "
     "for _, id in ipairs(ids) do "
     "  if redis.call('HGET', id, 'throttled') == '1' then "
     "    redis.call('ZADD', KEYS[1], 'XX', now, id) n = n + 1 "
     "  end "
     "end "
-    "return n";
+    "return {n, #ids}";
+
+static void recall_chunk(struct worker *w);
+
+static void recall_done(struct worker *w)
+{
+    w->recall_busy = false;
+    if (w->recall_again) {
+        w->recall_again = false;
+        gate_recall(w);
+    }
+}
 
 static void on_recalled(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
     struct worker *w = arg;
-    if (reply && reply->type == REDIS_REPLY_INTEGER)
-        log_event(LOG_INFO, "event=parked_recalled worker=%u parked=%lld", w->idx,
-                  (long long)reply->integer);
-    else
-        log_event(LOG_WARN, "event=parked_recall_failed worker=%u reason=\"%.200s\"", w->idx,
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        log_event(LOG_WARN, "event=parked_recall_failed worker=%u recalled=%lld reason=\"%.200s\"",
+                  w->idx, w->recall_total,
                   reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+        recall_done(w);
+        return;
+    }
+    long long recalled = reply->element[0]->integer, seen = reply->element[1]->integer;
+    w->recall_total += recalled;
+    w->recall_offset += seen - recalled;
+    if (seen == RECALL_CHUNK) {
+        recall_chunk(w);
+        return;
+    }
+    log_event(LOG_INFO, "event=parked_recalled worker=%u parked=%lld", w->idx, w->recall_total);
+    recall_done(w);
+}
+
+static void recall_chunk(struct worker *w)
+{
+    char now[24], off[24], chunk[16];
+    snprintf(now, sizeof now, "%" PRId64, w->recall_now_ms);
+    snprintf(off, sizeof off, "%lld", w->recall_offset);
+    snprintf(chunk, sizeof chunk, "%d", RECALL_CHUNK);
+    const char *argv[] = {"EVAL", recall_script, "1", w->sh->keys.retry, now, off, chunk};
+    size_t lens[HERALD_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (redis_client_command_argv(&w->notes, on_recalled, w, (int)HERALD_ARRAY_LEN(argv), argv,
+                                  lens) < 0) {
+        log_event(LOG_WARN, "event=parked_recall_failed worker=%u reason=\"redis unavailable\"",
+                  w->idx);
+        w->recall_busy = false;
+    }
 }
 
 void gate_reload(struct worker *w)
@@ -355,14 +404,13 @@ void gate_recall(struct worker *w)
     for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
         for (struct fairq_class *c = hq->q.classes; c; c = c->next)
             c->owner_ms = 0;
-    char now[24];
-    snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
-    const char *argv[] = {"EVAL", recall_script, "1", w->sh->keys.retry, now};
-    size_t lens[HERALD_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
-        lens[i] = strlen(argv[i]);
-    if (redis_client_command_argv(&w->notes, on_recalled, w, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  lens) < 0)
-        log_event(LOG_WARN, "event=parked_recall_failed worker=%u reason=\"redis unavailable\"",
-                  w->idx);
+    if (w->recall_busy) {
+        w->recall_again = true; /* after this walk, from the start */
+        return;
+    }
+    w->recall_busy = true;
+    w->recall_now_ms = clock_wall_ms();
+    w->recall_offset = 0;
+    w->recall_total = 0;
+    recall_chunk(w);
 }

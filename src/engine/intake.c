@@ -222,11 +222,8 @@ static void on_read(struct redis_client *c, redisReply *reply, void *arg)
         /* While Redis refuses everything (BUSY, ...) no claim is refreshed
          * either: claim nothing until entries can have been refreshed again,
          * or we would take jobs whose parked notes are about to be written. */
-        if (notes_transient_error(reply)) {
-            int64_t hold = w->ring.now_ms + w->cfg->engine.claim_idle_ms + NOTES_RESEND_MS;
-            if (w->next_claim_ms < hold)
-                w->next_claim_ms = hold;
-        }
+        if (notes_transient_error(reply))
+            worker_hold_claims(w, WORKER_CLAIM_HOLD_MS(w->cfg));
         return;
     }
     size_t got = 0;
@@ -287,6 +284,8 @@ static void on_group(struct redis_client *c, redisReply *reply, void *arg)
     if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0) {
         log_event(LOG_ERROR, "event=group_create_failed reason=\"%.300s\"", reply->str);
         w->intake_retry_at = w->ring.now_ms + 2000;
+        if (notes_transient_error(reply))
+            worker_hold_claims(w, WORKER_CLAIM_HOLD_MS(w->cfg));
         return;
     }
     w->group_ready = true;
@@ -319,11 +318,13 @@ static void on_claim(struct redis_client *c, redisReply *reply, void *arg)
         w->next_claim_ms = w->ring.now_ms; /* more to scan */
 }
 
-static void on_ignore(struct redis_client *c, redisReply *reply, void *arg)
+/* A claim refresh Redis refused leaves our entries looking idle. */
+static void on_refreshed(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)c;
-    (void)reply;
-    (void)arg;
+    struct worker *w = arg;
+    if (notes_transient_error(reply))
+        worker_hold_claims(w, WORKER_CLAIM_HOLD_MS(w->cfg));
 }
 
 static void on_moved(struct redis_client *c, redisReply *reply, void *arg)
@@ -364,7 +365,7 @@ static void refresh_claims(struct worker *w)
         argv[argc] = "JUSTID";
         lens[argc++] = 6;
         if (ids > 0)
-            redis_client_command_argv(&w->notes, on_ignore, NULL, argc, argv, lens);
+            redis_client_command_argv(&w->notes, on_refreshed, w, argc, argv, lens);
     }
 }
 
@@ -383,7 +384,8 @@ void intake_tick(struct worker *w, int64_t now)
     }
     if (w->draining)
         return;
-    if (w->pel_done && !w->claiming && now >= w->next_claim_ms) {
+    if (w->pel_done && !w->claiming && now >= w->next_claim_ms &&
+        now >= atomic_load(&w->sh->claims_held_until_ms)) {
         uint32_t max = cfg->engine.max_inflight;
         uint32_t room = max > w->inflight ? max - w->inflight : 0;
         if (room > 0) {

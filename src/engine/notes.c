@@ -160,8 +160,11 @@ bool notes_transient_error(const redisReply *reply)
      * noeviction, a replica after a failover, a script running too long,
      * persistence failing, a cluster in transition. Releasing the job on
      * these would have it reclaimed and delivered again. */
-    static const char *const prefixes[] = {"OOM",      "READONLY",    "BUSY",    "MASTERDOWN",
-                                           "TRYAGAIN", "CLUSTERDOWN", "MISCONF", "NOREPLICAS"};
+    static const char *const prefixes[] = {"OOM",         "READONLY", "BUSY",
+                                           "MASTERDOWN",  "TRYAGAIN", "CLUSTERDOWN",
+                                           "MISCONF",     "NOREPLICAS",
+                                           "UNBLOCKED"}; /* a blocked read when the primary
+                                                          * became a replica */
     if (!reply || reply->type != REDIS_REPLY_ERROR)
         return false;
     for (size_t i = 0; i < HERALD_ARRAY_LEN(prefixes); i++)
@@ -222,6 +225,7 @@ static void on_note_written(struct redis_client *c, redisReply *reply, void *arg
         park_note(d);
         if (!w->notes_resend_ms)
             w->notes_resend_ms = w->ring.now_ms + NOTES_RESEND_MS;
+        worker_hold_claims(w, WORKER_CLAIM_HOLD_MS(w->cfg));
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR)

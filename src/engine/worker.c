@@ -59,6 +59,14 @@ static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
               w->idx, herald_strerror(err), w->intake_backoff_ms);
 }
 
+void worker_hold_claims(struct worker *w, int64_t for_ms)
+{
+    int64_t until = w->ring.now_ms + for_ms;
+    int64_t cur = atomic_load(&w->sh->claims_held_until_ms);
+    while (cur < until && !atomic_compare_exchange_weak(&w->sh->claims_held_until_ms, &cur, until))
+        ;
+}
+
 static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
 {
     (void)c;
@@ -68,11 +76,10 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
         log_event(LOG_INFO, "event=redis_connected worker=%u conn=notes", w->idx);
         notes_resend_parked(w);
         status_on_connected(w);
-        /* Let every worker re-send its parked notes before anyone claims
-         * entries that merely look idle because Redis was away. */
-        int64_t hold = w->ring.now_ms + 2000;
-        if (w->next_claim_ms < hold)
-            w->next_claim_ms = hold;
+        /* Let every worker re-send its parked notes and refresh its claims
+         * before anyone claims entries that merely look idle because Redis
+         * was away. */
+        worker_hold_claims(w, WORKER_CLAIM_HOLD_MS(w->cfg));
         return;
     }
     w->claiming = false;

@@ -65,6 +65,11 @@ struct engine_shared {
     struct keys keys;      /* the Redis key schema for redis.prefix */
     atomic_bool stop;
     atomic_int failed;
+    /* No worker claims (XAUTOCLAIM) before this (monotonic ms): Redis
+     * refused writes or went away, so no claim was refreshed meanwhile and
+     * every entry in flight looks idle, including the ones another worker
+     * of this process is about to write the note of. */
+    _Atomic int64_t claims_held_until_ms;
     struct engine_stats stats;
     struct dnsq_sync *align_dns;  /* main thread: SPF lookups for alignment */
     int64_t next_align_ms;        /* main thread: next alignment refresh (0 never) */
@@ -116,6 +121,10 @@ struct worker {
     bool pool_aborted;      /* drain: busy connections closed outright */
     bool recall_wanted;     /* worker 0: a factor rose; recall throttled jobs */
     int64_t next_recall_ms;
+    /* A recall walks the retry set in chunks (gate.c): where it is. */
+    bool recall_busy, recall_again;
+    int64_t recall_now_ms;  /* wall ms the walk started: its range is (now, +inf] */
+    long long recall_offset, recall_total;
     uint32_t small_reads; /* after a reply over max_reply_bytes: read one entry at a time */
     uint32_t egress_rr;
     uint64_t rng; /* retry jitter; seeded per worker */
@@ -135,6 +144,12 @@ struct worker {
 };
 
 int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh);
+/* Redis refused a write for now or went away: hold every worker's claims
+ * until `for_ms` from now (kept if already later). */
+void worker_hold_claims(struct worker *w, int64_t for_ms);
+/* After a transient refusal (notes_transient_error) seen anywhere: long
+ * enough for the claims to be refreshed and the parked notes re-sent. */
+#define WORKER_CLAIM_HOLD_MS(cfg) ((cfg)->engine.claim_idle_ms + 2 * NOTES_RESEND_MS)
 void *worker_main(void *arg);
 void worker_free(struct worker *w);
 

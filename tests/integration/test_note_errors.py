@@ -12,7 +12,11 @@ they are in flight:
         the note scripts are not refused here; the phase shows intake and
         the mover ride it out with nothing lost or doubled;
   BUSY  a script from another client spins (busy-reply-threshold 100 ms)
-        until SCRIPT KILL: every command, note scripts included, gets BUSY.
+        until SCRIPT KILL: every command, note scripts included, gets BUSY;
+  READONLY  Redis becomes a replica (of a port nobody listens on, so it
+        keeps its data), as a primary does after a failover, then a primary
+        again: every write, note scripts and XREADGROUP included, gets
+        READONLY meanwhile.
 Checked: every job ends with exactly one terminal note, `delivered`, the
 receiver got each message exactly once, and herald logged note_parked."""
 
@@ -88,6 +92,11 @@ def run():
         th.join(5)
 
     phase(fails, redis, smtp, herald, "busy", th.start, kill)
+
+    nobody = h.free_port()
+    phase(fails, redis, smtp, herald, "readonly",
+          lambda: c.execute_command("REPLICAOF", "127.0.0.1", str(nobody)),
+          lambda: c.execute_command("REPLICAOF", "NO", "ONE"))
     log = herald.read_stderr()
     fails.check("event=note_parked" in log, "herald should have logged note_parked")
     herald.stop()
