@@ -62,15 +62,28 @@ struct pool_limits {
 
 struct pool_dest;
 struct pool_group;
+struct pool_map_node;
+struct pool_map {
+    struct pool_map_node **b;
+    size_t nb, n; /* buckets (a power of two), nodes */
+};
+
+/* A destination with nothing queued and no connection is freed after this
+ * long (it is made again, at the cost of one allocation, when mail for it
+ * comes back). */
+#define POOL_DEST_IDLE_MS (60 * 1000)
 
 struct pool {
     struct ring *ring;
     pool_done_fn done;
     void *done_arg;
-    struct pool_dest **buckets;
-    size_t n_buckets;
+    struct pool_map dests;  /* struct pool_dest by key (src/pool/dest.c) */
+    struct pool_map groups; /* struct pool_group by key */
     size_t n_dests;
-    struct pool_group *groups;
+    size_t n_evicted;       /* destinations freed after being idle dest_idle_ms */
+    int64_t dest_idle_ms;   /* default POOL_DEST_IDLE_MS */
+    struct pool_dest *idle_head, *idle_tail; /* idle destinations, oldest first */
+    struct pool_dest *starved; /* waiting for a process-wide slot (pool_tick) */
     uint32_t n_conns;     /* open or connecting, all destinations */
     bool closing;
     SSL_CTX *tls_ctx;     /* NULL: TLS unavailable, every destination is plaintext */

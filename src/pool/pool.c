@@ -14,60 +14,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "herald/pool.h"
-#include "herald/transport.h"
+#include "internal.h"
 
 #define POOL_RBUF 16384
-
-struct pool_conn {
-    struct pool *p;
-    struct pool_dest *d;
-    atomic_int *open_counter; /* the owner's count of open connections, or NULL */
-    struct xport x;
-    struct smtp_session s;
-    bool session_live;        /* connected: s is initialised */
-    bool retire;              /* QUIT when idle: over the process's share of the path */
-    struct ring_timer timer;
-    bool closing, was_ready;
-    bool counted_connecting; /* included in d->n_connecting */
-    struct smtp_result fail; /* why it ended, when it ended before any message */
-    bool has_fail;
-    char local_ip[INET6_ADDRSTRLEN];
-    char remote_ip[INET6_ADDRSTRLEN];
-    struct pool_conn *next;
-    char tls_desc[96];
-};
-
-/* Destinations that share a connection limit. When a slot frees, every
- * destination of the group with queued messages gets a chance at it. */
-struct pool_group {
-    struct pool_group *next;
-    char *key;
-    uint32_t n_conns;
-    uint32_t max_conns;
-    struct pool_dest *dests;
-};
-
-struct pool_dest {
-    struct pool_dest *next; /* hash chain */
-    struct pool_group *g;
-    struct pool_dest *g_next; /* next destination of the group */
-    char *key;
-    struct pool_target target;
-    char egress_ip[INET6_ADDRSTRLEN];
-    struct sockaddr_storage egress_sa;
-    socklen_t egress_len;
-    char ehlo[256];
-    struct pool_limits lim;
-    struct smtp_msg **q;
-    size_t q_head, q_len, q_cap;
-    struct pool_conn *conns;
-    uint32_t n_conns, n_connecting;
-    /* The handshake failed under an opportunistic policy: connect without
-     * STARTTLS until then, as large MTAs do, and say so in the notes. */
-    int64_t tls_fallback_until;
-    char tls_fallback_why[240];
-};
 
 static void on_timer(struct ring_timer *t);
 static void dest_dispatch(struct pool *p, struct pool_dest *d);
@@ -82,24 +31,19 @@ int pool_init(struct pool *p, struct ring *r, pool_done_fn done, void *done_arg)
     p->ring = r;
     p->done = done;
     p->done_arg = done_arg;
-    p->n_buckets = 256;
+    p->dest_idle_ms = POOL_DEST_IDLE_MS;
     tls_session_cache_init(&p->tls_cache, 1024);
     p->tls_fallback_ms = 3600 * 1000;
-    p->buckets = calloc(p->n_buckets, sizeof *p->buckets);
-    return p->buckets ? 0 : -ENOMEM;
+    if (pool_map_init(&p->dests) < 0 || pool_map_init(&p->groups) < 0) {
+        pool_map_free(&p->dests);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 void pool_set_tls(struct pool *p, SSL_CTX *ctx)
 {
     p->tls_ctx = ctx;
-}
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
 }
 
 static void sa_to_ip(const struct sockaddr_storage *sa, char *out, size_t outlen)
@@ -118,78 +62,6 @@ static uint16_t sa_port(const struct sockaddr_storage *sa)
     if (sa->ss_family == AF_INET6)
         return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
     return 0;
-}
-
-static struct pool_group *group_get(struct pool *p, const char *key)
-{
-    for (struct pool_group *g = p->groups; g; g = g->next)
-        if (strcmp(g->key, key) == 0) return g;
-    struct pool_group *g = calloc(1, sizeof *g);
-    if (!g || !(g->key = strdup(key))) {
-        free(g);
-        return NULL;
-    }
-    g->next = p->groups;
-    p->groups = g;
-    return g;
-}
-
-static struct pool_dest *dest_get(struct pool *p, const struct pool_target *t, const char *egress_ip,
-                                  const char *ehlo, const struct pool_limits *lim)
-{
-    char ip[INET6_ADDRSTRLEN];
-    sa_to_ip(&t->sa, ip, sizeof ip);
-    char key[512];
-    /* Security settings are part of the identity: a relay connection that
-     * authenticated with one tenant's credentials must never carry another
-     * tenant's mail, even under the same user name (the credentials object
-     * is per tenant, so its address tells them apart). */
-    snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d%p|%s@%p", egress_ip, t->host, ip, sa_port(&t->sa),
-             (int)lim->tls_mode, lim->tls_verify ? 1 : 0, (void *)lim->tls_ctx,
-             lim->auth && lim->auth->user ? lim->auth->user : "", (const void *)lim->auth);
-    uint64_t h = hash_str(key) % p->n_buckets;
-    for (struct pool_dest *d = p->buckets[h]; d; d = d->next)
-        if (strcmp(d->key, key) == 0) {
-            d->lim = *lim; /* limits follow the current config */
-            d->g->max_conns = lim->max_conns;
-            return d;
-        }
-    char gkey[1024];
-    snprintf(gkey, sizeof gkey, "%s|%s", egress_ip, lim->group ? lim->group : key);
-    struct pool_group *g = group_get(p, gkey);
-    if (!g)
-        return NULL;
-    struct pool_dest *d = calloc(1, sizeof *d);
-    if (!d)
-        return NULL;
-    d->key = strdup(key);
-    if (!d->key) {
-        free(d);
-        return NULL;
-    }
-    d->g = g;
-    g->max_conns = lim->max_conns;
-    d->g_next = g->dests;
-    g->dests = d;
-    d->target = *t;
-    snprintf(d->egress_ip, sizeof d->egress_ip, "%s", egress_ip);
-    snprintf(d->ehlo, sizeof d->ehlo, "%s", ehlo);
-    d->lim = *lim;
-    if (egress_ip[0]) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&d->egress_sa;
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&d->egress_sa;
-        if (inet_pton(AF_INET, egress_ip, &s4->sin_addr) == 1) {
-            s4->sin_family = AF_INET;
-            d->egress_len = sizeof *s4;
-        } else if (inet_pton(AF_INET6, egress_ip, &s6->sin6_addr) == 1) {
-            s6->sin6_family = AF_INET6;
-            d->egress_len = sizeof *s6;
-        }
-    }
-    d->next = p->buckets[h];
-    p->buckets[h] = d;
-    p->n_dests++;
-    return d;
 }
 
 static int q_push(struct pool_dest *d, struct smtp_msg *m)
@@ -278,6 +150,9 @@ static void uncount_connecting(struct pool_conn *c)
     if (c->counted_connecting) {
         c->counted_connecting = false;
         c->d->n_connecting--;
+        /* One fewer on its way: pool_tick may open another for what waits. */
+        if (c->d->q_len > c->d->n_connecting && c->d->lim.shared_max)
+            pool_dest_starve(c->p, c->d);
     }
 }
 
@@ -567,11 +442,8 @@ static void dest_fail_queue(struct pool *p, struct pool_dest *d, const struct sm
 
 /* The transport is quiet (its fd closed, nothing in flight): account the
  * connection out, free it, and let its destination's group move on. */
-static void reap_conn(void *owner)
+static void reap_conn_body(struct pool_conn *c, struct pool *p, struct pool_dest *d)
 {
-    struct pool_conn *c = owner;
-    struct pool *p = c->p;
-    struct pool_dest *d = c->d;
     if (c->session_live && !smtp_session_is_closed(&c->s))
         smtp_session_fail(&c->s, -HERR_CLOSED, "connection closed");
     uncount_connecting(c);
@@ -624,6 +496,16 @@ static void reap_conn(void *owner)
     group_dispatch(p, d->g);
 }
 
+static void reap_conn(void *owner)
+{
+    struct pool_conn *c = owner;
+    struct pool *p = c->p;
+    struct pool_dest *d = c->d;
+    reap_conn_body(c, p, d);
+    if (!p->closing && d->q_len == 0 && d->n_conns == 0)
+        pool_dest_idle(p, d); /* freed by pool_tick once idle long enough */
+}
+
 static const struct xport_ops conn_xops = {
     .on_connected = conn_on_connected,
     .on_tls_ready = conn_on_tls_ready,
@@ -668,6 +550,8 @@ static void dest_dispatch(struct pool *p, struct pool_dest *d)
                 atomic_fetch_sub(d->lim.open_counter, 1);
             break;
         }
+    if (d->q_len > d->n_connecting && d->lim.shared_max && !p->closing)
+        pool_dest_starve(p, d); /* pool_tick tries again for a slot given back */
     /* The group is full and this destination has nothing to send on: an
      * idle connection of another destination gives up its slot (its QUIT
      * ends in reap_conn, which dispatches the group again). */
@@ -691,9 +575,10 @@ static void group_dispatch(struct pool *p, struct pool_group *g)
 int pool_submit(struct pool *p, const struct pool_target *target, const char *egress_ip,
                 const char *ehlo_name, const struct pool_limits *lim, struct smtp_msg *msg)
 {
-    struct pool_dest *d = dest_get(p, target, egress_ip ? egress_ip : "", ehlo_name, lim);
+    struct pool_dest *d = pool_dest_get(p, target, egress_ip ? egress_ip : "", ehlo_name, lim);
     if (!d)
         return -ENOMEM;
+    pool_dest_busy(p, d);
     int rc = q_push(d, msg);
     if (rc)
         return rc;
@@ -708,57 +593,62 @@ void pool_group_backlog(const struct pool *p, const char *egress_ip, const char 
     snprintf(gkey, sizeof gkey, "%s|%s", egress_ip, group);
     *queued = 0;
     *conns = 0;
-    for (const struct pool_group *g = p->groups; g; g = g->next)
-        if (strcmp(g->key, gkey) == 0) {
-            for (const struct pool_dest *d = g->dests; d; d = d->g_next)
-                *queued += d->q_len;
-            *conns = g->n_conns;
-            return;
-        }
+    const struct pool_group *g = pool_group_find(p, gkey);
+    if (!g)
+        return;
+    for (const struct pool_dest *d = g->dests; d; d = d->g_next)
+        *queued += d->q_len;
+    *conns = g->n_conns;
 }
 
 void pool_tick(struct pool *p)
 {
     if (p->closing)
         return;
-    for (size_t i = 0; i < p->n_buckets; i++)
-        for (struct pool_dest *d = p->buckets[i]; d; d = d->next)
-            if (d->q_len > d->n_connecting && d->lim.shared_max)
-                dest_dispatch(p, d);
+    struct pool_dest *next;
+    for (struct pool_dest *d = pool_take_starved(p); d; d = next) {
+        next = d->starved_next;
+        d->starved = false;
+        if (d->q_len > d->n_connecting && d->lim.shared_max)
+            dest_dispatch(p, d);
+    }
+    pool_evict_idle(p, p->ring->now_ms);
 }
 
 void pool_close_all(struct pool *p)
 {
     p->closing = true;
-    for (size_t i = 0; i < p->n_buckets; i++)
-        for (struct pool_dest *d = p->buckets[i]; d; d = d->next) {
-            while (d->q_len)
-                p->done(p->done_arg, q_pop(d), NULL, NULL);
-            for (struct pool_conn *c = d->conns; c; c = c->next) {
-                if (c->closing)
-                    continue;
-                if (!c->session_live)
-                    conn_close(c);
-                else if (smtp_session_is_idle(&c->s))
-                    conn_after(c);
-            }
+    POOL_MAP_EACH(&p->dests, n, tmp)
+    {
+        struct pool_dest *d = HERALD_CONTAINER_OF(n, struct pool_dest, node);
+        while (d->q_len)
+            p->done(p->done_arg, q_pop(d), NULL, NULL);
+        for (struct pool_conn *c = d->conns; c; c = c->next) {
+            if (c->closing)
+                continue;
+            if (!c->session_live)
+                conn_close(c);
+            else if (smtp_session_is_idle(&c->s))
+                conn_after(c);
         }
+    }
 }
 
 void pool_abort_all(struct pool *p)
 {
     p->closing = true;
-    for (size_t i = 0; i < p->n_buckets; i++)
-        for (struct pool_dest *d = p->buckets[i]; d; d = d->next) {
-            while (d->q_len)
-                p->done(p->done_arg, q_pop(d), NULL, NULL);
-            for (struct pool_conn *c = d->conns; c; c = c->next)
-                if (!c->closing) {
-                    if (c->session_live && !smtp_session_is_closed(&c->s))
-                        smtp_session_fail(&c->s, -ECANCELED, "shutting down");
-                    conn_close(c);
-                }
-        }
+    POOL_MAP_EACH(&p->dests, n, tmp)
+    {
+        struct pool_dest *d = HERALD_CONTAINER_OF(n, struct pool_dest, node);
+        while (d->q_len)
+            p->done(p->done_arg, q_pop(d), NULL, NULL);
+        for (struct pool_conn *c = d->conns; c; c = c->next)
+            if (!c->closing) {
+                if (c->session_live && !smtp_session_is_closed(&c->s))
+                    smtp_session_fail(&c->s, -ECANCELED, "shutting down");
+                conn_close(c);
+            }
+    }
 }
 
 bool pool_is_quiet(const struct pool *p)
@@ -768,23 +658,6 @@ bool pool_is_quiet(const struct pool *p)
 
 void pool_free(struct pool *p)
 {
-    for (size_t i = 0; i < p->n_buckets; i++) {
-        struct pool_dest *d = p->buckets[i];
-        while (d) {
-            struct pool_dest *next = d->next;
-            free(d->q);
-            free(d->key);
-            free(d);
-            d = next;
-        }
-    }
-    free(p->buckets);
-    p->buckets = NULL;
+    pool_registry_free(p);
     tls_session_cache_free(&p->tls_cache);
-    while (p->groups) {
-        struct pool_group *g = p->groups;
-        p->groups = g->next;
-        free(g->key);
-        free(g);
-    }
 }
