@@ -76,7 +76,9 @@ static inline bool ring_timer_armed(const struct ring_timer *t)
 
 void ring_defer(struct ring *r, struct ring_deferred *d, ring_deferred_fn fn);
 
-/* Submit a SEND of data[0..len) for op. */
+/* Submit a SEND of data[0..len) for op: at most RING_SEND_CHUNK bytes of it
+ * per SEND; ring_send_continue sends the rest. */
+#define RING_SEND_CHUNK (64 * 1024)
 void ring_send(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len);
 /* Account a successful SEND completion of `res` bytes against *sent; when
  * bytes of data[0..len) remain, resubmit them and return true. */

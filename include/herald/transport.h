@@ -96,11 +96,19 @@ struct xport {
     struct hbuf wire;    /* TLS records waiting for the SEND in flight */
     struct hbuf sending; /* the kernel's while send_inflight */
     size_t sent;
+    int64_t send_progress_ms; /* ring time a SEND last started or moved bytes */
     struct tls_conn tls; /* valid while tls_on, kept after close for the owner's notes */
     bool tls_on, tls_ready, tls_saved;
     struct tls_session_cache *tls_save_to;
     const char *tls_save_key;
 };
+
+/* A SEND is in flight: bytes wait for the peer to take them (its window
+ * may be shut: delivery.timeouts.data_block bounds how long without progress). */
+static inline bool xport_send_pending(const struct xport *x)
+{
+    return x->send_inflight;
+}
 
 /* Set up an idle transport with a receive buffer of rbuf_cap bytes.
  * Returns 0 or -ENOMEM. */

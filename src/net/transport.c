@@ -173,6 +173,7 @@ static int flush(struct xport *x, enum xport_op *op)
     x->sent = 0;
     ring_send(x->ring, &x->op_send, x->fd, x->sending.data, x->sending.len);
     x->send_inflight = true;
+    x->send_progress_ms = x->ring->now_ms;
     return 0;
 }
 
@@ -348,6 +349,7 @@ static void on_send(struct ring_op *op, int res, uint32_t flags)
         fail(x, res < 0 ? res : -HERR_CLOSED, XPORT_OP_SEND);
         return;
     }
+    x->send_progress_ms = x->ring->now_ms;
     if (ring_send_continue(x->ring, &x->op_send, x->fd, x->sending.data, x->sending.len, &x->sent,
                            res)) {
         x->send_inflight = true;

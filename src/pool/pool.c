@@ -244,6 +244,26 @@ static void conn_tls_start(struct pool_conn *c)
     log_event(LOG_DEBUG, "event=tls_start dest=%s offer_session=%d", c->d->key, resume ? 1 : 0);
 }
 
+/* While a reply is owed: the session's deadline, or sooner the moment a
+ * send has made no progress for data_block_ms (RFC 5321 4.5.3.2: a peer
+ * that stops reading must not hold the connection for the whole data_end). */
+static int64_t conn_send_stall_at(const struct pool_conn *c)
+{
+    int64_t block = c->s.timeouts.data_block_ms;
+    if (block <= 0 || !xport_send_pending(&c->x))
+        return 0;
+    return c->x.send_progress_ms + block;
+}
+
+static void conn_arm_deadline(struct pool_conn *c)
+{
+    int64_t at = c->s.deadline_ms, stall = conn_send_stall_at(c);
+    if (stall > 0 && (at <= 0 || stall < at))
+        at = stall;
+    if (at > 0)
+        ring_timer_arm(c->p->ring, &c->timer, at);
+}
+
 /* After every session step: send what it produced, close when it ended,
  * and keep exactly one timer armed for what it waits on. */
 static void conn_after(struct pool_conn *c)
@@ -273,8 +293,8 @@ static void conn_after(struct pool_conn *c)
     } else if (smtp_session_is_closed(&c->s)) {
         /* Waiting for the last bytes (QUIT) to leave; bound it anyway. */
         ring_timer_arm(r, &c->timer, r->now_ms + 5000);
-    } else if (c->s.deadline_ms > 0) {
-        ring_timer_arm(r, &c->timer, c->s.deadline_ms);
+    } else {
+        conn_arm_deadline(c);
     }
 }
 
@@ -420,7 +440,16 @@ static void on_timer(struct ring_timer *t)
         return;
     }
     char why[96];
-    snprintf(why, sizeof why, "timed out in state %s", smtp_state_name(c->s.state));
+    int64_t stall = conn_send_stall_at(c);
+    if (stall > 0 && r->now_ms >= stall) {
+        snprintf(why, sizeof why, "timed out sending in state %s (no progress for %llds)",
+                 smtp_state_name(c->s.state), (long long)(c->s.timeouts.data_block_ms / 1000));
+    } else if (c->s.deadline_ms <= 0 || r->now_ms < c->s.deadline_ms) {
+        conn_arm_deadline(c); /* the send moved on since the timer was armed */
+        return;
+    } else {
+        snprintf(why, sizeof why, "timed out in state %s", smtp_state_name(c->s.state));
+    }
     smtp_session_fail(&c->s, -HERR_TIMEOUT, why);
     hbuf_reset(&c->s.out);
     conn_lost(c);

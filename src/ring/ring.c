@@ -259,7 +259,10 @@ void ring_mark_filled(const void *p, size_t n)
 void ring_send(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len)
 {
     struct io_uring_sqe *sqe = ring_sqe(r, op);
-    io_uring_prep_send(sqe, fd, data, len, MSG_NOSIGNAL);
+    /* One SEND completes only once all its bytes are in the socket: in
+     * chunks, a peer that reads slowly shows progress (data_block counts
+     * time without it), and one that stops reading is found. */
+    io_uring_prep_send(sqe, fd, data, len > RING_SEND_CHUNK ? RING_SEND_CHUNK : len, MSG_NOSIGNAL);
 }
 
 bool ring_send_continue(struct ring *r, struct ring_op *op, int fd, const char *data, size_t len,

@@ -9,6 +9,10 @@
   bigline     answer EHLO with a 1 MB line that has no line ending
   early       send a reply in the same packet as the banner, before any command
   data250     answer DATA with 250 instead of 354 (as if the body were taken)
+  stalldata   a normal server until DATA, then say 354 and never read again
+              (the client's send makes no progress once the buffers fill)
+  trickle     a normal server that reads the body 16 KB every 20 ms
+              (slow, but never stalled), then accepts it
   midtls      offer STARTTLS, say 220, then close after a few bytes of TLS;
               a session that does not ask for STARTTLS is served normally
               (messages are counted in the file named by argv[4], if given)
@@ -83,6 +87,23 @@ def serve(mode, conn):
                 conn.sendall(b"250 2.0.0 ok\r\n")
             elif line.startswith(b"DATA") and mode == "data250":
                 conn.sendall(b"250 2.0.0 queued without a body\r\n")
+            elif line.startswith(b"DATA") and mode == "stalldata":
+                conn.sendall(b"354 go ahead\r\n")
+                time.sleep(60)
+                return
+            elif line.startswith(b"DATA") and mode == "trickle":
+                conn.sendall(b"354 go ahead\r\n")
+                while b"\r\n.\r\n" not in buf[0][-8:] and b"\r\n.\r\n" not in buf[0]:
+                    data = conn.recv(16384)
+                    if not data:
+                        return
+                    buf[0] = buf[0][-8:] + data
+                    time.sleep(0.02)
+                buf[0] = b""
+                if len(sys.argv) > 4:
+                    with open(sys.argv[4], "a") as f:
+                        f.write("message\n")
+                conn.sendall(b"250 2.0.0 stored\r\n")
             elif line.startswith(b"DATA") and mode == "midtls":
                 conn.sendall(b"354 go ahead\r\n")
                 while b"\r\n.\r\n" not in buf[0]:
@@ -120,6 +141,12 @@ def main():
     host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if mode in ("stalldata", "trickle"):
+        # Small windows, inherited by accepted sockets: the client's sends
+        # stall (or crawl) long before the message is through. Not too
+        # small for trickle: a window under one segment has the sender
+        # wait on TCP's persist timer, which backs off to seconds.
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096 if mode == "stalldata" else 65536)
     srv.bind((host, port))
     srv.listen(64)
     print("ready", flush=True)
