@@ -46,6 +46,11 @@ struct cfg_redis {
     char *ca_file;       /* rediss://: CA bundle to verify the server (default: system store) */
     char *cert_file;     /* rediss://: client certificate (mutual TLS), optional */
     char *key_file;      /* its key (default: in cert_file) */
+    int64_t connect_timeout_ms; /* TCP connect (and TLS handshake); default 5s */
+    /* Longest wait for a reply while any is owed (no byte from Redis at
+     * all meanwhile): a black-holed Redis costs the connection, not the
+     * engine's intake forever. Default 15s; at least 2s (intake blocks 1s). */
+    int64_t command_timeout_ms;
 };
 
 struct cfg_engine {

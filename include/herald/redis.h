@@ -75,6 +75,10 @@ struct redis_client {
     redis_state_fn on_state;
     void *state_arg;
     SSL_CTX *tls_ctx;
+    int64_t connect_timeout_ms; /* 0: none */
+    int64_t reply_timeout_ms;   /* 0: none; see redis_client_set_timeouts */
+    int64_t waiting_since_ms;   /* ring time of the last reply (or the first command owed) */
+    struct ring_timer reply_timer;
 };
 
 int redis_client_init(struct redis_client *c, struct ring *r, const struct redis_addr *addr,
@@ -100,6 +104,12 @@ int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, 
  * bound the element count too: every element costs at least 3 bytes on the
  * wire). 0 lifts the bound. */
 void redis_client_set_max_reply(struct redis_client *c, size_t max);
+/* connect: TCP connect bound; reply: while any reply is owed, the longest
+ * Redis may send nothing at all before the connection is closed with
+ * -HERR_TIMEOUT (every pending callback gets NULL; the owner reconnects).
+ * It must exceed any BLOCK the owner asks for. 0 for none. Also turns on
+ * TCP keepalive. */
+void redis_client_set_timeouts(struct redis_client *c, int64_t connect_ms, int64_t reply_ms);
 /* Drop the connection: pending callbacks get NULL, then on_state(false). */
 void redis_client_close(struct redis_client *c, int err);
 /* Free resources; only when no operation is in flight (state IDLE). */

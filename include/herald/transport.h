@@ -86,6 +86,7 @@ struct xport {
     int fd;
     bool bind_failed; /* the last xport_connect failed binding the source address */
     bool reading;     /* the owner still wants on_data */
+    bool keepalive;   /* TCP keepalive probes on the next connect (a peer that vanished) */
     struct ring_op op_connect, op_send, op_recv;
     bool connect_inflight, send_inflight, recv_inflight;
     struct ring_timer connect_timer;

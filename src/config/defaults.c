@@ -35,6 +35,8 @@ void config_defaults_init(struct config *cfg)
     e->max_field_bytes = 1u << 20;
     e->max_message_bytes = 10u << 20;
     e->max_reply_bytes = 512u << 20;
+    cfg->redis.connect_timeout_ms = 5 * SECOND_MS;
+    cfg->redis.command_timeout_ms = 15 * SECOND_MS;
 
     struct cfg_delivery *d = &cfg->delivery;
     d->port = 25;

@@ -141,8 +141,11 @@ void config_print_effective(const struct config *cfg, FILE *out)
     print_url(out, r->url);
     fprintf(out, "\n  jobs            %s (group %s)\n  events          %s\n  prefix          %s\n",
             r->jobs, r->group, r->events, r->prefix);
-    fprintf(out, "  password        %s\n\n",
+    fprintf(out, "  password        %s\n",
             secret_source(r->password_file, r->password_env, c, sizeof c));
+    fprintf(out, "  timeouts        connect %s, command %s\n\n",
+            fmt_duration(r->connect_timeout_ms, a, sizeof a),
+            fmt_duration(r->command_timeout_ms, b, sizeof b));
 
     const struct cfg_engine *e = &cfg->engine;
     fprintf(out, "engine:\n  workers         %" PRIu32 "%s\n", e->workers,

@@ -53,6 +53,10 @@ static int redis_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "ca_file") == 0) return loader_str(L, v, &r->ca_file);
     if (strcmp(key, "cert_file") == 0) return loader_str(L, v, &r->cert_file);
     if (strcmp(key, "key_file") == 0) return loader_str(L, v, &r->key_file);
+    if (strcmp(key, "connect_timeout") == 0)
+        return loader_duration(L, v, 100, &r->connect_timeout_ms);
+    if (strcmp(key, "command_timeout") == 0)
+        return loader_duration(L, v, 2000, &r->command_timeout_ms);
     return LOADER_UNKNOWN_KEY;
 }
 

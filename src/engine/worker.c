@@ -223,6 +223,10 @@ int worker_init(struct worker *w, unsigned idx, struct engine_shared *sh)
         redis_client_set_tls(&w->notes, sh->redis_tls_ctx);
     }
     redis_client_set_max_reply(&w->intake, w->cfg->engine.max_reply_bytes);
+    redis_client_set_timeouts(&w->intake, w->cfg->redis.connect_timeout_ms,
+                              w->cfg->redis.command_timeout_ms);
+    redis_client_set_timeouts(&w->notes, w->cfg->redis.connect_timeout_ms,
+                              w->cfg->redis.command_timeout_ms);
     redis_client_set_max_reply(&w->notes, w->cfg->engine.max_reply_bytes);
     ring_timer_init(&w->tick, on_tick);
     if (rc == 0)

@@ -121,6 +121,15 @@ int xport_connect(struct xport *x, const struct sockaddr *peer, socklen_t peer_l
     if (fd < 0) return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (x->keepalive) {
+        /* A peer gone without a FIN (host down, a NAT that forgot us) is
+         * found in about a minute even while we wait for nothing. */
+        int idle = 30, intvl = 10, cnt = 3;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    }
     if (source && source_len) {
         /* Let connect() pick the port so many connections share one IP
          * without exhausting ephemeral ports at bind time. */

@@ -17,6 +17,7 @@ static void on_tls_ready(void *owner);
 static void on_data(void *owner, const char *p, size_t n);
 static void on_closed(void *owner, int err, enum xport_op op);
 static void on_quiet(void *owner);
+static void on_reply_timer(struct ring_timer *t);
 
 static const struct xport_ops client_xops = {
     .on_connected = on_connected,
@@ -35,7 +36,33 @@ int redis_client_init(struct redis_client *c, struct ring *r, const struct redis
     c->name = name;
     c->on_state = on_state;
     c->state_arg = state_arg;
+    ring_timer_init(&c->reply_timer, on_reply_timer);
     return xport_init(&c->x, r, &client_xops, c, REDIS_RBUF);
+}
+
+void redis_client_set_timeouts(struct redis_client *c, int64_t connect_ms, int64_t reply_ms)
+{
+    c->connect_timeout_ms = connect_ms;
+    c->reply_timeout_ms = reply_ms;
+    c->x.keepalive = true;
+}
+
+/* Replies are owed and nothing at all has come for reply_timeout_ms: the
+ * server is gone or black-holed (a dead link, a paused VM). */
+static void on_reply_timer(struct ring_timer *t)
+{
+    struct redis_client *c = HERALD_CONTAINER_OF(t, struct redis_client, reply_timer);
+    if ((c->state != REDIS_C_CONNECTING && c->state != REDIS_C_UP) || c->q_len == 0)
+        return;
+    int64_t due = c->waiting_since_ms + c->reply_timeout_ms;
+    if (c->ring->now_ms < due) {
+        ring_timer_arm(c->ring, &c->reply_timer, due);
+        return;
+    }
+    log_event(LOG_WARN, "event=redis_timeout conn=%s host=%s waited_ms=%lld owed=%zu",
+              c->name, c->addr->host, (long long)(c->ring->now_ms - c->waiting_since_ms),
+              c->q_len);
+    redis_client_close(c, -HERR_TIMEOUT);
 }
 
 void redis_client_set_max_reply(struct redis_client *c, size_t max)
@@ -45,6 +72,8 @@ void redis_client_set_max_reply(struct redis_client *c, size_t max)
 
 void redis_client_free(struct redis_client *c)
 {
+    if (c->ring)
+        ring_timer_cancel(c->ring, &c->reply_timer);
     if (c->reader)
         redisReaderFree(c->reader);
     c->reader = NULL;
@@ -68,7 +97,11 @@ static int q_push(struct redis_client *c, redis_reply_fn fn, void *arg)
         c->q_head = 0;
     }
     c->q[(c->q_head + c->q_len) % c->q_cap] = (struct redis_pending){fn, arg};
-    c->q_len++;
+    if (c->q_len++ == 0 && c->reply_timeout_ms > 0) {
+        c->waiting_since_ms = c->ring->now_ms;
+        if (!ring_timer_armed(&c->reply_timer))
+            ring_timer_arm(c->ring, &c->reply_timer, c->waiting_since_ms + c->reply_timeout_ms);
+    }
     return 0;
 }
 
@@ -113,7 +146,7 @@ int redis_client_connect(struct redis_client *c)
     if (!c->reader)
         return -ENOMEM;
     int rc = xport_connect(&c->x, (const struct sockaddr *)&c->addr->sa, c->addr->sa_len, NULL, 0,
-                           0);
+                           c->connect_timeout_ms);
     if (rc < 0)
         return rc;
     c->reply_bytes = 0;
@@ -196,6 +229,7 @@ void redis_client_close(struct redis_client *c, int err)
         return;
     c->state = REDIS_C_CLOSING;
     c->close_err = err;
+    ring_timer_cancel(c->ring, &c->reply_timer);
     xport_close(&c->x);
     /* Every command ever queued gets exactly one callback: NULL now. */
     struct redis_pending p;
@@ -267,6 +301,7 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
             break;
         /* What is left unparsed belongs to the replies that follow. */
         c->reply_bytes = c->reader->len - c->reader->pos;
+        c->waiting_since_ms = c->ring->now_ms; /* it answers: the clock starts again */
         struct redis_pending pend;
         if (!q_pop(c, &pend)) {
             /* A reply nobody asked for: the peer is not a Redis we understand. */
