@@ -73,6 +73,7 @@ int dns_resolve_host(struct dns_resolver *r, const char *host, uint16_t port, dn
 struct dns_stats {
     uint64_t queries;   /* sent to a server */
     uint64_t cache_hits;
+    uint64_t waiting_checks; /* waiting requests looked at again after a query completed */
 };
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out);
 

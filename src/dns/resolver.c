@@ -6,8 +6,9 @@
  * Route lookups go in two steps, each cached by TTL: domain -> exchangers
  * (MX), then exchanger -> addresses (A and AAAA). Concurrent requests for the
  * same names share the queries: a request waits on the `waiting` list and
- * every completed query re-checks that list (it is short: requests only
- * wait for cold names). */
+ * every completed query re-checks that list in one pass, in arrival order
+ * (requests only wait for cold names; a pass is O(waiting), not the
+ * O(waiting^2) of restarting after every answer). */
 #include <arpa/inet.h>
 #include <ares.h>
 #include <errno.h>
@@ -84,7 +85,8 @@ struct dns_resolver {
     uint64_t rng;
     struct dns_stats stats;
     bool closing;
-    bool in_check; /* re-entrancy guard for check_waiting */
+    bool in_check;    /* re-entrancy guard for check_waiting */
+    bool check_again; /* an entry completed during a pass: make another */
 };
 
 static void arm_timer(struct dns_resolver *r);
@@ -492,25 +494,30 @@ static bool try_answer(struct dns_resolver *r, struct request *q)
 
 static void check_waiting(struct dns_resolver *r)
 {
-    if (r->in_check) return; /* the outer loop sees what this call would */
-    r->in_check = true;
-    bool again = true;
-    while (again) {
-        again = false;
-        struct request *prev = NULL;
-        for (struct request **pp = &r->waiting; *pp;) {
-            struct request *q = *pp;
-            if (try_answer(r, q)) {
-                *pp = q->next;
-                if (r->waiting_tail == q) r->waiting_tail = prev;
-                free(q);
-                again = true; /* a callback may have queued more */
-                break;
-            }
-            prev = q;
-            pp = &q->next;
-        }
+    if (r->in_check) {
+        r->check_again = true; /* answered synchronously inside a callback */
+        return;
     }
+    r->in_check = true;
+    do {
+        r->check_again = false;
+        struct request *prev = NULL;
+        struct request **pp = &r->waiting;
+        while (*pp) {
+            struct request *q = *pp;
+            r->stats.waiting_checks++;
+            if (!try_answer(r, q)) {
+                prev = q;
+                pp = &q->next;
+                continue;
+            }
+            /* Its callback may have queued more behind it: q->next is
+             * read only now. */
+            *pp = q->next;
+            if (r->waiting_tail == q) r->waiting_tail = prev;
+            free(q);
+        }
+    } while (r->check_again);
     r->in_check = false;
 }
 
@@ -548,7 +555,10 @@ static int resolve(struct dns_resolver *r, const char *domain, uint16_t port, bo
         else r->waiting = q;
         r->waiting_tail = q;
     }
-    if (!saved) check_waiting(r);
+    /* Only a query answered synchronously meanwhile (c-ares' own cache or
+     * hosts file) can have made others answerable: a pass for every new
+     * request would make a burst of W requests cost W^2 looks. */
+    if (!saved && r->check_again) check_waiting(r);
     return 0;
 }
 

@@ -41,12 +41,27 @@ void ring_exit(struct ring *r)
     r->n_timers = r->heap_cap = 0;
 }
 
+/* The SQ is full: submit to make room. A submit the kernel refuses for a
+ * moment (EINTR, EAGAIN, EBUSY while completions back up) is tried again
+ * for about a second; one that keeps failing means the ring is unusable
+ * (its fd gone, the kernel out of memory), and the callers cannot work
+ * without an entry, so the process stops loudly instead of spinning at
+ * 100% CPU forever. Its jobs stay pending in Redis for another process. */
 static struct io_uring_sqe *get_sqe(struct ring *r)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
-    while (!sqe) {
-        io_uring_submit(&r->uring);
-        r->n_unsubmitted = 0;
+    for (int tries = 0; !sqe; tries++) {
+        int rc = io_uring_submit(&r->uring);
+        if (rc >= 0) {
+            r->n_unsubmitted = 0;
+        } else if (tries >= 1000 || (rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)) {
+            log_event(LOG_ERROR, "event=ring_submit_failed reason=\"%s\" tries=%d action=abort",
+                      herald_strerror(rc), tries + 1);
+            abort();
+        } else {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
         sqe = io_uring_get_sqe(&r->uring);
     }
     r->n_unsubmitted++;

@@ -1,6 +1,12 @@
 /* Timers fire in deadline order, re-arming moves them, cancelled ones never
- * fire, and deferred work runs after the batch. No sockets needed. */
+ * fire, and deferred work runs after the batch. No sockets needed. A ring
+ * whose submits keep failing stops the process (SIGABRT, logged) instead
+ * of spinning forever for a free entry. */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "herald/core.h"
@@ -27,8 +33,37 @@ static void on_deferred(struct ring_deferred *d)
     deferred_runs++;
 }
 
+/* In a child: a ring of 4 entries whose fd is no longer an io_uring, then
+ * more entries than fit. */
+static void test_submit_failure(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct ring r;
+        if (ring_init(&r, 4) < 0) _exit(77);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, r.uring.ring_fd);
+        for (int i = 0; i < 64; i++)
+            io_uring_prep_nop(ring_sqe_noop_owner(&r));
+        _exit(0); /* the old loop never got here, and never returned either */
+    }
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 100 && got == 0; i++) { /* 10 s at most */
+        got = waitpid(pid, &status, WNOHANG);
+        if (got == 0) usleep(100000);
+    }
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    CHECK(got == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+
 int main(void)
 {
+    test_submit_failure();
     struct ring r;
     int rc = ring_init(&r, 64);
     if (rc < 0) {
