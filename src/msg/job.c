@@ -600,6 +600,14 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
     if (k.len[JF_ID] > SALVAGE_MAX)
         fail(err, "id", "too long (%zu bytes, at most %d); the note carries the entry id",
              k.len[JF_ID], SALVAGE_MAX);
+    /* They name another job's id, so the same bound: a longer one would key
+     * a state no job has (or a cut-short one, another job's). */
+    if (k.len[JF_REPLACES] > SALVAGE_MAX)
+        fail(err, "replaces", "too long (%zu bytes, at most %d, like an id)", k.len[JF_REPLACES],
+             SALVAGE_MAX);
+    if (k.len[JF_CANCEL] > SALVAGE_MAX)
+        fail(err, "cancel", "too long (%zu bytes, at most %d, like an id)", k.len[JF_CANCEL],
+             SALVAGE_MAX);
 
     for (enum jf f = 0; f < JF_COUNT; f++) {
         const char *why = field_defs[f].header && k.v[f] ? bad_header_byte(k.v[f], k.len[f]) : NULL;

@@ -213,6 +213,14 @@ static void test_long_id(void)
     CHECK_EQ_STR(err.field, "id");
     CHECK(strstr(err.reason, "too long") != NULL);
     CHECK_EQ_STR(j.id, "1795341600000-7");
+    /* replaces and cancel name an id: the same bound. */
+    rc = PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "subject", "s", "text", "t",
+               "replaces", id);
+    CHECK_EQ_INT(rc, -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "replaces");
+    rc = PARSE(&j, &err, "tenant", "acme", "cancel", id);
+    CHECK_EQ_INT(rc, -HERR_MALFORMED);
+    CHECK_EQ_STR(err.field, "cancel");
     job_clear(&j);
     id[256] = '\0';
     rc = PARSE(&j, &err, "tenant", "acme", "to", "a@b.test", "subject", "s", "text", "t", "id", id);
