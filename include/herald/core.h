@@ -70,6 +70,9 @@ int64_t clock_wall_ms(void);
  * by the caller with %s inside "..." and log_quote(). */
 enum log_level { LOG_TRACE, LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 extern enum log_level log_min_level;
+/* Lines start with the journal's "<N>" priority (set when stderr is the
+ * journal: service_stderr_is_journal). */
+extern bool log_journal_prefix;
 void log_event(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copy s into out (size outlen) as a log-safe value: control characters and
  * quotes escaped, truncated with "..." if needed. Returns out. */

@@ -19,7 +19,12 @@ int cli_stats(int argc, char **argv);
 int cli_check_domain(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 
-/* Load -c FILE or exit-code 2 with the error printed. */
+/* The config file: -c FILE when given, else $HERALD_CONFIG, else
+ * /etc/herald/herald.yaml (where the package and the unit put it). */
+#define CLI_DEFAULT_CONFIG "/etc/herald/herald.yaml"
+const char *cli_config_path(const char *given);
+/* Load the config (cli_config_path of path) or exit-code 2 with the error
+ * printed. */
 int cli_load_config(const char *path, struct config **out);
 /* Connect per cfg->redis (AUTH, SELECT). NULL with a message on stderr. */
 redisContext *cli_redis_connect(const struct config *cfg);

@@ -6,15 +6,23 @@
 #include "cli.h"
 #include "herald/redis.h"
 
+const char *cli_config_path(const char *given)
+{
+    if (given) return given;
+    const char *env = getenv("HERALD_CONFIG");
+    return env && env[0] ? env : CLI_DEFAULT_CONFIG;
+}
+
 int cli_load_config(const char *path, struct config **out)
 {
-    if (!path) {
-        fprintf(stderr, "herald: -c FILE is required (see --help)\n");
-        return 2;
-    }
+    const char *given = path;
+    path = cli_config_path(path);
     char err[512];
     if (config_load(path, out, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
+        if (!given)
+            fprintf(stderr, "herald: no -c FILE given: the config is $HERALD_CONFIG, else %s\n",
+                    CLI_DEFAULT_CONFIG);
         return 2;
     }
     return 0;

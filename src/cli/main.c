@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "herald/core.h"
+#include "herald/service.h"
+#include "herald/version.h"
 
 static const char usage[] =
     "usage: herald COMMAND [OPTIONS]\n"
@@ -26,7 +29,8 @@ static const char usage[] =
     "  simulate -c FILE --traffic FILE [--plot FILE.png] [--json]\n"
     "                          replay traffic through the config's limits on virtual time\n"
     "\n"
-    "Run 'herald COMMAND --help' for a command's options.\n";
+    "Without -c, commands read $HERALD_CONFIG, else /etc/herald/herald.yaml.\n"
+    "Run 'herald COMMAND --help' for a command's options; 'herald --version'.\n";
 
 int main(int argc, char **argv)
 {
@@ -39,10 +43,11 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (strcmp(cmd, "--version") == 0) {
-        puts("herald 0.1.0");
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("herald %s (commit %s)\n", HERALD_VERSION, HERALD_COMMIT);
         return 0;
     }
+    log_journal_prefix = service_stderr_is_journal();
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
     if (strcmp(cmd, "check-config") == 0)

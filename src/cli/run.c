@@ -60,10 +60,11 @@ int cli_run(int argc, char **argv)
             return 2;
         }
     }
-    if (!eo.config_path || optind < argc) {
+    if (optind < argc) {
         fputs(run_usage, stderr);
         return 2;
     }
+    eo.config_path = cli_config_path(eo.config_path);
     return engine_run(&eo);
 }
 
@@ -91,6 +92,7 @@ int cli_check_config(int argc, char **argv)
     if (!path && optind < argc)
         path = argv[optind];
     struct config *cfg = NULL;
+    path = cli_config_path(path);
     int rc = cli_load_config(path, &cfg);
     if (rc)
         return rc;

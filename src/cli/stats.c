@@ -111,7 +111,7 @@ int cli_stats(int argc, char **argv)
         default: fputs(stats_usage, stderr); return 2;
         }
     }
-    if (!path || !tenant || optind < argc) {
+    if (!tenant || optind < argc) {
         fputs(stats_usage, stderr);
         return 2;
     }

@@ -325,7 +325,7 @@ int cli_status(int argc, char **argv)
         default: fputs(status_usage, stderr); return 2;
         }
     }
-    if (!path || optind < argc) {
+    if (optind < argc) {
         fputs(status_usage, stderr);
         return 2;
     }

@@ -7,6 +7,7 @@
 #include "herald/core.h"
 
 enum log_level log_min_level = LOG_INFO;
+bool log_journal_prefix;
 
 static const char *const err_names[HERR_COUNT - HERR_BASE] = {
     [0] = "unknown error",
@@ -56,9 +57,13 @@ void log_event(enum log_level lvl, const char *fmt, ...)
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(now % 1000), level_names[lvl]);
+    /* syslog priorities: debug 7 (trace too), info 6, warning 4, err 3 */
+    static const char pri[] = {'7', '7', '6', '4', '3'};
+    int p = log_journal_prefix ? snprintf(line, sizeof line, "<%c>", pri[lvl]) : 0;
+    int n = p + snprintf(line + p, sizeof line - (size_t)p,
+                         "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s ", tm.tm_year + 1900,
+                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                         (int)(now % 1000), level_names[lvl]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

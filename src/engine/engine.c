@@ -14,6 +14,7 @@
 
 #include "herald/dnsq.h"
 #include "herald/engine.h"
+#include "herald/service.h"
 #include "metrics.h"
 #include "status.h"
 #include "worker.h"
@@ -265,14 +266,16 @@ static int64_t refresh_alignment(struct engine_shared *sh, struct engine_gen *g)
 }
 
 /* SIGHUP: load, check, resolve, publish. Any failure keeps the running
- * config and says why in one log line. */
-static void reload(struct engine_shared *sh, const char *path)
+ * config and says why in one log line (and in the service manager's
+ * STATUS, through `why`). Returns whether the new config applies. */
+static bool reload(struct engine_shared *sh, const char *path, char *why, size_t why_len)
 {
     char err[512];
     struct config *cfg = NULL;
     if (config_load(path, &cfg, err, sizeof err) < 0) {
         log_event(LOG_ERROR, "event=reload_refused reason=\"%s\" action=kept_running_config", err);
-        return;
+        snprintf(why, why_len, "%s", err);
+        return false;
     }
     struct engine_gen *cur = atomic_load(&sh->gen);
     const char *what = restart_only_change(cur->cfg, cfg);
@@ -281,14 +284,16 @@ static void reload(struct engine_shared *sh, const char *path)
                   "event=reload_refused reason=\"%s changed; that needs a restart\" "
                   "action=kept_running_config",
                   what);
+        snprintf(why, why_len, "%s changed; that needs a restart", what);
         config_free(cfg);
-        return;
+        return false;
     }
     struct engine_gen *g = gen_new(cfg, cur->number + 1);
     if (!g) {
         log_event(LOG_ERROR, "event=reload_refused reason=\"routes or relays did not resolve\" "
                              "action=kept_running_config");
-        return;
+        snprintf(why, why_len, "routes or relays did not resolve");
+        return false;
     }
     g->prev = cur;
     sh->next_align_ms = refresh_alignment(sh, g);
@@ -297,6 +302,8 @@ static void reload(struct engine_shared *sh, const char *path)
     throttle_table_retime(sh->throttle, g->cfg, clock_mono_ms() * 1000);
     atomic_store_explicit(&sh->gen, g, memory_order_release);
     log_event(LOG_INFO, "event=reloaded generation=%u path=%s", g->number, path);
+    snprintf(why, why_len, "generation %u", g->number);
+    return true;
 }
 
 int engine_run(const struct engine_opts *opts)
@@ -394,12 +401,13 @@ int engine_run(const struct engine_opts *opts)
         }
         started++;
     }
-    if (started == n)
+    if (started == n) {
         log_event(LOG_INFO, "event=started workers=%u consumer=%s redis=%s:%u jobs=%s events=%s",
                   n, cfg->engine.consumer, sh->redis.host, sh->redis.port, cfg->redis.jobs,
                   cfg->redis.events);
-    else
+    } else {
         atomic_store(&sh->stop, true);
+    }
     struct metrics_server *metrics = NULL;
     if (started == n && cfg->metrics.listen) {
         if (metrics_start(sh, cfg->metrics.listen, &metrics, err, sizeof err) < 0) {
@@ -412,6 +420,9 @@ int engine_run(const struct engine_opts *opts)
         }
     }
 
+    if (started == n && !atomic_load(&sh->stop))
+        service_notifyf("READY=1\nSTATUS=running: %u workers, consumer %s, jobs %s", n,
+                        cfg->engine.consumer, cfg->redis.jobs);
     int n_signals = 0;
     while (started > 0) {
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
@@ -419,13 +430,23 @@ int engine_run(const struct engine_opts *opts)
         if (sig == SIGTERM || sig == SIGINT) {
             n_signals++;
             log_event(LOG_INFO, "event=signal signal=%s action=drain", sig == SIGTERM ? "TERM" : "INT");
+            if (n_signals == 1)
+                service_notify("STOPPING=1\nSTATUS=draining: finishing in-flight jobs");
             atomic_store(&sh->stop, true);
             if (n_signals >= 3) {
                 log_event(LOG_WARN, "event=forced_exit reason=\"third signal\"");
                 _exit(1);
             }
         } else if (sig == SIGHUP) {
-            reload(sh, opts->config_path);
+            struct timespec mono;
+            clock_gettime(CLOCK_MONOTONIC, &mono);
+            service_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
+                            (unsigned long long)mono.tv_sec * 1000000ull +
+                                (unsigned long long)mono.tv_nsec / 1000);
+            char outcome[512];
+            bool ok = reload(sh, opts->config_path, outcome, sizeof outcome);
+            service_notifyf("READY=1\nSTATUS=%s: %.400s", ok ? "running, reloaded" :
+                            "running the previous config; reload refused", outcome);
         }
         if (atomic_load(&sh->failed))
             atomic_store(&sh->stop, true);

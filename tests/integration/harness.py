@@ -655,9 +655,10 @@ def io_uring_available():
 class Herald(Proc):
     """A running `herald run -c CFG`."""
 
-    def __init__(self, config_path, extra_args=()):
+    def __init__(self, config_path, extra_args=(), env=None):
         self.config_path = config_path
-        super().__init__("herald", [HERALD_BIN, "run", "-c", config_path] + list(extra_args))
+        super().__init__("herald", [HERALD_BIN, "run", "-c", config_path] + list(extra_args),
+                         env=env)
         _diagnostics.append(self._diagnose)
 
     def check(self):
@@ -696,12 +697,12 @@ class Herald(Proc):
                                                    self.tail(40))
 
 
-def run_herald(config_path, extra_args=()):
+def run_herald(config_path, extra_args=(), env=None):
     if not os.access(HERALD_BIN, os.X_OK):
         raise TestFailure("herald binary not found at %s (HERALD_BIN)" % HERALD_BIN)
     if not io_uring_available():
         raise Skip("io_uring_setup is not available in this kernel/container")
-    h = Herald(config_path, extra_args)
+    h = Herald(config_path, extra_args, env=env)
     log("herald run started, pid %d" % h.pid)
     return h
 
