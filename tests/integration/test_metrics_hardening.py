@@ -1,0 +1,145 @@
+"""The metrics endpoint (metrics.listen) against hostile clients and
+producers, each case with a herald of its own:
+
+- stuck clients: one that sends a request and never reads a response
+  larger than the socket buffers it leaves, and a hundred that connect and
+  say nothing; a scrape next to them still answers, idle clients are
+  dropped, a reader that never reads is cut off, and SIGTERM stops herald
+  promptly with a stuck reader connected."""
+
+import os
+import socket
+import subprocess
+import time
+
+import harness as h
+from test_metrics import scrape
+
+N_TENANTS = 200    # configured, each with one row: a body far larger than
+                   # what the kernel buffers for a reader that never reads
+SLOW_BUFFERED = 40000  # about what loopback buffers for the slow reader below
+
+
+def slow_reader(port, path="/metrics"):
+    """A client that sends its request and never reads: a tiny receive
+    buffer and segment size so the server's send blocks after ~40 KB."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 88)
+    s.connect(("127.0.0.1", port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    return s
+
+
+def closed_within(sock, seconds):
+    """Whether the server closed sock within `seconds` (EOF or reset)."""
+    sock.settimeout(seconds)
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+def start(redis, smtp, metrics, **over):
+    """herald with metrics (plus listen) and config overrides, once its
+    endpoint answers: (herald, port, config path)."""
+    port = h.free_port()
+    cfg = h.base_config(redis, smtp.port, metrics=dict(metrics, listen="127.0.0.1:%d" % port),
+                        **over)
+    path = h.write_config(cfg, os.path.basename(h.tmpdir().unique("herald.yaml")))
+    herald = h.run_herald(path)
+    h.wait_port(port, h.scaled(15), herald)
+    return herald, port, path
+
+
+def stuck_clients(fails, redis, smtp):
+    tenants = {"t%03d" % i: {"from": "desk@t%03d.test" % i} for i in range(N_TENANTS)}
+    herald, port, _ = start(redis, smtp, {}, tenants=tenants)
+    # One rejected job per tenant gives each its rows in the exposition.
+    jobs = [{"id": "s%d" % i, "tenant": "t%03d" % i, "to": "not an address", "subject": "x",
+             "text": "y"} for i in range(N_TENANTS)]
+    h.xadd_jobs(redis, jobs)
+    h.wait_terminal(redis, [j["id"] for j in jobs], timeout=h.scaled(60), herald=herald)
+    code, body = scrape(port)
+    fails.check(code == 200, "stuck clients: first scrape HTTP %d" % code)
+    fails.check(len(body) > 2 * SLOW_BUFFERED,
+                "stuck clients: body of %d bytes is too small to block a non-reader; the case "
+                "proves nothing" % len(body))
+
+    reader = slow_reader(port)
+    time.sleep(0.5)  # the server has its request and is writing
+    idle = []
+    try:
+        for _ in range(100):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=h.scaled(5)))
+    except OSError as e:
+        fails.add("stuck clients: idle client %d could not connect: %s" % (len(idle) + 1, e))
+    t0 = time.monotonic()
+    code, _ = scrape(port)
+    took = time.monotonic() - t0
+    fails.check(code == 200, "stuck clients: a scrape beside a non-reader and 100 idle clients "
+                "got HTTP %d after %.1fs" % (code, took))
+    h.log("scrape beside stuck clients: HTTP %d in %.2fs" % (code, took))
+    fails.check(idle and closed_within(idle[-1], h.scaled(15)),
+                "stuck clients: an idle client was not dropped within %.0fs" % h.scaled(15))
+    for s in idle + [reader]:
+        s.close()
+
+    # A reader that never reads is cut off at the response deadline (5 s):
+    # what it finds afterwards is what the kernel had buffered, not the body.
+    reader = slow_reader(port)
+    time.sleep(10)
+    reader.settimeout(h.scaled(10))
+    got, eof = 0, False
+    try:
+        while True:
+            k = len(reader.recv(65536))
+            if not k:
+                eof = True
+                break
+            got += k
+    except (ConnectionResetError, socket.timeout):
+        eof = True
+    reader.close()
+    h.log("reader idle for 10s: %d of %d bytes, eof %s" % (got, len(body), eof))
+    fails.check(eof and got < len(body),
+                "stuck clients: a reader idle for 10s still got %d of %d bytes (eof %s): the "
+                "response was not cut off" % (got, len(body), eof))
+
+    # Stop with a reader stuck mid-response and an idle client connected.
+    reader = slow_reader(port)
+    quiet = socket.create_connection(("127.0.0.1", port))
+    time.sleep(0.5)
+    herald.check()
+    t0 = time.monotonic()
+    herald.send_signal(15)
+    rc = herald.wait(h.scaled(15))
+    took = time.monotonic() - t0
+    if rc is None:
+        herald.kill()
+    fails.check(rc == 0, "stuck clients: SIGTERM with a stuck reader connected: exit %s after "
+                "%.1fs (None = still running, killed)" % (rc, took))
+    h.log("stop with stuck clients: exit %s in %.2fs" % (rc, took))
+    reader.close()
+    quiet.close()
+
+
+def run():
+    fails = h.Failures()
+    smtp = h.start_aiosmtpd()
+    for case in (stuck_clients,):
+        redis = h.start_redis()
+        h.log("case %s" % case.__name__)
+        case(fails, redis, smtp)
+        redis.stop()
+    fails.raise_if_any("metrics hardening")
+
+
+if __name__ == "__main__":
+    h.main(run)
