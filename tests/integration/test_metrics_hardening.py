@@ -5,15 +5,19 @@ producers, each case with a herald of its own:
   larger than the socket buffers it leaves, and a hundred that connect and
   say nothing; a scrape next to them still answers, idle clients are
   dropped, a reader that never reads is cut off, and SIGTERM stops herald
-  promptly with a stuck reader connected."""
+  promptly with a stuck reader connected;
+- unknown tenants: 300 jobs naming random tenants add one `tenant="-"` row,
+  not 300 (metrics and `herald status`)."""
 
+import json
 import os
+import random
 import socket
 import subprocess
 import time
 
 import harness as h
-from test_metrics import scrape
+from test_metrics import scrape, value
 
 N_TENANTS = 200    # configured, each with one row: a body far larger than
                    # what the kernel buffers for a reader that never reads
@@ -130,10 +134,47 @@ def stuck_clients(fails, redis, smtp):
     quiet.close()
 
 
+def unknown_tenants(fails, redis, smtp):
+    herald, port, path = start(redis, smtp, {})
+    rnd = random.Random(7)
+    jobs = [{"id": "u%d" % i, "tenant": "rnd%08x" % rnd.getrandbits(32),
+             "to": "pat%d@clinic.test" % i, "subject": "x", "text": "y"} for i in range(300)]
+    jobs += [{"id": "k%d" % i, "tenant": "acme", "to": "pat%d@clinic.test" % i,
+              "subject": "Reminder", "text": "9:00"} for i in range(3)]
+    h.xadd_jobs(redis, jobs)
+    h.wait_terminal(redis, [j["id"] for j in jobs], timeout=h.scaled(60), herald=herald)
+    time.sleep(h.scaled(2))  # the status document is published once a second
+    code, body = scrape(port)
+    fails.check(code == 200, "unknown tenants: HTTP %d" % code)
+    labels = set()
+    for line in body.splitlines():
+        if line.startswith(("herald_notes_total{", "herald_in_flight{")):
+            labels.add(line.split('tenant="', 1)[1].split('"', 1)[0])
+    configured = 2  # acme, beta (base_config)
+    fails.check(len(labels) <= configured + 1,
+                "unknown tenants: %d tenant rows, want at most %d: %s"
+                % (len(labels), configured + 1, sorted(labels)[:8]))
+    fails.check("rnd" not in body, "unknown tenants: a random tenant name is in the metrics")
+    got = value(body, "herald_notes_total", tenant="-", event="rejected")
+    fails.check(got == 300, "unknown tenants: tenant=\"-\" rejected = %s, want 300" % got)
+    got = value(body, "herald_notes_total", tenant="acme", event="delivered")
+    fails.check(got == 3, "unknown tenants: acme delivered = %s, want 3" % got)
+
+    st = h.herald_cli(["status", "-c", path, "--json"])
+    fails.check(st.returncode == 0, "unknown tenants: herald status: %s" % st.stderr)
+    doc = json.loads(st.stdout or "{}")
+    for proc in doc.get("processes", []):
+        names = [t.get("name") for t in proc.get("tenants", [])]
+        fails.check(len(names) <= configured + 1,
+                    "unknown tenants: herald status lists %d tenants" % len(names))
+    herald.check()
+    herald.stop()
+
+
 def run():
     fails = h.Failures()
     smtp = h.start_aiosmtpd()
-    for case in (stuck_clients,):
+    for case in (stuck_clients, unknown_tenants):
         redis = h.start_redis()
         h.log("case %s" % case.__name__)
         case(fails, redis, smtp)
