@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -224,6 +227,8 @@ struct metrics_server {
     struct engine_shared *sh;
     int64_t accept_paused_until_ms;
     uint64_t n_accepted;
+    char token[METRICS_TOKEN_MAX]; /* "" = no token asked */
+    size_t token_len;
     struct metrics_conn conns[METRICS_MAX_CONNS];
 };
 
@@ -253,15 +258,64 @@ static const char *const resp_not_allowed = "HTTP/1.1 405 Method Not Allowed\r\n
 static const char *const resp_too_large =
     "HTTP/1.1 431 Request Header Fields Too Large\r\n"
     "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char *const resp_unauthorized =
+    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"herald\"\r\n"
+    "Content-Length: 0\r\nConnection: close\r\n\r\n";
 static const char *const resp_error = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                                       "Connection: close\r\n\r\n";
 
-/* The response to a complete (or over-long) request, into c->out. */
+/* The credentials of the request's first Authorization field when its
+ * scheme is Bearer (the scheme and field name case-insensitive, RFC 6750
+ * section 2.1), with *len their length; else NULL. req is NUL-terminated. */
+static const char *bearer_credentials(const char *req, size_t *len)
+{
+    for (const char *line = strchr(req, '\n'); line; line = strchr(line, '\n')) {
+        line++;
+        if (*line == '\r' || *line == '\n' || *line == '\0')
+            return NULL; /* end of the header */
+        if (strncasecmp(line, "Authorization:", 14) != 0)
+            continue;
+        const char *v = line + 14;
+        v += strspn(v, " \t");
+        if (strncasecmp(v, "Bearer", 6) != 0 || (v[6] != ' ' && v[6] != '\t'))
+            return NULL;
+        v += 6;
+        v += strspn(v, " \t");
+        size_t n = strcspn(v, "\r\n");
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        *len = n;
+        return v;
+    }
+    return NULL;
+}
+
+/* Every byte of the configured token is compared whatever is offered, so
+ * the time taken does not tell a guesser how much of a guess was right. */
+static bool authorized(const struct metrics_server *m, const char *req)
+{
+    if (m->token_len == 0)
+        return true;
+    size_t n = 0;
+    const char *p = bearer_credentials(req, &n);
+    if (!p)
+        return false;
+    unsigned char diff = n != m->token_len;
+    for (size_t i = 0; i < m->token_len; i++)
+        diff |= (unsigned char)(m->token[i] ^ (i < n ? p[i] : 0));
+    return diff == 0;
+}
+
+/* The response to a complete (or over-long) request, into c->out. The
+ * token is checked before anything else, so without it every path and
+ * method looks the same. */
 static int build_response(struct metrics_server *m, struct metrics_conn *c)
 {
     if (!request_complete(c))
         return hbuf_append_str(&c->out, resp_too_large);
     c->req[c->got] = '\0';
+    if (!authorized(m, c->req))
+        return hbuf_append_str(&c->out, resp_unauthorized);
     if (strncmp(c->req, "GET ", 4) != 0)
         return hbuf_append_str(&c->out, resp_not_allowed);
     if (!is_metrics_path(c->req + 4))
@@ -437,6 +491,7 @@ static void *metrics_main(void *arg)
 
 static void server_free(struct metrics_server *m)
 {
+    explicit_bzero(m->token, sizeof m->token);
     if (m->fd >= 0)
         close(m->fd);
     for (int i = 0; i < 2; i++)
@@ -445,8 +500,41 @@ static void server_free(struct metrics_server *m)
     free(m);
 }
 
-int metrics_start(struct engine_shared *sh, const char *listen_on, struct metrics_server **out,
-                  char *err, size_t errlen)
+int metrics_token_load(const struct cfg_metrics *mc, char *out, char *err, size_t errlen)
+{
+    out[0] = '\0';
+    if (!mc->token_file || !mc->listen)
+        return 0;
+    int rc = config_read_secret(mc->token_file, NULL, out, METRICS_TOKEN_MAX);
+    const char *why = rc < 0 ? herald_strerror(rc) : NULL;
+    size_t n = strlen(out);
+    if (!why && n == 0)
+        why = "its first line is empty";
+    /* config_read_secret cuts a longer line to fit: a full buffer may be a
+     * truncated token, which would let its prefix in. */
+    if (!why && n >= METRICS_TOKEN_MAX - 1)
+        why = "the token is too long";
+    for (size_t i = 0; !why && i < n; i++)
+        if ((unsigned char)out[i] <= ' ' || (unsigned char)out[i] >= 0x7f)
+            why = "the token holds a space, control or non-ASCII byte";
+    if (!why)
+        return 0;
+    explicit_bzero(out, METRICS_TOKEN_MAX);
+    snprintf(err, errlen, "metrics.token_file %s: %s", mc->token_file, why);
+    return rc < 0 ? rc : -HERR_CONFIG;
+}
+
+/* Loopback only: 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+int metrics_start(struct engine_shared *sh, const char *listen_on, const char *token,
+                  struct metrics_server **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct sockaddr_storage sa;
@@ -459,6 +547,8 @@ int metrics_start(struct engine_shared *sh, const char *listen_on, struct metric
     if (!m)
         return -ENOMEM;
     m->sh = sh;
+    snprintf(m->token, sizeof m->token, "%s", token ? token : "");
+    m->token_len = strlen(m->token);
     m->wake[0] = m->wake[1] = -1;
     for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
         m->conns[i].fd = -1;
@@ -473,6 +563,12 @@ int metrics_start(struct engine_shared *sh, const char *listen_on, struct metric
         server_free(m);
         return -e;
     }
+    if (!m->token_len && !is_loopback(&sa))
+        log_event(LOG_WARN,
+                  "event=metrics_unauthenticated address=%s reason=\"metrics.listen is not a "
+                  "loopback address and metrics.token_file is not set: anyone who can reach it "
+                  "reads tenant and provider names and volumes\"",
+                  listen_on);
     if (pthread_create(&m->thread, NULL, metrics_main, m) != 0) {
         snprintf(err, errlen, "metrics: cannot start its thread");
         server_free(m);

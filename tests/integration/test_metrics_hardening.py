@@ -7,7 +7,9 @@ producers, each case with a herald of its own:
   dropped, a reader that never reads is cut off, and SIGTERM stops herald
   promptly with a stuck reader connected;
 - unknown tenants: 300 jobs naming random tenants add one `tenant="-"` row,
-  not 300 (metrics and `herald status`)."""
+  not 300 (metrics and `herald status`);
+- metrics.token_file: no or a wrong bearer token gets 401, the right one
+  200; a token file that cannot be read stops herald from starting."""
 
 import json
 import os
@@ -48,6 +50,16 @@ def closed_within(sock, seconds):
     except socket.timeout:
         return False
     return False
+
+
+def curl(port, path="/metrics", headers=()):
+    argv = ["curl", "-sS", "--max-time", "%d" % h.scaled(5), "-o", "/dev/null",
+            "-w", "%{http_code}"]
+    for hd in headers:
+        argv += ["-H", hd]
+    cp = subprocess.run(argv + ["http://127.0.0.1:%d%s" % (port, path)],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=h.scaled(10))
+    return int(cp.stdout.decode() or 0)
 
 
 def start(redis, smtp, metrics, **over):
@@ -171,10 +183,46 @@ def unknown_tenants(fails, redis, smtp):
     herald.stop()
 
 
+def token(fails, redis, smtp):
+    tok = "Zm9v.bar-baz_0123456789"
+    tok_path = h.tmpdir().join("metrics.token")
+    with open(tok_path, "w") as f:
+        f.write(tok + "\n")
+    os.chmod(tok_path, 0o600)
+    herald, port, _ = start(redis, smtp, {"token_file": tok_path})
+    cases = [
+        ([], 401, "no Authorization"),
+        (["Authorization: Bearer wrong"], 401, "a wrong token"),
+        (["Authorization: Bearer " + tok[:-1]], 401, "a prefix of the token"),
+        (["Authorization: Bearer " + tok + "x"], 401, "the token and more"),
+        (["Authorization: Basic " + tok], 401, "another scheme"),
+        (["Authorization: Bearer " + tok], 200, "the token"),
+        (["authorization: bearer " + tok], 200, "the token, lower-case names"),
+    ]
+    for headers, want, what in cases:
+        got = curl(port, headers=headers)
+        fails.check(got == want, "token: %s: HTTP %d, want %d" % (what, got, want))
+    got = curl(port, path="/nope")
+    fails.check(got == 401, "token: unknown path without a token: HTTP %d, want 401" % got)
+    herald.check()
+    herald.stop()
+
+    # A token file that cannot be read must not leave an open endpoint.
+    cfg = h.base_config(redis, smtp.port, metrics={"listen": "127.0.0.1:%d" % h.free_port(),
+                                                    "token_file": tok_path + ".missing"})
+    bad = h.run_herald(h.write_config(cfg, "herald-badtoken.yaml"))
+    rc = bad.wait(h.scaled(20))
+    if rc is None:
+        bad.kill()
+    fails.check(rc not in (None, 0), "token: unreadable token_file: exit %s, want a refusal" % rc)
+    fails.check("token_file" in bad.read_stderr(),
+                "token: unreadable token_file: stderr does not name it: %s" % bad.tail(5))
+
+
 def run():
     fails = h.Failures()
     smtp = h.start_aiosmtpd()
-    for case in (stuck_clients, unknown_tenants):
+    for case in (stuck_clients, unknown_tenants, token):
         redis = h.start_redis()
         h.log("case %s" % case.__name__)
         case(fails, redis, smtp)
