@@ -465,8 +465,11 @@ static void *metrics_main(void *arg)
             pfd[n++] = (struct pollfd){.fd = c->fd, .events = c->writing ? POLLOUT : POLLIN};
         }
         int rc = poll(pfd, n, timeout);
-        if (rc < 0 && errno != EINTR)
+        if (rc < 0 && errno != EINTR) {
+            log_event(LOG_ERROR, "event=metrics_failed reason=\"poll: %s\" action=endpoint_closed",
+                      strerror(errno));
             break;
+        }
         if (rc <= 0)
             continue;
         if (pfd[0].revents)
