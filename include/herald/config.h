@@ -258,7 +258,8 @@ struct cfg_warmup {
 };
 
 struct cfg_metrics {
-    char *listen; /* "127.0.0.1:9464" or "[::1]:9464"; NULL = no endpoint */
+    char *listen;     /* "127.0.0.1:9464" or "[::1]:9464"; NULL = no endpoint */
+    char *token_file; /* bearer token scrapers must send; NULL = none asked */
 };
 
 enum cfg_typo_policy { CFG_TYPO_WARN = 0, CFG_TYPO_REJECT, CFG_TYPO_OFF };

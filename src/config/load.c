@@ -213,6 +213,7 @@ void config_free(struct config *cfg)
     free(cfg->egress);
     loader_strlist_free(&cfg->dns.servers);
     free(cfg->metrics.listen);
+    free(cfg->metrics.token_file);
     config_warmup_free(cfg);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         free(cfg->routes[i].pattern);

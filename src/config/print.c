@@ -253,7 +253,8 @@ void config_print_effective(const struct config *cfg, FILE *out)
         fputc('\n', out);
     }
     if (cfg->metrics.listen)
-        fprintf(out, "metrics: http://%s/metrics\n\n", cfg->metrics.listen);
+        fprintf(out, "metrics: http://%s/metrics (bearer token: %s)\n\n", cfg->metrics.listen,
+                secret_source(cfg->metrics.token_file, NULL, c, sizeof c));
 
     fprintf(out, "bounce_rules: %zu (then the built-in rules)\n", cfg->n_bounce_rules);
     for (size_t i = 0; i < cfg->n_bounce_rules; i++) {

@@ -201,6 +201,10 @@ static int metrics_key(struct loader *L, const char *key, const struct ynode *k,
 {
     struct cfg_metrics *m = obj;
     (void)k;
+    /* Only the path: the token is read when the endpoint starts, like the
+     * other secrets, so check-config does not need to be able to read it. */
+    if (strcmp(key, "token_file") == 0)
+        return loader_str(L, v, &m->token_file);
     if (strcmp(key, "listen") != 0)
         return LOADER_UNKNOWN_KEY;
     int rc = loader_str(L, v, &m->listen);

@@ -242,6 +242,8 @@ static const char *restart_only_change(const struct config *a, const struct conf
         return "delivery.ca_file";
     if (str_differs(a->metrics.listen, b->metrics.listen))
         return "metrics.listen";
+    if (str_differs(a->metrics.token_file, b->metrics.token_file))
+        return "metrics.token_file";
     return NULL;
 }
 
@@ -313,6 +315,12 @@ int engine_run(const struct engine_opts *opts)
     int rc = config_load(opts->config_path, &cfg, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    char metrics_token[METRICS_TOKEN_MAX];
+    if (metrics_token_load(&cfg->metrics, metrics_token, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", opts->config_path, err);
+        config_free(cfg);
         return 2;
     }
     struct engine_shared *sh = calloc(1, sizeof *sh);
@@ -410,15 +418,17 @@ int engine_run(const struct engine_opts *opts)
     }
     struct metrics_server *metrics = NULL;
     if (started == n && cfg->metrics.listen) {
-        if (metrics_start(sh, cfg->metrics.listen, &metrics, err, sizeof err) < 0) {
+        if (metrics_start(sh, cfg->metrics.listen, metrics_token, &metrics, err, sizeof err) < 0) {
             log_event(LOG_ERROR, "event=metrics_failed reason=\"%s\"", err);
             fprintf(stderr, "herald: %s\n", err);
             exit_code = 1;
             atomic_store(&sh->stop, true);
         } else {
-            log_event(LOG_INFO, "event=metrics_listening address=%s", cfg->metrics.listen);
+            log_event(LOG_INFO, "event=metrics_listening address=%s token=%s",
+                      cfg->metrics.listen, metrics_token[0] ? "required" : "none");
         }
     }
+    explicit_bzero(metrics_token, sizeof metrics_token);
 
     if (started == n && !atomic_load(&sh->stop))
         service_notifyf("READY=1\nSTATUS=running: %u workers, consumer %s, jobs %s", n,

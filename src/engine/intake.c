@@ -78,7 +78,7 @@ static void entry_go(struct delivery *d)
     struct worker *w = d->w;
     struct job_error err = {{0}, {0}};
     struct job *j = &d->job;
-    d->tenant_row = stats_row(&w->sh->stats.tenants, j->tenant);
+    d->tenant_row = stats_tenant_row(&w->sh->stats.tenants, w->cfg, j->tenant);
     atomic_fetch_add(&d->tenant_row->in_flight, 1);
     if (j->cancel) {
         notes_cancel(d);

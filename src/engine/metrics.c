@@ -1,29 +1,27 @@
 /* The Prometheus endpoint (`metrics.listen`): one plain thread, never a
  * worker, answering GET /metrics from the process-wide counters (stats.h),
  * the throttle table and the queue gauges worker 0 refreshes. Scrapes are
- * rare and small; a client that does not send its request within two
- * seconds is dropped, so a slow or hostile scraper costs one socket. */
+ * rare and small; clients are served side by side with deadlines (see "the
+ * server" below), so a slow or hostile one costs a slot for a few seconds
+ * and cannot hold up a scrape or the shutdown. */
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "herald/core.h"
 #include "worker.h"
-
-struct metrics_server {
-    int fd;
-    pthread_t thread;
-    struct engine_shared *sh;
-    atomic_bool stop;
-};
 
 /* ---- text building ---- */
 
@@ -196,87 +194,350 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
     return ob.failed ? -ENOMEM : 0;
 }
 
-/* ---- the server ---- */
+/* ---- the server ----
+ *
+ * One poll loop over the listening socket, a wake pipe and up to
+ * METRICS_MAX_CONNS clients, all non-blocking. Each client has a deadline:
+ * its request within METRICS_REQUEST_MS of the accept, the whole response
+ * within METRICS_RESPONSE_MS of the request; past it, the socket is closed.
+ * So a client that says nothing, or never reads, holds one slot for a few
+ * seconds and never the thread; metrics_stop wakes the loop through the
+ * pipe, whatever the clients are doing. */
 
-static void send_all(int fd, const char *p, size_t n)
+#define METRICS_MAX_CONNS 32
+#define METRICS_REQUEST_MAX 4096
+#define METRICS_REQUEST_MS 3000
+#define METRICS_RESPONSE_MS 5000
+#define METRICS_ACCEPT_PAUSE_MS 100
+
+struct metrics_conn {
+    int fd;               /* -1: the slot is free */
+    bool writing;         /* the request is read, out is being sent */
+    uint64_t seq;         /* accept order, for eviction */
+    int64_t deadline_ms;
+    size_t got, sent;
+    struct hbuf out;
+    char req[METRICS_REQUEST_MAX];
+};
+
+struct metrics_server {
+    int fd;
+    int wake[2];          /* metrics_stop writes wake[1]; the loop polls wake[0] */
+    pthread_t thread;
+    struct engine_shared *sh;
+    int64_t accept_paused_until_ms;
+    uint64_t n_accepted;
+    char token[METRICS_TOKEN_MAX]; /* "" = no token asked */
+    size_t token_len;
+    struct metrics_conn conns[METRICS_MAX_CONNS];
+};
+
+static void conn_close(struct metrics_conn *c)
 {
-    while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k <= 0)
+    close(c->fd);
+    c->fd = -1;
+    hbuf_free(&c->out);
+}
+
+static bool request_complete(const struct metrics_conn *c)
+{
+    return memmem(c->req, c->got, "\r\n\r\n", 4) || memmem(c->req, c->got, "\n\n", 2);
+}
+
+static bool is_metrics_path(const char *path)
+{
+    return strncmp(path, "/metrics ", 9) == 0 || strncmp(path, "/metrics?", 9) == 0 ||
+           strncmp(path, "/ ", 2) == 0;
+}
+
+static const char *const resp_not_found =
+    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 20\r\nConnection: close\r\n\r\ntry GET /metrics\r\n\r\n";
+static const char *const resp_not_allowed = "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n"
+                                            "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char *const resp_too_large =
+    "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char *const resp_unauthorized =
+    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"herald\"\r\n"
+    "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char *const resp_error = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                                      "Connection: close\r\n\r\n";
+
+/* The credentials of the request's first Authorization field when its
+ * scheme is Bearer (the scheme and field name case-insensitive, RFC 6750
+ * section 2.1), with *len their length; else NULL. req is NUL-terminated. */
+static const char *bearer_credentials(const char *req, size_t *len)
+{
+    for (const char *line = strchr(req, '\n'); line; line = strchr(line, '\n')) {
+        line++;
+        if (*line == '\r' || *line == '\n' || *line == '\0')
+            return NULL; /* end of the header */
+        if (strncasecmp(line, "Authorization:", 14) != 0)
+            continue;
+        const char *v = line + 14;
+        v += strspn(v, " \t");
+        if (strncasecmp(v, "Bearer", 6) != 0 || (v[6] != ' ' && v[6] != '\t'))
+            return NULL;
+        v += 6;
+        v += strspn(v, " \t");
+        size_t n = strcspn(v, "\r\n");
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        *len = n;
+        return v;
+    }
+    return NULL;
+}
+
+/* Every byte of the configured token is compared whatever is offered, so
+ * the time taken does not tell a guesser how much of a guess was right. */
+static bool authorized(const struct metrics_server *m, const char *req)
+{
+    if (m->token_len == 0)
+        return true;
+    size_t n = 0;
+    const char *p = bearer_credentials(req, &n);
+    if (!p)
+        return false;
+    unsigned char diff = n != m->token_len;
+    for (size_t i = 0; i < m->token_len; i++)
+        diff |= (unsigned char)(m->token[i] ^ (i < n ? p[i] : 0));
+    return diff == 0;
+}
+
+/* The response to a complete (or over-long) request, into c->out. The
+ * token is checked before anything else, so without it every path and
+ * method looks the same. */
+static int build_response(struct metrics_server *m, struct metrics_conn *c)
+{
+    if (!request_complete(c))
+        return hbuf_append_str(&c->out, resp_too_large);
+    c->req[c->got] = '\0';
+    if (!authorized(m, c->req))
+        return hbuf_append_str(&c->out, resp_unauthorized);
+    if (strncmp(c->req, "GET ", 4) != 0)
+        return hbuf_append_str(&c->out, resp_not_allowed);
+    if (!is_metrics_path(c->req + 4))
+        return hbuf_append_str(&c->out, resp_not_found);
+    struct hbuf body;
+    hbuf_init(&body);
+    int rc = metrics_render(m->sh, &body);
+    if (rc == 0)
+        rc = hbuf_appendf(&c->out,
+                          "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
+                          "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                          body.len);
+    if (rc == 0)
+        rc = hbuf_append(&c->out, body.data, body.len);
+    hbuf_free(&body);
+    if (rc < 0) {
+        hbuf_reset(&c->out);
+        return hbuf_append_str(&c->out, resp_error);
+    }
+    return 0;
+}
+
+/* Sends what the socket takes now; closes the connection when all is sent
+ * or the peer is gone. */
+static void conn_write(struct metrics_conn *c)
+{
+    while (c->sent < c->out.len) {
+        ssize_t k = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        p += k;
-        n -= (size_t)k;
+        if (k <= 0)
+            break;
+        c->sent += (size_t)k;
+    }
+    conn_close(c);
+}
+
+/* Reads what has arrived; once the headers are in (the body, none for GET,
+ * is never read) or the buffer is full, answers. */
+static void conn_read(struct metrics_server *m, struct metrics_conn *c, int64_t now_ms)
+{
+    for (;;) {
+        ssize_t k = recv(c->fd, c->req + c->got, sizeof c->req - 1 - c->got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (k <= 0) {
+            conn_close(c);
+            return;
+        }
+        c->got += (size_t)k;
+        if (request_complete(c) || c->got == sizeof c->req - 1)
+            break;
+    }
+    if (build_response(m, c) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->writing = true;
+    c->deadline_ms = now_ms + METRICS_RESPONSE_MS;
+    conn_write(c);
+}
+
+/* A slot for a new client: a free one, else the one accepted longest ago
+ * (a scraper sends its request at once and is answered in milliseconds, so
+ * the oldest is the likeliest to be stuck). */
+static struct metrics_conn *conn_slot(struct metrics_server *m)
+{
+    struct metrics_conn *oldest = &m->conns[0];
+    for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
+        struct metrics_conn *c = &m->conns[i];
+        if (c->fd < 0)
+            return c;
+        if (c->seq < oldest->seq)
+            oldest = c;
+    }
+    conn_close(oldest);
+    return oldest;
+}
+
+static void accept_clients(struct metrics_server *m, int64_t now_ms)
+{
+    for (int n = 0; n < METRICS_MAX_CONNS; n++) {
+        int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            /* Out of descriptors or buffers: the listening socket stays
+             * readable, so stop polling it for a moment rather than spin. */
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                m->accept_paused_until_ms = now_ms + METRICS_ACCEPT_PAUSE_MS;
+            return;
+        }
+        struct metrics_conn *c = conn_slot(m);
+        c->fd = fd;
+        c->writing = false;
+        c->got = c->sent = 0;
+        hbuf_init(&c->out);
+        c->seq = ++m->n_accepted;
+        c->deadline_ms = now_ms + METRICS_REQUEST_MS;
     }
 }
 
-static void serve_one(struct metrics_server *m, int fd)
+/* Closes clients past their deadline; returns the poll timeout until the
+ * next deadline (-1: none). */
+static int expire_clients(struct metrics_server *m, int64_t now_ms)
 {
-    char req[4096];
-    size_t got = 0;
-    /* The request line and headers, within 2 s and 4 KiB; the body (none
-     * for GET) is not read. */
-    int64_t deadline = clock_mono_ms() + 2000;
-    while (got < sizeof req - 1 && !memmem(req, got, "\r\n\r\n", 4) &&
-           !memmem(req, got, "\n\n", 2)) {
-        int64_t left = deadline - clock_mono_ms();
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            return;
-        ssize_t k = recv(fd, req + got, sizeof req - 1 - got, 0);
-        if (k <= 0)
-            return;
-        got += (size_t)k;
+    int64_t next = -1;
+    for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
+        struct metrics_conn *c = &m->conns[i];
+        if (c->fd < 0)
+            continue;
+        if (now_ms >= c->deadline_ms) {
+            conn_close(c);
+            continue;
+        }
+        if (next < 0 || c->deadline_ms - now_ms < next)
+            next = c->deadline_ms - now_ms;
     }
-    req[got] = '\0';
-    bool get = strncmp(req, "GET ", 4) == 0;
-    const char *path = req + 4;
-    bool metrics = get && (strncmp(path, "/metrics ", 9) == 0 || strncmp(path, "/metrics?", 9) == 0 ||
-                           strncmp(path, "/ ", 2) == 0);
-    if (!metrics) {
-        const char *nf = get ? "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-                               "Content-Length: 20\r\nConnection: close\r\n\r\ntry GET /metrics\r\n\r\n"
-                             : "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n"
-                               "Content-Length: 0\r\nConnection: close\r\n\r\n";
-        send_all(fd, nf, strlen(nf));
-        return;
-    }
-    struct hbuf body;
-    hbuf_init(&body);
-    if (metrics_render(m->sh, &body) < 0) {
-        const char *err = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
-                          "Connection: close\r\n\r\n";
-        send_all(fd, err, strlen(err));
-        hbuf_free(&body);
-        return;
-    }
-    char head[256];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     body.len);
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body.data, body.len);
-    hbuf_free(&body);
+    if (m->accept_paused_until_ms > now_ms &&
+        (next < 0 || m->accept_paused_until_ms - now_ms < next))
+        next = m->accept_paused_until_ms - now_ms;
+    return (int)next;
 }
 
 static void *metrics_main(void *arg)
 {
     struct metrics_server *m = arg;
-    while (!atomic_load(&m->stop)) {
-        struct pollfd pfd = {.fd = m->fd, .events = POLLIN};
-        if (poll(&pfd, 1, 200) <= 0)
+    struct pollfd pfd[2 + METRICS_MAX_CONNS];
+    struct metrics_conn *owner[2 + METRICS_MAX_CONNS];
+    for (;;) {
+        int64_t now = clock_mono_ms();
+        int timeout = expire_clients(m, now);
+        nfds_t n = 0;
+        pfd[n++] = (struct pollfd){.fd = m->wake[0], .events = POLLIN};
+        bool listening = m->accept_paused_until_ms <= now;
+        if (listening)
+            pfd[n++] = (struct pollfd){.fd = m->fd, .events = POLLIN};
+        for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
+            struct metrics_conn *c = &m->conns[i];
+            if (c->fd < 0)
+                continue;
+            owner[n] = c;
+            pfd[n++] = (struct pollfd){.fd = c->fd, .events = c->writing ? POLLOUT : POLLIN};
+        }
+        int rc = poll(pfd, n, timeout);
+        if (rc < 0 && errno != EINTR) {
+            log_event(LOG_ERROR, "event=metrics_failed reason=\"poll: %s\" action=endpoint_closed",
+                      strerror(errno));
+            break;
+        }
+        if (rc <= 0)
             continue;
-        int c = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (c < 0)
-            continue;
-        serve_one(m, c);
-        close(c);
+        if (pfd[0].revents)
+            break;
+        now = clock_mono_ms();
+        for (nfds_t k = listening ? 2 : 1; k < n; k++) {
+            if (!pfd[k].revents)
+                continue;
+            if (owner[k]->writing)
+                conn_write(owner[k]);
+            else
+                conn_read(m, owner[k], now);
+        }
+        if (listening && pfd[1].revents)
+            accept_clients(m, now);
     }
+    for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
+        if (m->conns[i].fd >= 0)
+            conn_close(&m->conns[i]);
     return NULL;
 }
 
-int metrics_start(struct engine_shared *sh, const char *listen_on, struct metrics_server **out,
-                  char *err, size_t errlen)
+static void server_free(struct metrics_server *m)
+{
+    explicit_bzero(m->token, sizeof m->token);
+    if (m->fd >= 0)
+        close(m->fd);
+    for (int i = 0; i < 2; i++)
+        if (m->wake[i] >= 0)
+            close(m->wake[i]);
+    free(m);
+}
+
+int metrics_token_load(const struct cfg_metrics *mc, char *out, char *err, size_t errlen)
+{
+    out[0] = '\0';
+    if (!mc->token_file || !mc->listen)
+        return 0;
+    int rc = config_read_secret(mc->token_file, NULL, out, METRICS_TOKEN_MAX);
+    const char *why = rc < 0 ? herald_strerror(rc) : NULL;
+    size_t n = strlen(out);
+    if (!why && n == 0)
+        why = "its first line is empty";
+    /* config_read_secret cuts a longer line to fit: a full buffer may be a
+     * truncated token, which would let its prefix in. */
+    if (!why && n >= METRICS_TOKEN_MAX - 1)
+        why = "the token is too long";
+    for (size_t i = 0; !why && i < n; i++)
+        if ((unsigned char)out[i] <= ' ' || (unsigned char)out[i] >= 0x7f)
+            why = "the token holds a space, control or non-ASCII byte";
+    if (!why)
+        return 0;
+    explicit_bzero(out, METRICS_TOKEN_MAX);
+    snprintf(err, errlen, "metrics.token_file %s: %s", mc->token_file, why);
+    return rc < 0 ? rc : -HERR_CONFIG;
+}
+
+/* Loopback only: 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+int metrics_start(struct engine_shared *sh, const char *listen_on, const char *token,
+                  struct metrics_server **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct sockaddr_storage sa;
@@ -289,22 +550,31 @@ int metrics_start(struct engine_shared *sh, const char *listen_on, struct metric
     if (!m)
         return -ENOMEM;
     m->sh = sh;
-    m->fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    snprintf(m->token, sizeof m->token, "%s", token ? token : "");
+    m->token_len = strlen(m->token);
+    m->wake[0] = m->wake[1] = -1;
+    for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
+        m->conns[i].fd = -1;
+    m->fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
     if (m->fd >= 0)
         setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (m->fd < 0 || bind(m->fd, (struct sockaddr *)&sa, len) < 0 || listen(m->fd, 16) < 0) {
+    if (m->fd < 0 || bind(m->fd, (struct sockaddr *)&sa, len) < 0 || listen(m->fd, 64) < 0 ||
+        pipe2(m->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         int e = errno;
         snprintf(err, errlen, "metrics.listen %s: %s", listen_on, strerror(e));
-        if (m->fd >= 0)
-            close(m->fd);
-        free(m);
+        server_free(m);
         return -e;
     }
+    if (!m->token_len && !is_loopback(&sa))
+        log_event(LOG_WARN,
+                  "event=metrics_unauthenticated address=%s reason=\"metrics.listen is not a "
+                  "loopback address and metrics.token_file is not set: anyone who can reach it "
+                  "reads tenant and provider names and volumes\"",
+                  listen_on);
     if (pthread_create(&m->thread, NULL, metrics_main, m) != 0) {
         snprintf(err, errlen, "metrics: cannot start its thread");
-        close(m->fd);
-        free(m);
+        server_free(m);
         return -EAGAIN;
     }
     *out = m;
@@ -315,8 +585,11 @@ void metrics_stop(struct metrics_server *m)
 {
     if (!m)
         return;
-    atomic_store(&m->stop, true);
+    /* One byte wakes the loop; the pipe is empty, so it cannot be full. */
+    ssize_t k;
+    do
+        k = write(m->wake[1], "x", 1);
+    while (k < 0 && errno == EINTR);
     pthread_join(m->thread, NULL);
-    close(m->fd);
-    free(m);
+    server_free(m);
 }

@@ -130,7 +130,7 @@ static void count_note(struct delivery *d, const struct note *n)
     int ev = stats_event_of(note_event_name(n->ev));
     if (ev < 0)
         return;
-    struct stats_row *t = stats_row(&st->tenants, d->job.tenant);
+    struct stats_row *t = stats_tenant_row(&st->tenants, w->cfg, d->job.tenant);
     atomic_fetch_add(&t->events[ev], 1);
     struct stats_row *p = stats_row(&st->providers, d->pair ? d->pair->provider : "-");
     atomic_fetch_add(&p->events[ev], 1);

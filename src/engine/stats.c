@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "herald/config.h"
+
 const char *const stats_event_names[ST_EVENTS] = {
     [ST_DELIVERED] = "delivered", [ST_DEFERRED] = "deferred",     [ST_BOUNCED] = "bounced",
     [ST_REJECTED] = "rejected",   [ST_EXPIRED] = "expired",       [ST_SUPPRESSED] = "suppressed",
@@ -100,6 +102,13 @@ struct stats_row *stats_row(struct stats_table *t, const char *name)
     }
     pthread_mutex_unlock(&t->lock);
     return r ? r : &t->rows[0];
+}
+
+struct stats_row *stats_tenant_row(struct stats_table *t, const struct config *cfg,
+                                   const char *name)
+{
+    bool known = name && config_tenant(cfg, name);
+    return stats_row(t, known ? name : STATS_UNKNOWN_TENANT);
 }
 
 void stats_latency(struct engine_stats *s, int64_t ms)

@@ -58,6 +58,13 @@ void stats_destroy(struct engine_stats *s);
 /* The row named `name`, created on first use; when the table is full, a
  * shared row named "other". Never NULL. */
 struct stats_row *stats_row(struct stats_table *t, const char *name);
+/* The row a job's tenant is counted under: its own when cfg names that
+ * tenant, else the one shared row STATS_UNKNOWN_TENANT. Tenant names come
+ * from producers; only the config may add rows. */
+#define STATS_UNKNOWN_TENANT "-"
+struct config;
+struct stats_row *stats_tenant_row(struct stats_table *t, const struct config *cfg,
+                                   const char *name);
 void stats_latency(struct engine_stats *s, int64_t ms);
 
 #endif

@@ -648,6 +648,23 @@ static void test_alignment_keys(void)
     CHECK(strstr(err, "expected send, rewrite or refuse") != NULL);
 }
 
+static void test_metrics_keys(void)
+{
+    char err[512] = "";
+    struct config *cfg = load("metrics: { listen: 127.0.0.1:9464, token_file: /run/h/metrics.token }\n",
+                              err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    CHECK_EQ_STR(cfg->metrics.listen, "127.0.0.1:9464");
+    CHECK_EQ_STR(cfg->metrics.token_file, "/run/h/metrics.token");
+    char *text = effective_text(cfg);
+    CHECK(text && strstr(text, "metrics: http://127.0.0.1:9464/metrics (bearer token: file "
+                               "/run/h/metrics.token)"));
+    free(text);
+    config_free(cfg);
+}
+
 static void test_bad(void)
 {
     for (size_t i = 0; i < HERALD_ARRAY_LEN(bad); i++) {
@@ -1045,6 +1062,7 @@ int main(void)
     test_bad();
     test_bounce_rules();
     test_alignment_keys();
+    test_metrics_keys();
     test_file();
     test_templates();
     test_duration();
