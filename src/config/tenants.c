@@ -185,7 +185,9 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "tls") == 0) return loader_tls(L, k, v, &t->tls);
     if (strcmp(key, "egress") == 0) {
         int rc = loader_str(L, v, &t->egress);
-        if (rc == 0 && t->egress && !config_egress(L->cfg, t->egress))
+        /* Without an egress section "default" is the kernel's choice of source. */
+        bool implicit = t->egress && L->cfg->n_egress == 0 && strcmp(t->egress, "default") == 0;
+        if (rc == 0 && t->egress && !implicit && !config_egress(L->cfg, t->egress))
             return loader_fail(L, v, "unknown egress pool %s", loader_show(v, tmp, sizeof tmp));
         return rc;
     }

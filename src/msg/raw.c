@@ -12,7 +12,7 @@
 
 static int bad(char *why, size_t cap, size_t line, const char *fmt, const char *arg)
 {
-    char msg[96];
+    char msg[192];
     snprintf(msg, sizeof msg, fmt, arg ? arg : "");
     if (line)
         snprintf(why, cap, "line %zu: %s", line, msg);
