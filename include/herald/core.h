@@ -75,6 +75,11 @@ void log_event(enum log_level lvl, const char *fmt, ...) __attribute__((format(p
  * quotes escaped, truncated with "..." if needed. Returns out. */
 const char *log_quote(char *out, size_t outlen, const char *s, size_t n);
 
+/* Opens path read-only as a file holding a secret: it must be a regular
+ * file that neither group nor others may access. Returns the fd (the caller
+ * closes it), or -errno / -HERR_CONFIG with why saying "<what> <path> ...". */
+int secret_file_open(const char *path, const char *what, char *why, size_t whylen);
+
 #define HERALD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* The object that embeds `ptr` as its `member` (ring ops, timers). */
 #define HERALD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))

@@ -25,7 +25,9 @@ redisContext *cli_redis_connect(const struct config *cfg)
     struct redis_addr addr;
     const char *why = "";
     if (redis_addr_from_config(cfg, &addr, &why) < 0) {
-        fprintf(stderr, "herald: redis.url '%s': %s\n", cfg->redis.url, why);
+        char url[512];
+        fprintf(stderr, "herald: redis.url '%s': %s\n",
+                config_url_masked(cfg->redis.url, url, sizeof url), why);
         return NULL;
     }
     struct timeval tv = {5, 0};

@@ -45,7 +45,11 @@ static int redis_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "group") == 0) return loader_str(L, v, &r->group);
     if (strcmp(key, "events") == 0) return loader_str(L, v, &r->events);
     if (strcmp(key, "prefix") == 0) return loader_str(L, v, &r->prefix);
-    if (strcmp(key, "password_file") == 0) return loader_str(L, v, &r->password_file);
+    if (strcmp(key, "password_file") == 0) {
+        r->password_file_line = v->line;
+        r->password_file_col = v->col;
+        return loader_str(L, v, &r->password_file);
+    }
     if (strcmp(key, "password_env") == 0) {
         c->password_env = v;
         return loader_str(L, v, &r->password_env);
