@@ -27,6 +27,9 @@ int redis_addr_parse(const char *url, struct redis_addr *out, const char **why)
     } else if (strncmp(p, "rediss://", 9) == 0) {
         p += 9;
         out->tls = true;
+    } else if (strncmp(p, "unix://", 7) == 0) {
+        *why = "unix:// Redis URLs are not supported; use redis://host:port";
+        return -HERR_MALFORMED;
     } else {
         *why = "URL must start with redis:// or rediss://";
         return -HERR_MALFORMED;
