@@ -111,6 +111,31 @@ const char *log_quote(char *out, size_t outlen, const char *s, size_t n)
     return out;
 }
 
+static bool is_bare(const char *s, size_t n)
+{
+    if (n == 0) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '=') return false;
+    }
+    return true;
+}
+
+const char *log_value(char *out, size_t outlen, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (is_bare(s, n) && n < outlen) {
+        memcpy(out, s, n + 1);
+        return out;
+    }
+    out[0] = '"';
+    log_quote(out + 1, outlen - 2, s ? s : "", n);
+    size_t len = 1 + strlen(out + 1);
+    out[len] = '"';
+    out[len + 1] = '\0';
+    return out;
+}
+
 /* The one rule for files holding secrets (DKIM keys, AUTH passwords): a
  * file that group or others can read hands the secret to every local user
  * or service, so it is refused rather than used. Checked on the open fd,

@@ -271,7 +271,8 @@ static void reload(struct engine_shared *sh, const char *path)
     char err[512];
     struct config *cfg = NULL;
     if (config_load(path, &cfg, err, sizeof err) < 0) {
-        log_event(LOG_ERROR, "event=reload_refused reason=\"%s\" action=kept_running_config", err);
+        log_event(LOG_ERROR, "event=reload_refused reason=%s action=kept_running_config",
+                  LOG_VALUE(err));
         return;
     }
     struct engine_gen *cur = atomic_load(&sh->gen);
