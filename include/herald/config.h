@@ -42,6 +42,7 @@ struct cfg_redis {
     char *events;   /* default herald:events */
     char *prefix;   /* key prefix for herald's other keys; default "herald:" */
     char *password_file; /* optional; AUTH password read from this file */
+    int password_file_line, password_file_col; /* where it was written, for load errors */
     char *password_env;  /* optional; AUTH password from this env var */
     char *ca_file;       /* rediss://: CA bundle to verify the server (default: system store) */
     char *cert_file;     /* rediss://: client certificate (mutual TLS), optional */
@@ -107,6 +108,7 @@ struct cfg_relay {
     enum cfg_relay_tls tls;
     char *user;
     char *password_file;
+    int password_file_line, password_file_col; /* where it was written, for load errors */
     char *password_env;
     bool allow_plaintext_auth;
     /* The relay's certificate must chain to a CA in ca_file (default:
@@ -306,7 +308,10 @@ int config_load_string(const char *name, const char *yaml, size_t len, struct co
 /* Load every tenant's DKIM keys (config_load does this); refuses key files
  * with loose permissions, unreadable, not PEM, of the wrong type for the
  * algorithm or RSA under 1024 bits, with "file:line:col: message" in err
- * pointing at the `key` value. Returns 0 or -HERR_CONFIG / -ENOMEM. */
+ * pointing at the `key` value. Password files (redis.password_file, a
+ * relay's password_file) are checked by the same rule (secret_file_open),
+ * pointing at their value; they are read later, by config_read_secret.
+ * Returns 0 or -HERR_CONFIG / -ENOMEM. */
 int config_load_keys(struct config *cfg, char *err, size_t errlen);
 void config_free(struct config *cfg);
 void config_reputation_free(struct cfg_reputation *r);
@@ -332,8 +337,13 @@ enum cfg_tls_policy config_tls_policy(const struct config *cfg, const struct cfg
 
 /* A secret named by config: the environment variable `env` if set in the
  * config (it must exist), else the first line of `file`, else "". Returns 0,
- * -ENOENT (variable unset), -HERR_TOO_LONG or -errno from opening file. */
+ * -ENOENT (variable unset), -HERR_TOO_LONG, -errno from opening file or
+ * -HERR_CONFIG when file is not a regular file private to its owner. */
 int config_read_secret(const char *file, const char *env, char *out, size_t outlen);
+
+/* url for messages: "scheme://user:***@host..." when it carries a password
+ * (userinfo ends at the last '@'), else url itself; truncated to len. */
+const char *config_url_masked(const char *url, char *buf, size_t len);
 
 /* Parse helpers, exported for tests: "30s", "5m", "2h", "2d", "250ms" -> ms;
  * "3600/h" -> rate. Return 0 or -HERR_MALFORMED. */

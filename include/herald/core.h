@@ -66,8 +66,10 @@ int64_t clock_wall_ms(void);
 
 /* Logging: one line per event, key=value, to stderr.
  * log_event(LOG_INFO, "event=delivered job=%s host=%s", ...). The prefix
- * "ts=<rfc3339> level=<lvl> " is added. Values with spaces should be quoted
- * by the caller with %s inside "..." and log_quote(). */
+ * "ts=<rfc3339> level=<lvl> " is added. A value that came from outside
+ * (a job id, an address, an SMTP reply, a Redis error, a DNS name) goes in
+ * through LOG_VALUE, never as a raw %s: it could end the line or forge
+ * fields. */
 enum log_level { LOG_TRACE, LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 extern enum log_level log_min_level;
 /* Lines start with the journal's "<N>" priority (set when stderr is the
@@ -77,6 +79,20 @@ void log_event(enum log_level lvl, const char *fmt, ...) __attribute__((format(p
 /* Copy s into out (size outlen) as a log-safe value: control characters and
  * quotes escaped, truncated with "..." if needed. Returns out. */
 const char *log_quote(char *out, size_t outlen, const char *s, size_t n);
+/* s (may be NULL) as one key=value value: as it is when it is a non-empty
+ * run of printable ASCII without '"', '\\' or '=', else in double quotes
+ * with log_quote's escapes (so `job=a"b c=d` cannot forge a field, nor a CR
+ * or LF start a line). Truncated to fit outlen (at least 8). Returns out. */
+const char *log_value(char *out, size_t outlen, const char *s);
+/* log_value into a temporary that lives to the end of the enclosing block:
+ * log_event(LOG_INFO, "event=x job=%s reply=%s", LOG_VALUE(id), LOG_VALUE(r)). */
+#define LOG_VALUE_MAX 320
+#define LOG_VALUE(s)  log_value((char[LOG_VALUE_MAX]){0}, LOG_VALUE_MAX, (s))
+
+/* Opens path read-only as a file holding a secret: it must be a regular
+ * file that neither group nor others may access. Returns the fd (the caller
+ * closes it), or -errno / -HERR_CONFIG with why saying "<what> <path> ...". */
+int secret_file_open(const char *path, const char *what, char *why, size_t whylen);
 
 #define HERALD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* The object that embeds `ptr` as its `member` (ring ops, timers). */

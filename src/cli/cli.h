@@ -34,6 +34,12 @@ struct redis_addr;
 /* rediss:// for the blocking CLI: a verified TLS connection to addr carried
  * by a thread; *fd is the plaintext end to give hiredis. 0 or -1 (printed). */
 int cli_tls_tunnel(const struct redis_addr *addr, const struct config *cfg, int *fd);
+/* s[0..n) for a terminal: control bytes (C0, DEL, UTF-8 C1 controls) and
+ * bytes that are not valid UTF-8 become \xHH, a backslash \\, so a value
+ * from a remote server or a producer cannot move the cursor, retitle the
+ * window or inject a line; valid UTF-8 text stays as it is. Truncated with
+ * "..." to fit outlen. Returns out. */
+const char *cli_term_safe(char *out, size_t outlen, const char *s, size_t n);
 /* Format a unix-ms timestamp as "2026-11-22 14:03:07.123Z". */
 void cli_format_ms(long long ms, char *out, size_t outlen);
 

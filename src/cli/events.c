@@ -44,47 +44,119 @@ static bool match(redisReply *fields, const char *name, const char *want)
     return v && strcasecmp(v, want) == 0;
 }
 
-static void print_history(redisReply *fields, const char *when)
+/* A note field as it may go to a terminal (cli_term_safe), copied into a,
+ * or NULL when absent. Notes hold remote servers' replies and producers' job
+ * ids: raw, an ESC in them would drive the operator's terminal. */
+static const char *shown(redisReply *fields, const char *name, struct arena *a)
 {
-    const char *to = field(fields, "to");
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || strcmp(k->str, name) != 0) continue;
+        if (v->type != REDIS_REPLY_STRING) return NULL;
+        size_t cap = v->len * 4 + 4; /* \xHH per byte, never truncated */
+        char *out = arena_alloc(a, cap);
+        return out ? cli_term_safe(out, cap, v->str, v->len) : "?";
+    }
+    return NULL;
+}
+
+static void print_history(redisReply *fields, const char *when, struct arena *a)
+{
+    const char *to = shown(fields, "to", a);
     const char *at_sign = to ? strrchr(to, '@') : NULL;
-    printf("%s  %-10s attempt %s\n", when, field(fields, "event") ?: "?",
-           field(fields, "attempt") ?: "-");
+    printf("%s  %-10s attempt %s\n", when, shown(fields, "event", a) ?: "?",
+           shown(fields, "attempt", a) ?: "-");
     printf("  recipient  %s (domain %s)  tenant %s  job %s", to ? to : "-",
-           at_sign ? at_sign + 1 : "-", field(fields, "tenant") ?: "-", field(fields, "job") ?: "-");
-    if (field(fields, "ref"))
-        printf("  ref %s", field(fields, "ref"));
+           at_sign ? at_sign + 1 : "-", shown(fields, "tenant", a) ?: "-",
+           shown(fields, "job", a) ?: "-");
+    const char *ref = shown(fields, "ref", a);
+    if (ref) printf("  ref %s", ref);
     putchar('\n');
-    const char *mx = field(fields, "mx");
-    if (mx || field(fields, "remote_ip")) {
-        printf("  server     %s [%s] from %s, TLS %s", mx ? mx : "-",
-               field(fields, "remote_ip") ?: "-", field(fields, "local_ip") ?: "-",
-               field(fields, "tls") ?: "-");
-        if (field(fields, "tls_note"))
-            printf(" (%s)", field(fields, "tls_note"));
+    const char *mx = shown(fields, "mx", a), *remote_ip = shown(fields, "remote_ip", a);
+    if (mx || remote_ip) {
+        printf("  server     %s [%s] from %s, TLS %s", mx ? mx : "-", remote_ip ? remote_ip : "-",
+               shown(fields, "local_ip", a) ?: "-", shown(fields, "tls", a) ?: "-");
+        const char *tls_note = shown(fields, "tls_note", a);
+        if (tls_note) printf(" (%s)", tls_note);
         putchar('\n');
     }
-    const char *code = field(fields, "code"), *reply = field(fields, "reply");
-    if (reply) {
-        char q[700];
-        printf("  reply      %s%s%s\n", code ? code : "", code ? " " : "",
-               log_quote(q, sizeof q, reply, strlen(reply)));
-    }
-    const char *reason = field(fields, "reason");
-    if (reason)
-        printf("  reason     %s%s%s\n", field(fields, "field") ?: "",
-               field(fields, "field") ? ": " : "", reason);
-    if (field(fields, "category"))
-        printf("  category   %s\n", field(fields, "category"));
+    const char *code = shown(fields, "code", a), *reply = shown(fields, "reply", a);
+    if (reply) printf("  reply      %s%s%s\n", code ? code : "", code ? " " : "", reply);
+    const char *reason = shown(fields, "reason", a), *fld = shown(fields, "field", a);
+    if (reason) printf("  reason     %s%s%s\n", fld ? fld : "", fld ? ": " : "", reason);
+    const char *category = shown(fields, "category", a);
+    if (category) printf("  category   %s\n", category);
     const char *next = field(fields, "next_attempt_at");
     if (next) {
         char nt[40];
         cli_format_ms(strtoll(next, NULL, 10), nt, sizeof nt);
         printf("  next try   %s\n", nt);
     }
-    if (field(fields, "message_id"))
-        printf("  message-id <%s>\n", field(fields, "message_id"));
+    const char *message_id = shown(fields, "message_id", a);
+    if (message_id) printf("  message-id <%s>\n", message_id);
     putchar('\n');
+}
+
+/* A JSON string of v: jansson refuses to dump invalid UTF-8 (the whole
+ * note would vanish), so each byte that is not part of valid UTF-8 becomes
+ * U+FFFD. */
+static json_t *json_value(const redisReply *v, struct hbuf *tmp)
+{
+    const unsigned char *u = (const unsigned char *)v->str;
+    hbuf_reset(tmp);
+    for (size_t i = 0; i < v->len;) {
+        size_t k = msg_utf8_seq_len(u + i, v->len - i);
+        int rc = k ? hbuf_append(tmp, u + i, k) : hbuf_append(tmp, "\xef\xbf\xbd", 3);
+        if (rc < 0) return NULL;
+        i += k ? k : 1;
+    }
+    return json_stringn_nocheck(tmp->data ? tmp->data : "", tmp->len);
+}
+
+static void print_json(const char *id, redisReply *fields)
+{
+    json_t *o = json_object();
+    struct hbuf tmp;
+    hbuf_init(&tmp);
+    json_object_set_new(o, "id", json_string(id));
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+            json_object_set_new(o, k->str, json_value(v, &tmp));
+    }
+    hbuf_free(&tmp);
+    /* JSON_ENSURE_ASCII writes every control byte as \u00XX but DEL; the
+     * output is ASCII, so a raw DEL can only be inside a string. */
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    for (char *p = s; p && *p; p++) {
+        if (*p == 0x7f)
+            fputs("\\u007f", stdout);
+        else
+            putchar(*p);
+    }
+    if (s) putchar('\n');
+    free(s);
+    json_decref(o);
+}
+
+static void print_row(redisReply *fields, const char *when, struct arena *a)
+{
+    const char *code = shown(fields, "code", a);
+    const char *reply = shown(fields, "reply", a);
+    const char *reason = shown(fields, "reason", a);
+    const char *fld = shown(fields, "field", a);
+    const char *mx = shown(fields, "mx", a);
+    char detail[400];
+    if (reply)
+        snprintf(detail, sizeof detail, "%s%s%s", code ? code : "", code ? " " : "", reply);
+    else if (reason)
+        snprintf(detail, sizeof detail, "%s%s%s", fld ? fld : "", fld ? ": " : "", reason);
+    else
+        snprintf(detail, sizeof detail, "-");
+    printf("%-24s %-10s %-16s %-20s %-32s %-4s %-20s %s\n", when, shown(fields, "event", a) ?: "?",
+           shown(fields, "tenant", a) ?: "-", shown(fields, "job", a) ?: "-",
+           shown(fields, "to", a) ?: "-", shown(fields, "attempt", a) ?: "-", mx ? mx : "-",
+           detail);
 }
 
 static void print_note(const char *id, redisReply *fields, const struct filter *flt)
@@ -93,44 +165,19 @@ static void print_note(const char *id, redisReply *fields, const struct filter *
         !match(fields, "job", flt->job) || !match(fields, "event", flt->event))
         return;
     if (flt->json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "id", json_string(id));
-        for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-            redisReply *k = fields->element[i], *v = fields->element[i + 1];
-            json_object_set_new(o, k->str, json_stringn_nocheck(v->str, v->len));
-        }
-        char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(o);
+        print_json(id, fields);
         return;
     }
     const char *at = field(fields, "at");
     char when[40] = "-";
-    if (at)
-        cli_format_ms(strtoll(at, NULL, 10), when, sizeof when);
-    if (flt->history) {
-        print_history(fields, when);
-        return;
-    }
-    const char *code = field(fields, "code");
-    const char *reply = field(fields, "reply");
-    const char *reason = field(fields, "reason");
-    const char *fld = field(fields, "field");
-    const char *mx = field(fields, "mx");
-    char detail[400];
-    if (reply)
-        snprintf(detail, sizeof detail, "%s%s%s", code ? code : "", code ? " " : "", reply);
-    else if (reason)
-        snprintf(detail, sizeof detail, "%s%s%s", fld ? fld : "", fld ? ": " : "", reason);
+    if (at) cli_format_ms(strtoll(at, NULL, 10), when, sizeof when);
+    struct arena a;
+    arena_init(&a);
+    if (flt->history)
+        print_history(fields, when, &a);
     else
-        snprintf(detail, sizeof detail, "-");
-    char quoted[400];
-    log_quote(quoted, sizeof quoted, detail, strlen(detail));
-    printf("%-24s %-10s %-16s %-20s %-32s %-4s %-20s %s\n", when, field(fields, "event") ?: "?",
-           field(fields, "tenant") ?: "-", field(fields, "job") ?: "-", field(fields, "to") ?: "-",
-           field(fields, "attempt") ?: "-", mx ? mx : "-", quoted);
+        print_row(fields, when, &a);
+    arena_free(&a);
 }
 
 static int print_range(redisReply *r, const struct filter *flt, char *last, size_t lastlen)

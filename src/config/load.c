@@ -156,8 +156,39 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
     return rc;
 }
 
+/* Refuses a password file as a DKIM key is refused (secret_file_open),
+ * at load time so check-config says so, pointing at the path's value. */
+static int check_password_file(const struct config *cfg, const char *path, int line, int col,
+                               char *err, size_t errlen)
+{
+    char why[400];
+    if (!path) return 0;
+    int fd = secret_file_open(path, "password file", why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s:%d:%d: %s", cfg->path, line, col, why);
+        return -HERR_CONFIG;
+    }
+    close(fd);
+    return 0;
+}
+
+static int check_password_files(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct cfg_redis *r = &cfg->redis;
+    int rc = check_password_file(cfg, r->password_file, r->password_file_line, r->password_file_col,
+                                 err, errlen);
+    for (size_t i = 0; i < cfg->n_tenants && rc == 0; i++) {
+        const struct cfg_relay *rl = &cfg->tenants[i].relay;
+        rc = check_password_file(cfg, rl->password_file, rl->password_file_line,
+                                 rl->password_file_col, err, errlen);
+    }
+    return rc;
+}
+
 int config_load_keys(struct config *cfg, char *err, size_t errlen)
 {
+    int prc = check_password_files(cfg, err, errlen);
+    if (prc) return prc;
     for (size_t i = 0; i < cfg->n_tenants; i++) {
         struct cfg_tenant *t = &cfg->tenants[i];
         for (size_t k = 0; k < t->n_dkim; k++) {

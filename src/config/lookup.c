@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "herald/config.h"
 #include "herald/core.h"
@@ -124,8 +125,14 @@ int config_read_secret(const char *file, const char *env, char *out, size_t outl
         return 0;
     }
     if (!file) return 0;
-    FILE *f = fopen(file, "r");
-    if (!f) return -errno;
+    char why[64]; /* config_load_keys already said why, with the file:line:col */
+    int fd = secret_file_open(file, "password file", why, sizeof why);
+    if (fd < 0) return fd;
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
     if (fgets(out, (int)outlen, f)) out[strcspn(out, "\r\n")] = '\0';
     fclose(f);
     return 0;

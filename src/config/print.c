@@ -92,17 +92,19 @@ static void print_tls(FILE *out, enum cfg_tls_policy pol, const struct cfg_deliv
         fprintf(out, "    tls             %s\n", config_tls_policy_name(pol));
 }
 
-/* A redis URL may carry "user:password@": show it with the password masked. */
-static void print_url(FILE *out, const char *url)
+/* The userinfo ends at the last '@', as redis_addr_parse reads it: only
+ * digits (the db) may follow the host, so every earlier '@' (and any '/')
+ * belongs to the password, and all of it is masked. */
+const char *config_url_masked(const char *url, char *buf, size_t len)
 {
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *scheme = url ? strstr(url, "://") : NULL;
+    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
     const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-    if (!colon) {
-        fputs(url, out);
-        return;
-    }
-    fprintf(out, "%.*s:***%s", (int)(colon - url), url, at);
+    if (!colon)
+        snprintf(buf, len, "%s", url ? url : "");
+    else
+        snprintf(buf, len, "%.*s:***%s", (int)(colon - url), url, at);
+    return buf;
 }
 
 static const char *secret_source(const char *file, const char *env, char *buf, size_t len)
@@ -138,7 +140,8 @@ void config_print_effective(const struct config *cfg, FILE *out)
 
     const struct cfg_redis *r = &cfg->redis;
     fputs("redis:\n  url             ", out);
-    print_url(out, r->url);
+    char url[512];
+    fputs(config_url_masked(r->url, url, sizeof url), out);
     fprintf(out, "\n  jobs            %s (group %s)\n  events          %s\n  prefix          %s\n",
             r->jobs, r->group, r->events, r->prefix);
     fprintf(out, "  password        %s\n",

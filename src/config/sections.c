@@ -20,6 +20,22 @@ static int str_is(const struct ynode *v, const char *s)
 
 /* ---- redis ---- */
 
+/* The scheme only; the rest is parsed (and the host resolved) when herald
+ * connects. unix:// is refused by name: the engine's Redis client and its
+ * status and multi-process code speak TCP, and a plain "bad URL" would
+ * leave the operator guessing. A refused URL is shown with its password
+ * masked. */
+static int redis_url_check(struct loader *L, const struct ynode *v, const char *url)
+{
+    if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "rediss://", 9) == 0) return 0;
+    if (strncmp(url, "unix://", 7) == 0)
+        return loader_fail(L, v, "unix:// Redis URLs are not supported; use redis://host:port");
+    char masked[128], q[160];
+    config_url_masked(url, masked, sizeof masked);
+    log_quote(q, sizeof q, masked, strlen(masked));
+    return loader_fail(L, v, "expected a redis:// or rediss:// URL, got '%s'", q);
+}
+
 struct redis_ctx {
     struct cfg_redis *r;
     const struct ynode *password_env;
@@ -33,19 +49,18 @@ static int redis_key(struct loader *L, const char *key, const struct ynode *k,
     (void)k;
     if (strcmp(key, "url") == 0) {
         int rc = loader_str(L, v, &r->url);
-        if (rc == 0 && !ynode_is_null(v) && strncmp(r->url, "redis://", 8) != 0 &&
-            strncmp(r->url, "rediss://", 9) != 0 && strncmp(r->url, "unix://", 7) != 0) {
-            char tmp[160];
-            return loader_fail(L, v, "expected a redis://, rediss:// or unix:// URL, got %s",
-                               loader_show(v, tmp, sizeof tmp));
-        }
-        return rc;
+        if (rc || ynode_is_null(v)) return rc;
+        return redis_url_check(L, v, r->url);
     }
     if (strcmp(key, "jobs") == 0) return loader_str(L, v, &r->jobs);
     if (strcmp(key, "group") == 0) return loader_str(L, v, &r->group);
     if (strcmp(key, "events") == 0) return loader_str(L, v, &r->events);
     if (strcmp(key, "prefix") == 0) return loader_str(L, v, &r->prefix);
-    if (strcmp(key, "password_file") == 0) return loader_str(L, v, &r->password_file);
+    if (strcmp(key, "password_file") == 0) {
+        r->password_file_line = v->line;
+        r->password_file_col = v->col;
+        return loader_str(L, v, &r->password_file);
+    }
     if (strcmp(key, "password_env") == 0) {
         c->password_env = v;
         return loader_str(L, v, &r->password_env);

@@ -128,7 +128,11 @@ static int relay_key(struct loader *L, const char *key, const struct ynode *k,
         c->relay_user = v;
         return loader_str(L, v, &r->user);
     }
-    if (strcmp(key, "password_file") == 0) return loader_str(L, v, &r->password_file);
+    if (strcmp(key, "password_file") == 0) {
+        r->password_file_line = v->line;
+        r->password_file_col = v->col;
+        return loader_str(L, v, &r->password_file);
+    }
     if (strcmp(key, "password_env") == 0) {
         c->relay_pw_env = v;
         return loader_str(L, v, &r->password_env);

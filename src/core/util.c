@@ -1,8 +1,12 @@
-/* Clocks, error strings and key=value logging. */
+/* Clocks, error strings, key=value logging and secret files. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "herald/core.h"
 
@@ -110,4 +114,61 @@ const char *log_quote(char *out, size_t outlen, const char *s, size_t n)
     }
     out[o < outlen ? o : outlen - 1] = '\0';
     return out;
+}
+
+static bool is_bare(const char *s, size_t n)
+{
+    if (n == 0) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '=') return false;
+    }
+    return true;
+}
+
+const char *log_value(char *out, size_t outlen, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (is_bare(s, n) && n < outlen) {
+        memcpy(out, s, n + 1);
+        return out;
+    }
+    out[0] = '"';
+    log_quote(out + 1, outlen - 2, s ? s : "", n);
+    size_t len = 1 + strlen(out + 1);
+    out[len] = '"';
+    out[len + 1] = '\0';
+    return out;
+}
+
+/* The one rule for files holding secrets (DKIM keys, AUTH passwords): a
+ * file that group or others can read hands the secret to every local user
+ * or service, so it is refused rather than used. Checked on the open fd,
+ * not the path, so the file read is the file checked. */
+int secret_file_open(const char *path, const char *what, char *why, size_t whylen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(why, whylen, "cannot open %s %s: %s", what, path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        snprintf(why, whylen, "cannot stat %s %s: %s", what, path, strerror(-rc));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = -HERR_CONFIG;
+        snprintf(why, whylen, "%s %s is not a regular file", what, path);
+    } else if (st.st_mode & 077) {
+        rc = -HERR_CONFIG;
+        snprintf(why, whylen, "%s %s is accessible to group or others (mode %04o); chmod 600 it",
+                 what, path, (unsigned)(st.st_mode & 07777));
+    }
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    return fd;
 }

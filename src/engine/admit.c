@@ -206,11 +206,11 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
         return;
     }
     if (rc < 0) {
-        log_event(LOG_ERROR, "event=admit_failed job=%s entry=%s reason=\"%.300s\"",
-                  delivery_job_id(d), d->job.stream_id,
-                  reply->type == REDIS_REPLY_ERROR ? reply->str
-                  : text                           ? "unknown admission reply"
-                                                   : "unexpected reply");
+        log_event(LOG_ERROR, "event=admit_failed job=%s entry=%s reason=%s",
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id,
+                  LOG_VALUE(reply->type == REDIS_REPLY_ERROR ? reply->str
+                            : text                           ? "unknown admission reply"
+                                                             : "unexpected reply"));
         delivery_exit(d, DX_LEFT);
         return;
     }

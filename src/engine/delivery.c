@@ -49,15 +49,16 @@ bool delivery_transition_ok(enum delivery_state from, enum delivery_state to)
 void delivery_set_state(struct delivery *d, enum delivery_state to)
 {
     if (!delivery_transition_ok(d->state, to)) {
-        log_event(LOG_ERROR, "event=bug reason=\"illegal delivery transition\" job=%s from=%s to=%s",
-                  delivery_job_id(d), delivery_state_name(d->state), delivery_state_name(to));
+        log_event(
+            LOG_ERROR, "event=bug reason=\"illegal delivery transition\" job=%s from=%s to=%s",
+            LOG_VALUE(delivery_job_id(d)), delivery_state_name(d->state), delivery_state_name(to));
 #ifndef NDEBUG
         abort();
 #endif
     }
     if (log_min_level <= LOG_TRACE)
         log_event(LOG_TRACE, "event=delivery_state job=%s entry=%s from=%s to=%s",
-                  delivery_job_id(d), d->job.stream_id, delivery_state_name(d->state),
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id, delivery_state_name(d->state),
                   delivery_state_name(to));
     d->state = to;
 }
@@ -118,8 +119,8 @@ void delivery_exit(struct delivery *d, enum delivery_exit_why why)
             }
     }
     if (why == DX_LEFT && log_min_level <= LOG_DEBUG)
-        log_event(LOG_DEBUG, "event=delivery_left job=%s entry=%s state=%s", delivery_job_id(d),
-                  d->job.stream_id, delivery_state_name(d->state));
+        log_event(LOG_DEBUG, "event=delivery_left job=%s entry=%s state=%s",
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id, delivery_state_name(d->state));
     delivery_set_state(d, DS_DONE);
     unlink_held(d);
     if (d->tenant_row) {

@@ -275,7 +275,8 @@ static bool reload(struct engine_shared *sh, const char *path, char *why, size_t
     char err[512];
     struct config *cfg = NULL;
     if (config_load(path, &cfg, err, sizeof err) < 0) {
-        log_event(LOG_ERROR, "event=reload_refused reason=\"%s\" action=kept_running_config", err);
+        log_event(LOG_ERROR, "event=reload_refused reason=%s action=kept_running_config",
+                  LOG_VALUE(err));
         snprintf(why, why_len, "%s", err);
         return false;
     }

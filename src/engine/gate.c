@@ -350,9 +350,9 @@ static void on_recalled(struct redis_client *c, redisReply *reply, void *arg)
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_INTEGER) {
-        log_event(LOG_WARN, "event=parked_recall_failed worker=%u recalled=%lld reason=\"%.200s\"",
-                  w->idx, w->recall_total,
-                  reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+        log_event(LOG_WARN, "event=parked_recall_failed worker=%u recalled=%lld reason=%s", w->idx,
+                  w->recall_total,
+                  LOG_VALUE(reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply"));
         recall_done(w);
         return;
     }

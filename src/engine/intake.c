@@ -128,8 +128,8 @@ static void on_vouch(struct redis_client *c, redisReply *reply, void *arg)
         /* Redis went away or refused: the entry stays pending and is read
          * again; nothing was decided. */
         if (reply)
-            log_event(LOG_WARN, "event=vouch_failed entry=%s reason=\"%.200s\"",
-                      d->job.stream_id, reply->str);
+            log_event(LOG_WARN, "event=vouch_failed entry=%s reason=%s", d->job.stream_id,
+                      LOG_VALUE(reply->str));
         delivery_exit(d, DX_LEFT);
         return;
     }
@@ -143,8 +143,8 @@ static void on_vouch(struct redis_client *c, redisReply *reply, void *arg)
     snprintf(err.field, sizeof err.field, "%s", f ? f : "");
     snprintf(err.reason, sizeof err.reason,
              "%s is written by herald on its own retries; a producer cannot set it", f ? f : "?");
-    log_event(LOG_WARN, "event=herald_field_refused job=%s entry=%s field=%s", delivery_job_id(d),
-              d->job.stream_id, f ? f : "?");
+    log_event(LOG_WARN, "event=herald_field_refused job=%s entry=%s field=%s",
+              LOG_VALUE(delivery_job_id(d)), d->job.stream_id, LOG_VALUE(f ? f : "?"));
     notes_reject(d, &err);
 }
 
@@ -215,7 +215,7 @@ static void on_read(struct redis_client *c, redisReply *reply, void *arg)
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_event(LOG_ERROR, "event=intake_error reason=\"%.300s\"", reply->str);
+        log_event(LOG_ERROR, "event=intake_error reason=%s", LOG_VALUE(reply->str));
         if (strncmp(reply->str, "NOGROUP", 7) == 0)
             w->group_ready = false;
         w->intake_retry_at = w->ring.now_ms + 1000;
@@ -282,7 +282,7 @@ static void on_group(struct redis_client *c, redisReply *reply, void *arg)
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0) {
-        log_event(LOG_ERROR, "event=group_create_failed reason=\"%.300s\"", reply->str);
+        log_event(LOG_ERROR, "event=group_create_failed reason=%s", LOG_VALUE(reply->str));
         w->intake_retry_at = w->ring.now_ms + 2000;
         if (notes_transient_error(reply))
             worker_hold_claims(w, WORKER_CLAIM_HOLD_MS(w->cfg));
@@ -335,7 +335,7 @@ static void on_moved(struct redis_client *c, redisReply *reply, void *arg)
     if (notes_scripts_missing(reply))
         notes_reload(w, reply->str);
     else if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_event(LOG_ERROR, "event=retry_mover_failed reason=\"%.300s\"", reply->str);
+        log_event(LOG_ERROR, "event=retry_mover_failed reason=%s", LOG_VALUE(reply->str));
 }
 
 /* Keep the entries this worker holds from looking idle, so no other

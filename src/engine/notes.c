@@ -184,7 +184,7 @@ void notes_resend_due(struct worker *w, int64_t now)
 
 void notes_reload(struct worker *w, const char *why)
 {
-    log_event(LOG_WARN, "event=notes_reconnect worker=%u reason=\"%.200s\"", w->idx, why);
+    log_event(LOG_WARN, "event=notes_reconnect worker=%u reason=%s", w->idx, LOG_VALUE(why));
     redis_client_close(&w->notes, -HERR_REDIS);
 }
 
@@ -210,9 +210,10 @@ static void on_note_written(struct redis_client *c, redisReply *reply, void *arg
         return;
     }
     if (!reply) {
-        log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=\"redis connection lost; "
-                            "the note is sent again on reconnect\"",
-                  delivery_job_id(d), d->job.stream_id);
+        log_event(LOG_WARN,
+                  "event=note_parked job=%s entry=%s reason=\"redis connection lost; "
+                  "the note is sent again on reconnect\"",
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id);
         park_note(d);
         return;
     }
@@ -220,8 +221,9 @@ static void on_note_written(struct redis_client *c, redisReply *reply, void *arg
         /* Parked and sent again in a second, with the claim still
          * refreshed, so no other consumer takes the job meanwhile. */
         struct worker *w = d->w;
-        log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=\"%.200s\" retry_ms=%d",
-                  delivery_job_id(d), d->job.stream_id, reply->str, NOTES_RESEND_MS);
+        log_event(LOG_WARN, "event=note_parked job=%s entry=%s reason=%s retry_ms=%d",
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id, LOG_VALUE(reply->str),
+                  NOTES_RESEND_MS);
         park_note(d);
         if (!w->notes_resend_ms)
             w->notes_resend_ms = w->ring.now_ms + NOTES_RESEND_MS;
@@ -229,12 +231,13 @@ static void on_note_written(struct redis_client *c, redisReply *reply, void *arg
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR)
-        log_event(LOG_ERROR, "event=note_failed job=%s entry=%s reason=\"%.300s\"",
-                  delivery_job_id(d), d->job.stream_id, reply->str);
+        log_event(LOG_ERROR, "event=note_failed job=%s entry=%s reason=%s",
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id, LOG_VALUE(reply->str));
     else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
-        log_event(LOG_INFO, "event=note_skipped job=%s entry=%s reason=\"already acknowledged by "
-                            "another consumer\"",
-                  delivery_job_id(d), d->job.stream_id);
+        log_event(LOG_INFO,
+                  "event=note_skipped job=%s entry=%s reason=\"already acknowledged by "
+                  "another consumer\"",
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id);
     delivery_exit(d, DX_NOTED);
 }
 
@@ -256,7 +259,7 @@ static void note_call(struct delivery *d, int argc, const char **argv, const siz
     if (len < 0 || hbuf_append(&d->note_cmd, cmd, (size_t)len) < 0) {
         redisFreeCommand(cmd);
         log_event(LOG_ERROR, "event=note_unwritten job=%s entry=%s reason=\"out of memory\"",
-                  delivery_job_id(d), d->job.stream_id);
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id);
         delivery_exit(d, DX_UNWRITTEN);
         return;
     }
@@ -411,7 +414,7 @@ void notes_defer(struct delivery *d, int64_t due_ms, uint32_t attempt_done, enum
         free(argv);
         free(lens);
         log_event(LOG_ERROR, "event=note_unwritten job=%s entry=%s reason=\"out of memory\"",
-                  delivery_job_id(d), d->job.stream_id);
+                  LOG_VALUE(delivery_job_id(d)), d->job.stream_id);
         delivery_exit(d, DX_UNWRITTEN);
         return;
     }
@@ -462,10 +465,9 @@ void notes_reject(struct delivery *d, const struct job_error *err)
     if (err->field[0])
         note_add(&n, "field", err->field);
     note_add(&n, "reason", err->reason);
-    char reason[256];
-    log_event(LOG_INFO, "event=rejected entry=%s field=%s reason=\"%s\"", d->job.stream_id,
-              err->field[0] ? err->field : "-",
-              log_quote(reason, sizeof reason, err->reason, strlen(err->reason)));
+    log_event(LOG_INFO, "event=rejected job=%s entry=%s field=%s reason=%s",
+              LOG_VALUE(delivery_job_id(d)), d->job.stream_id,
+              LOG_VALUE(err->field[0] ? err->field : "-"), LOG_VALUE(err->reason));
     notes_terminal(d, &n, false);
 }
 
@@ -490,8 +492,8 @@ void notes_cancel(struct delivery *d)
     for (size_t i = 0; i < HERALD_ARRAY_LEN(head); i++)
         call_push(&c, head[i]);
     call_push_note(&c, &n);
-    log_event(LOG_INFO, "event=cancel entry=%s tenant=%s target=%s", j->stream_id, j->tenant,
-              j->cancel);
+    log_event(LOG_INFO, "event=cancel entry=%s tenant=%s target=%s", j->stream_id,
+              LOG_VALUE(j->tenant), LOG_VALUE(j->cancel));
     count_note(d, &n);
     note_call(d, c.argc, argv, lens);
 }

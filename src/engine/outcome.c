@@ -139,13 +139,12 @@ void outcome_apply(struct delivery *d, const struct smtp_result *res,
     int64_t now = clock_wall_ms();
     struct outcome oc;
     outcome_decide(&cfg->delivery, &in, now, &w->rng, &oc);
-    char reply[200];
-    log_quote(reply, sizeof reply, res->reply, strlen(res->reply));
     const char *mx = info && info->mx ? info->mx : "-";
     if (oc.kind == OC_FAILOVER) {
-        log_event(LOG_INFO, "event=mx_failover job=%s mx=%s ip=%s next=%s reason=\"%s\"",
-                  delivery_job_id(d), mx, info->remote_ip ? info->remote_ip : "-",
-                  d->targets[d->target_i + 1].host, reply);
+        log_event(LOG_INFO, "event=mx_failover job=%s mx=%s ip=%s next=%s reason=%s",
+                  LOG_VALUE(delivery_job_id(d)), LOG_VALUE(mx),
+                  info->remote_ip ? info->remote_ip : "-",
+                  LOG_VALUE(d->targets[d->target_i + 1].host), LOG_VALUE(res->reply));
         d->target_i++;
         route_submit(d, &d->targets[d->target_i]);
         return;
@@ -156,8 +155,9 @@ void outcome_apply(struct delivery *d, const struct smtp_result *res,
     case OC_DELIVERED:
         note_begin(&n, d, EV_DELIVERED, now);
         note_smtp(&n, cfg, res, info, j->message_id);
-        log_event(LOG_DEBUG, "event=delivered job=%s to=%s mx=%s code=%d", delivery_job_id(d),
-                  j->to, mx, res->code);
+        if (log_min_level <= LOG_DEBUG)
+            log_event(LOG_DEBUG, "event=delivered job=%s to=%s mx=%s code=%d",
+                      LOG_VALUE(delivery_job_id(d)), LOG_VALUE(j->to), LOG_VALUE(mx), res->code);
         notes_terminal(d, &n, false);
         return;
     case OC_BOUNCED:
@@ -165,8 +165,9 @@ void outcome_apply(struct delivery *d, const struct smtp_result *res,
         note_smtp(&n, cfg, res, info, j->message_id);
         if (oc.suppress)
             note_add(&n, "suppressed", "added");
-        log_event(LOG_INFO, "event=bounced job=%s to=%s mx=%s code=%d reply=\"%s\"",
-                  delivery_job_id(d), j->to, mx, res->code, reply);
+        log_event(LOG_INFO, "event=bounced job=%s to=%s mx=%s code=%d reply=%s",
+                  LOG_VALUE(delivery_job_id(d)), LOG_VALUE(j->to), LOG_VALUE(mx), res->code,
+                  LOG_VALUE(res->reply));
         notes_terminal(d, &n, oc.suppress);
         return;
     case OC_EXPIRED:
@@ -189,8 +190,9 @@ void outcome_apply(struct delivery *d, const struct smtp_result *res,
     case OC_FAILOVER:
         break;
     }
-    log_event(LOG_INFO, "event=deferred job=%s to=%s mx=%s code=%d reply=\"%s\"",
-              delivery_job_id(d), j->to, mx, res->code, reply);
+    log_event(LOG_INFO, "event=deferred job=%s to=%s mx=%s code=%d reply=%s",
+              LOG_VALUE(delivery_job_id(d)), LOG_VALUE(j->to), LOG_VALUE(mx), res->code,
+              LOG_VALUE(res->reply));
     note_begin(&n, d, EV_DEFERRED, now);
     note_smtp(&n, cfg, res, info, j->message_id);
     note_add_int(&n, "next_attempt_at", oc.due_ms);

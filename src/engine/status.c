@@ -275,8 +275,8 @@ static void on_warm_flushed(struct redis_client *c, redisReply *r, void *arg)
             log_event(LOG_INFO, "event=warmup_restored ip=%s sent_today=%lld", ip,
                       (long long)r->integer);
     } else {
-        log_event(LOG_WARN, "event=warmup_flush_failed reason=\"%.200s\"",
-                  r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+        log_event(LOG_WARN, "event=warmup_flush_failed reason=%s",
+                  LOG_VALUE(r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply"));
     }
     free(f);
 }
@@ -355,8 +355,8 @@ static void on_restore(struct redis_client *c, redisReply *r, void *arg)
     if (st)
         st->restoring = false;
     if (!r || r->type != REDIS_REPLY_ARRAY) {
-        log_event(LOG_WARN, "event=reputation_restore_failed reason=\"%s\"",
-                  r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+        log_event(LOG_WARN, "event=reputation_restore_failed reason=%s",
+                  LOG_VALUE(r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply"));
         return;
     }
     if (st)

@@ -186,11 +186,9 @@ static void tally_ip(void *arg, const char *ip, int family, const struct spf_ver
 {
     (void)family;
     struct spf_tally *t = arg;
-    char why[400];
     log_event(v->result == SPF_PASS ? LOG_DEBUG : LOG_INFO,
-              "event=spf_checked tenant=%s domain=%s ip=%s result=%s why=\"%s\"",
-              t->e->tenant->name, t->e->domain, ip, spf_result_name(v->result),
-              log_quote(why, sizeof why, v->explanation, strlen(v->explanation)));
+              "event=spf_checked tenant=%s domain=%s ip=%s result=%s why=%s", t->e->tenant->name,
+              t->e->domain, ip, spf_result_name(v->result), LOG_VALUE(v->explanation));
     if (v->result == SPF_TEMPERROR) t->verdict = t->verdict == 1 ? -1 : t->verdict;
     else if (v->result != SPF_PASS) t->verdict = 0;
 }

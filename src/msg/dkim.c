@@ -144,26 +144,13 @@ static int no_password(char *buf, int size, int rwflag, void *u)
 static int read_key_file(const char *path, char **out, size_t *out_len, char *why,
                          size_t whylen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(why, whylen, "cannot open DKIM key %s: %s", path, strerror(e));
-        return -e;
-    }
+    int fd = secret_file_open(path, "DKIM key", why, whylen);
+    if (fd < 0) return fd;
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
         snprintf(why, whylen, "cannot stat DKIM key %s: %s", path, strerror(-rc));
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = -HERR_CONFIG;
-        snprintf(why, whylen, "DKIM key %s is not a regular file", path);
-    } else if (st.st_mode & 077) {
-        /* A signing key others can read lets them sign as the tenant. */
-        rc = -HERR_CONFIG;
-        snprintf(why, whylen,
-                 "DKIM key %s is accessible to group or others (mode %04o); chmod 600 it", path,
-                 (unsigned)(st.st_mode & 07777));
     } else if (st.st_size > KEY_FILE_MAX) {
         rc = -HERR_CONFIG;
         snprintf(why, whylen, "DKIM key %s is larger than %d bytes", path, KEY_FILE_MAX);

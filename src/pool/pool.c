@@ -501,7 +501,8 @@ static void reap_conn_body(struct pool_conn *c, struct pool *p, struct pool_dest
         d->tls_fallback_until = p->ring->now_ms + p->tls_fallback_ms;
         snprintf(d->tls_fallback_why, sizeof d->tls_fallback_why,
                  "STARTTLS failed (%.180s); retried without TLS", why.reply);
-        log_event(LOG_WARN, "event=tls_fallback dest=%s reason=\"%.200s\"", d->key, why.reply);
+        log_event(LOG_WARN, "event=tls_fallback dest=%s reason=%s", LOG_VALUE(d->key),
+                  LOG_VALUE(why.reply));
         group_dispatch(p, d->g);
         return;
     }
@@ -517,8 +518,8 @@ static void reap_conn_body(struct pool_conn *c, struct pool *p, struct pool_dest
             if (o->was_ready && !o->closing)
                 other_ready = true;
         if (!other_ready) {
-            log_event(LOG_WARN, "event=destination_failed dest=%s reason=\"%.200s\" queued=%zu",
-                      d->key, why.reply, d->q_len);
+            log_event(LOG_WARN, "event=destination_failed dest=%s reason=%s queued=%zu",
+                      LOG_VALUE(d->key), LOG_VALUE(why.reply), d->q_len);
             dest_fail_queue(p, d, &why);
         }
     }

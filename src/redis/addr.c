@@ -27,12 +27,16 @@ int redis_addr_parse(const char *url, struct redis_addr *out, const char **why)
     } else if (strncmp(p, "rediss://", 9) == 0) {
         p += 9;
         out->tls = true;
+    } else if (strncmp(p, "unix://", 7) == 0) {
+        *why = "unix:// Redis URLs are not supported; use redis://host:port";
+        return -HERR_MALFORMED;
     } else {
         *why = "URL must start with redis:// or rediss://";
         return -HERR_MALFORMED;
     }
-    const char *end = p + strcspn(p, "/");
-    const char *at = memchr(p, '@', (size_t)(end - p));
+    /* Only digits may follow the host, so the userinfo ends at the last '@':
+     * a password may hold '@' or '/' (config_url_masked reads it the same). */
+    const char *at = strrchr(p, '@');
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon) {
@@ -50,6 +54,7 @@ int redis_addr_parse(const char *url, struct redis_addr *out, const char **why)
         }
         p = at + 1;
     }
+    const char *end = p + strcspn(p, "/");
     const char *host = p, *host_end, *port_s = NULL;
     if (*p == '[') {
         host = p + 1;

@@ -124,8 +124,8 @@ static void auth_reply(struct redis_client *c, redisReply *reply, void *arg)
 {
     (void)arg;
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        log_event(LOG_ERROR, "event=redis_auth_failed conn=%s reason=\"%.200s\"", c->name,
-                  reply->str);
+        log_event(LOG_ERROR, "event=redis_auth_failed conn=%s reason=%s", c->name,
+                  LOG_VALUE(reply->str));
         redis_client_close(c, -HERR_REDIS);
     }
 }
@@ -254,8 +254,8 @@ static void on_closed(void *owner, int err, enum xport_op op)
 {
     struct redis_client *c = owner;
     if (op == XPORT_OP_HANDSHAKE) {
-        log_event(LOG_ERROR, "event=redis_tls_failed conn=%s host=%s reason=\"%s\"", c->name,
-                  c->addr->host, tls_conn_error(&c->x.tls));
+        log_event(LOG_ERROR, "event=redis_tls_failed conn=%s host=%s reason=%s", c->name,
+                  c->addr->host, LOG_VALUE(tls_conn_error(&c->x.tls)));
         err = -HERR_TLS;
     }
     redis_client_close(c, err);
@@ -293,8 +293,8 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
     for (;;) {
         void *reply = NULL;
         if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
-            log_event(LOG_ERROR, "event=redis_protocol_error conn=%s reason=\"%s\"", c->name,
-                      c->reader->errstr);
+            log_event(LOG_ERROR, "event=redis_protocol_error conn=%s reason=%s", c->name,
+                      LOG_VALUE(c->reader->errstr));
             return -HERR_PROTOCOL;
         }
         if (!reply)

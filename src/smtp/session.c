@@ -198,10 +198,9 @@ static void record_error(struct smtp_session *s, int err, const struct smtp_resu
     s->error = *res;
     s->has_error = true;
     s->err = err;
-    char q[160];
-    log_event(LOG_DEBUG, "event=smtp_session_error stage=%s code=%d reply=\"%s\"",
-              smtp_stage_name(res->stage), res->code,
-              log_quote(q, sizeof q, res->reply, strlen(res->reply)));
+    if (log_min_level <= LOG_DEBUG)
+        log_event(LOG_DEBUG, "event=smtp_session_error stage=%s code=%d reply=%s",
+                  smtp_stage_name(res->stage), res->code, LOG_VALUE(res->reply));
 }
 
 /* ---- output ----------------------------------------------------------- */

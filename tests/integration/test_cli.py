@@ -1,4 +1,5 @@
-"""The command line contract: check-config exit codes and error format,
+"""The command line contract: check-config exit codes and error format
+(unix:// Redis URLs refused by name),
 --help everywhere, usage errors, `enqueue` with flags, `events --json`."""
 
 import json
@@ -33,6 +34,17 @@ def run():
         fails.check(m.group(1).endswith("bad.yaml") and m.group(2) == "5",
                     "the error should point at bad.yaml line 5 (the 'wokers' key): %r"
                     % m.group(0))
+
+    # unix:// is refused by name at load, by check-config and by run alike
+    # (it used to pass check-config and fail at start without a position).
+    unix = h.write_config("tenants:\n  acme: {from: reminders@acme.test}\nredis:\n"
+                          "  url: unix:///run/redis/redis.sock\n", name="unix.yaml")
+    for cmd in ("check-config", "run"):
+        cp = h.herald_cli([cmd, "-c", unix], timeout=20)
+        fails.check(cp.returncode == 2 and
+                    "%s:4:8: unix:// Redis URLs are not supported; use redis://host:port" % unix
+                    in cp.stderr, "%s with a unix:// redis.url: want exit 2 and FILE:4:8: "
+                    "unix:// Redis URLs are not supported...: %s" % (cmd, show(cp)))
 
     cp = h.herald_cli(["check-config", "-c", h.tmpdir().join("does-not-exist.yaml")])
     fails.check(cp.returncode in (1, 2) and cp.stderr.strip(),

@@ -17,6 +17,7 @@ def run():
     pw = h.tmpdir().join("redis.pw")
     with open(pw, "w") as f:
         f.write("pw-123\n")
+    os.chmod(pw, 0o600)  # herald refuses a password file others can read
     cfg = h.base_config(redis, smtp.port)
     cfg["redis"] = {"url": redis.url, "password_file": pw, "ca_file": ca.ca_file}
     path = h.write_config(cfg)
