@@ -4,6 +4,7 @@
  * named, leaving no token behind; no file or no endpoint asks for none. */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ static char *file_with(const char *name, const char *text)
         fputs(text, f);
         fclose(f);
     }
+    chmod(p, 0600); /* a secret file: group- or world-readable ones are refused */
     return p;
 }
 
