@@ -18,6 +18,8 @@ static const char usage[] =
     "  run -c FILE             run the engine (SIGTERM drains and exits)\n"
     "  check-config -c FILE    validate the config and print the effective settings\n"
     "  enqueue -c FILE ...     add jobs (flags, or JSON Lines on stdin)\n"
+    "  cancel --tenant T --id ID [--wait SECS]\n"
+    "                          cancel a job by its id (a control entry)\n"
     "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
     "  suppress ACTION ...     list, add or remove suppressed recipients\n"
     "  smtp-test -c FILE ...   try a tenant's relay or a domain's MX step by step\n"
@@ -68,6 +70,8 @@ int main(int argc, char **argv)
         return cli_check_domain(argc - 1, argv + 1);
     if (strcmp(cmd, "simulate") == 0)
         return cli_simulate(argc - 1, argv + 1);
+    if (strcmp(cmd, "cancel") == 0)
+        return cli_cancel(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

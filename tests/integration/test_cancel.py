@@ -2,7 +2,8 @@
 `replaces` ends the earlier job with a `cancelled` note when it has not been
 sent — scheduled, waiting for a retry, or not even read yet — and the control
 entry's note says what happened (`result`): cancelled, already-delivered,
-not-seen. Nothing cancelled reaches the server."""
+not-seen. Nothing cancelled reaches the server. `herald cancel --tenant T
+--id ID --wait S` adds the control entry and prints that result."""
 
 import time
 
@@ -51,6 +52,16 @@ def run():
                         job("early-1", "pat5@clinic.test")])
     notes = h.wait_terminal(redis, ["sched-1", "c-sched", "c-now", "grey-1", "c-grey",
                                     "moved-1", "moved-2", "early-1"], timeout=30, herald=herald)
+    # The CLI front: a scheduled job cancelled by `herald cancel`.
+    h.xadd_jobs(redis, [job("sched-cli", "pat6@clinic.test", send_at=later)])
+    time.sleep(1)
+    r = h.herald_cli(["cancel", "-c", cfg, "--tenant", "acme", "--id", "sched-cli",
+                      "--wait", "20"])
+    fails.check(r.returncode == 0 and "result: cancelled" in r.stdout,
+                "herald cancel --wait: exit %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    r = h.herald_cli(["cancel", "-c", cfg, "--tenant", "nobody", "--id", "x"])
+    fails.check(r.returncode == 2 and "nobody" in r.stderr,
+                "herald cancel for an unknown tenant: exit %d %r" % (r.returncode, r.stderr))
     time.sleep(1)
     herald.stop()
     notes = h.read_notes(redis)
@@ -62,7 +73,7 @@ def run():
                     % (job_id, [h.format_note(n) for n in by.get(job_id, [])]))
         return t[0] if t else {}
 
-    for jid in ("sched-1", "grey-1", "moved-1", "early-1"):
+    for jid in ("sched-1", "grey-1", "moved-1", "early-1", "sched-cli"):
         fails.check(terminal(jid).get("event") == "cancelled",
                     "%s should end cancelled: %s" % (jid, h.format_note(terminal(jid))))
     fails.check(terminal("now-1").get("event") == "delivered", "now-1 should be delivered")
