@@ -48,6 +48,7 @@ struct cfg_redis {
     char *cert_file;     /* rediss://: client certificate (mutual TLS), optional */
     char *key_file;      /* its key (default: in cert_file) */
     int64_t connect_timeout_ms; /* TCP connect (and TLS handshake); default 5s */
+    int64_t events_max_age_ms;  /* notes older than this are trimmed; default 30d, 0 keeps all */
     /* Longest wait for a reply while any is owed (no byte from Redis at
      * all meanwhile): a black-holed Redis costs the connection, not the
      * engine's intake forever. Default 15s; at least 2s (intake blocks 1s). */
@@ -64,6 +65,9 @@ struct cfg_engine {
     int64_t claim_idle_ms;   /* XAUTOCLAIM min idle; default 60000 */
     int64_t idempotency_window_ms; /* same tenant+id is a duplicate this long; default 7d */
     int64_t shutdown_grace_ms; /* SIGTERM grace; default 30000 */
+    /* A consumer of the job group idle this long with nothing pending (a
+     * process that is gone) is removed from the group; default 1d, 0 never. */
+    int64_t forget_consumers_ms;
     uint32_t max_field_bytes;   /* per job field; default 1 MiB */
     uint32_t max_message_bytes; /* built message; default 10 MiB */
     uint32_t max_reply_bytes;   /* largest Redis reply read; default 512 MiB */

@@ -37,6 +37,8 @@ void config_defaults_init(struct config *cfg)
     e->max_reply_bytes = 512u << 20;
     cfg->redis.connect_timeout_ms = 5 * SECOND_MS;
     cfg->redis.command_timeout_ms = 15 * SECOND_MS;
+    cfg->redis.events_max_age_ms = 30 * DAY_MS;
+    e->forget_consumers_ms = DAY_MS;
 
     struct cfg_delivery *d = &cfg->delivery;
     d->port = 25;

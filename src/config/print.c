@@ -146,9 +146,11 @@ void config_print_effective(const struct config *cfg, FILE *out)
             r->jobs, r->group, r->events, r->prefix);
     fprintf(out, "  password        %s\n",
             secret_source(r->password_file, r->password_env, c, sizeof c));
-    fprintf(out, "  timeouts        connect %s, command %s\n\n",
+    fprintf(out, "  timeouts        connect %s, command %s\n",
             fmt_duration(r->connect_timeout_ms, a, sizeof a),
             fmt_duration(r->command_timeout_ms, b, sizeof b));
+    fprintf(out, "  notes kept      %s\n\n",
+            r->events_max_age_ms ? fmt_duration(r->events_max_age_ms, a, sizeof a) : "forever");
 
     const struct cfg_engine *e = &cfg->engine;
     fprintf(out, "engine:\n  workers         %" PRIu32 "%s\n", e->workers,
@@ -160,6 +162,8 @@ void config_print_effective(const struct config *cfg, FILE *out)
             fmt_duration(e->claim_idle_ms, a, sizeof a),
             fmt_duration(e->shutdown_grace_ms, b, sizeof b));
     fprintf(out, "  idempotency     %s\n", fmt_duration(e->idempotency_window_ms, a, sizeof a));
+    fprintf(out, "  forget_consumers %s\n",
+            e->forget_consumers_ms ? fmt_duration(e->forget_consumers_ms, a, sizeof a) : "never");
     fprintf(out, "  max_field       %" PRIu32 " bytes\n  max_message     %" PRIu32 " bytes\n",
             e->max_field_bytes, e->max_message_bytes);
     fprintf(out, "  max_reply       %" PRIu32 " bytes\n\n", e->max_reply_bytes);

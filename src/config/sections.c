@@ -72,6 +72,8 @@ static int redis_key(struct loader *L, const char *key, const struct ynode *k,
         return loader_duration(L, v, 100, &r->connect_timeout_ms);
     if (strcmp(key, "command_timeout") == 0)
         return loader_duration(L, v, 2000, &r->command_timeout_ms);
+    if (strcmp(key, "events_max_age") == 0) /* 0: keep every note */
+        return loader_duration(L, v, 0, &r->events_max_age_ms);
     return LOADER_UNKNOWN_KEY;
 }
 
@@ -130,6 +132,8 @@ static int engine_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "idempotency_window") == 0)
         return loader_duration(L, v, 1000, &e->idempotency_window_ms);
     if (strcmp(key, "shutdown_grace") == 0) return loader_duration(L, v, 0, &e->shutdown_grace_ms);
+    if (strcmp(key, "forget_consumers") == 0) /* 0: never */
+        return loader_duration(L, v, 0, &e->forget_consumers_ms);
     if (strcmp(key, "max_field_bytes") == 0)
         return loader_size(L, v, 1024, 1u << 30, &e->max_field_bytes);
     if (strcmp(key, "max_message_bytes") == 0)

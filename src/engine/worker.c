@@ -13,6 +13,7 @@
 #include "herald/engine.h"
 #include "delivery.h"
 #include "gate.h"
+#include "housekeep.h"
 #include "intake.h"
 #include "lease.h"
 #include "notes.h"
@@ -192,6 +193,7 @@ static void on_tick(struct ring_timer *t)
         intake_ensure_group(w);
     intake_read(w);
     intake_tick(w, now);
+    housekeep_tick(w, now);
     notes_resend_due(w, now);
     pool_tick(&w->pool);
     if (w->idx == 0 && w->sh->throttle && redis_client_up(&w->notes))

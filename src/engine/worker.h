@@ -117,6 +117,7 @@ struct worker {
     struct ring_timer tick;
     int64_t intake_retry_at, notes_retry_at, intake_backoff_ms, notes_backoff_ms;
     int64_t next_claim_ms, next_refresh_ms, next_mover_ms, drain_deadline_ms;
+    int64_t next_trim_ms, next_forget_ms; /* worker 0: housekeep.c */
     bool claiming, moving;
     bool pool_aborted;      /* drain: busy connections closed outright */
     bool recall_wanted;     /* worker 0: a factor rose; recall throttled jobs */
