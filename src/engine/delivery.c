@@ -60,6 +60,14 @@ void delivery_set_state(struct delivery *d, enum delivery_state to)
         log_event(LOG_TRACE, "event=delivery_state job=%s entry=%s from=%s to=%s",
                   LOG_VALUE(delivery_job_id(d)), d->job.stream_id, delivery_state_name(d->state),
                   delivery_state_name(to));
+    /* One writer per counter (this worker): a relaxed load and store. */
+    _Atomic int64_t *n = d->w->n_in_state;
+    if (d->state != DS_FREE)
+        atomic_store_explicit(&n[d->state], atomic_load_explicit(&n[d->state], memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    if (to != DS_FREE)
+        atomic_store_explicit(&n[to], atomic_load_explicit(&n[to], memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     d->state = to;
 }
 

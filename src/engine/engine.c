@@ -330,6 +330,7 @@ int engine_run(const struct engine_opts *opts)
         return 1;
     }
     pthread_mutex_init(&sh->gen_lock, NULL);
+    atomic_store(&sh->last_reload, -1);
     const char *why = "";
     if (redis_addr_from_config(cfg, &sh->redis, &why) < 0) {
         fprintf(stderr, "%s: redis: %s\n", opts->config_path, why);
@@ -417,6 +418,8 @@ int engine_run(const struct engine_opts *opts)
     } else {
         atomic_store(&sh->stop, true);
     }
+    sh->workers = workers; /* before the metrics thread reads them */
+    sh->n_started = started;
     struct metrics_server *metrics = NULL;
     if (started == n && cfg->metrics.listen) {
         if (metrics_start(sh, cfg->metrics.listen, metrics_token, &metrics, err, sizeof err) < 0) {
@@ -456,6 +459,8 @@ int engine_run(const struct engine_opts *opts)
                                 (unsigned long long)mono.tv_nsec / 1000);
             char outcome[512];
             bool ok = reload(sh, opts->config_path, outcome, sizeof outcome);
+            atomic_store(&sh->last_reload, ok ? 1 : 0);
+            atomic_store(&sh->last_reload_wall_ms, clock_wall_ms());
             service_notifyf("READY=1\nSTATUS=%s: %.400s", ok ? "running, reloaded" :
                             "running the previous config; reload refused", outcome);
         }

@@ -20,7 +20,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include "herald/core.h"
+#include "herald/version.h"
+#include "delivery.h"
 #include "worker.h"
 
 /* ---- text building ---- */
@@ -80,6 +84,79 @@ static void rows_by_event(struct out *b, struct stats_table *t, const char *metr
     }
 }
 
+/* What this process is and how it is doing: build, config generation and
+ * reload, Redis connections, deliveries by state (note_parked among them),
+ * and the usual process_* series from /proc. All of these are this
+ * process's own; the queue gauges above are global (every process exports
+ * the same values: aggregate them with max, not sum). */
+static void render_process(struct out *b, struct engine_shared *sh, const struct engine_gen *gen)
+{
+    help(b, "herald_build_info", "gauge", "Version and commit of the running binary (always 1).");
+    put(b, "herald_build_info{version=\"%s\",commit=\"%s\"} 1\n", HERALD_VERSION, HERALD_COMMIT);
+    help(b, "herald_config_generation", "gauge", "Config generation running (1 at start, +1 per reload).");
+    put(b, "herald_config_generation %u\n", gen->number);
+    int last = atomic_load(&sh->last_reload);
+    if (last >= 0) {
+        help(b, "herald_config_last_reload_success", "gauge",
+             "1 when the last SIGHUP reload applied, 0 when it was refused.");
+        put(b, "herald_config_last_reload_success %d\n", last);
+        help(b, "herald_config_last_reload_timestamp_seconds", "gauge", "When the last reload ran.");
+        put(b, "herald_config_last_reload_timestamp_seconds %.3f\n",
+            (double)atomic_load(&sh->last_reload_wall_ms) / 1000.0);
+    }
+    help(b, "herald_redis_connections_up", "gauge",
+         "Engine connections to Redis that are up, by role (intake, notes).");
+    unsigned up_in = 0, up_notes = 0;
+    for (unsigned i = 0; sh->workers && i < sh->n_started; i++) {
+        up_in += atomic_load(&sh->workers[i].intake_up);
+        up_notes += atomic_load(&sh->workers[i].notes_up);
+    }
+    put(b, "herald_redis_connections_up{role=\"intake\"} %u\n", up_in);
+    put(b, "herald_redis_connections_up{role=\"notes\"} %u\n", up_notes);
+    help(b, "herald_deliveries", "gauge",
+         "Jobs this process holds, by stage (note_parked: its note waits for Redis).");
+    for (int s = DS_DECODING; s < DS_COUNT; s++) {
+        if (s == DS_DONE) continue;
+        long long n = 0;
+        for (unsigned i = 0; sh->workers && i < sh->n_started; i++)
+            n += (long long)atomic_load_explicit(&sh->workers[i].n_in_state[s],
+                                                 memory_order_relaxed);
+        put(b, "herald_deliveries{state=\"%s\"} %lld\n", delivery_state_name((enum delivery_state)s),
+            n);
+    }
+
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    help(b, "process_start_time_seconds", "gauge", "Start time of the process since the epoch.");
+    put(b, "process_start_time_seconds %.3f\n", (double)sh->started_wall_ms / 1000.0);
+    FILE *f = fopen("/proc/self/stat", "r");
+    char line[1024];
+    if (f && fgets(line, sizeof line, f)) {
+        /* After the command's closing paren: state is field 3; utime 14,
+         * stime 15, rss 24 (in pages). */
+        const char *p = strrchr(line, ')');
+        unsigned long long ut = 0, stt = 0;
+        long long rss = 0;
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d "
+                               "%*d %*d %*d %*d %*u %*u %lld",
+                        &ut, &stt, &rss) == 3 && ticks > 0) {
+            help(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+            put(b, "process_cpu_seconds_total %.2f\n", (double)(ut + stt) / (double)ticks);
+            help(b, "process_resident_memory_bytes", "gauge", "Resident memory size.");
+            put(b, "process_resident_memory_bytes %lld\n", rss * (long long)page);
+        }
+    }
+    if (f) fclose(f);
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir) {
+        long n = 0;
+        for (struct dirent *de; (de = readdir(dir));)
+            if (de->d_name[0] != '.') n++;
+        closedir(dir);
+        help(b, "process_open_fds", "gauge", "Open file descriptors.");
+        put(b, "process_open_fds %ld\n", n > 0 ? n - 1 : 0); /* less the one reading it */
+    }
+}
+
 int metrics_render(struct engine_shared *sh, struct hbuf *hb)
 {
     struct out ob = {.b = hb}, *b = &ob;
@@ -109,9 +186,7 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
         put(b, "herald_delivered_tls_total{provider=\"%s\",tls=\"no\"} %llu\n",
             esc(r->name, e1, sizeof e1), (unsigned long long)p);
     }
-    help(b, "herald_tls_share", "gauge", "Share of delivered messages sent over TLS (0..1).");
-    put(b, "herald_tls_share %.4f\n",
-        tls_all + plain_all ? (double)tls_all / (double)(tls_all + plain_all) : 0.0);
+    (void)tls_all, (void)plain_all; /* the share is a query: sum by (tls) / sum */
 
     help(b, "herald_in_flight", "gauge", "Jobs this process holds, by tenant.");
     for (size_t i = 0; i < STATS_MAX_ROWS; i++) {
@@ -158,15 +233,15 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
             esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             throttle_factor(p));
     }
-    help(b, "herald_rate_limit_per_minute", "gauge",
-         "Effective rate limit (configured x factor) of an egress IP x provider pair; 0 = none.");
+    help(b, "herald_rate_limit_per_second", "gauge",
+         "Effective rate limit (configured x factor) of an egress IP x provider pair, in "
+         "messages per second; 0 = none.");
     for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
         struct throttle_pair *p = throttle_pair_at(t, i);
         const struct cfg_provider *prov = config_provider(cfg, p->provider);
-        double lim = prov && prov->rate.window_s
-                         ? (double)prov->rate.count * 60.0 / (double)prov->rate.window_s
-                         : 0;
-        put(b, "herald_rate_limit_per_minute{ip=\"%s\",provider=\"%s\",site=\"%s\"} %.2f\n",
+        double lim =
+            prov && prov->rate.window_s ? (double)prov->rate.count / (double)prov->rate.window_s : 0;
+        put(b, "herald_rate_limit_per_second{ip=\"%s\",provider=\"%s\",site=\"%s\"} %.4f\n",
             esc(p->ip[0] ? p->ip : "-", e1, sizeof e1), esc(p->provider, e2, sizeof e2),
             esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             lim * throttle_factor(p));
@@ -190,6 +265,18 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
     put(b, "herald_delivery_latency_seconds_sum %.3f\n",
         (double)atomic_load(&st->latency_sum_ms) / 1000.0);
     put(b, "herald_delivery_latency_seconds_count %llu\n", (unsigned long long)count);
+
+    help(b, "herald_suspended", "gauge",
+         "1 while a pair is suspended (a receiver's block wording, or an operator).");
+    int64_t wall = clock_wall_ms();
+    for (size_t i = 0, n = throttle_pair_count(t); i < n; i++) {
+        struct throttle_pair *p = throttle_pair_at(t, i);
+        put(b, "herald_suspended{ip=\"%s\",provider=\"%s\",site=\"%s\"} %d\n",
+            esc(p->ip[0] ? p->ip : "-", e1, sizeof e1), esc(p->provider, e2, sizeof e2),
+            esc(p->site[0] ? p->site : "*", e3, sizeof e3),
+            atomic_load(&p->suspended_until_ms) > wall ? 1 : 0);
+    }
+    render_process(b, sh, gen);
     engine_gen_release(gen);
     return ob.failed ? -ENOMEM : 0;
 }
@@ -306,6 +393,36 @@ static bool authorized(const struct metrics_server *m, const char *req)
     return diff == 0;
 }
 
+static int plain_response(struct metrics_conn *c, int code, const char *body)
+{
+    return hbuf_appendf(&c->out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                        "Connection: close\r\n\r\n%s",
+                        code, code == 200 ? "OK" : "Service Unavailable", strlen(body), body);
+}
+
+/* Ready: not draining, every worker running with both its Redis
+ * connections up. */
+static bool engine_ready(struct engine_shared *sh, char *why, size_t cap)
+{
+    if (atomic_load(&sh->stop)) {
+        snprintf(why, cap, "draining\n");
+        return false;
+    }
+    if (!sh->workers || sh->n_started < sh->n_workers) {
+        snprintf(why, cap, "starting\n");
+        return false;
+    }
+    for (unsigned i = 0; i < sh->n_started; i++)
+        if (!atomic_load(&sh->workers[i].intake_up) || !atomic_load(&sh->workers[i].notes_up)) {
+            snprintf(why, cap, "worker %u: redis %s connection down\n", i,
+                     atomic_load(&sh->workers[i].intake_up) ? "notes" : "intake");
+            return false;
+        }
+    snprintf(why, cap, "ready\n");
+    return true;
+}
+
 /* The response to a complete (or over-long) request, into c->out. The
  * token is checked before anything else, so without it every path and
  * method looks the same. */
@@ -314,6 +431,15 @@ static int build_response(struct metrics_server *m, struct metrics_conn *c)
     if (!request_complete(c))
         return hbuf_append_str(&c->out, resp_too_large);
     c->req[c->got] = '\0';
+    /* Liveness and readiness answer without the token: they tell a probe
+     * only up or down. */
+    if (strncmp(c->req, "GET /healthz", 12) == 0 && (c->req[12] == ' ' || c->req[12] == '?'))
+        return plain_response(c, 200, "ok\n");
+    if (strncmp(c->req, "GET /readyz", 11) == 0 && (c->req[11] == ' ' || c->req[11] == '?')) {
+        char why[160];
+        bool ready = engine_ready(m->sh, why, sizeof why);
+        return plain_response(c, ready ? 200 : 503, why);
+    }
     if (!authorized(m, c->req))
         return hbuf_append_str(&c->out, resp_unauthorized);
     if (strncmp(c->req, "GET ", 4) != 0)

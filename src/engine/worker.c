@@ -39,6 +39,7 @@ static void on_intake_state(struct redis_client *c, bool up, int err, void *arg)
 {
     (void)c;
     struct worker *w = arg;
+    atomic_store(&w->intake_up, up);
     if (up) {
         w->intake_backoff_ms = 0;
         log_event(LOG_INFO, "event=redis_connected worker=%u conn=intake", w->idx);
@@ -72,6 +73,7 @@ static void on_notes_state(struct redis_client *c, bool up, int err, void *arg)
 {
     (void)c;
     struct worker *w = arg;
+    atomic_store(&w->notes_up, up);
     if (up) {
         w->notes_backoff_ms = 0;
         log_event(LOG_INFO, "event=redis_connected worker=%u conn=notes", w->idx);

@@ -14,6 +14,7 @@
 #include "herald/pool.h"
 #include "herald/redis.h"
 #include "herald/ring.h"
+#include "delivery.h"
 #include "stats.h"
 
 struct engine_route {
@@ -70,6 +71,10 @@ struct engine_shared {
      * every entry in flight looks idle, including the ones another worker
      * of this process is about to write the note of. */
     _Atomic int64_t claims_held_until_ms;
+    struct worker *workers;       /* all of them, for the metrics thread (engine.c) */
+    unsigned n_started;           /* how many run */
+    atomic_int last_reload;       /* -1 none yet, 0 refused, 1 applied */
+    _Atomic int64_t last_reload_wall_ms;
     struct engine_stats stats;
     struct dnsq_sync *align_dns;  /* main thread: SPF lookups for alignment */
     int64_t next_align_ms;        /* main thread: next alignment refresh (0 never) */
@@ -118,6 +123,10 @@ struct worker {
     int64_t intake_retry_at, notes_retry_at, intake_backoff_ms, notes_backoff_ms;
     int64_t next_claim_ms, next_refresh_ms, next_mover_ms, drain_deadline_ms;
     int64_t next_trim_ms, next_forget_ms; /* worker 0: housekeep.c */
+    /* Read by the metrics thread: deliveries per state (written by this
+     * worker only), and whether its Redis connections are up. */
+    _Atomic int64_t n_in_state[DS_COUNT];
+    atomic_bool intake_up, notes_up;
     bool claiming, moving;
     bool pool_aborted;      /* drain: busy connections closed outright */
     bool recall_wanted;     /* worker 0: a factor rose; recall throttled jobs */

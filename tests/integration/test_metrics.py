@@ -70,7 +70,10 @@ def run():
         (("herald_notes_total", {"tenant": "acme", "event": "rejected"}), 1),
         (("herald_provider_notes_total", {"provider": "clinic", "event": "delivered"}), 20),
         (("herald_delivered_tls_total", {"provider": "clinic", "tls": "no"}), 20),
-        (("herald_tls_share", {}), 0),
+        (("herald_redis_connections_up", {"role": "intake"}), 2),
+        (("herald_redis_connections_up", {"role": "notes"}), 2),
+        (("herald_deliveries", {"state": "note_parked"}), 0),
+        (("herald_config_generation", {}), 1),
         (("herald_queue_entries", {}), 0),
         (("herald_retry_backlog", {}), 0),
         (("herald_delivery_latency_seconds_count", {}), 20),
@@ -90,8 +93,34 @@ def run():
     for needle in ("# TYPE herald_notes_total counter",
                    "# TYPE herald_delivery_latency_seconds histogram"):
         fails.check(needle in body, "missing %r" % needle)
+    fails.check("herald_tls_share" not in body and "per_minute" not in body,
+                "no precomputed ratios, base units only")
+    fails.check(re.search(r'^herald_build_info\{version="\d+\.\d+\.\d+",commit="[^"]+"\} 1$',
+                          body, re.M) is not None, "herald_build_info")
+    for series in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "process_start_time_seconds", "process_open_fds"):
+        fails.check(re.search(r"^%s [0-9.e+]+$" % series, body, re.M) is not None,
+                    "missing %s" % series)
     code404, _ = scrape(port, "/nope")
     fails.check(code404 == 404, "unknown path: HTTP %d, want 404" % code404)
+    code, text = scrape(port, "/healthz")
+    fails.check(code == 200 and text.strip() == "ok", "/healthz: %d %r" % (code, text))
+    code, text = scrape(port, "/readyz")
+    fails.check(code == 200 and "ready" in text, "/readyz: %d %r" % (code, text))
+    # Redis gone: not ready, still alive.
+    redis.stop()
+    deadline = time.monotonic() + h.scaled(15)
+    while time.monotonic() < deadline:
+        code, text = scrape(port, "/readyz")
+        if code == 503:
+            break
+        time.sleep(0.2)
+    fails.check(code == 503 and "redis" in text, "/readyz with Redis down: %d %r" % (code, text))
+    code, _ = scrape(port, "/healthz")
+    fails.check(code == 200, "/healthz with Redis down is still 200: %d" % code)
+    _, body = scrape(port)
+    fails.check(value(body, "herald_redis_connections_up", role="intake") == 0,
+                "redis_connections_up drops to 0")
     herald.check()
     herald.stop()
     fails.raise_if_any("metrics endpoint")
