@@ -12,6 +12,13 @@ HERALD_PACKAGES=(
     gnuplot-nox prometheus
 )
 HERALD_PY=/usr/bin/python3
+# What scripts/demo needs: the build, Redis and Python with redis-py (no
+# clang, valgrind, postfix or the test tools).
+HERALD_DEMO_PACKAGES=(
+    build-essential cmake pkg-config
+    liburing-dev libhiredis-dev libyaml-dev libssl-dev libjansson-dev libc-ares-dev libidn2-dev
+    libpsl-dev publicsuffix redis-server python3 python3-redis
+)
 
 section() {
     printf '\n==== %s ====\n' "$*"
@@ -56,11 +63,13 @@ daemon_pids() {
 # invoke-rc.d (and deb-systemd-invoke) not to start services, and postfix is
 # preseeded to "No configuration". Any redis/postfix process that still
 # appeared during the install was started by us, so we stop exactly those.
+# install_packages [PKG...]: the given packages, default HERALD_PACKAGES.
 install_packages() {
-    local missing
-    mapfile -t missing < <(missing_packages "${HERALD_PACKAGES[@]}")
+    local missing want=("$@")
+    [ "${#want[@]}" -eq 0 ] && want=("${HERALD_PACKAGES[@]}")
+    mapfile -t missing < <(missing_packages "${want[@]}")
     if [ "${#missing[@]}" -eq 0 ]; then
-        echo "all ${#HERALD_PACKAGES[@]} packages present"
+        echo "all ${#want[@]} packages present"
         return 0
     fi
     if ! command -v apt-get >/dev/null 2>&1; then
@@ -69,11 +78,14 @@ install_packages() {
     fi
     echo "installing: ${missing[*]}"
 
-    local before policy_added=0 rc=0
+    local before policy_added=0 rc=0 enabled_before
     before=$(daemon_pids)
+    enabled_before=$(enabled_units)
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d' &&
             policy_added=1
+        # Interrupted mid-install, the next apt-get must not find it.
+        trap 'as_root rm -f /usr/sbin/policy-rc.d' INT TERM EXIT
     fi
     if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
         echo "postfix postfix/main_mailer_type select No configuration" |
@@ -88,7 +100,15 @@ install_packages() {
 
     if [ "$policy_added" -eq 1 ]; then
         as_root rm -f /usr/sbin/policy-rc.d
+        trap - INT TERM EXIT
     fi
+    # Packages enable their services (redis-server, postfix, prometheus):
+    # the tests start their own servers, so undo what this install enabled.
+    local unit
+    for unit in $(comm -13 <(echo "$enabled_before") <(enabled_units)); do
+        echo "disabling $unit, enabled by the package install"
+        as_root systemctl --no-reload disable "$unit" >/dev/null 2>&1 || true
+    done
     local pid
     for pid in $(comm -13 <(echo "$before") <(daemon_pids)); do
         echo "stopping daemon pid $pid started by the package install"
@@ -99,12 +119,17 @@ install_packages() {
         echo "apt-get failed (exit $rc)" >&2
         return "$rc"
     fi
-    mapfile -t missing < <(missing_packages "${HERALD_PACKAGES[@]}")
+    mapfile -t missing < <(missing_packages "${want[@]}")
     if [ "${#missing[@]}" -ne 0 ]; then
         echo "still missing after install: ${missing[*]}" >&2
         return 1
     fi
     echo "packages ready"
+}
+
+# Units enabled through multi-user.target (what a package install adds).
+enabled_units() {
+    ls /etc/systemd/system/multi-user.target.wants/ 2>/dev/null | sort
 }
 
 # A TCP port on 127.0.0.1 that nothing listens on right now.
