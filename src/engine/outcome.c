@@ -178,7 +178,7 @@ void outcome_apply(struct delivery *d, const struct smtp_result *res,
         return;
     case OC_GAVE_UP: {
         struct smtp_result last = *res;
-        int pl = snprintf(last.reply, sizeof last.reply, "gave up after %" PRIu32 " attempts: %s",
+        int pl = snprintf(last.reply, sizeof last.reply, "gave up after %" PRIu32 " attempts: %.460s",
                           j->attempt, res->reply);
         (void)pl;
         note_begin(&n, d, EV_BOUNCED, now);
