@@ -35,5 +35,6 @@ extern const char *const notes_script_mover;
 extern const char *const notes_script_admit;
 extern const char *const notes_script_cancel;
 extern const char *const notes_script_lease;
+extern const char *const notes_script_operator_bounce;
 
 #endif

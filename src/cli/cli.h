@@ -19,6 +19,7 @@ int cli_stats(int argc, char **argv);
 int cli_check_domain(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 int cli_cancel(int argc, char **argv);
+int cli_queue(int argc, char **argv);
 
 /* The config file: -c FILE when given, else $HERALD_CONFIG, else
  * /etc/herald/herald.yaml (where the package and the unit put it). */

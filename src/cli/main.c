@@ -18,6 +18,7 @@ static const char usage[] =
     "  run -c FILE             run the engine (SIGTERM drains and exits)\n"
     "  check-config -c FILE    validate the config and print the effective settings\n"
     "  enqueue -c FILE ...     add jobs (flags, or JSON Lines on stdin)\n"
+    "  queue ACTION ...        list, show, retry, hold, release, bounce or cancel waiting jobs\n"
     "  cancel --tenant T --id ID [--wait SECS]\n"
     "                          cancel a job by its id (a control entry)\n"
     "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
@@ -72,6 +73,8 @@ int main(int argc, char **argv)
         return cli_simulate(argc - 1, argv + 1);
     if (strcmp(cmd, "cancel") == 0)
         return cli_cancel(argc - 1, argv + 1);
+    if (strcmp(cmd, "queue") == 0)
+        return cli_queue(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

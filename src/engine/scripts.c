@@ -264,6 +264,31 @@ const char *const notes_script_mover =
     "end\n"
     "return #due\n";
 
+/* `herald queue bounce`: an operator gives up on a waiting job. KEYS:
+ * retry zset, the job's hash, events, the job's state key, the stats
+ * prefix. ARGV: now ms, reason, window ms. Only a job still in the retry
+ * set is taken (the mover may have just moved it: then 0 and nothing
+ * written); its one terminal note is `bounced`, category operator, in the
+ * same step, so it can never also be delivered. */
+const char *const notes_script_operator_bounce =
+    COUNT_NOTE_LUA
+    "if redis.call('ZREM', KEYS[1], KEYS[2]) == 0 then return 0 end\n"
+    "local f = redis.call('HGETALL', KEYS[2])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "local h = {}\n"
+    "for i = 1, #f, 2 do h[f[i]] = f[i + 1] end\n"
+    "local n = {'event', 'bounced', 'job', h['id'] or '', 'tenant', h['tenant'] or ''}\n"
+    "if h['ref'] then table.insert(n, 'ref'); table.insert(n, h['ref']) end\n"
+    "if h['to'] then table.insert(n, 'to'); table.insert(n, h['to']) end\n"
+    "table.insert(n, 'attempt'); table.insert(n, h['attempt'] or '0')\n"
+    "table.insert(n, 'at'); table.insert(n, ARGV[1])\n"
+    "table.insert(n, 'category'); table.insert(n, 'operator')\n"
+    "table.insert(n, 'reason'); table.insert(n, 'bounced by an operator: ' .. ARGV[2])\n"
+    "redis.call('XADD', KEYS[3], '*', unpack(n))\n"
+    "count_note(KEYS[5], n)\n"
+    "redis.call('SET', KEYS[4], 'done:bounced', 'PX', ARGV[3])\n"
+    "return 1\n";
+
 /* Limits shared by every process sending from an egress IP (lease.c).
  * KEYS: the path's GCRA key, the path's connection-grant hash, the path's
  * reputation hash. ARGV: now ms, emission interval us, burst tolerance us,
