@@ -318,7 +318,8 @@ void gate_submit(struct delivery *d, const struct cfg_provider *prov)
  * the range, so the next chunk starts after the ones kept. Walking a large
  * set in one call would hold Redis (BUSY for every other client) for as
  * long as it takes. A member removed ahead of the offset meanwhile (moved,
- * cancelled) lets the walk skip one: that job returns at its old time. */
+ * cancelled) lets the walk skip one: that job returns at its old time.
+ * A job an operator holds (herald queue hold) stays held. */
 #define RECALL_CHUNK 500
 static const char recall_script[] =
     "local now = tonumber(ARGV[1]) "
@@ -326,7 +327,8 @@ static const char recall_script[] =
     "tonumber(ARGV[2]), tonumber(ARGV[3])) "
     "local n = 0 "
     "for _, id in ipairs(ids) do "
-    "  if redis.call('HGET', id, 'throttled') == '1' then "
+    "  local f = redis.call('HMGET', id, 'throttled', 'held') "
+    "  if f[1] == '1' and f[2] ~= '1' then "
     "    redis.call('ZADD', KEYS[1], 'XX', now, id) n = n + 1 "
     "  end "
     "end "
