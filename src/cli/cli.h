@@ -20,6 +20,8 @@ int cli_check_domain(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 int cli_cancel(int argc, char **argv);
 int cli_queue(int argc, char **argv);
+int cli_suspend(int argc, char **argv);
+int cli_resume(int argc, char **argv);
 
 /* The config file: -c FILE when given, else $HERALD_CONFIG, else
  * /etc/herald/herald.yaml (where the package and the unit put it). */

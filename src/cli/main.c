@@ -19,6 +19,7 @@ static const char usage[] =
     "  check-config -c FILE    validate the config and print the effective settings\n"
     "  enqueue -c FILE ...     add jobs (flags, or JSON Lines on stdin)\n"
     "  queue ACTION ...        list, show, retry, hold, release, bounce or cancel waiting jobs\n"
+    "  suspend | resume ...    stop or restart sending for a tenant, provider, site, IP or domain\n"
     "  cancel --tenant T --id ID [--wait SECS]\n"
     "                          cancel a job by its id (a control entry)\n"
     "  events -c FILE ...      read case notes (--follow, --tenant, --json)\n"
@@ -75,6 +76,10 @@ int main(int argc, char **argv)
         return cli_cancel(argc - 1, argv + 1);
     if (strcmp(cmd, "queue") == 0)
         return cli_queue(argc - 1, argv + 1);
+    if (strcmp(cmd, "suspend") == 0)
+        return cli_suspend(argc - 1, argv + 1);
+    if (strcmp(cmd, "resume") == 0)
+        return cli_resume(argc - 1, argv + 1);
     fprintf(stderr, "herald: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "herald/core.h"
+#include "engine/suspend.h"
 #include "herald/keys.h"
 
 static const char status_usage[] =
@@ -212,8 +214,49 @@ static double jnum(json_t *o, const char *k)
     return v ? json_number_value(v) : 0;
 }
 
+/* Operator suspensions (herald suspend) still in force. */
+static json_t *collect_suspensions(redisContext *c, const struct config *cfg)
+{
+    json_t *arr = json_array();
+    redisReply *r = redisCommand(c, "HGETALL %ssuspend", cfg->redis.prefix);
+    int64_t now = clock_wall_ms();
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        struct susp_entry e;
+        if (susp_parse(r->element[i]->str, r->element[i + 1]->str, &e) < 0) continue;
+        if (e.until_ms && e.until_ms <= now) continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "kind", json_string(susp_kind_name(e.kind)));
+        json_object_set_new(o, "value", json_string(e.value));
+        json_object_set_new(o, "until", json_integer(e.until_ms));
+        json_object_set_new(o, "reason", json_string(e.reason));
+        json_array_append_new(arr, o);
+    }
+    if (r) freeReplyObject(r);
+    return arr;
+}
+
+static void print_suspensions(json_t *doc)
+{
+    json_t *s = json_object_get(doc, "suspensions");
+    if (json_array_size(s) == 0) return;
+    printf("suspended by an operator:\n");
+    size_t i;
+    json_t *o;
+    json_array_foreach(s, i, o)
+    {
+        char until[48] = "until resumed", safe[400];
+        long long u = (long long)json_integer_value(json_object_get(o, "until"));
+        if (u) cli_format_ms(u, until, sizeof until);
+        const char *reason = json_string_value(json_object_get(o, "reason"));
+        printf("  %-9s %-32s %-26s %s\n", json_string_value(json_object_get(o, "kind")),
+               json_string_value(json_object_get(o, "value")), until,
+               cli_term_safe(safe, sizeof safe, reason ? reason : "", reason ? strlen(reason) : 0));
+    }
+}
+
 static void print_tables(json_t *doc)
 {
+    print_suspensions(doc);
     json_t *procs = json_object_get(doc, "processes");
     json_t *q = json_object_get(doc, "queue");
     printf("processes: %zu running\n", json_array_size(procs));
@@ -335,6 +378,7 @@ int cli_status(int argc, char **argv)
     if (rc)
         return rc;
     json_t *doc = collect(c, cfg);
+    json_object_set_new(doc, "suspensions", collect_suspensions(c, cfg));
     if (as_json) {
         char *s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
         if (s) {

@@ -331,6 +331,7 @@ int engine_run(const struct engine_opts *opts)
     }
     pthread_mutex_init(&sh->gen_lock, NULL);
     atomic_store(&sh->last_reload, -1);
+    pthread_mutex_init(&sh->susp.lock, NULL);
     const char *why = "";
     if (redis_addr_from_config(cfg, &sh->redis, &why) < 0) {
         fprintf(stderr, "%s: redis: %s\n", opts->config_path, why);
@@ -503,6 +504,7 @@ int engine_run(const struct engine_opts *opts)
     dnsq_sync_free(sh->align_dns);
     stats_destroy(&sh->stats);
     pthread_mutex_destroy(&sh->gen_lock);
+    pthread_mutex_destroy(&sh->susp.lock);
     free(sh);
     log_event(LOG_INFO, "event=stopped exit=%d", exit_code);
     return exit_code;

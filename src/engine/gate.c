@@ -198,6 +198,8 @@ static void take_slot(struct worker *w, struct throttle_pair *pair,
     }
 }
 
+static bool operator_suspended(struct delivery *d);
+
 /* The queue's timer: hand out every slot the pair has now, by fair share,
  * then sleep until the next one. */
 static void on_queue_due(struct ring_timer *t)
@@ -227,7 +229,7 @@ static void on_queue_due(struct ring_timer *t)
         atomic_fetch_sub(&pair->waiting, 1);
         if (v.kind == SHAPE_PARK) {
             park(d, &v, NULL, NULL);
-        } else {
+        } else if (!operator_suspended(d)) {
             send_now(d);
         }
     }
@@ -271,10 +273,45 @@ void gate_free(struct worker *w)
     w->queues = NULL;
 }
 
+/* An operator suspended this message's tenant, provider, site, egress IP
+ * or recipient domain (herald suspend): back to the retry set with a note
+ * saying so, until the suspension ends (or for SUSP_RECHECK_MS, then it
+ * looks again). True when parked. */
+static bool operator_suspended(struct delivery *d)
+{
+    struct worker *w = d->w;
+    if (w->susp.n == 0)
+        return false;
+    struct susp_path p = {.tenant = d->job.tenant, .domain = d->job.to_domain,
+                          .site = d->site[0] ? d->site : NULL};
+    if (d->pair) {
+        p.provider = d->pair->provider;
+        p.ip = d->pair->ip[0] ? d->pair->ip : NULL;
+    }
+    int64_t now = clock_wall_ms(), until = 0;
+    const struct susp_entry *e = susp_match(&w->susp, &p, now, &until);
+    if (!e)
+        return false;
+    if (d->pair)
+        atomic_fetch_add(&d->pair->parked[SHAPE_R_SUSPENDED], 1);
+    struct note n;
+    note_begin(&n, d, EV_DEFERRED, now);
+    char why[480];
+    snprintf(why, sizeof why, "%s %s suspended by an operator: %s", susp_kind_name(e->kind),
+             e->value, e->reason[0] ? e->reason : "(no reason given)");
+    note_add(&n, "reason", why);
+    note_add(&n, "category", "suspended");
+    note_add_int(&n, "next_attempt_at", until);
+    notes_park(d, until, PARK_WAIT, &n);
+    return true;
+}
+
 void gate_submit(struct delivery *d, const struct cfg_provider *prov)
 {
     struct worker *w = d->w;
     struct throttle_pair *pair = d->pair;
+    if (operator_suspended(d))
+        return;
     if (!pair) {
         send_now(d);
         return;

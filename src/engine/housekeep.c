@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "herald/keys.h"
 #include "worker.h"
 
 /* Often enough that a short setting (tests) acts soon; never more than
@@ -98,11 +99,57 @@ static void on_consumers(struct redis_client *c, redisReply *reply, void *arg)
     }
 }
 
+/* The suspend hash, as worker 0 read it: published when it changed. */
+static void on_suspensions(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct worker *w = arg;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    struct susp_table t;
+    memset(&t, 0, sizeof t);
+    for (size_t i = 0; i + 1 < reply->elements && t.n < SUSP_MAX; i += 2)
+        if (reply->element[i]->type == REDIS_REPLY_STRING &&
+            reply->element[i + 1]->type == REDIS_REPLY_STRING &&
+            susp_parse(reply->element[i]->str, reply->element[i + 1]->str, &t.e[t.n]) == 0)
+            t.n++;
+    struct susp_shared *s = &w->sh->susp;
+    pthread_mutex_lock(&s->lock);
+    if (memcmp(&s->table, &t, sizeof t) != 0) {
+        s->table = t;
+        atomic_fetch_add(&s->gen, 1);
+        log_event(LOG_INFO, "event=suspensions_changed count=%zu", t.n);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Every worker: take the published suspensions when they changed. */
+static void sync_suspensions(struct worker *w)
+{
+    struct susp_shared *s = &w->sh->susp;
+    unsigned gen = atomic_load(&s->gen);
+    if (gen == w->susp_gen)
+        return;
+    pthread_mutex_lock(&s->lock);
+    w->susp = s->table;
+    w->susp_gen = atomic_load(&s->gen);
+    pthread_mutex_unlock(&s->lock);
+}
+
 void housekeep_tick(struct worker *w, int64_t now_ms)
 {
     const struct config *cfg = w->cfg;
+    sync_suspensions(w);
     if (w->idx != 0 || !redis_client_up(&w->notes))
         return;
+    if (now_ms >= w->next_susp_ms) {
+        w->next_susp_ms = now_ms + 1000;
+        char key[KEYS_MAX];
+        snprintf(key, sizeof key, "%ssuspend", w->sh->keys.prefix);
+        const char *argv[] = {"HGETALL", key};
+        size_t lens[] = {7, strlen(key)};
+        redis_client_command_argv(&w->notes, on_suspensions, w, 2, argv, lens);
+    }
     if (cfg->redis.events_max_age_ms > 0 && now_ms >= w->next_trim_ms) {
         w->next_trim_ms = now_ms + period_ms(cfg->redis.events_max_age_ms);
         char minid[32];

@@ -16,6 +16,7 @@
 #include "herald/ring.h"
 #include "delivery.h"
 #include "stats.h"
+#include "suspend.h"
 
 struct engine_route {
     const struct cfg_route *route;
@@ -74,6 +75,7 @@ struct engine_shared {
     struct worker *workers;       /* all of them, for the metrics thread (engine.c) */
     unsigned n_started;           /* how many run */
     atomic_int last_reload;       /* -1 none yet, 0 refused, 1 applied */
+    struct susp_shared susp;      /* operator suspensions, published by worker 0 */
     _Atomic int64_t last_reload_wall_ms;
     struct engine_stats stats;
     struct dnsq_sync *align_dns;  /* main thread: SPF lookups for alignment */
@@ -126,6 +128,9 @@ struct worker {
     /* Read by the metrics thread: deliveries per state (written by this
      * worker only), and whether its Redis connections are up. */
     _Atomic int64_t n_in_state[DS_COUNT];
+    struct susp_table susp; /* this worker's copy of sh->susp */
+    unsigned susp_gen;
+    int64_t next_susp_ms;   /* worker 0: next read of the suspend hash */
     atomic_bool intake_up, notes_up;
     bool claiming, moving;
     bool pool_aborted;      /* drain: busy connections closed outright */
