@@ -35,6 +35,9 @@ int keys_state(const struct keys *k, const char *tenant, const char *id, char *o
 int keys_idem(const struct keys *k, const char *tenant, const char *id, char *out, size_t cap);
 /* tenant NULL: the global set (k->suppress). */
 int keys_suppress(const struct keys *k, const char *tenant, char *out, size_t cap);
+/* Why and when each address of that list was added: a hash, address ->
+ * "<unix ms> <source> <reason>" (source bounce, operator or import). */
+int keys_suppress_info(const struct keys *k, const char *tenant, char *out, size_t cap);
 int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t cap);
 int keys_job(const struct keys *k, const char *stream_id, char *out, size_t cap);
 int keys_status(const struct keys *k, const char *consumer, char *out, size_t cap);

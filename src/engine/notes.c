@@ -320,8 +320,9 @@ void notes_terminal(struct delivery *d, struct note *n, bool suppress)
     const char *argv[NOTE_MAX_ITEMS + 16];
     size_t lens[NOTE_MAX_ITEMS + 16];
     struct call c = {argv, lens, 0, (int)HERALD_ARRAY_LEN(argv)};
-    char skey[KEYS_MAX], stkey[KEYS_MAX], state[48] = "", window[24];
+    char skey[KEYS_MAX], sikey[KEYS_MAX], stkey[KEYS_MAX], state[48] = "", window[24];
     keys_suppress(&w->sh->keys, d->job.tenant ? d->job.tenant : "-", skey, sizeof skey);
+    keys_suppress_info(&w->sh->keys, d->job.tenant ? d->job.tenant : "-", sikey, sizeof sikey);
     state_key_of(d, delivery_job_id(d), stkey, sizeof stkey);
     /* A duplicate, or an entry rejected before it claimed the id, must not
      * overwrite the state of the job that owns the id; one rejected when
@@ -332,12 +333,13 @@ void notes_terminal(struct delivery *d, struct note *n, bool suppress)
     snprintf(window, sizeof window, "%" PRId64, cfg->engine.idempotency_window_ms);
     call_push(&c, "EVALSHA");
     call_push(&c, w->sh->sha_terminal);
-    call_push(&c, "5");
+    call_push(&c, "6");
     call_push(&c, cfg->redis.jobs);
     call_push(&c, cfg->redis.events);
     call_push(&c, skey);
     call_push(&c, stkey);
     call_push(&c, w->sh->keys.stats);
+    call_push(&c, sikey);
     call_push(&c, cfg->redis.group);
     call_push(&c, d->job.stream_id);
     call_push(&c, suppress && d->job.to_key ? d->job.to_key : "");

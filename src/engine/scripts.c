@@ -51,15 +51,23 @@
     "end\n"
 
 /* KEYS: jobs, events, the tenant's suppression set, the job's state key,
- * the stats prefix. ARGV: group, entry id, address to suppress ("" for
- * none: only hard bounces add one), state to record ("" to leave it:
- * duplicates must not touch the original's), window ms, note field/value
- * pairs... */
+ * the stats prefix, the suppression set's info hash. ARGV: group, entry
+ * id, address to suppress ("" for none: only hard bounces add one), state
+ * to record ("" to leave it: duplicates must not touch the original's),
+ * window ms, note field/value pairs... A suppressed address keeps when and
+ * why (the bounce's reply) in the info hash. */
 const char *const notes_script_terminal =
     COUNT_NOTE_LUA
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[3]) end\n"
+    "if ARGV[3] ~= '' then\n"
+    "  redis.call('SADD', KEYS[3], ARGV[3])\n"
+    "  local at, why = '0', ''\n"
+    "  for i = 6, #ARGV - 1, 2 do\n"
+    "    if ARGV[i] == 'at' then at = ARGV[i + 1] elseif ARGV[i] == 'reply' then why = ARGV[i + 1] end\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[6], ARGV[3], at .. ' bounce ' .. why)\n"
+    "end\n"
     "if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end\n"
     "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))\n"
     "count_note(KEYS[5], {unpack(ARGV, 6)})\n"

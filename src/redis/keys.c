@@ -55,6 +55,13 @@ int keys_suppress(const struct keys *k, const char *tenant, char *out, size_t ca
     return keyf(out, cap, "%ssuppress:%s", k->prefix, tenant);
 }
 
+int keys_suppress_info(const struct keys *k, const char *tenant, char *out, size_t cap)
+{
+    if (!tenant)
+        return keyf(out, cap, "%ssuppressinfo", k->prefix);
+    return keyf(out, cap, "%ssuppressinfo:%s", k->prefix, tenant);
+}
+
 int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t cap)
 {
     return keyf(out, cap, "%strate:%s", k->prefix, tenant ? tenant : "-");

@@ -63,11 +63,14 @@ def run():
     rcpts = [r for m in smtp.messages() for r in m["rcpt_tos"]] if smtp.count() else []
     fails.check(smtp.count() == 2, "server should hold the 2 delivered messages, has %d: %s"
                 % (smtp.count(), rcpts))
-    listed = cli(cfg, "list", "--tenant", "acme").split()
+    rows = [l.split("\t") for l in cli(cfg, "list", "--tenant", "acme").splitlines() if l]
+    listed = [r[0] for r in rows]
     fails.check(listed == ["bounce@clinic.test"], "acme's list: %s" % listed)
+    fails.check(rows and rows[0][2] == "bounce" and "5.1.1" in rows[0][3],
+                "the bounce keeps its source and reply: %s" % rows)
     out = cli(cfg, "remove", "--tenant", "acme", "bounce@clinic.test")
     fails.check("removed" in out, "remove output: %r" % out)
-    fails.check(cli(cfg, "list", "--tenant", "acme").split() == [], "acme's list not empty")
+    fails.check(cli(cfg, "list", "--tenant", "acme").strip() == "", "acme's list not empty")
 
     # The CLI stores the normalised recipient key (job.h to_key): ASCII case
     # folded in the local part, the domain in IDNA2008 A-labels, so two
@@ -86,8 +89,36 @@ def run():
     redis.client.sadd("herald:suppress:acme", "anna@b\u00fccher.example")
     out = cli(cfg, "remove", "--tenant", "acme", "ANNA@b\u00fccher.example")
     fails.check("removed " + key in out, "remove IDN output: %r" % out)
-    left = cli(cfg, "list", "--tenant", "acme").split()
+    left = [l.split("\t")[0] for l in cli(cfg, "list", "--tenant", "acme").splitlines() if l]
     fails.check(left == [], "acme's list after removing the IDN entry: %s" % left)
+
+    # Reasons, check, CSV export and import.
+    cli(cfg, "add", "--tenant", "acme", "--reason", "asked to stop, by phone", "Kim@Clinic.test")
+    r = h.herald_cli(["suppress", "-c", cfg, "check", "--tenant", "acme", "kim@clinic.test",
+                      "nobody@clinic.test"])
+    fails.check(r.returncode == 1 and "kim@clinic.test: SUPPRESSED for the tenant" in r.stdout
+                and "by operator: asked to stop, by phone" in r.stdout
+                and "nobody@clinic.test: not suppressed for the tenant" in r.stdout,
+                "check: %d %r" % (r.returncode, r.stdout))
+    import csv
+    import io
+    out = cli(cfg, "export", "--tenant", "acme")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    fails.check([(x["address"], x["source"], x["reason"]) for x in rows] ==
+                [("kim@clinic.test", "operator", "asked to stop, by phone")]
+                and int(rows[0]["added_at"]) > 0, "export: %r" % out)
+    path = h.tmpdir().join("import.csv")
+    with open(path, "w") as f:
+        f.write('address,reason\nLee@Clinic.test,"unsubscribed, 2025"\nnot an address,x\n'
+                'kim@clinic.test,again\n')
+    r = h.herald_cli(["suppress", "-c", cfg, "import", "--tenant", "beta", path])
+    fails.check(r.returncode == 1 and "imported 2 new" in r.stdout and "import.csv:3:1:" in r.stderr,
+                "import: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    rows = [l.split("\t") for l in cli(cfg, "list", "--tenant", "beta").splitlines() if l]
+    got = sorted((x[0], x[2], x[3]) for x in rows if x[2] == "import")
+    fails.check(got == [("kim@clinic.test", "import", "again"),
+                        ("lee@clinic.test", "import", "unsubscribed, 2025")],
+                "imported entries: %s" % got)
     fails.raise_if_any("duplicates and suppression")
 
 
