@@ -9,7 +9,7 @@ HERALD_PACKAGES=(
     libpsl-dev publicsuffix
     redis-server postfix python3 python3-aiosmtpd python3-redis python3-cryptography
     dnsmasq-base valgrind curl python3-dkim opendkim-tools openssl iproute2 util-linux
-    gnuplot-nox prometheus
+    gnuplot-nox prometheus strace
 )
 HERALD_PY=/usr/bin/python3
 # What scripts/demo needs: the build, Redis and Python with redis-py (no
