@@ -10,7 +10,12 @@ HERALD_PACKAGES=(
     redis-server postfix python3 python3-aiosmtpd python3-redis python3-cryptography
     dnsmasq-base valgrind curl python3-dkim opendkim-tools openssl iproute2 util-linux
     gnuplot-nox
+    php-cli php-redis nodejs
 )
+# The examples' test (tests/integration/test_examples.py) runs examples/ with
+# Debian's PHP and phpredis, and with node + npm. npm is asked for only when
+# there is no npm command: a Node.js from elsewhere (NodeSource's nodejs
+# package) brings its own and conflicts with Debian's npm package.
 HERALD_PY=/usr/bin/python3
 
 section() {
@@ -59,6 +64,7 @@ daemon_pids() {
 install_packages() {
     local missing
     mapfile -t missing < <(missing_packages "${HERALD_PACKAGES[@]}")
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     if [ "${#missing[@]}" -eq 0 ]; then
         echo "all ${#HERALD_PACKAGES[@]} packages present"
         return 0
