@@ -10,7 +10,12 @@ HERALD_PACKAGES=(
     redis-server postfix python3 python3-aiosmtpd python3-redis python3-cryptography
     dnsmasq-base valgrind curl python3-dkim opendkim-tools openssl iproute2 util-linux
     gnuplot-nox prometheus strace
+    php-cli php-redis nodejs
 )
+# The examples' test (tests/integration/test_examples.py) runs examples/ with
+# Debian's PHP and phpredis, and with node + npm. npm is asked for only when
+# there is no npm command: a Node.js from elsewhere (NodeSource's nodejs
+# package) brings its own and conflicts with Debian's npm package.
 HERALD_PY=/usr/bin/python3
 # What scripts/demo needs: the build, Redis and Python with redis-py (no
 # clang, valgrind, postfix or the test tools).
@@ -65,9 +70,11 @@ daemon_pids() {
 # appeared during the install was started by us, so we stop exactly those.
 # install_packages [PKG...]: the given packages, default HERALD_PACKAGES.
 install_packages() {
-    local missing want=("$@")
-    [ "${#want[@]}" -eq 0 ] && want=("${HERALD_PACKAGES[@]}")
+    local missing want=("$@") full=0
+    [ "${#want[@]}" -eq 0 ] && want=("${HERALD_PACKAGES[@]}") && full=1
     mapfile -t missing < <(missing_packages "${want[@]}")
+    # The whole set (the tests) wants npm too, unless a Node.js brought its own.
+    if [ "$full" -eq 1 ] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
     if [ "${#missing[@]}" -eq 0 ]; then
         echo "all ${#want[@]} packages present"
         return 0
