@@ -6,8 +6,7 @@
 // reminder, then a `cancel` entry); then reads case notes with a consumer
 // group of our own until none has come for NOTES_IDLE_MS, one line per note.
 // Every job has an `id`, so running this twice sends nothing twice: the
-// second run's jobs end `duplicate` (a scheduled one when it comes due; see
-// "Idempotency" in docs/integration.md for a known bug there).
+// second run's jobs end `duplicate`, the scheduled ones too.
 //
 //     npm ci && HERALD_REDIS_URL=redis://127.0.0.1:6379/0 node enqueue.js
 'use strict';

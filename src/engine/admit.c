@@ -157,6 +157,12 @@ static void on_verdict(struct delivery *d)
     struct note n;
     char reason[160];
     int64_t now = clock_wall_ms();
+    if (d->schedule_only && (v->kind == ADMIT_OK || v->kind == ADMIT_WAIT)) {
+        /* The id is this job's now: park it until its send_at. */
+        notes_defer(d, d->job.send_at_ms, d->job.attempt > 0 ? d->job.attempt - 1 : 0,
+                    PARK_SCHEDULED, NULL);
+        return;
+    }
     switch (v->kind) {
     case ADMIT_OK:
         route_dispatch(d);
@@ -286,7 +292,7 @@ void admit_send(struct delivery *d)
     snprintf(now, sizeof now, "%" PRId64, now_ms);
     const char *admitted = delivery_job_field(j, "admitted");
     bool first = j->attempt <= 1 && !admitted;
-    if (!delivery_job_field(j, "counted")) {
+    if (!delivery_job_field(j, "counted") && !d->schedule_only) {
         caps_arg(w->cfg, j, caps, sizeof caps);
         rate_arg(d, trate, sizeof trate);
     }
@@ -294,7 +300,8 @@ void admit_send(struct delivery *d)
                           K->retry, w->cfg->redis.events, K->rcap, tkeyr, K->stats,
                           admitted ? admitted : j->stream_id, window, addr,
                           first || (j->attempt <= 1 && admitted) ? "1" : "0",
-                          first && j->replaces ? j->replaces : "", now, caps, trate};
+                          first && j->replaces ? j->replaces : "", now, caps, trate,
+                          d->schedule_only ? "scheduling" : ""};
     size_t lens[HERALD_ARRAY_LEN(argv)];
     for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);

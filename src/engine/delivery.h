@@ -75,6 +75,10 @@ struct delivery {
     uint32_t lease_req;            /* tenant-rate slots asked for with the admission */
     const char *alignment;         /* align_outcome_name(): how From alignment was handled */
     bool built;                    /* job.wire holds the signed message */
+    /* A job with a future send_at, admitted only to claim its id, apply
+     * `replaces` and meet an early cancel before it is scheduled: no caps
+     * or rates are counted (that happens when it is due). */
+    bool schedule_only;
     enum park_reason parked_as;    /* how the last defer parked it (for the retry hash) */
     struct stats_row *tenant_row;  /* counted in its in_flight while held */
     uint64_t site_hash;            /* the destination site (its exchangers), route.c */

@@ -95,7 +95,17 @@ static void entry_go(struct delivery *d)
         return;
     }
     if (j->send_at_ms > now + 1000) {
-        /* Scheduled: park it in the retry set, keeping its attempt count. */
+        /* Scheduled: park it in the retry set, keeping its attempt count.
+         * A first copy claims its id first (admission), so a second copy
+         * (the platform retrying its XADD) is a duplicate now, a cancel that
+         * came first ends it now, and `replaces` applies now: scheduled
+         * copies that never claimed the id could each be sent, one of them
+         * after the other was cancelled. */
+        if (j->attempt <= 1 && !delivery_job_field(j, "admitted")) {
+            d->schedule_only = true;
+            admit_send(d);
+            return;
+        }
         notes_defer(d, j->send_at_ms, j->attempt > 0 ? j->attempt - 1 : 0, PARK_SCHEDULED, NULL);
         return;
     }

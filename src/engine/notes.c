@@ -367,7 +367,7 @@ static void push_job_items(struct call *c, const struct delivery *d, uint32_t at
         call_push(c, "admitted");
         call_push(c, admitted);
     }
-    if (delivery_job_field(j, "counted") || d->verdict.kind == ADMIT_OK) {
+    if (delivery_job_field(j, "counted") || (d->verdict.kind == ADMIT_OK && !d->schedule_only)) {
         call_push(c, "counted");
         call_push(c, "1");
     }

@@ -5,6 +5,7 @@
  * Each job id (tenant + id) has a state key, `<prefix>state:<tenant>:<id>`,
  * kept for the idempotency window, that cancels and replacements read:
  *   sending:<entry>    admitted; on its way to (or at) a mail server
+ *   scheduling:<entry> admitted to claim its id; on its way to the retry set
  *   retry:<hash key>   waiting in the retry set (deferred or scheduled)
  *   moved:<entry>      put back into the stream by the mover as that entry:
  *                      the only entry whose herald-written fields (attempt,
@@ -78,6 +79,28 @@ const char *const notes_script_terminal =
  * set is taken out and gets its `cancelled` note here, in the same step;
  * any other not-yet-admitted copy meets the `cancelled:` state at
  * admission. Returns what happened, for the caller's note. */
+/* The `cancelled` note of a job from its fields (a flat field/value list):
+ * shared by cancel_target (a job in the retry set) and the defer script (a
+ * job cancelled while its attempt was under way or it was being
+ * scheduled). */
+#define CANCEL_NOTE_LUA                                                                            \
+    "local function cancel_note(f, by, now)\n"                                                     \
+    "  local h = {}\n"                                                                             \
+    "  for i = 1, #f - 1, 2 do h[f[i]] = f[i + 1] end\n"                                           \
+    "  local n = {'event', 'cancelled', 'job', h['id'] or '', 'tenant', h['tenant'] or ''}\n"      \
+    "  if h['ref'] then table.insert(n, 'ref'); table.insert(n, h['ref']) end\n"                  \
+    "  if h['to'] then table.insert(n, 'to'); table.insert(n, h['to']) end\n"                     \
+    "  table.insert(n, 'attempt'); table.insert(n, tostring((tonumber(h['attempt']) or 0)))\n"     \
+    "  table.insert(n, 'at'); table.insert(n, now)\n"                                              \
+    "  local enq = tonumber(h['enqueued_at'])\n"                                                   \
+    "  if enq and enq > 0 then\n"                                                                  \
+    "    table.insert(n, 'latency_ms'); table.insert(n, tostring(tonumber(now) - enq))\n"         \
+    "  end\n"                                                                                      \
+    "  table.insert(n, 'reason'); table.insert(n, 'cancelled by entry ' .. by)\n"                 \
+    "  table.insert(n, 'cancelled_by'); table.insert(n, by)\n"                                     \
+    "  return n\n"                                                                                 \
+    "end\n"
+
 #define CANCEL_TARGET_LUA                                                                          \
     "local function cancel_target(st_key, zset, events, by, window, now, stats)\n"                       \
     "  local st = redis.call('GET', st_key)\n"                                                     \
@@ -90,19 +113,7 @@ const char *const notes_script_terminal =
     "    if #f > 0 then\n"                                                                         \
     "      redis.call('ZREM', zset, rest)\n"                                                       \
     "      redis.call('DEL', rest)\n"                                                              \
-    "      local h = {}\n"                                                                         \
-    "      for i = 1, #f, 2 do h[f[i]] = f[i + 1] end\n"                                           \
-    "      local n = {'event', 'cancelled', 'job', h['id'] or '', 'tenant', h['tenant'] or ''}\n"  \
-    "      if h['ref'] then table.insert(n, 'ref'); table.insert(n, h['ref']) end\n"              \
-    "      if h['to'] then table.insert(n, 'to'); table.insert(n, h['to']) end\n"                 \
-    "      table.insert(n, 'attempt'); table.insert(n, tostring((tonumber(h['attempt']) or 0)))\n" \
-    "      table.insert(n, 'at'); table.insert(n, now)\n"                                          \
-    "      local enq = tonumber(h['enqueued_at'])\n"                                               \
-    "      if enq and enq > 0 then\n"                                                              \
-    "        table.insert(n, 'latency_ms'); table.insert(n, tostring(tonumber(now) - enq))\n"     \
-    "      end\n"                                                                                  \
-    "      table.insert(n, 'reason'); table.insert(n, 'cancelled by entry ' .. by)\n"             \
-    "      table.insert(n, 'cancelled_by'); table.insert(n, by)\n"                                 \
+    "      local n = cancel_note(f, by, now)\n"                                                   \
     "      redis.call('XADD', events, '*', unpack(n))\n"                                           \
     "      count_note(stats, n)\n"                                                                 \
     "      redis.call('SET', st_key, 'done:cancelled', 'PX', window)\n"                           \
@@ -111,7 +122,7 @@ const char *const notes_script_terminal =
     "  end\n"                                                                                      \
     "  redis.call('SET', st_key, 'cancelled:' .. by, 'PX', window)\n"                              \
     "  if kind == 'sending' then return 'in-flight' end\n"                                        \
-    "  if kind == 'retry' or kind == 'moved' then return 'cancelled' end\n"                       \
+    "  if kind == 'retry' or kind == 'moved' or kind == 'scheduling' then return 'cancelled' end\n" \
     "  return 'not-seen'\n"                                                                        \
     "end\n"
 
@@ -143,6 +154,7 @@ const char *const notes_script_terminal =
  * every process. */
 const char *const notes_script_admit =
     COUNT_NOTE_LUA
+    CANCEL_NOTE_LUA
     CANCEL_TARGET_LUA
     "local st = redis.call('GET', KEYS[4])\n"
     "if st and string.sub(st, 1, 10) == 'cancelled:' then return st end\n"
@@ -202,7 +214,8 @@ const char *const notes_script_admit =
     "  local px = math.max(tonumber(rlog[1]) + wmax - now, 1)\n"
     "  redis.call('SET', rkey, table.concat(rlog, ' '), 'PX', px)\n"
     "end\n"
-    "redis.call('SET', KEYS[4], 'sending:' .. ARGV[1], 'PX', ARGV[2])\n"
+    "redis.call('SET', KEYS[4], (ARGV[9] ~= '' and ARGV[9] or 'sending') .. ':' .. ARGV[1], 'PX', "
+    "ARGV[2])\n"
     "return out\n";
 
 /* A `cancel` control entry. KEYS: jobs, events, the target's state key,
@@ -210,6 +223,7 @@ const char *const notes_script_admit =
  * note items... ; the script appends `result`. */
 const char *const notes_script_cancel =
     COUNT_NOTE_LUA
+    CANCEL_NOTE_LUA
     CANCEL_TARGET_LUA
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
@@ -223,20 +237,29 @@ const char *const notes_script_cancel =
 /* KEYS: jobs, events, retry zset, the job's state key, the stats prefix. ARGV: group, entry
  * id, due ms, job hash key, window ms, n (count of job field/value items),
  * job items..., note items... (a note is optional: scheduling a send_at job
- * writes none). A job cancelled meanwhile keeps its `cancelled:` state and
- * is cancelled when it comes due. */
+ * writes none). A job cancelled meanwhile (its attempt was under way, or it
+ * was being scheduled) ends `cancelled` here and now instead of waiting in
+ * the set for its next attempt. */
 const char *const notes_script_defer =
     COUNT_NOTE_LUA
+    CANCEL_NOTE_LUA
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "local n = tonumber(ARGV[6])\n"
+    "local st = redis.call('GET', KEYS[4])\n"
+    "if st and string.sub(st, 1, 10) == 'cancelled:' then\n"
+    "  local t = redis.call('TIME')\n"
+    "  local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))\n"
+    "  local c = cancel_note({unpack(ARGV, 7, 6 + n)}, string.sub(st, 11), now)\n"
+    "  redis.call('XADD', KEYS[2], '*', unpack(c))\n"
+    "  count_note(KEYS[5], c)\n"
+    "  redis.call('SET', KEYS[4], 'done:cancelled', 'PX', ARGV[5])\n"
+    "  return 1\n"
+    "end\n"
     "redis.call('DEL', ARGV[4])\n"
     "redis.call('HSET', ARGV[4], unpack(ARGV, 7, 6 + n))\n"
     "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])\n"
-    "local st = redis.call('GET', KEYS[4])\n"
-    "if not (st and string.sub(st, 1, 10) == 'cancelled:') then\n"
-    "  redis.call('SET', KEYS[4], 'retry:' .. ARGV[4], 'PX', ARGV[5])\n"
-    "end\n"
+    "redis.call('SET', KEYS[4], 'retry:' .. ARGV[4], 'PX', ARGV[5])\n"
     "if #ARGV > 6 + n then\n"
     "  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n))\n"
     "  count_note(KEYS[5], {unpack(ARGV, 7 + n)})\n"
