@@ -10,7 +10,7 @@ HERALD_PACKAGES=(
     redis-server postfix python3 python3-aiosmtpd python3-redis python3-cryptography
     dnsmasq-base valgrind curl python3-dkim opendkim-tools openssl iproute2 util-linux
     gnuplot-nox prometheus strace
-    php-cli php-redis nodejs
+    php-cli php-redis nodejs python3-jsonschema
 )
 # The examples' test (tests/integration/test_examples.py) runs examples/ with
 # Debian's PHP and phpredis, and with node + npm. npm is asked for only when

@@ -362,7 +362,7 @@ class Redis:
         if self.client is None or not self.proc.alive():
             return "redis %s: stopped" % self.port
         try:
-            notes = read_notes(self)
+            notes = read_notes(self, validate=False)
             jobs_len = self.client.xlen(JOBS_STREAM) if self.client.exists(JOBS_STREAM) else 0
         except Exception as e:
             return "redis %d: unreadable (%s)" % (self.port, e)
@@ -772,8 +772,34 @@ def xadd_jobs(redis, jobs, stream=JOBS_STREAM):
 # --------------------------------------------------------------------------
 # case notes
 
-def read_notes(redis, stream=EVENTS_STREAM, after="-", page=2000):
-    """All notes (dicts, plus "_id") in stream order."""
+_NOTE_SCHEMA = None
+
+
+def check_note(note):
+    """Raise TestFailure when a note herald wrote breaks schemas/note.schema.json
+    (skipped where python3-jsonschema is missing)."""
+    global _NOTE_SCHEMA
+    if _NOTE_SCHEMA is None:
+        try:
+            import jsonschema
+        except ImportError:
+            _NOTE_SCHEMA = False
+            return
+        with open(os.path.join(SRC, "schemas", "note.schema.json")) as f:
+            _NOTE_SCHEMA = jsonschema.Draft202012Validator(json.load(f))
+    if not _NOTE_SCHEMA:
+        return
+    fields = {k: v for k, v in note.items() if k != "_id"}
+    errors = sorted(_NOTE_SCHEMA.iter_errors(fields), key=lambda e: list(e.path))
+    if errors:
+        raise TestFailure("note %s breaks schemas/note.schema.json: %s (note: %s)"
+                          % (note.get("_id"), errors[0].message, fields))
+
+
+def read_notes(redis, stream=EVENTS_STREAM, after="-", page=2000, validate=True):
+    """All notes (dicts, plus "_id") in stream order, each checked against
+    schemas/note.schema.json (validate=False for a test that writes notes of
+    its own into the stream)."""
     out = []
     start = after
     client = redis.client if hasattr(redis, "client") else redis
@@ -782,6 +808,8 @@ def read_notes(redis, stream=EVENTS_STREAM, after="-", page=2000):
         for sid, fields in batch:
             d = dict(fields)
             d["_id"] = sid
+            if validate and stream == EVENTS_STREAM:
+                check_note(d)
             out.append(d)
         if len(batch) < page:
             return out

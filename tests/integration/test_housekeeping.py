@@ -19,7 +19,8 @@ def run():
     now = int(time.time() * 1000)
     # Old notes, written before anything else, with ids of their own time.
     for i in range(5):
-        c.xadd("herald:events", {"event": "delivered", "job": "old-%d" % i, "tenant": "acme"},
+        c.xadd("herald:events", {"event": "delivered", "job": "old-%d" % i, "tenant": "acme",
+                                 "at": str(now - 3600 * 1000)},
                id="%d-%d" % (now - 3600 * 1000, i))
     # A group with two ghosts: one idle with nothing, one holding an entry.
     c.xgroup_create("herald:jobs", "herald", id="0", mkstream=True)
@@ -39,11 +40,11 @@ def run():
     while time.monotonic() < deadline:
         names = [x["name"].decode() if isinstance(x["name"], bytes) else x["name"]
                  for x in c.xinfo_consumers("herald:jobs", "herald")]
-        old = [n for n in h.read_notes(redis) if n.get("job", "").startswith("old-")]
+        old = [n for n in h.read_notes(redis, validate=False) if n.get("job", "").startswith("old-")]
         if "ghost-empty" not in names and "ghost-holding" not in names and not old:
             break
         time.sleep(0.5)
-    notes = h.read_notes(redis)
+    notes = h.read_notes(redis, validate=False)
     fails.check(not [n for n in notes if n.get("job", "").startswith("old-")],
                 "notes older than events_max_age should be trimmed")
     fails.check(any(n.get("job") == "fresh" for n in notes), "recent notes stay")
