@@ -27,9 +27,10 @@ static const char queue_usage[] =
     "       herald queue bounce  [-c FILE] FILTERS | --all  --reason TEXT\n"
     "       herald queue cancel  [-c FILE] FILTERS | --all\n"
     "\n"
-    "FILTERS: --tenant T, --domain D (recipient domain), --state S (scheduled,\n"
-    "retrying, parked, held; list also unread and inflight), --older-than DUR\n"
-    "(enqueued longer ago), --id ID.\n"
+    "FILTERS: --tenant T, --domain D (recipient domain), --provider P and\n"
+    "--site S (where the job's last attempt went: only jobs that were routed),\n"
+    "--state S (scheduled, retrying, parked, held; list also unread and\n"
+    "inflight), --older-than DUR (enqueued longer ago), --id ID.\n"
     "\n"
     "retry brings deferred and rate-parked jobs forward now (after an outage\n"
     "nobody should wait for the next step of the schedule); scheduled jobs keep\n"
@@ -43,7 +44,7 @@ static const char queue_usage[] =
 #define HELD_SCORE 253402300799000.0
 
 struct filter {
-    const char *tenant, *domain, *state, *id;
+    const char *tenant, *domain, *state, *id, *provider, *site;
     int64_t older_than_ms; /* 0: any age */
     bool all;
 };
@@ -85,6 +86,10 @@ static bool matches(const struct filter *fl, const char *state, const redisReply
     if (fl->tenant && (!tenant || strcmp(tenant, fl->tenant) != 0)) return false;
     if (fl->id && (!id || strcmp(id, fl->id) != 0)) return false;
     if (fl->state && strcmp(state, fl->state) != 0) return false;
+    /* Known once a job has been routed: its last attempt's path. */
+    const char *prov = fget(f, "via_provider"), *site = fget(f, "via_site");
+    if (fl->provider && (!prov || strcmp(prov, fl->provider) != 0)) return false;
+    if (fl->site && (!site || strcasecmp(site, fl->site) != 0)) return false;
     if (fl->domain) {
         const char *at = to ? strrchr(to, '@') : NULL;
         if (!at || strcasecmp(at + 1, fl->domain) != 0) return false;
@@ -354,6 +359,7 @@ int cli_queue(int argc, char **argv)
         {"older-than", required_argument, NULL, 'o'}, {"id", required_argument, NULL, 'i'},
         {"limit", required_argument, NULL, 'n'}, {"reason", required_argument, NULL, 'r'},
         {"all", no_argument, NULL, 'a'}, {"json", no_argument, NULL, 'j'},
+        {"provider", required_argument, NULL, 'P'}, {"site", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(queue_usage, argc < 2 ? stderr : stdout);
@@ -375,8 +381,10 @@ int cli_queue(int argc, char **argv)
     bool json = false;
     int ch;
     optind = 2;
-    while ((ch = getopt_long(argc, argv, "c:t:d:s:o:i:n:r:ajh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:t:d:s:o:i:n:r:ajhP:S:", opts, NULL)) != -1) {
         switch (ch) {
+        case 'P': fl.provider = optarg; break;
+        case 'S': fl.site = optarg; break;
         case 'c': path = optarg; break;
         case 't': fl.tenant = optarg; break;
         case 'd': fl.domain = optarg; break;
@@ -404,7 +412,8 @@ int cli_queue(int argc, char **argv)
     bool acting = strcmp(action, "list") != 0 && strcmp(action, "show") != 0;
     if (!state_ok || optind < argc || limit == 0 ||
         (strcmp(action, "show") == 0 && (!fl.tenant || !fl.id)) ||
-        (acting && !fl.all && !fl.tenant && !fl.domain && !fl.state && !fl.id && !fl.older_than_ms) ||
+        (acting && !fl.all && !fl.tenant && !fl.domain && !fl.state && !fl.id && !fl.older_than_ms &&
+         !fl.provider && !fl.site) ||
         (strcmp(action, "bounce") == 0 && !reason)) {
         fputs(queue_usage, stderr);
         return 2;

@@ -379,6 +379,15 @@ static void push_job_items(struct call *c, const struct delivery *d, uint32_t at
         call_push(c, "throttled");
         call_push(c, "1");
     }
+    /* Where its last attempt went, for `herald queue --provider/--site`. */
+    if (d->pair) {
+        call_push(c, "via_provider");
+        call_push(c, d->pair->provider);
+    }
+    if (d->site[0]) {
+        call_push(c, "via_site");
+        call_push(c, d->site);
+    }
     for (size_t i = 0; i < j->n_fields && c->argc + 2 <= c->max - 8; i++) {
         const char *name = j->names[i];
         bool skip = strcmp(name, "id") == 0;

@@ -73,8 +73,8 @@ struct known {
     size_t len[JF_COUNT];
 };
 
-const char *const job_herald_fields[] = {"attempt", "enqueued_at", "admitted",
-                                         "counted", "throttled",   "message_id"};
+const char *const job_herald_fields[] = {"attempt",   "enqueued_at", "admitted",   "counted",
+                                         "throttled", "message_id",  "via_provider", "via_site"};
 const size_t job_n_herald_fields = sizeof job_herald_fields / sizeof job_herald_fields[0];
 
 const char *job_herald_field(const struct job *j)

@@ -60,6 +60,9 @@ def run():
     r = q(path, "list", "--domain", "b.test")
     fails.check([l.split()[2] for l in r.stdout.splitlines() if l.strip()] == ["d3"],
                 "list --domain b.test: %r" % r.stdout)
+    r = q(path, "list", "--provider", "default")
+    fails.check(sorted(l.split()[2] for l in r.stdout.splitlines() if l.strip())
+                == ["d1", "d2", "d3"], "list --provider: the routed jobs only: %r" % r.stdout)
     r = q(path, "show", "--tenant", "acme", "--id", "d1")
     fails.check(r.returncode == 0 and "state      retry:" in r.stdout and "next       attempt at"
                 in r.stdout and "deferred" in r.stdout, "show d1:\n%s" % r.stdout)
