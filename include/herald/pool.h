@@ -55,6 +55,10 @@ struct pool_limits {
      * is about to open (it may change meanwhile; < 0 counts as 1); a
      * connection opens only after reserving one. NULL: no such cap. */
     const atomic_int *shared_max;
+    /* With shared_max: set (monotonic ms) by a pool that has messages and
+     * no connection because the others hold the process's slots; an idle
+     * connection in another pool then QUITs to give one back. NULL: none. */
+    _Atomic int64_t *slot_wanted_ms;
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
     struct smtp_timeouts smtp;
@@ -84,6 +88,7 @@ struct pool {
     int64_t dest_idle_ms;   /* default POOL_DEST_IDLE_MS */
     struct pool_dest *idle_head, *idle_tail; /* idle destinations, oldest first */
     struct pool_dest *starved; /* waiting for a process-wide slot (pool_tick) */
+    struct pool_conn *idle_conns; /* connections with nothing to do, newest first */
     uint32_t n_conns;     /* open or connecting, all destinations */
     bool closing;
     SSL_CTX *tls_ctx;     /* NULL: TLS unavailable, every destination is plaintext */

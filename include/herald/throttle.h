@@ -42,6 +42,10 @@ struct throttle_pair {
     atomic_bool lease_pending;
     _Atomic int64_t lease_retry_ms;  /* monotonic: Redis said wait until then */
     atomic_int conn_grant;
+    /* Monotonic ms when a worker's pool last had messages for the path and
+     * no connection, the process-wide grant being taken by the others: an
+     * idle connection of another worker gives its slot back (pool.c). */
+    _Atomic int64_t conn_wanted_ms;
     _Atomic int64_t conn_refresh_ms; /* monotonic: when the grant was last renewed */
     _Atomic int64_t used_ms;         /* monotonic: last message on the path */
     /* Back-off state (throttle_signal, throttle_tick; monotonic ms). */

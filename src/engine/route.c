@@ -138,14 +138,17 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     if (pair)
         conns = throttle_scale(pair, conns);
     /* The path's connections are shared by every process sending from the
-     * IP (its grant, lease.c) and, within the process, split among the
-     * workers (each worker's pool is its own); the shared count keeps the
-     * sum under the grant when the split rounds up. */
+     * IP (its grant, lease.c) and, within the process, by its workers: any
+     * worker may open up to the whole grant, the shared count keeps their
+     * sum under it, and a worker left without one asks the others to hand
+     * back an idle one (pool.c). A fixed split starved a worker whenever
+     * the grant was smaller than the number of workers. */
     uint32_t mine = pair ? lease_connections(w, pair, prov, conns) : conns;
     if (!mine)
         mine = 1;
-    lim.max_conns = (mine + w->sh->n_workers - 1) / w->sh->n_workers;
+    lim.max_conns = pair ? mine : (mine + w->sh->n_workers - 1) / w->sh->n_workers;
     lim.shared_max = pair ? &pair->conn_grant : NULL;
+    lim.slot_wanted_ms = pair ? &pair->conn_wanted_ms : NULL;
     /* The pool shares the connection limit among the path's destinations
      * (its exchangers' addresses): per site, or over the provider. */
     lim.group = pair ? pair->group : prov ? prov->name : NULL;

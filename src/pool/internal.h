@@ -28,6 +28,10 @@ struct pool_conn {
     char remote_ip[INET6_ADDRSTRLEN];
     struct pool_conn *next;
     char tls_desc[96];
+    /* On p->idle_conns while its session is idle (pool_tick may give its
+     * process-wide slot to another worker that waits for one). */
+    struct pool_conn *idle_prev, *idle_next;
+    bool on_idle;
 };
 
 /* Destinations that share a connection limit. When a slot frees, every

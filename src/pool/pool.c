@@ -19,6 +19,34 @@
 #define POOL_RBUF 16384
 
 static void on_timer(struct ring_timer *t);
+
+static void idle_add(struct pool_conn *c)
+{
+    if (c->on_idle)
+        return;
+    struct pool *p = c->p;
+    c->on_idle = true;
+    c->idle_prev = NULL;
+    c->idle_next = p->idle_conns;
+    if (p->idle_conns)
+        p->idle_conns->idle_prev = c;
+    p->idle_conns = c;
+}
+
+static void idle_remove(struct pool_conn *c)
+{
+    if (!c->on_idle)
+        return;
+    struct pool *p = c->p;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        p->idle_conns = c->idle_next;
+    if (c->idle_next)
+        c->idle_next->idle_prev = c->idle_prev;
+    c->on_idle = false;
+    c->idle_prev = c->idle_next = NULL;
+}
 static void dest_dispatch(struct pool *p, struct pool_dest *d);
 static void group_dispatch(struct pool *p, struct pool_group *g);
 static void uncount_connecting(struct pool_conn *c);
@@ -118,7 +146,10 @@ static struct smtp_msg *conn_next_msg(void *owner)
         c->retire = true; /* the process holds more than its grant: give one back */
         return NULL;
     }
-    return q_pop(c->d);
+    struct smtp_msg *m = q_pop(c->d);
+    if (m)
+        idle_remove(c);
+    return m;
 }
 
 static void conn_info(struct pool_conn *c, struct pool_conn_info *info)
@@ -161,6 +192,7 @@ static void conn_close(struct pool_conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    idle_remove(c);
     ring_timer_cancel(c->p->ring, &c->timer);
     xport_close(&c->x); /* reap_conn runs from its on_quiet */
 }
@@ -288,6 +320,7 @@ static void conn_after(struct pool_conn *c)
                 return;
             ring_timer_arm(r, &c->timer, c->s.deadline_ms);
         } else {
+            idle_add(c);
             ring_timer_arm(r, &c->timer, r->now_ms + c->d->lim.idle_timeout_ms);
         }
     } else if (smtp_session_is_closed(&c->s)) {
@@ -475,6 +508,7 @@ static void reap_conn_body(struct pool_conn *c, struct pool *p, struct pool_dest
 {
     if (c->session_live && !smtp_session_is_closed(&c->s))
         smtp_session_fail(&c->s, -HERR_CLOSED, "connection closed");
+    idle_remove(c);
     uncount_connecting(c);
     for (struct pool_conn **pp = &d->conns; *pp; pp = &(*pp)->next)
         if (*pp == c) {
@@ -573,13 +607,22 @@ static void dest_dispatch(struct pool *p, struct pool_dest *d)
     }
     uint32_t max = d->lim.max_conns ? d->lim.max_conns : 1;
     struct pool_group *g = d->g;
-    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing &&
-           reserve_slot(d))
+    bool refused = false;
+    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing) {
+        if (!reserve_slot(d)) {
+            refused = true;
+            break;
+        }
         if (conn_open(p, d) < 0) {
             if (d->lim.open_counter)
                 atomic_fetch_sub(d->lim.open_counter, 1);
             break;
         }
+    }
+    /* Messages and no connection, the process's slots all taken by other
+     * workers: ask for one (an idle connection there gives it back). */
+    if (refused && d->n_conns == 0 && d->lim.slot_wanted_ms)
+        atomic_store(d->lim.slot_wanted_ms, p->ring->now_ms);
     if (d->q_len > d->n_connecting && d->lim.shared_max && !p->closing)
         pool_dest_starve(p, d); /* pool_tick tries again for a slot given back */
     /* The group is full and this destination has nothing to send on: an
@@ -641,6 +684,23 @@ void pool_tick(struct pool *p)
         d->starved = false;
         if (d->q_len > d->n_connecting && d->lim.shared_max)
             dest_dispatch(p, d);
+    }
+    /* Another worker waits for a slot of a path this pool holds idle:
+     * give it back (QUIT; the slot frees when the connection is reaped). */
+    int64_t now = p->ring->now_ms;
+    struct pool_conn *cn;
+    for (struct pool_conn *c = p->idle_conns; c; c = cn) {
+        cn = c->idle_next;
+        _Atomic int64_t *want = c->d->lim.slot_wanted_ms;
+        if (!want || c->closing || !c->session_live || !smtp_session_is_idle(&c->s) ||
+            c->d->q_len > 0)
+            continue;
+        int64_t at = atomic_load(want);
+        if (at > 0 && now - at < 1000) {
+            idle_remove(c);
+            smtp_session_quit(&c->s, now);
+            conn_after(c);
+        }
     }
     pool_evict_idle(p, p->ring->now_ms);
 }
