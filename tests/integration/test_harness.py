@@ -22,7 +22,8 @@ def pid_gone(pid):
 def test_redis():
     r = h.start_redis(persist=True)
     h.check(r.client.ping(), "PING")
-    sid = r.client.xadd(h.EVENTS_STREAM, {"event": "delivered", "job": "j1", "code": "250"})
+    sid = r.client.xadd(h.EVENTS_STREAM, {"event": "delivered", "job": "j1", "code": "250",
+                                               "tenant": "acme", "at": "1796280000000"})
     notes = h.read_notes(r, validate=False)
     h.check(len(notes) == 1 and notes[0]["job"] == "j1" and notes[0]["_id"] == sid,
             "read_notes: %r" % notes)
@@ -35,7 +36,8 @@ def test_redis():
     # Paging across more than one XRANGE page.
     pipe = r.client.pipeline()
     for i in range(2500):
-        pipe.xadd(h.EVENTS_STREAM, {"event": "deferred" if i % 2 else "bounced", "job": "p%d" % i})
+        pipe.xadd(h.EVENTS_STREAM, {"event": "deferred" if i % 2 else "bounced", "job": "p%d" % i,
+                                    "tenant": "acme", "at": "1796280000000"})
     pipe.execute()
     notes = h.read_notes(r, validate=False)
     h.check(len(notes) == 2501, "paged read: %d" % len(notes))

@@ -48,6 +48,7 @@ def run():
     fails.check(not list(note.iter_errors(n)), "a delivered note: %s" % list(note.iter_errors(n)))
     for broken in (dict(n, event="sent"), dict(n, at="yesterday"), dict(n, code="2500"),
                    {k: v for k, v in n.items() if k != "tenant"},
+                   {k: v for k, v in n.items() if k != "at"},
                    {"event": "rejected", "job": "x", "tenant": "acme", "at": "1796280000000"}):
         fails.check(list(note.iter_errors(broken)), "a broken note passed: %s" % broken)
     fails.raise_if_any("schemas")
