@@ -89,7 +89,8 @@ void redis_client_set_tls(struct redis_client *c, SSL_CTX *ctx);
 /* Start connecting; on_state(up=true) when done. */
 int redis_client_connect(struct redis_client *c);
 /* Queue a command; fn (NULL: fire and forget) runs with the reply, or with
- * NULL on connection loss.
+ * NULL on connection loss. argvlen NULL: every argument is a C string
+ * (its strlen).
  * Commands are pipelined: many may be queued before any reply arrives. */
 int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,
                               const char **argv, const size_t *argvlen);

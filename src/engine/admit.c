@@ -302,12 +302,9 @@ void admit_send(struct delivery *d)
                           first || (j->attempt <= 1 && admitted) ? "1" : "0",
                           first && j->replaces ? j->replaces : "", now, caps, trate,
                           d->schedule_only ? "scheduling" : ""};
-    size_t lens[HERALD_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
-        lens[i] = strlen(argv[i]);
     delivery_set_state(d, DS_ADMITTING);
     if (redis_client_command_argv(&w->notes, on_admitted, d, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  lens) < 0) {
+                                  NULL) < 0) {
         lease_settle(d, false);
         delivery_exit(d, DX_LEFT);
     }

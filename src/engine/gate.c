@@ -413,11 +413,8 @@ static void recall_chunk(struct worker *w)
     snprintf(off, sizeof off, "%lld", w->recall_offset);
     snprintf(chunk, sizeof chunk, "%d", RECALL_CHUNK);
     const char *argv[] = {"EVAL", recall_script, "1", w->sh->keys.retry, now, off, chunk};
-    size_t lens[HERALD_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
-        lens[i] = strlen(argv[i]);
     if (redis_client_command_argv(&w->notes, on_recalled, w, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  lens) < 0) {
+                                  NULL) < 0) {
         log_event(LOG_WARN, "event=parked_recall_failed worker=%u reason=\"redis unavailable\"",
                   w->idx);
         w->recall_busy = false;

@@ -90,11 +90,8 @@ static void on_consumers(struct redis_client *c, redisReply *reply, void *arg)
         char *copy = strdup(name);
         const char *argv[] = {"EVAL",           forget_script, "1", cfg->redis.jobs,
                               cfg->redis.group, name,          w->sh->keys.prefix};
-        size_t lens[HERALD_ARRAY_LEN(argv)];
-        for (size_t k = 0; k < HERALD_ARRAY_LEN(argv); k++)
-            lens[k] = strlen(argv[k]);
         if (redis_client_command_argv(c, on_forgotten, copy, (int)HERALD_ARRAY_LEN(argv), argv,
-                                      lens) < 0)
+                                      NULL) < 0)
             free(copy);
     }
 }
@@ -147,8 +144,7 @@ void housekeep_tick(struct worker *w, int64_t now_ms)
         char key[KEYS_MAX];
         snprintf(key, sizeof key, "%ssuspend", w->sh->keys.prefix);
         const char *argv[] = {"HGETALL", key};
-        size_t lens[] = {7, strlen(key)};
-        redis_client_command_argv(&w->notes, on_suspensions, w, 2, argv, lens);
+        redis_client_command_argv(&w->notes, on_suspensions, w, 2, argv, NULL);
     }
     if (cfg->redis.events_max_age_ms > 0 && now_ms >= w->next_trim_ms) {
         w->next_trim_ms = now_ms + period_ms(cfg->redis.events_max_age_ms);
@@ -157,19 +153,13 @@ void housekeep_tick(struct worker *w, int64_t now_ms)
         /* Exact, not "~": a small stream would otherwise keep old notes
          * until a whole node of them is old. Once a minute, it is cheap. */
         const char *argv[] = {"XTRIM", cfg->redis.events, "MINID", minid};
-        size_t lens[HERALD_ARRAY_LEN(argv)];
-        for (size_t k = 0; k < HERALD_ARRAY_LEN(argv); k++)
-            lens[k] = strlen(argv[k]);
         redis_client_command_argv(&w->notes, on_trimmed, NULL, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  lens);
+                                  NULL);
     }
     if (cfg->engine.forget_consumers_ms > 0 && now_ms >= w->next_forget_ms) {
         w->next_forget_ms = now_ms + period_ms(cfg->engine.forget_consumers_ms);
         const char *argv[] = {"XINFO", "CONSUMERS", cfg->redis.jobs, cfg->redis.group};
-        size_t lens[HERALD_ARRAY_LEN(argv)];
-        for (size_t k = 0; k < HERALD_ARRAY_LEN(argv); k++)
-            lens[k] = strlen(argv[k]);
         redis_client_command_argv(&w->notes, on_consumers, w, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  lens);
+                                  NULL);
     }
 }

@@ -188,8 +188,7 @@ static void handle_entry(struct worker *w, const char *id, const redisReply *fie
         return;
     }
     const char *argv[] = {"GET", stkey};
-    size_t lens[] = {3, strlen(stkey)};
-    if (redis_client_command_argv(&w->notes, on_vouch, d, 2, argv, lens) < 0)
+    if (redis_client_command_argv(&w->notes, on_vouch, d, 2, argv, NULL) < 0)
         delivery_exit(d, DX_LEFT);
 }
 

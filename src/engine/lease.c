@@ -81,11 +81,8 @@ static void ask(struct worker *w, struct throttle_pair *p, const struct cfg_prov
     snprintf(me, sizeof me, "%s:%ld", w->cfg->engine.consumer, (long)getpid());
     const char *argv[] = {"EVALSHA", w->sh->sha_lease, "3", rkey, ckey, qkey, now, T, tau,
                           wantb, me, lim, ttl, open, factor};
-    size_t lens[HERALD_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < HERALD_ARRAY_LEN(argv); i++)
-        lens[i] = strlen(argv[i]);
     if (redis_client_command_argv(&w->notes, on_lease, p, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  lens) < 0) {
+                                  NULL) < 0) {
         atomic_store(&p->lease_pending, false);
         atomic_store(&p->lease_retry_ms, clock_mono_ms() + 100);
     }

@@ -297,11 +297,8 @@ static void flush_warmup(struct worker *w, bool first)
         snprintf(addb, sizeof addb, "%" PRId64, add);
         const char *argv[] = {"EVAL", warmup_script, "1", w->sh->keys.warmup,
                               cfg->warmup[i].ip, dayb, addb};
-        size_t lens[HERALD_ARRAY_LEN(argv)];
-        for (size_t k = 0; k < HERALD_ARRAY_LEN(argv); k++)
-            lens[k] = strlen(argv[k]);
         if (redis_client_command_argv(&w->notes, on_warm_flushed, f, (int)HERALD_ARRAY_LEN(argv),
-                                      argv, lens) < 0)
+                                      argv, NULL) < 0)
             free(f);
     }
 }
@@ -311,10 +308,9 @@ static void persist(struct worker *w)
     struct throttle_table *t = w->sh->throttle;
     size_t n = throttle_pair_count(t);
     const char **argv = calloc(2 + 2 * n, sizeof *argv);
-    size_t *lens = calloc(2 + 2 * n, sizeof *lens);
     char(*fields)[INET6_ADDRSTRLEN + 200] = calloc(n ? n : 1, sizeof *fields);
     char(*values)[80] = calloc(n ? n : 1, sizeof *values);
-    if (!argv || !lens || !fields || !values)
+    if (!argv || !fields || !values)
         goto out;
     char key[320];
     reputation_key(w, key, sizeof key);
@@ -336,13 +332,10 @@ static void persist(struct worker *w)
         argv[argc++] = fields[i];
         argv[argc++] = values[i];
     }
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
     if (n)
-        redis_client_command_argv(&w->notes, NULL, NULL, argc, argv, lens);
+        redis_client_command_argv(&w->notes, NULL, NULL, argc, argv, NULL);
 out:
     free(argv);
-    free(lens);
     free(fields);
     free(values);
 }
