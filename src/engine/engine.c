@@ -311,6 +311,13 @@ static bool reload(struct engine_shared *sh, const char *path, char *why, size_t
 
 int engine_run(const struct engine_opts *opts)
 {
+    /* A SIGHUP while starting (loading keys, SPF lookups for alignment)
+     * would end the process by its default action: hold it until the main
+     * loop, which takes it as a reload. SIGTERM may still end a start. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     char err[512];
     struct config *cfg = NULL;
     int rc = config_load(opts->config_path, &cfg, err, sizeof err);
