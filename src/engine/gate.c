@@ -35,8 +35,12 @@ bool gate_warmup_full(struct worker *w, const char *ip, int64_t wall)
     if (!w->cfg->n_warmup)
         return false;
     int64_t cap = config_warmup_cap(w->cfg, ip, wall / DAY_MS, NULL);
+    /* Not heard yet (the first second after a start): not known to be
+     * full, so routing keeps its share of the mail; the gate then holds
+     * each of those for a second until the count is heard (gather). Taken
+     * as full, every message of the start went to the other addresses. */
     if (cap >= 0 && !throttle_ip_known(w->sh->throttle, ip))
-        return true; /* the other processes' count for today not heard yet */
+        return false;
     return cap >= 0 && throttle_ip_today(w->sh->throttle, ip, wall / DAY_MS) >= cap;
 }
 

@@ -18,7 +18,8 @@ struct worker;
 void gate_submit(struct delivery *d, const struct cfg_provider *prov);
 /* Take d off its hold queue (it leaves while QUEUED). */
 void gate_dequeue(struct delivery *d);
-/* Whether an egress IP has reached today's warm-up cap. */
+/* Whether an egress IP has reached today's warm-up cap (false while its
+ * shared count is not heard yet: the gate holds those messages a second). */
 bool gate_warmup_full(struct worker *w, const char *ip, int64_t wall_ms);
 /* After a reload: every queue takes its next slots under the new rates
  * at once, and (worker 0) jobs a rate parked in the retry set come back
