@@ -138,11 +138,10 @@ static void print_job(const struct qjob *q, bool json, int64_t now)
 
 /* The retry set's members that match, oldest due first. Each qjob's fields
  * point into *replies (freed by the caller). */
-static int scan_retry(redisContext *c, const struct config *cfg, const struct keys *K,
+static int scan_retry(redisContext *c, const struct keys *K,
                       const struct filter *fl, size_t limit, struct qjob **out, size_t *n_out,
                       redisReply **replies, size_t *n_replies)
 {
-    (void)cfg;
     int64_t now = clock_wall_ms();
     size_t cap = 0, n = 0;
     struct qjob *qs = NULL;
@@ -433,7 +432,7 @@ int cli_queue(int argc, char **argv)
         redisReply **replies = calloc(limit, sizeof *replies);
         size_t n_replies = 0, n = 0;
         struct qjob *qs = NULL;
-        if (!replies || scan_retry(c, cfg, &K, &fl, limit, &qs, &n, replies, &n_replies) < 0) {
+        if (!replies || scan_retry(c, &K, &fl, limit, &qs, &n, replies, &n_replies) < 0) {
             rc = 1;
         } else if (!acting) {
             int64_t now = clock_wall_ms();
