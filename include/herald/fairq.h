@@ -18,8 +18,6 @@ struct fairq_class {
     double weight;
     double last_finish; /* finish tag of the class's last queued item */
     size_t n;           /* items queued */
-    int64_t owner_ms;   /* the owner's, untouched here (the gate: when the
-                           class's last item parked elsewhere is due) */
     struct fairq_class *next;
 };
 

@@ -56,9 +56,12 @@ struct pool_limits {
      * connection opens only after reserving one. NULL: no such cap. */
     const atomic_int *shared_max;
     /* With shared_max: set (monotonic ms) by a pool that has messages and
-     * no connection because the others hold the process's slots; an idle
-     * connection in another pool then QUITs to give one back. NULL: none. */
+     * fewer than fair_conns connections of the group because the others
+     * hold the process's slots; another pool then gives one back: an idle
+     * connection QUITs, or, when that pool holds more than fair_conns, a
+     * busy one retires after its message. NULL: none. */
     _Atomic int64_t *slot_wanted_ms;
+    uint32_t fair_conns; /* a worker's share when every worker has mail; 0: max_conns */
     int64_t connect_timeout_ms;
     int64_t idle_timeout_ms;
     struct smtp_timeouts smtp;
@@ -114,9 +117,24 @@ void pool_abort_all(struct pool *p);
  * has given back. */
 void pool_tick(struct pool *p);
 /* Messages waiting in this pool for a connection of the group (egress IP x
- * pool_limits.group), and the group's open connections. */
+ * pool_limits.group), the group's open connections, and how long the
+ * oldest of those messages has waited (0 when none waits; NULL: not
+ * wanted). */
 void pool_group_backlog(const struct pool *p, const char *egress_ip, const char *group,
-                        size_t *queued, uint32_t *conns);
+                        size_t *queued, uint32_t *conns, int64_t *oldest_wait_ms);
+/* Congested destinations give mail back. For each destination with
+ * messages waiting for a connection, `ask` says how many of the newest to
+ * take off its queue (the caller's shaping decision, from the backlog,
+ * the oldest one's wait and the limits), and `take` gets each of them
+ * (the caller parks it). */
+struct pool_backlog {
+    size_t queued;
+    int64_t oldest_wait_ms;
+    uint32_t conns, max_conns;
+};
+typedef size_t (*pool_shed_ask)(void *arg, const struct pool_backlog *b);
+typedef void (*pool_shed_take)(void *arg, struct smtp_msg *m, const struct pool_backlog *b);
+void pool_shed(struct pool *p, pool_shed_ask ask, pool_shed_take take, void *arg);
 /* True once no connection is open or in flight (safe to free). */
 bool pool_is_quiet(const struct pool *p);
 void pool_free(struct pool *p);

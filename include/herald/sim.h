@@ -92,6 +92,7 @@ struct sim_options {
     uint64_t seed;         /* receiver randomness and retry jitter; 0 -> 1 */
     int64_t start_wall_ms; /* virtual wall clock at t=0 (warm-up days) */
     int64_t max_ms;        /* stop after this much virtual time; 0: 30 days */
+    uint32_t workers;      /* the engine's workers; 0: engine.workers of the config */
 };
 
 enum sim_entity { SIM_E_SITE = 0, SIM_E_IP, SIM_E_TENANT, SIM_E_COUNT };
@@ -118,9 +119,10 @@ struct sim_stats {
     size_t n_sec, cap_sec;
 };
 
-/* A throttle pair (egress IP x provider) the run used. */
+/* A throttle pair the run used: egress IP x provider, or egress IP x
+ * destination site (`site` set) for a provider whose limits are per site. */
 struct sim_path {
-    char ip[64], provider[72];
+    char ip[64], provider[72], site[128];
     double factor_min, factor_end;
     uint64_t sent, signals;
 };
@@ -130,6 +132,7 @@ struct sim_result {
     size_t n[SIM_E_COUNT];
     struct sim_path *paths;
     size_t n_paths;
+    uint32_t workers; /* the engine workers simulated */
     uint64_t jobs, pending; /* pending: not ended when the run stopped */
     uint64_t events;
     /* The engine's recalls of rate-parked jobs (a factor rose) and the

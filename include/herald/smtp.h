@@ -132,6 +132,7 @@ struct smtp_msg {
     size_t data_len;
     bool needs_smtputf8;
     void *owner_data;
+    int64_t queued_ms; /* the pool's: when it began waiting for a connection */
 };
 
 /* Callbacks run synchronously inside session functions and must not call

@@ -15,6 +15,8 @@
 #include "herald/config.h"
 #include "herald/shape.h"
 
+#define THROTTLE_PARK_SLOTS 16
+
 struct throttle_pair {
     char ip[INET6_ADDRSTRLEN]; /* "" = the kernel's choice */
     char provider[72];
@@ -35,6 +37,16 @@ struct throttle_pair {
      * reason (enum shape_reason). */
     _Atomic int64_t waiting;
     _Atomic uint64_t parked[SHAPE_R_COUNT];
+    /* Wall us: due time of the last message parked because the path was
+     * congested (shape_conn_park_due_us spaces the next one after it). */
+    _Atomic int64_t conn_park_us;
+    /* Wall us: due time of the last message parked per class (tenant x
+     * priority) for the path's rate or the class's share, shared by the
+     * workers, so returns are spaced at the class's share of the whole
+     * path whichever worker parks them (throttle_park_*). Slots by a hash
+     * of the class key; classes that collide share one schedule. */
+    _Atomic uint64_t park_key[THROTTLE_PARK_SLOTS];
+    _Atomic int64_t park_due[THROTTLE_PARK_SLOTS];
     /* Shared with the other processes sending from this IP (engine/lease.c):
      * send slots leased in blocks from the path's GCRA in Redis, and this
      * process's grant of the path's connections (-1: none yet). */
@@ -197,12 +209,21 @@ double throttle_class_weight(uint32_t tenant_weight, int priority);
  * the provider's rate (NULL or count 0: unrated), the pair's in-memory
  * fair queue (NULL: nothing waits in memory for it, so unrated), the
  * message's class (key NULL: the head of the queue, no class fields), how
- * many seconds of sending the in-memory queue may hold and the holder's
- * max_inflight. Reads in->now_mono_ms; sets horizon_ms, rated,
+ * many seconds of sending the in-memory queue may hold, the holder's
+ * max_inflight and what it holds now. Reads in->now_mono_ms; sets horizon_ms, rated,
  * rate_wait_ms, queued and the class fields, nothing else. Pure: the gate
  * and `herald simulate` call the same code. */
+/* The path's schedule of parked returns per class: the due time (wall
+ * us) of its last parked message (0: none), note a new one (the schedule only moves
+ * later), and forget them all (a reload or a recall: the jobs come back
+ * to be spaced again). */
+int64_t throttle_park_last(const struct throttle_pair *p, const char *class_key);
+void throttle_park_note(struct throttle_pair *p, const char *class_key, int64_t due_us);
+void throttle_park_forget(struct throttle_pair *p);
+
 void throttle_shape_rate(struct shape_input *in, const struct throttle_pair *pair,
                          const struct cfg_rate *rate, struct fairq *q, const char *class_key,
-                         double class_weight, double horizon_s, uint32_t max_inflight);
+                         double class_weight, double horizon_s, uint32_t max_inflight,
+                         uint32_t held);
 
 #endif

@@ -22,7 +22,7 @@ extern char **environ;
 
 static const char simulate_usage[] =
     "usage: herald simulate -c FILE --traffic FILE [--json] [--plot FILE.png] [--seed N]\n"
-    "                       [--stop-after DURATION]\n"
+    "                       [--stop-after DURATION] [--workers N]\n"
     "\n"
     "Replay traffic through the config's limits on virtual time: egress IPs\n"
     "round robin over each tenant's pool, throttle pairs per egress IP x\n"
@@ -55,6 +55,7 @@ static const char simulate_usage[] =
     "      --plot FILE.png   draw delivered rate and queue depth per site (gnuplot)\n"
     "      --seed N          receiver randomness and retry jitter (default 1)\n"
     "      --stop-after D    stop after this much virtual time (default 30d)\n"
+    "      --workers N       engine workers to model (default: the config's engine.workers)\n"
     "\n"
     "Per site, egress IP and tenant it prints jobs, delivered, the steady rate\n"
     "(the middle 80%% of the time between first and last delivery) and the\n"
@@ -117,7 +118,7 @@ static int plot(const struct sim_result *r, const char *png)
 
 int cli_simulate(int argc, char **argv)
 {
-    enum { OPT_JSON = 256, OPT_PLOT, OPT_SEED, OPT_STOP };
+    enum { OPT_JSON = 256, OPT_PLOT, OPT_SEED, OPT_STOP, OPT_WORKERS };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"traffic", required_argument, NULL, 't'},
@@ -125,6 +126,7 @@ int cli_simulate(int argc, char **argv)
         {"plot", required_argument, NULL, OPT_PLOT},
         {"seed", required_argument, NULL, OPT_SEED},
         {"stop-after", required_argument, NULL, OPT_STOP},
+        {"workers", required_argument, NULL, OPT_WORKERS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -156,6 +158,17 @@ int cli_simulate(int argc, char **argv)
                 return 2;
             }
             o.seed = v;
+            break;
+        }
+        case OPT_WORKERS: {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > 1024) {
+                fprintf(stderr, "herald simulate: --workers wants 1 to 1024, not '%s'\n", optarg);
+                return 2;
+            }
+            o.workers = (uint32_t)v;
             break;
         }
         case OPT_STOP:

@@ -136,7 +136,7 @@ static void gather(struct worker *w, struct throttle_pair *pair, const struct cf
      * one pure helper that `herald simulate` calls too. */
     throttle_shape_rate(in, pair, prov ? &prov->rate : NULL, hq ? &hq->q : NULL,
                         k ? k->key : NULL, k ? k->weight : 0, HOLD_HORIZON_S,
-                        w->cfg->engine.max_inflight);
+                        w->cfg->engine.max_inflight, w->inflight);
     if (!in->rated)
         return;
     /* A message admitted by the rate must leave soon: when no connection
@@ -146,7 +146,7 @@ static void gather(struct worker *w, struct throttle_pair *pair, const struct cf
      * the pool and leave later in a burst the receiver never agreed to. */
     size_t backlog = 0;
     uint32_t conns = 0;
-    pool_group_backlog(&w->pool, pair->ip, pair->group, &backlog, &conns);
+    pool_group_backlog(&w->pool, pair->ip, pair->group, &backlog, &conns, NULL);
     in->no_connection = atomic_load(&pair->conn_grant) == 0 || backlog > 4 * (size_t)conns + 4;
 }
 
@@ -170,12 +170,18 @@ static void park(struct delivery *d, const struct shape_verdict *v, struct hold_
         notes_park(d, v->until_ms, PARK_WAIT, &n);
         return;
     }
-    if (v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE) {
-        atomic_fetch_add(&pair->deferred_by_rate, 1);
-        struct fairq_class *c = hq && k ? fairq_class_get(&hq->q, k->key) : NULL;
-        if (c)
-            c->owner_ms = v->until_ms;
+    if (v->reason == SHAPE_R_CONNECTIONS) {
+        int64_t cur = atomic_load(&pair->conn_park_us);
+        while (cur < v->park_us &&
+               !atomic_compare_exchange_weak(&pair->conn_park_us, &cur, v->park_us)) {
+        }
     }
+    if (v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE)
+        atomic_fetch_add(&pair->deferred_by_rate, 1);
+    if ((v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE ||
+         v->reason == SHAPE_R_CONNECTIONS) &&
+        hq && k)
+        throttle_park_note(pair, k->key, v->park_us);
     notes_park(d, v->until_ms, PARK_THROTTLED, NULL);
 }
 
@@ -191,18 +197,65 @@ static void take_slot(struct worker *w, struct throttle_pair *pair,
 {
     int64_t wait_ms = 0;
     if (!lease_take(w, pair, prov, in->now_mono_ms, &wait_ms)) {
-        *v = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + wait_ms};
+        *v = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + wait_ms, 0};
         return;
     }
     int64_t us = throttle_take(pair, &prov->rate, in->now_mono_ms * 1000, 0);
     if (us != 0) {
         lease_untake(pair);
         int64_t ms = (us < 0 ? -us : us) / 1000 + 1;
-        *v = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + ms};
+        *v = (struct shape_verdict){SHAPE_WAIT, SHAPE_R_RATE, in->now_mono_ms + ms, 0};
     }
 }
 
 static bool operator_suspended(struct delivery *d);
+
+/* ---------- congested paths give mail back ---------- */
+
+static void conn_input(const struct pool_backlog *b, int64_t last_park_us, struct shape_input *in)
+{
+    memset(in, 0, sizeof *in);
+    in->now_wall_ms = clock_wall_ms();
+    in->now_mono_ms = clock_mono_ms();
+    in->conn_backlog = b->queued;
+    in->conn_open = b->conns;
+    in->conn_oldest_wait_ms = b->oldest_wait_ms;
+    in->conn_limit = b->max_conns;
+    in->conn_last_park_us = last_park_us;
+}
+
+static size_t shed_ask(void *arg, const struct pool_backlog *b)
+{
+    (void)arg;
+    struct shape_input in;
+    conn_input(b, 0, &in);
+    return shape_conn_excess(&in);
+}
+
+static void shed_take(void *arg, struct smtp_msg *m, const struct pool_backlog *b)
+{
+    (void)arg;
+    struct delivery *d = m->owner_data;
+    struct shape_input in;
+    conn_input(b, d->pair ? atomic_load(&d->pair->conn_park_us) : 0, &in);
+    int64_t due_us = shape_conn_park_due_us(&in);
+    struct shape_verdict v = {SHAPE_PARK, SHAPE_R_CONNECTIONS, (due_us + 999) / 1000, due_us};
+    if (d->pair) {
+        park(d, &v, NULL, NULL);
+        return;
+    }
+    notes_park(d, v.until_ms, PARK_THROTTLED, NULL);
+}
+
+/* Mail read before its path was seen to be congested (a tarpit, an
+ * exchanger slower than its connections allow for) goes back to the retry
+ * set, beyond the few per connection the pool keeps: otherwise it holds
+ * the worker's max_inflight and intake stops reading for every other
+ * site. Checked every tick. */
+void gate_shed(struct worker *w)
+{
+    pool_shed(&w->pool, shed_ask, shed_take, w);
+}
 
 /* The queue's timer: hand out every slot the pair has now, by fair share,
  * then sleep until the next one. */
@@ -428,10 +481,9 @@ static void recall_chunk(struct worker *w)
 void gate_reload(struct worker *w)
 {
     for (struct hold_queue *hq = w->queues; hq; hq = hq->next) {
-        /* Return times were spaced at the old rates; the recall below
-         * brings the parked jobs back to be spaced again. */
-        for (struct fairq_class *c = hq->q.classes; c; c = c->next)
-            c->owner_ms = 0;
+        /* Return times were spaced at the old rates; worker 0's recall
+         * below forgets them and brings the parked jobs back to be spaced
+         * again. */
         if (fairq_len(&hq->q) > 0)
             ring_timer_arm(&w->ring, &hq->timer, w->ring.now_ms);
     }
@@ -441,9 +493,9 @@ void gate_reload(struct worker *w)
 
 void gate_recall(struct worker *w)
 {
-    for (struct hold_queue *hq = w->queues; hq; hq = hq->next)
-        for (struct fairq_class *c = hq->q.classes; c; c = c->next)
-            c->owner_ms = 0;
+    struct throttle_table *tt = w->sh->throttle;
+    for (size_t i = 0, n = tt ? throttle_pair_count(tt) : 0; i < n; i++)
+        throttle_park_forget(throttle_pair_at(tt, i));
     if (w->recall_busy) {
         w->recall_again = true; /* after this walk, from the start */
         return;

@@ -28,6 +28,9 @@ void gate_reload(struct worker *w);
 /* Bring the jobs a limit parked in the retry set back now, to be priced
  * again (after a reload, or when a backed-off pair's factor climbs). */
 void gate_recall(struct worker *w);
+/* Congested paths give back what their pool holds beyond a few messages
+ * per connection (worker tick). */
+void gate_shed(struct worker *w);
 void gate_free(struct worker *w);
 
 #endif

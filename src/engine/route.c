@@ -149,6 +149,7 @@ void route_submit(struct delivery *d, const struct pool_target *target)
     lim.max_conns = pair ? mine : (mine + w->sh->n_workers - 1) / w->sh->n_workers;
     lim.shared_max = pair ? &pair->conn_grant : NULL;
     lim.slot_wanted_ms = pair ? &pair->conn_wanted_ms : NULL;
+    lim.fair_conns = (mine + w->sh->n_workers - 1) / w->sh->n_workers;
     /* The pool shares the connection limit among the path's destinations
      * (its exchangers' addresses): per site, or over the provider. */
     lim.group = pair ? pair->group : prov ? prov->name : NULL;

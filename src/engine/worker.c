@@ -197,6 +197,7 @@ static void on_tick(struct ring_timer *t)
     intake_tick(w, now);
     housekeep_tick(w, now);
     notes_resend_due(w, now);
+    gate_shed(w);
     pool_tick(&w->pool);
     if (w->idx == 0 && w->sh->throttle && redis_client_up(&w->notes))
         lease_tick(w, clock_mono_ms());

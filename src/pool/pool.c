@@ -92,7 +92,7 @@ static uint16_t sa_port(const struct sockaddr_storage *sa)
     return 0;
 }
 
-static int q_push(struct pool_dest *d, struct smtp_msg *m)
+static int q_push(struct pool_dest *d, struct smtp_msg *m, int64_t now_ms)
 {
     if (d->q_len == d->q_cap) {
         size_t cap = d->q_cap ? d->q_cap * 2 : 64;
@@ -108,6 +108,7 @@ static int q_push(struct pool_dest *d, struct smtp_msg *m)
     }
     d->q[(d->q_head + d->q_len) % d->q_cap] = m;
     d->q_len++;
+    m->queued_ms = now_ms;
     return 0;
 }
 
@@ -133,6 +134,31 @@ static bool over_shared_cap(const struct pool_dest *d)
     return atomic_load(d->lim.open_counter) > (cap < 0 ? 1 : cap);
 }
 
+static uint32_t fair_share(const struct pool_dest *d)
+{
+    uint32_t max = d->lim.max_conns ? d->lim.max_conns : 1;
+    return d->lim.fair_conns && d->lim.fair_conns < max ? d->lim.fair_conns : max;
+}
+
+/* Another worker's pool asked for a slot of this path within the last
+ * second (it has mail and less than its share of the connections). */
+static bool slot_wanted(const struct pool_dest *d, int64_t now)
+{
+    _Atomic int64_t *want = d->lim.slot_wanted_ms;
+    int64_t at = want ? atomic_load(want) : 0;
+    return at > 0 && now - at < 1000;
+}
+
+/* While another worker asks, a pool holding more than its share of the
+ * group retires connections after their message, down to its share, and
+ * opens none above it: the workers with mail end up with a share each,
+ * instead of one worker keeping every connection busy while the others'
+ * mail waits in memory. */
+static bool gives_slot_back(const struct pool_conn *c)
+{
+    return c->d->g->n_conns > fair_share(c->d) && slot_wanted(c->d, c->p->ring->now_ms);
+}
+
 static struct smtp_msg *conn_next_msg(void *owner)
 {
     struct pool_conn *c = owner;
@@ -144,6 +170,10 @@ static struct smtp_msg *conn_next_msg(void *owner)
         return NULL;
     if (over_shared_cap(c->d)) {
         c->retire = true; /* the process holds more than its grant: give one back */
+        return NULL;
+    }
+    if (gives_slot_back(c)) {
+        c->retire = true; /* another worker has mail and less than its share */
         return NULL;
     }
     struct smtp_msg *m = q_pop(c->d);
@@ -608,7 +638,9 @@ static void dest_dispatch(struct pool *p, struct pool_dest *d)
     uint32_t max = d->lim.max_conns ? d->lim.max_conns : 1;
     struct pool_group *g = d->g;
     bool refused = false;
-    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing) {
+    bool yield = slot_wanted(d, p->ring->now_ms);
+    while (d->q_len > d->n_connecting && d->n_conns < max && g->n_conns < max && !p->closing &&
+           !(yield && g->n_conns >= fair_share(d))) {
         if (!reserve_slot(d)) {
             refused = true;
             break;
@@ -619,9 +651,11 @@ static void dest_dispatch(struct pool *p, struct pool_dest *d)
             break;
         }
     }
-    /* Messages and no connection, the process's slots all taken by other
-     * workers: ask for one (an idle connection there gives it back). */
-    if (refused && d->n_conns == 0 && d->lim.slot_wanted_ms)
+    /* Messages and less than a share of the group's connections, the
+     * process's slots all taken by other workers: ask for one (an idle
+     * connection there gives it back, or a busy one of a worker holding
+     * more than its share retires after its message). */
+    if (refused && g->n_conns < fair_share(d) && d->lim.slot_wanted_ms)
         atomic_store(d->lim.slot_wanted_ms, p->ring->now_ms);
     if (d->q_len > d->n_connecting && d->lim.shared_max && !p->closing)
         pool_dest_starve(p, d); /* pool_tick tries again for a slot given back */
@@ -652,7 +686,7 @@ int pool_submit(struct pool *p, const struct pool_target *target, const char *eg
     if (!d)
         return -ENOMEM;
     pool_dest_busy(p, d);
-    int rc = q_push(d, msg);
+    int rc = q_push(d, msg, p->ring->now_ms);
     if (rc)
         return rc;
     dest_dispatch(p, d);
@@ -660,18 +694,57 @@ int pool_submit(struct pool *p, const struct pool_target *target, const char *eg
 }
 
 void pool_group_backlog(const struct pool *p, const char *egress_ip, const char *group,
-                        size_t *queued, uint32_t *conns)
+                        size_t *queued, uint32_t *conns, int64_t *oldest_wait_ms)
 {
     char gkey[1024];
     snprintf(gkey, sizeof gkey, "%s|%s", egress_ip, group);
     *queued = 0;
     *conns = 0;
+    if (oldest_wait_ms)
+        *oldest_wait_ms = 0;
     const struct pool_group *g = pool_group_find(p, gkey);
     if (!g)
         return;
-    for (const struct pool_dest *d = g->dests; d; d = d->g_next)
+    for (const struct pool_dest *d = g->dests; d; d = d->g_next) {
         *queued += d->q_len;
+        if (d->q_len && oldest_wait_ms) {
+            int64_t waited = p->ring->now_ms - d->q[d->q_head]->queued_ms;
+            if (waited > *oldest_wait_ms)
+                *oldest_wait_ms = waited;
+        }
+    }
     *conns = g->n_conns;
+}
+
+void pool_shed(struct pool *p, pool_shed_ask ask, pool_shed_take take, void *arg)
+{
+    if (p->closing)
+        return;
+    int64_t now = p->ring->now_ms;
+    POOL_MAP_EACH(&p->dests, n, tmp)
+    {
+        struct pool_dest *d = HERALD_CONTAINER_OF(n, struct pool_dest, node);
+        if (d->q_len == 0)
+            continue;
+        struct pool_backlog b = {d->q_len, now - d->q[d->q_head]->queued_ms, d->n_conns,
+                                 d->lim.max_conns ? d->lim.max_conns : 1};
+        size_t k = ask(arg, &b);
+        if (k > d->q_len)
+            k = d->q_len;
+        if (k)
+            log_event(LOG_INFO,
+                      "event=path_congested egress=%s dest=%s queued=%zu oldest_wait_ms=%lld "
+                      "connections=%u parked=%zu",
+                      d->egress_ip[0] ? d->egress_ip : "-", LOG_VALUE(d->key), b.queued,
+                      (long long)b.oldest_wait_ms, d->n_conns, k);
+        for (; k > 0; k--) {
+            /* the newest first: the oldest keep their turn */
+            size_t at = (d->q_head + d->q_len - 1) % d->q_cap;
+            struct smtp_msg *m = d->q[at];
+            d->q_len--;
+            take(arg, m, &b);
+        }
+    }
 }
 
 void pool_tick(struct pool *p)

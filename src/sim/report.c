@@ -63,9 +63,10 @@ void sim_report_text(const struct sim_result *r, FILE *out)
     fmt_ms(r->end_ms, vt, sizeof vt);
     fprintf(out,
             "simulated %llu jobs: %llu delivered, %llu pending at the end; %s of virtual time "
-            "in %.2f s (%llu events)\n",
+            "in %.2f s (%llu events, %u worker%s)\n",
             (unsigned long long)r->jobs, (unsigned long long)delivered,
-            (unsigned long long)r->pending, vt, r->wall_s, (unsigned long long)r->events);
+            (unsigned long long)r->pending, vt, r->wall_s, (unsigned long long)r->events,
+            r->workers, r->workers == 1 ? "" : "s");
     if (r->recalls)
         fprintf(out,
                 "recalls of rate-parked jobs (a reputation factor rose): %llu, bringing back "
@@ -93,13 +94,13 @@ void sim_report_text(const struct sim_result *r, FILE *out)
                 fprintf(out, "  %-22s waits: %s; parked: %s\n", "", w, p);
         }
     }
-    fprintf(out, "\n%-24s %-16s %10s %10s %10s %8s\n", "path (egress x provider)", "provider",
-            "factor min", "factor end", "replies ok", "signals");
+    fprintf(out, "\n%-24s %-16s %-24s %10s %10s %10s %8s\n", "path: egress IP", "provider",
+            "site (per-site limits)", "factor min", "factor end", "replies ok", "signals");
     for (size_t i = 0; i < r->n_paths; i++) {
         const struct sim_path *p = &r->paths[i];
-        fprintf(out, "%-24.24s %-16.16s %10.3f %10.3f %10llu %8llu\n", p->ip, p->provider,
-                p->factor_min, p->factor_end, (unsigned long long)p->sent,
-                (unsigned long long)p->signals);
+        fprintf(out, "%-24.24s %-16.16s %-24.24s %10.3f %10.3f %10llu %8llu\n", p->ip,
+                p->provider, p->site[0] ? p->site : "(pooled)", p->factor_min, p->factor_end,
+                (unsigned long long)p->sent, (unsigned long long)p->signals);
     }
 }
 
@@ -167,6 +168,7 @@ int sim_report_json(const struct sim_result *r, FILE *out)
     json_object_set_new(doc, "virtual_ms", json_integer(r->end_ms));
     json_object_set_new(doc, "wall_s", json_real(r->wall_s));
     json_object_set_new(doc, "events", json_integer((json_int_t)r->events));
+    json_object_set_new(doc, "workers", json_integer((json_int_t)r->workers));
     json_object_set_new(doc, "bucket_s", json_integer(b));
     json_object_set_new(doc, "recalls", json_integer((json_int_t)r->recalls));
     json_object_set_new(doc, "recalled", json_integer((json_int_t)r->recalled));
@@ -182,6 +184,7 @@ int sim_report_json(const struct sim_result *r, FILE *out)
         json_t *o = json_object();
         json_object_set_new(o, "egress_ip", json_string(p->ip));
         json_object_set_new(o, "provider", json_string(p->provider));
+        if (p->site[0]) json_object_set_new(o, "site", json_string(p->site));
         json_object_set_new(o, "factor_min", json_real(p->factor_min));
         json_object_set_new(o, "factor_end", json_real(p->factor_end));
         json_object_set_new(o, "replies_ok", json_integer((json_int_t)p->sent));

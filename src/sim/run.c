@@ -63,6 +63,18 @@ static int add_site(struct sim *s, const struct sim_site *b, const char *name, s
     st->b = b;
     st->prov = config_provider_for_host(s->cfg, b->n_mx ? b->mx[0] : name);
     st->prov_idx = st->prov ? (size_t)(st->prov - s->cfg->providers) : 0;
+    /* The site is its exchangers (a domain without MX records: itself). */
+    const char *implicit[1] = {name};
+    const char *const *names = b->n_mx ? (const char *const *)b->mx : implicit;
+    size_t n_names = b->n_mx ? b->n_mx : 1;
+    st->hash = throttle_site_hash(names, n_names);
+    throttle_site_label(names, n_names, st->label, sizeof st->label);
+    st->slot = (uint32_t)(s->n_sites - 1);
+    for (size_t i = 0; i + 1 < s->n_sites; i++)
+        if (s->sites[i].hash == st->hash) {
+            st->slot = s->sites[i].slot;
+            break;
+        }
     st->win = calloc(s->table->n_ips, sizeof *st->win);
     if (!st->win) return -ENOMEM;
     st->res[REPLY_OK].outcome = SMTP_OUT_OK;
@@ -151,33 +163,38 @@ static int setup_tenants(struct sim *s, char *err, size_t errlen)
     return 0;
 }
 
+static int setup_paths(struct sim *s)
+{
+    struct throttle_table *tt = s->table;
+    s->stride = tt->n_providers + s->n_sites;
+    s->n_paths = tt->n_ips * s->stride;
+    if (s->n_paths * s->n_workers > UINT32_MAX - 1) return -ENOMEM;
+    s->paths = calloc(s->n_paths ? s->n_paths : 1, sizeof *s->paths);
+    s->queues = calloc(s->n_paths * s->n_workers + 1, sizeof *s->queues);
+    s->used = calloc(s->n_paths + 1, sizeof *s->used);
+    s->workers = calloc(s->n_workers, sizeof *s->workers);
+    if (!s->paths || !s->queues || !s->used || !s->workers) return -ENOMEM;
+    return 0;
+}
+
 static int setup(struct sim *s, char *err, size_t errlen)
 {
     const struct config *cfg = s->cfg;
     int rc = throttle_table_new(cfg, &s->table);
     if (rc < 0) return rc;
     struct throttle_table *tt = s->table;
-    s->n_paths = tt->n_ips * tt->n_providers;
-    s->paths = calloc(s->n_paths ? s->n_paths : 1, sizeof *s->paths);
     s->r->ent[SIM_E_IP] = calloc(tt->n_ips, sizeof(struct sim_stats));
     s->jobs = malloc((s->t->total ? s->t->total : 1) * sizeof *s->jobs);
     s->gen_done = calloc(s->t->n_jobs + 1, sizeof *s->gen_done);
     s->gen_tenant = calloc(s->t->n_jobs + 1, sizeof *s->gen_tenant);
-    if (!s->paths || !s->r->ent[SIM_E_IP] || !s->jobs || !s->gen_done || !s->gen_tenant)
-        return -ENOMEM;
+    if (!s->r->ent[SIM_E_IP] || !s->jobs || !s->gen_done || !s->gen_tenant) return -ENOMEM;
     s->r->n[SIM_E_IP] = tt->n_ips;
     for (size_t i = 0; i < tt->n_ips; i++)
         snprintf(s->r->ent[SIM_E_IP][i].name, sizeof s->r->ent[0][0].name, "%s",
                  tt->ips[i][0] ? tt->ips[i] : "-");
-    for (size_t i = 0; i < s->n_paths; i++) {
-        struct spath *p = &s->paths[i];
-        p->pair = &tt->pairs[i];
-        p->prov = &cfg->providers[i % tt->n_providers];
-        fairq_init(&p->q);
-        p->pool_head = p->pool_tail = NONE;
-        p->factor_min = throttle_factor(p->pair);
-    }
-    if ((rc = setup_tenants(s, err, errlen)) < 0 || (rc = setup_sites(s)) < 0) return rc;
+    if ((rc = setup_tenants(s, err, errlen)) < 0 || (rc = setup_sites(s)) < 0 ||
+        (rc = setup_paths(s)) < 0)
+        return rc;
     for (size_t k = 0; k < SIM_E_COUNT; k++)
         for (size_t i = 0; i < s->r->n[k]; i++)
             s->r->ent[k][i].first_ms = s->r->ent[k][i].last_ms = -1;
@@ -210,7 +227,7 @@ static int percentiles(struct sim *s, enum sim_entity k)
         if (!(j->flags & JF_DELIVERED)) continue;
         size_t e = k == SIM_E_SITE     ? j->site
                    : k == SIM_E_TENANT ? j->tenant
-                                       : j->path / s->table->n_providers;
+                                       : j->path / s->stride;
         lat[off[e]++] = j->lat_ms;
     }
     for (size_t i = 0, start = 0; i < n; i++) {
@@ -273,14 +290,15 @@ static int finish(struct sim *s)
         for (size_t i = 0; i < r->n[k]; i++)
             rates(&r->ent[k][i]);
     }
-    r->paths = calloc(s->n_paths ? s->n_paths : 1, sizeof *r->paths);
+    r->paths = calloc(s->n_used ? s->n_used : 1, sizeof *r->paths);
     if (!r->paths) return -ENOMEM;
-    for (size_t i = 0; i < s->n_paths; i++) {
-        const struct spath *p = &s->paths[i];
-        if (!p->used) continue;
+    r->workers = s->n_workers;
+    for (size_t i = 0; i < s->n_used; i++) {
+        const struct spath *p = &s->paths[s->used[i]];
         struct sim_path *o = &r->paths[r->n_paths++];
         snprintf(o->ip, sizeof o->ip, "%s", p->pair->ip[0] ? p->pair->ip : "-");
         snprintf(o->provider, sizeof o->provider, "%s", p->pair->provider);
+        snprintf(o->site, sizeof o->site, "%s", p->pair->site_hash ? p->pair->site : "");
         o->factor_min = p->factor_min;
         o->factor_end = throttle_factor(p->pair);
         o->sent = atomic_load(&p->pair->sent);
@@ -291,8 +309,9 @@ static int finish(struct sim *s)
 
 static void teardown(struct sim *s)
 {
-    for (size_t i = 0; i < s->n_paths; i++)
-        fairq_free(&s->paths[i].q);
+    for (size_t i = 0; i < s->n_used; i++)
+        for (uint32_t w = 0; w < s->n_workers; w++)
+            fairq_free(&s->queues[(size_t)s->used[i] * s->n_workers + w].q);
     for (size_t i = 0; i < s->n_sites; i++)
         free(s->sites[i].win);
     for (size_t i = 0; s->tips && i < s->cfg->n_tenants; i++)
@@ -306,6 +325,9 @@ static void teardown(struct sim *s)
     free(s->gen_done);
     free(s->gen_tenant);
     free(s->paths);
+    free(s->queues);
+    free(s->used);
+    free(s->workers);
     free(s->jobs);
     free(s->ev);
     free(s->rs);
@@ -325,10 +347,12 @@ int sim_run(const struct config *cfg, const struct sim_traffic *t, const struct 
     s.rng = o && o->seed ? o->seed : 1;
     s.recv_rng = s.rng ^ 0x9e3779b97f4a7c15ULL;
     s.start_wall = o ? o->start_wall_ms : 0;
+    s.n_workers = o && o->workers ? o->workers : cfg->engine.workers;
+    if (s.n_workers == 0) s.n_workers = 1;
     s.r = calloc(1, sizeof *s.r);
     if (!s.r) return -ENOMEM;
-    if (t->total > UINT32_MAX - 1 || cfg->n_tenants > UINT16_MAX) {
-        snprintf(err, errlen, "too many jobs or tenants");
+    if (t->total > UINT32_MAX - 1 || cfg->n_tenants > UINT16_MAX || s.n_workers > 1024) {
+        snprintf(err, errlen, "too many jobs, tenants or workers");
         free(s.r);
         return -HERR_CONFIG;
     }

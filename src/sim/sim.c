@@ -1,17 +1,23 @@
-/* The simulator's event loop (sim.h). One virtual worker: intake reads the
- * stream while it holds fewer than engine.max_inflight jobs, a job is
- * routed (round robin over its tenant's egress pool, skipping addresses
- * suspended or at their warm-up cap, as route.c does), then goes through
- * the gate exactly as src/engine/gate.c does it: the same shape_input
- * (throttle_shape_rate), shape_decide / shape_decide_head, throttle_take,
- * the fair queue with the same class keys and weights, parks to a retry
- * set that a mover empties into the stream every 250 ms. A message that
- * goes takes one of the pair's connections (throttle_scale of the
- * provider's limit) for the site's latency; the reply is classified with
- * classify_reply and throttle_classify, fed to throttle_signal, and a 4xx
- * is decided by outcome_decide (retry schedule, jitter, max_age).
- * throttle_tick runs every 200 ms, with the engine's recall of rate-parked
- * jobs when a factor rises.
+/* The simulator's event loop (sim.h). The engine's workers
+ * (engine.workers of them, or --workers): each reads the stream in batches
+ * while it holds fewer than engine.max_inflight jobs, as intake.c does; a
+ * job is routed (round robin over its tenant's egress pool, skipping
+ * addresses suspended or at their warm-up cap, as route.c does) to a path:
+ * egress IP x provider, or egress IP x destination site when the
+ * provider's limits are per site (the default provider's are); then it
+ * goes through the gate exactly as src/engine/gate.c does it: the same
+ * shape_input (throttle_shape_rate), shape_decide / shape_decide_head,
+ * throttle_take, the worker's own fair queue with the same class keys and
+ * weights, parks to a retry set that a mover empties into the stream
+ * every 250 ms. A message that goes takes one of the path's connections
+ * (throttle_scale of the provider's limit, shared by the workers: a
+ * worker's freed connection serves its own backlog at once, another
+ * worker's at the next tick, as the pool's slot hand-over does) for the
+ * site's latency; the reply is classified with classify_reply and
+ * throttle_classify, fed to throttle_signal, and a 4xx is decided by
+ * outcome_decide (retry schedule, jitter, max_age). throttle_tick runs
+ * every 200 ms, with the engine's recall of rate-parked jobs when a
+ * factor rises.
  *
  * Time is in virtual ms from 0; the monotonic clock the throttle sees is
  * MONO_BASE_MS + t and the wall clock start_wall_ms + t. Jobs live in one
@@ -148,7 +154,7 @@ static size_t ents(struct sim *s, const struct sjob *j, struct sim_stats **out)
     size_t n = 0;
     out[n++] = &s->r->ent[SIM_E_SITE][j->site];
     out[n++] = &s->r->ent[SIM_E_TENANT][j->tenant];
-    if (j->path != NONE) out[n++] = &s->r->ent[SIM_E_IP][j->path / s->table->n_providers];
+    if (j->path != NONE) out[n++] = &s->r->ent[SIM_E_IP][j->path / s->stride];
     return n;
 }
 
@@ -212,8 +218,8 @@ static int64_t warmup_today(struct sim *s, const char *ip, int64_t day, int64_t 
     return config_warmup_cap(s->cfg, ip, day, NULL);
 }
 
-static void gather(struct sim *s, struct spath *p, const char *key, double weight,
-                   struct shape_input *in)
+static void gather(struct sim *s, struct spath *p, struct squeue *q, uint32_t worker,
+                   const char *key, double weight, struct shape_input *in)
 {
     memset(in, 0, sizeof *in);
     in->now_wall_ms = wall(s);
@@ -226,11 +232,12 @@ static void gather(struct sim *s, struct spath *p, const char *key, double weigh
         in->warmup_retry_ms = (day + 1) * DAY_MS + (int64_t)(outcome_rng_next(&s->rng) % 60000);
     }
     bool rated = p->prov && p->prov->rate.count;
-    throttle_shape_rate(in, p->pair, p->prov ? &p->prov->rate : NULL, rated ? &p->q : NULL, key,
-                        weight, HORIZON_S, s->cfg->engine.max_inflight);
+    throttle_shape_rate(in, p->pair, p->prov ? &p->prov->rate : NULL, rated ? &q->q : NULL, key,
+                        weight, HORIZON_S, s->cfg->engine.max_inflight, s->workers[worker].held);
+    if (in->rated) in->no_connection = q->pool_len > 4 * (size_t)q->in_flight + 4;
 }
 
-static void park(struct sim *s, uint32_t idx, const struct shape_verdict *v, struct spath *p,
+static void park(struct sim *s, uint32_t idx, const struct shape_verdict *v, struct squeue *q,
                  const char *key)
 {
     struct sjob *j = &s->jobs[idx];
@@ -238,16 +245,21 @@ static void park(struct sim *s, uint32_t idx, const struct shape_verdict *v, str
     size_t n = ents(s, j, e);
     for (size_t i = 0; i < n; i++)
         e[i]->parked[v->reason]++;
-    if ((v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE) && p && key) {
-        struct fairq_class *c = fairq_class_get(&p->q, key);
-        if (c) c->owner_ms = v->until_ms;
+    if (v->reason == SHAPE_R_CONNECTIONS) {
+        struct throttle_pair *pair = s->paths[j->path].pair;
+        if (v->park_us > atomic_load(&pair->conn_park_us))
+            atomic_store(&pair->conn_park_us, v->park_us);
     }
+    if ((v->reason == SHAPE_R_RATE || v->reason == SHAPE_R_TENANT_SHARE ||
+         v->reason == SHAPE_R_CONNECTIONS) &&
+        q && key)
+        throttle_park_note(s->paths[j->path].pair, key, v->park_us);
     /* PARK_WAIT (suspension, admission) is not recalled; PARK_THROTTLED is. */
     if (v->reason == SHAPE_R_SUSPENDED || v->reason == SHAPE_R_TENANT_RATE)
         j->flags &= (uint8_t)~JF_THROTTLED;
     else
         j->flags |= JF_THROTTLED;
-    s->held--;
+    s->workers[j->worker].held--;
     rs_push(s, idx, v->until_ms - s->start_wall);
 }
 
@@ -257,7 +269,7 @@ static void receiver_answer(struct sim *s, struct sjob *j)
     const struct sim_site *b = st->b;
     j->reply = REPLY_OK;
     if (b->limit_per_s > 0) {
-        struct window *w = &st->win[b->scope == SIM_SCOPE_IP ? j->path / s->table->n_providers : 0];
+        struct window *w = &st->win[b->scope == SIM_SCOPE_IP ? j->path / s->stride : 0];
         double len = b->limit_per_s >= 1 ? 1000 : 1000 / b->limit_per_s;
         double allowed = b->limit_per_s >= 1 ? floor(b->limit_per_s) : 1;
         if (s->now - w->start_ms >= (int64_t)len) {
@@ -277,10 +289,13 @@ static void receiver_answer(struct sim *s, struct sjob *j)
         j->reply = REPLY_TEMPFAIL;
 }
 
+static struct squeue *queue_of(struct sim *s, uint32_t path, uint32_t worker);
+
 static void start_send(struct sim *s, uint32_t idx, struct spath *p)
 {
     struct sjob *j = &s->jobs[idx];
     p->in_flight++;
+    queue_of(s, j->path, j->worker)->in_flight++;
     receiver_answer(s, j);
     ev_push(s, s->now + s->sites[j->site].b->latency_ms, EV_DONE, idx);
 }
@@ -290,11 +305,57 @@ static uint32_t conn_limit(const struct spath *p)
     return throttle_scale(p->pair, p->prov ? p->prov->connections : 10);
 }
 
-static void send_now(struct sim *s, uint32_t idx, struct spath *p)
+static struct squeue *queue_of(struct sim *s, uint32_t path, uint32_t worker)
+{
+    return &s->queues[(size_t)path * s->n_workers + worker];
+}
+
+/* A worker's share of the path's connections when every worker has mail
+ * for it (route.c's fair_conns). */
+static uint32_t fair_conns(const struct sim *s, const struct spath *p)
+{
+    return (conn_limit(p) + s->n_workers - 1) / s->n_workers;
+}
+
+/* Another worker has mail waiting for the path and less than its share
+ * (its pool asks for a slot: pool.c's slot_wanted). */
+static bool others_want(struct sim *s, uint32_t path, uint32_t worker)
+{
+    uint32_t fair = fair_conns(s, &s->paths[path]);
+    for (uint32_t w = 0; w < s->n_workers; w++) {
+        const struct squeue *q = queue_of(s, path, w);
+        if (w != worker && q->pool_len > 0 && q->in_flight < fair) return true;
+    }
+    return false;
+}
+
+/* A free connection of the path takes the worker's oldest message waiting
+ * for one, unless the worker holds its share while another asks: then
+ * the slot is left for that one (pool.c's gives_slot_back; it takes it at
+ * the next tick, as a retired connection's slot is taken by the asking
+ * pool's pool_tick). */
+static void serve_pool(struct sim *s, uint32_t path, uint32_t worker)
+{
+    struct spath *p = &s->paths[path];
+    struct squeue *q = queue_of(s, path, worker);
+    while (q->pool_head != NONE && p->in_flight < conn_limit(p)) {
+        if (q->in_flight >= fair_conns(s, p) && others_want(s, path, worker)) return;
+        uint32_t next = q->pool_head;
+        q->pool_head = s->jobs[next].next;
+        if (q->pool_head == NONE) q->pool_tail = NONE;
+        q->pool_len--;
+        start_send(s, next, p);
+    }
+}
+
+static void send_now(struct sim *s, uint32_t idx)
 {
     struct sjob *j = &s->jobs[idx];
+    struct spath *p = &s->paths[j->path];
     if (s->cfg->n_warmup) throttle_ip_count(s->table, p->pair->ip, wall(s) / DAY_MS);
-    if (p->in_flight < conn_limit(p)) {
+    struct squeue *q = queue_of(s, j->path, j->worker);
+    if (p->in_flight < conn_limit(p) && q->pool_head == NONE &&
+        !(q->in_flight >= fair_conns(s, p) && others_want(s, j->path, j->worker))) {
         start_send(s, idx, p);
         return;
     }
@@ -303,57 +364,64 @@ static void send_now(struct sim *s, uint32_t idx, struct spath *p)
     for (size_t i = 0; i < n; i++)
         e[i]->waits[SHAPE_R_CONNECTIONS]++;
     j->next = NONE;
-    if (p->pool_tail != NONE)
-        s->jobs[p->pool_tail].next = idx;
+    j->pool_ms = s->now;
+    q->pool_len++;
+    if (q->pool_tail != NONE)
+        s->jobs[q->pool_tail].next = idx;
     else
-        p->pool_head = idx;
-    p->pool_tail = idx;
+        q->pool_head = idx;
+    q->pool_tail = idx;
 }
 
-static void arm(struct sim *s, struct spath *p, int64_t at)
+static void arm(struct sim *s, uint32_t path, uint32_t worker, int64_t at)
 {
-    p->armed = true;
-    p->timer_at = at < s->now ? s->now : at;
-    ev_push(s, p->timer_at, EV_QUEUE, (uint32_t)(p - s->paths));
+    struct squeue *q = queue_of(s, path, worker);
+    q->armed = true;
+    q->timer_at = at < s->now ? s->now : at;
+    ev_push(s, q->timer_at, EV_QUEUE, path * s->n_workers + worker);
 }
 
-static void gate_submit(struct sim *s, uint32_t idx, struct spath *p)
+static void gate_submit(struct sim *s, uint32_t idx)
 {
     struct sjob *j = &s->jobs[idx];
+    struct spath *p = &s->paths[j->path];
+    struct squeue *q = queue_of(s, j->path, j->worker);
     const char *key = s->keys[j->tenant][j->prio];
     double weight = throttle_class_weight(tenant_of(s, j)->weight, j->prio);
     struct shape_input in;
-    gather(s, p, key, weight, &in);
+    gather(s, p, q, j->worker, key, weight, &in);
     struct shape_verdict v;
     shape_decide(&in, &v);
     if (v.kind == SHAPE_GO && in.rated &&
         throttle_take(p->pair, &p->prov->rate, in.now_mono_ms * 1000, 0) != 0)
         v.kind = SHAPE_WAIT;
     if (v.kind == SHAPE_GO) {
-        send_now(s, idx, p);
+        send_now(s, idx);
         return;
     }
     if (v.kind == SHAPE_PARK) {
-        park(s, idx, &v, p, key);
+        park(s, idx, &v, q, key);
         return;
     }
     struct sim_stats *e[3];
     size_t n = ents(s, j, e);
     for (size_t i = 0; i < n; i++)
         e[i]->waits[v.reason]++;
-    if (fairq_push(&p->q, &j->qnode, key, weight) < 0) {
-        send_now(s, idx, p);
+    if (fairq_push(&q->q, &j->qnode, key, weight) < 0) {
+        send_now(s, idx);
         return;
     }
-    if (!p->armed) arm(s, p, s->now);
+    if (!q->armed) arm(s, j->path, j->worker, s->now);
 }
 
-static void on_queue_due(struct sim *s, struct spath *p)
+static void on_queue_due(struct sim *s, uint32_t path, uint32_t worker)
 {
-    p->armed = false;
-    while (fairq_len(&p->q) > 0) {
+    struct spath *p = &s->paths[path];
+    struct squeue *q = queue_of(s, path, worker);
+    q->armed = false;
+    while (fairq_len(&q->q) > 0) {
         struct shape_input in;
-        gather(s, p, NULL, 0, &in);
+        gather(s, p, q, worker, NULL, 0, &in);
         in.warmup_retry_ms = in.now_wall_ms + 1000;
         struct shape_verdict v;
         shape_decide_head(&in, &v);
@@ -364,58 +432,90 @@ static void on_queue_due(struct sim *s, struct spath *p)
         }
         if (v.kind == SHAPE_WAIT) {
             int64_t at = s->now + (v.until_ms - in.now_mono_ms);
-            arm(s, p, at > s->now ? at : s->now + 1);
+            arm(s, path, worker, at > s->now ? at : s->now + 1);
             return;
         }
-        struct sjob *j = HERALD_CONTAINER_OF(fairq_pop(&p->q), struct sjob, qnode);
+        struct sjob *j = HERALD_CONTAINER_OF(fairq_pop(&q->q), struct sjob, qnode);
         uint32_t idx = (uint32_t)(j - s->jobs);
         if (v.kind == SHAPE_PARK)
             park(s, idx, &v, NULL, NULL);
         else
-            send_now(s, idx, p);
+            send_now(s, idx);
     }
 }
 
 /* ---------- route, admission, intake ---------- */
 
-static bool egress_may_send(struct sim *s, size_t ip, size_t prov)
+/* The path of a site from an egress IP (route.c's path_pair): the site's
+ * own pair when its provider's limits are per site, else the provider's
+ * pooled one. */
+static uint32_t path_of(struct sim *s, size_t ip, size_t site)
 {
-    struct throttle_pair *pair = &s->table->pairs[ip * s->table->n_providers + prov];
+    struct throttle_table *tt = s->table;
+    const struct ssite *st = &s->sites[site];
+    bool per_site = st->prov && st->prov->per_site;
+    size_t slot = per_site ? tt->n_providers + st->slot : st->prov_idx;
+    uint32_t idx = (uint32_t)(ip * s->stride + slot);
+    struct spath *p = &s->paths[idx];
+    if (p->pair) return idx;
+    struct throttle_pair *pooled = &tt->pairs[ip * tt->n_providers + st->prov_idx];
+    p->pair = per_site ? throttle_site_pair(tt, tt->ips[ip], st->prov->name, st->hash, st->label)
+                       : pooled;
+    if (!p->pair) p->pair = pooled;
+    p->prov = &s->cfg->providers[st->prov_idx];
+    p->factor_min = throttle_factor(p->pair);
+    for (uint32_t w = 0; w < s->n_workers; w++) {
+        struct squeue *q = queue_of(s, idx, w);
+        fairq_init(&q->q);
+        q->pool_head = q->pool_tail = NONE;
+    }
+    return idx;
+}
+
+static void mark_used(struct sim *s, uint32_t path)
+{
+    if (s->paths[path].used) return;
+    s->paths[path].used = true;
+    s->used[s->n_used++] = path;
+}
+
+static bool egress_may_send(struct sim *s, size_t ip, size_t site)
+{
+    struct throttle_pair *pair = s->paths[path_of(s, ip, site)].pair;
     if (atomic_load(&pair->suspended_until_ms) > wall(s)) return false;
     if (!s->cfg->n_warmup) return true;
     int64_t sent, cap = warmup_today(s, pair->ip, wall(s) / DAY_MS, &sent);
     return cap < 0 || sent < cap;
 }
 
-static struct spath *route(struct sim *s, struct sjob *j)
+static void route(struct sim *s, struct sjob *j)
 {
-    size_t prov = s->sites[j->site].prov_idx;
+    struct sworker *w = &s->workers[j->worker];
     size_t n = s->n_tips[j->tenant], ip = 0;
     if (n) {
         size_t pick = 0;
         bool found = false;
         for (size_t k = 0; k < n && !found; k++)
-            if (egress_may_send(s, s->tips[j->tenant][(s->egress_rr + k) % n], prov)) {
+            if (egress_may_send(s, s->tips[j->tenant][(w->egress_rr + k) % n], j->site)) {
                 pick = k;
                 found = true;
             }
-        s->egress_rr += (uint32_t)pick + 1;
-        ip = s->tips[j->tenant][(s->egress_rr - 1) % n];
+        w->egress_rr += (uint32_t)pick + 1;
+        ip = s->tips[j->tenant][(w->egress_rr - 1) % n];
     }
-    j->path = (uint32_t)(ip * s->table->n_providers + prov);
-    struct spath *p = &s->paths[j->path];
-    p->used = true;
-    return p;
+    j->path = path_of(s, ip, j->site);
+    mark_used(s, j->path);
 }
 
-/* A job read from the stream: expired, over its tenant's rate (admission),
- * or routed and gated. */
-static void attempt(struct sim *s, uint32_t idx)
+/* A job a worker read from the stream: expired, over its tenant's rate
+ * (admission), or routed and gated. */
+static void attempt(struct sim *s, uint32_t idx, uint32_t worker)
 {
     struct sjob *j = &s->jobs[idx];
-    s->held++;
+    j->worker = (uint16_t)worker;
+    s->workers[worker].held++;
     if (j->expires_at_ms && s->now >= j->expires_at_ms) {
-        s->held--;
+        s->workers[worker].held--;
         end_job(s, idx, false, true);
         return;
     }
@@ -429,7 +529,8 @@ static void attempt(struct sim *s, uint32_t idx)
             return;
         }
     }
-    gate_submit(s, idx, route(s, j));
+    route(s, j);
+    gate_submit(s, idx);
 }
 
 static void stream_append(struct sim *s, uint32_t idx)
@@ -442,14 +543,28 @@ static void stream_append(struct sim *s, uint32_t idx)
     s->stream_tail = idx;
 }
 
+/* The workers take turns reading the stream, each a batch of up to
+ * engine.batch while it holds fewer than engine.max_inflight, and not for
+ * a sliver of room when it holds work (intake_read). */
 static void intake(struct sim *s)
 {
-    while (s->stream_head != NONE && s->held < s->cfg->engine.max_inflight) {
-        uint32_t idx = s->stream_head;
-        s->stream_head = s->jobs[idx].next;
-        if (s->stream_head == NONE) s->stream_tail = NONE;
-        attempt(s, idx);
+    uint32_t max = s->cfg->engine.max_inflight;
+    uint32_t batch = s->cfg->engine.batch ? s->cfg->engine.batch : 256;
+    for (uint32_t k = 0; k < s->n_workers && s->stream_head != NONE; k++) {
+        uint32_t wk = (s->intake_rr + k) % s->n_workers;
+        struct sworker *w = &s->workers[wk];
+        if (w->held >= max) continue;
+        uint32_t room = max - w->held;
+        if (room < batch / 4 && w->held > 0) continue;
+        for (uint32_t count = room < batch ? room : batch; count && s->stream_head != NONE;
+             count--) {
+            uint32_t idx = s->stream_head;
+            s->stream_head = s->jobs[idx].next;
+            if (s->stream_head == NONE) s->stream_tail = NONE;
+            attempt(s, idx, wk);
+        }
     }
+    s->intake_rr++;
 }
 
 /* ---------- events ---------- */
@@ -459,8 +574,10 @@ static void on_done(struct sim *s, uint32_t idx)
     struct sjob *j = &s->jobs[idx];
     struct spath *p = &s->paths[j->path];
     struct ssite *st = &s->sites[j->site];
+    struct sworker *w = &s->workers[j->worker];
     const struct config *cfg = s->cfg;
     p->in_flight--;
+    queue_of(s, j->path, j->worker)->in_flight--;
     const struct smtp_result *res = &st->res[j->reply];
     const char *cat = classify_reply(cfg, res);
     int64_t suspend_ms = 0;
@@ -498,18 +615,51 @@ static void on_done(struct sim *s, uint32_t idx)
         if (oc.kind == OC_RETRY) {
             j->attempt++;
             j->flags &= (uint8_t)~JF_THROTTLED;
-            s->held--;
+            w->held--;
             rs_push(s, idx, oc.due_ms - s->start_wall);
         } else {
             end_job(s, idx, false, true);
         }
     }
-    if (j->flags & JF_ENDED) s->held--;
-    while (p->pool_head != NONE && p->in_flight < conn_limit(p)) {
-        uint32_t next = p->pool_head;
-        p->pool_head = s->jobs[next].next;
-        if (p->pool_head == NONE) p->pool_tail = NONE;
-        start_send(s, next, p);
+    if (j->flags & JF_ENDED) w->held--;
+    serve_pool(s, j->path, j->worker);
+}
+
+/* gate_shed: a congested path's pool gives back what it holds beyond a
+ * few messages per connection, newest first. */
+static void shed(struct sim *s, uint32_t path, uint32_t worker)
+{
+    struct squeue *q = queue_of(s, path, worker);
+    if (q->pool_head == NONE) return;
+    struct shape_input in;
+    memset(&in, 0, sizeof in);
+    in.now_wall_ms = wall(s);
+    in.now_mono_ms = mono(s);
+    in.conn_backlog = q->pool_len;
+    in.conn_open = q->in_flight;
+    in.conn_oldest_wait_ms = s->now - s->jobs[q->pool_head].pool_ms;
+    in.conn_limit = conn_limit(&s->paths[path]);
+    size_t excess = shape_conn_excess(&in);
+    if (excess == 0) return;
+    size_t keep = q->pool_len - excess;
+    uint32_t last = q->pool_head;
+    for (size_t i = 1; i < keep; i++)
+        last = s->jobs[last].next;
+    uint32_t cut = keep ? s->jobs[last].next : q->pool_head;
+    if (keep) {
+        s->jobs[last].next = NONE;
+        q->pool_tail = last;
+    } else {
+        q->pool_head = q->pool_tail = NONE;
+    }
+    q->pool_len = (uint32_t)keep;
+    while (cut != NONE) {
+        uint32_t next = s->jobs[cut].next;
+        in.conn_last_park_us = atomic_load(&s->paths[path].pair->conn_park_us);
+        int64_t due_us = shape_conn_park_due_us(&in);
+        struct shape_verdict v = {SHAPE_PARK, SHAPE_R_CONNECTIONS, (due_us + 999) / 1000, due_us};
+        park(s, cut, &v, NULL, NULL);
+        cut = next;
     }
 }
 
@@ -517,9 +667,8 @@ static void on_done(struct sim *s, uint32_t idx)
  * due now. */
 static void recall(struct sim *s)
 {
-    for (size_t i = 0; i < s->n_paths; i++)
-        for (struct fairq_class *c = s->paths[i].q.classes; c; c = c->next)
-            c->owner_ms = 0;
+    for (size_t i = 0; i < s->n_used; i++)
+        throttle_park_forget(s->paths[s->used[i]].pair);
     bool changed = false;
     s->r->recalls++;
     for (size_t i = 0; i < s->n_rs; i++)
@@ -536,9 +685,15 @@ static void recall(struct sim *s)
 static void on_tick(struct sim *s)
 {
     bool raised = false;
-    for (size_t i = 0; i < s->n_paths; i++) {
-        if (!s->paths[i].used) continue;
-        raised |= throttle_tick(s->paths[i].pair, &s->cfg->reputation, mono(s));
+    for (size_t i = 0; i < s->n_used; i++) {
+        uint32_t path = s->used[i];
+        raised |= throttle_tick(s->paths[path].pair, &s->cfg->reputation, mono(s));
+        /* A connection another worker left idle is handed over within a
+         * tick (pool_tick's slot hand-over). */
+        for (uint32_t w = 0; w < s->n_workers; w++) {
+            shed(s, path, w);
+            serve_pool(s, path, w);
+        }
     }
     if (raised) s->recall_wanted = true;
     if (s->recall_wanted && s->now >= s->next_recall) {
@@ -620,8 +775,8 @@ int sim_loop(struct sim *s, int64_t max_ms)
             on_arrive(s, e.idx);
             break;
         case EV_QUEUE:
-            if (s->paths[e.idx].armed && s->paths[e.idx].timer_at == e.at)
-                on_queue_due(s, &s->paths[e.idx]);
+            if (s->queues[e.idx].armed && s->queues[e.idx].timer_at == e.at)
+                on_queue_due(s, e.idx / s->n_workers, e.idx % s->n_workers);
             break;
         case EV_DONE:
             on_done(s, e.idx);

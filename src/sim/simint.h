@@ -26,9 +26,9 @@ enum reply_kind { REPLY_OK = 0, REPLY_LIMIT, REPLY_TEMPFAIL, REPLY_BOUNCE };
 
 struct sjob {
     struct fairq_node qnode;
-    int64_t enq_ms, due_ms, expires_at_ms, lat_ms;
+    int64_t enq_ms, pool_ms, expires_at_ms, lat_ms;
     uint32_t next, path;
-    uint16_t tenant, site, attempt;
+    uint16_t tenant, site, attempt, worker;
     uint8_t prio, flags, reply;
 };
 
@@ -37,15 +37,30 @@ struct rent {
     uint32_t job;
 };
 
-/* A throttle pair's worker-side state: the hold queue and the pool. */
+/* A throttle pair the run sends through: pooled (egress IP x provider),
+ * or egress IP x site for a provider whose limits are per site (as
+ * route.c's path_pair picks). Its connections are the process's, whichever
+ * worker uses them. Made when first routed to. */
 struct spath {
     struct throttle_pair *pair;
     const struct cfg_provider *prov;
-    struct fairq q;
-    bool armed, used;
-    int64_t timer_at;
-    uint32_t in_flight, pool_head, pool_tail;
+    uint32_t in_flight; /* connections busy, all workers */
+    bool used;
     double factor_min;
+};
+
+/* One worker's part of a path: its hold queue (gate.c's hold_queue) and
+ * the messages its pool holds until a connection is free. */
+struct squeue {
+    struct fairq q;
+    bool armed;
+    int64_t timer_at;
+    uint32_t pool_head, pool_tail, pool_len;
+    uint32_t in_flight; /* this worker's busy connections of the path */
+};
+
+struct sworker {
+    uint32_t held, egress_rr;
 };
 
 struct window {
@@ -55,6 +70,9 @@ struct window {
 
 struct ssite {
     const struct sim_site *b;
+    uint64_t hash;     /* throttle_site_hash of its exchangers */
+    char label[128];   /* throttle_site_label */
+    uint32_t slot;     /* the first site with the same exchangers (one pair) */
     const struct cfg_provider *prov;
     size_t prov_idx;
     struct window *win; /* one per table IP (scope ip) or one */
@@ -76,9 +94,13 @@ struct sim {
     struct rent *rs; /* the retry set, a min-heap by due time */
     size_t n_rs, cap_rs;
     uint32_t stream_head, stream_tail;
-    uint32_t held;
-    struct spath *paths;
-    size_t n_paths;
+    struct spath *paths; /* n_ips x stride: providers, then sites */
+    size_t n_paths, stride;
+    struct squeue *queues; /* n_paths x n_workers */
+    uint32_t *used;        /* paths in the order first used */
+    size_t n_used;
+    struct sworker *workers;
+    uint32_t n_workers, intake_rr;
     struct ssite *sites;
     size_t n_sites;
     uint32_t *dom_site;   /* traffic name index -> site */
@@ -86,7 +108,6 @@ struct sim {
     uint16_t *gen_tenant; /* config tenant index per traffic line */
     uint16_t **tips;      /* per config tenant: its pool's table IP indices */
     size_t *n_tips;
-    uint32_t egress_rr;
     char (*keys)[3][96];         /* fair queue class keys per tenant x priority */
     struct throttle_pair *tgcra; /* tenants' own rates (admission) */
     bool recall_wanted;

@@ -81,19 +81,19 @@ static void test_park_over_share(void)
     /* First return half a horizon from now. */
     CHECK_EQ_INT(v.until_ms, NOW_WALL + 5000);
     /* The next ones one class interval (1/10 s) after the last. */
-    in.class_last_park_ms = v.until_ms;
+    in.class_last_park_us = v.park_us;
     decide(&in, &v);
     CHECK_EQ_INT(v.until_ms, NOW_WALL + 5100);
-    in.class_last_park_ms = v.until_ms;
+    in.class_last_park_us = v.park_us;
     in.class_per_s = 2; /* a smaller share: wider spacing */
     decide(&in, &v);
     CHECK_EQ_INT(v.until_ms, NOW_WALL + 5600);
     /* A stale last return (in the past) starts again at half a horizon. */
-    in.class_last_park_ms = NOW_WALL - 60000;
+    in.class_last_park_us = (NOW_WALL - 60000) * 1000;
     decide(&in, &v);
     CHECK_EQ_INT(v.until_ms, NOW_WALL + 5000);
     /* Never more than an hour away. */
-    in.class_last_park_ms = NOW_WALL + 7200 * 1000LL;
+    in.class_last_park_us = (NOW_WALL + 7200 * 1000LL) * 1000;
     decide(&in, &v);
     CHECK_EQ_INT(v.until_ms, NOW_WALL + 3600 * 1000LL);
     /* Under the cap: it waits in memory. */
@@ -118,9 +118,75 @@ static void test_park_spacing_holds_rate(void)
             first = v.until_ms;
         CHECK(v.until_ms >= last);
         last = v.until_ms;
-        in.class_last_park_ms = v.until_ms;
+        in.class_last_park_us = v.park_us;
     }
     CHECK_EQ_INT(last - first, 999 * 100);
+}
+
+/* The connections: a path whose oldest message has waited longer than
+ * SHAPE_CONN_SLOW_MS for one, with more than 4 per connection (+4)
+ * waiting and some connections open, gives back the surplus (rated or
+ * not), spaced at the pool's measured drain. Arrivals are not parked by
+ * it: the surplus goes on the next tick. */
+static void test_congested(void)
+{
+    struct shape_input in = base();
+    struct shape_verdict v;
+    in.rated = false;
+    in.conn_open = 5;
+    in.conn_limit = 5;
+    in.conn_backlog = 24;
+    in.conn_oldest_wait_ms = 60000;
+    CHECK(shape_conn_congested(&in));
+    CHECK_EQ_INT(shape_conn_excess(&in), 0);
+    decide(&in, &v);
+    CHECK_EQ_INT(v.kind, SHAPE_GO);
+    /* half the oldest's wait from now */
+    CHECK_EQ_INT(shape_conn_park_due_us(&in), (NOW_WALL + 30000) * 1000);
+    /* the next one the drain interval (60 s / 24 waiting) later */
+    in.conn_last_park_us = (NOW_WALL + 30000) * 1000;
+    CHECK_EQ_INT(shape_conn_park_due_us(&in), (NOW_WALL + 30000 + 2500) * 1000);
+    /* a bigger backlog: the surplus goes back */
+    in.conn_backlog = 100;
+    CHECK_EQ_INT(shape_conn_excess(&in), 76);
+    /* not slow yet, or few waiting: not congested */
+    in.conn_oldest_wait_ms = SHAPE_CONN_SLOW_MS;
+    CHECK(!shape_conn_congested(&in));
+    CHECK_EQ_INT(shape_conn_excess(&in), 0);
+    in.conn_oldest_wait_ms = 60000;
+    in.conn_backlog = 23;
+    CHECK(!shape_conn_congested(&in));
+    /* no connection of its own: another worker or process holds them */
+    in.conn_backlog = 1000;
+    in.conn_open = 0;
+    CHECK_EQ_INT(shape_conn_excess(&in), 0);
+    in.conn_open = 5;
+    /* a wait made from a path just back: never further than 4 x the wait */
+    in.conn_backlog = 24;
+    in.conn_oldest_wait_ms = 5000;
+    in.conn_last_park_us = (NOW_WALL + 60000) * 1000;
+    CHECK_EQ_INT(shape_conn_park_due_us(&in), (NOW_WALL + 21000) * 1000);
+    /* limit unknown: not checked */
+    in.conn_backlog = 1000;
+    in.conn_limit = 0;
+    CHECK_EQ_INT(shape_conn_excess(&in), 0);
+}
+
+/* A rated path whose connections hold it back (no_connection) still keeps
+ * its class to its share in memory: beyond, it parks. */
+static void test_no_connection_cap(void)
+{
+    struct shape_input in = base();
+    struct shape_verdict v;
+    in.no_connection = true;
+    in.class_queued = 99;
+    decide(&in, &v);
+    CHECK_EQ_INT(v.kind, SHAPE_WAIT);
+    CHECK_EQ_INT(v.reason, SHAPE_R_CONNECTIONS);
+    in.class_queued = 100;
+    decide(&in, &v);
+    CHECK_EQ_INT(v.kind, SHAPE_PARK);
+    CHECK_EQ_INT(v.reason, SHAPE_R_CONNECTIONS);
 }
 
 static void test_order(void)
@@ -200,6 +266,8 @@ int main(void)
     test_rate();
     test_park_over_share();
     test_park_spacing_holds_rate();
+    test_congested();
+    test_no_connection_cap();
     test_order();
     test_head();
     test_admission();

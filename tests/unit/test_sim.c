@@ -7,8 +7,11 @@
  *     421s under 20% of accepted and accepted >= 80% of 20/s;
  * (3) fair share: tenant B's 10 jobs behind 50,000 of tenant A are
  *     delivered within a few virtual seconds;
- * plus retries and max_age, the egress round robin, the traffic parser's
- * errors, and determinism for a seed. */
+ * (4) destination sites: a stuck exchanger stalls only its own domains,
+ *     domains on one exchanger share its limits;
+ * with 1, 2 and 4 workers where it matters, plus retries and max_age, the
+ * egress round robin, the traffic parser's errors, determinism for a seed
+ * and a million jobs. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,9 +50,10 @@ static void traffic(struct sim_traffic *t, const char *text)
     }
 }
 
-static struct sim_result *run(const struct config *cfg, const struct sim_traffic *t)
+static struct sim_result *run_workers(const struct config *cfg, const struct sim_traffic *t,
+                                      uint32_t workers)
 {
-    struct sim_options o = {.seed = 7, .start_wall_ms = 1796083200000LL};
+    struct sim_options o = {.seed = 7, .start_wall_ms = 1796083200000LL, .workers = workers};
     struct sim_result *r = NULL;
     char err[256];
     int rc = sim_run(cfg, t, &o, &r, err, sizeof err);
@@ -60,6 +64,13 @@ static struct sim_result *run(const struct config *cfg, const struct sim_traffic
     return r;
 }
 
+/* One worker unless a test says otherwise: "auto" would make the results
+ * depend on the machine's CPU count. */
+static struct sim_result *run(const struct config *cfg, const struct sim_traffic *t)
+{
+    return run_workers(cfg, t, 1);
+}
+
 static const struct sim_stats *find(const struct sim_result *r, enum sim_entity k, const char *name)
 {
     for (size_t i = 0; i < r->n[k]; i++)
@@ -68,30 +79,187 @@ static const struct sim_stats *find(const struct sim_result *r, enum sim_entity 
     exit(1);
 }
 
-static void test_rate_per_ip(void)
+static void test_rate_per_ip(uint32_t workers, uint64_t jobs)
 {
     struct config *cfg = load("egress:\n  default: [192.0.2.1, 192.0.2.2]\n"
                               "tenants:\n  acme:\n    from: r@acme.test\n"
                               "providers:\n  google:\n    mx: ['*.google.com']\n"
                               "    connections: 20\n    rate: 600/m\n");
     struct sim_traffic t;
-    traffic(&t, "{\"site\": \"gmail.com\", \"mx\": [\"gmail-smtp-in.l.google.com\"], "
-                "\"latency_ms\": 80}\n"
-                "{\"t\": 0, \"tenant\": \"acme\", \"domain\": \"gmail.com\", \"count\": 4000}\n");
-    struct sim_result *r = run(cfg, &t);
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"site\": \"gmail.com\", \"mx\": [\"gmail-smtp-in.l.google.com\"], "
+             "\"latency_ms\": 80}\n"
+             "{\"t\": 0, \"tenant\": \"acme\", \"domain\": \"gmail.com\", \"count\": %llu}\n",
+             (unsigned long long)jobs);
+    traffic(&t, text);
+    struct sim_result *r = run_workers(cfg, &t, workers);
     const struct sim_stats *a = find(r, SIM_E_IP, "192.0.2.1"), *b = find(r, SIM_E_IP, "192.0.2.2");
-    printf("rate per IP: %s %.3f/s (peak %.1f), %s %.3f/s (peak %.1f); done at %.1f s\n", a->name,
-           a->steady_per_s, a->peak_per_s, b->name, b->steady_per_s, b->peak_per_s,
-           (double)r->end_ms / 1000);
+    printf("rate per IP, %u worker(s), %llu jobs: %s %.3f/s (peak %.1f), %s %.3f/s (peak %.1f); "
+           "done at %.1f s\n",
+           workers, (unsigned long long)jobs, a->name, a->steady_per_s, a->peak_per_s, b->name,
+           b->steady_per_s, b->peak_per_s, (double)r->end_ms / 1000);
     CHECK_EQ_INT(r->pending, 0);
-    CHECK_EQ_INT(a->delivered + b->delivered, 4000);
+    CHECK_EQ_INT(r->workers, workers);
+    CHECK_EQ_INT(a->delivered + b->delivered, jobs);
     CHECK(a->steady_per_s > 9.5 && a->steady_per_s < 10.5);
     CHECK(b->steady_per_s > 9.5 && b->steady_per_s < 10.5);
     /* also over any 20 s stretch of the middle, from the series */
     double mid = sim_rate(a, SIM_S_DELIVERED, 50, 70);
     CHECK(mid > 9.5 && mid < 10.5);
-    /* 4000 at 20/s: about 200 s */
-    CHECK(r->end_ms > 190000 && r->end_ms < 215000);
+    /* at 20/s in all */
+    double expect_ms = (double)jobs / 20 * 1000;
+    CHECK(r->end_ms > 0.95 * expect_ms && r->end_ms < 1.075 * expect_ms);
+    sim_result_free(r);
+    sim_traffic_free(&t);
+    config_free(cfg);
+}
+
+/* Destination sites: a domain with its own MX gets its own copy of the
+ * default provider's limits, so an exchanger that holds every connection
+ * it is given stalls only its own domains; two domains on the same
+ * exchangers share one site and its limits. With the default provider
+ * pooled (per_site: false) the stuck site holds the other one up: the
+ * check can fail. */
+static void test_sites(bool per_site, uint32_t workers)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "egress:\n  default: [192.0.2.1]\n"
+             "tenants:\n  acme:\n    from: r@acme.test\n"
+             "providers:\n  default:\n    connections: 4\n    rate: 10/s\n"
+             "    per_site: %s\n",
+             per_site ? "true" : "false");
+    struct config *cfg = load(yaml);
+    struct sim_traffic t;
+    traffic(&t, "{\"site\": \"stuck.test\", \"mx\": [\"mx.stuck.test\"], \"latency_ms\": 60000}\n"
+                "{\"site\": \"small.test\", \"mx\": [\"mx.small.test\"], \"latency_ms\": 50}\n"
+                "{\"site\": \"one.test\", \"mx\": [\"mx.hoster.test\"], \"latency_ms\": 50}\n"
+                "{\"site\": \"two.test\", \"mx\": [\"mx.hoster.test\"], \"latency_ms\": 50}\n"
+                "{\"t\": 0, \"tenant\": \"acme\", \"domain\": \"stuck.test\", \"count\": 40}\n"
+                "{\"t\": 1, \"tenant\": \"acme\", \"domain\": \"small.test\", \"count\": 20}\n"
+                "{\"t\": 1, \"tenant\": \"acme\", \"domain\": \"one.test\", \"count\": 300}\n"
+                "{\"t\": 1, \"tenant\": \"acme\", \"domain\": \"two.test\", \"count\": 300}\n");
+    struct sim_result *r = run_workers(cfg, &t, workers);
+    const struct sim_stats *small = find(r, SIM_E_SITE, "small.test");
+    const struct sim_stats *one = find(r, SIM_E_SITE, "one.test");
+    const struct sim_stats *two = find(r, SIM_E_SITE, "two.test");
+    const struct sim_stats *stuck = find(r, SIM_E_SITE, "stuck.test");
+    /* one.test and two.test: 600 jobs through one 10/s site, 20 s of work */
+    int64_t hoster_done = one->last_ms > two->last_ms ? one->last_ms : two->last_ms;
+    printf("sites (per_site %s, %u worker(s)): small.test max %lld ms; one+two.test done at %.1f s "
+           "(p50 %.1f / %.1f s); stuck.test %llu delivered; %zu paths\n",
+           per_site ? "on" : "off", workers, (long long)small->max_ms,
+           (double)hoster_done / 1000, (double)one->p50_ms / 1000, (double)two->p50_ms / 1000,
+           (unsigned long long)stuck->delivered, r->n_paths);
+    CHECK_EQ_INT(small->delivered, 20);
+    CHECK_EQ_INT(stuck->delivered, 40);
+    if (per_site) {
+        /* its own connections and 10/s: 20 jobs in about 2 s */
+        CHECK(small->max_ms < 4000);
+        /* one.test and two.test share a site: 600 at 10/s, not 20/s */
+        CHECK(hoster_done > 55000 && hoster_done < 66000);
+        CHECK_EQ_INT(r->n_paths, 3);
+        bool labelled = false;
+        for (size_t i = 0; i < r->n_paths; i++)
+            labelled |= strcmp(r->paths[i].site, "mx.hoster.test") == 0;
+        CHECK(labelled);
+    } else {
+        /* the stuck exchanger holds the 4 pooled connections for a minute */
+        CHECK(small->max_ms > 15000);
+        CHECK_EQ_INT(r->n_paths, 1);
+    }
+    sim_result_free(r);
+    sim_traffic_free(&t);
+    config_free(cfg);
+}
+
+/* Memory is shared by every path a worker holds mail for: with three
+ * sites short of connections (their rates allow more than their
+ * connections carry) and more backlog than two workers may hold, each
+ * site still runs at what its connections carry, at once, not one after
+ * the other in stream order; and a tarpit with more mail than a worker may
+ * hold does not fill the workers' memory while another site waits. */
+static void test_memory_pressure(void)
+{
+    struct config *cfg = load("egress:\n  default: [192.0.2.1, 192.0.2.2]\n"
+                              "tenants:\n  a:\n    from: r@a.test\n  b:\n    from: r@b.test\n"
+                              "providers:\n  google:\n    mx: ['*.google.com']\n"
+                              "    connections: 50\n    rate: 2000/s\n"
+                              "  default:\n    connections: 20\n    rate: 500/s\n");
+    struct sim_traffic t;
+    traffic(&t, "{\"site\": \"gmail.com\", \"mx\": [\"gmail-smtp-in.l.google.com\"], "
+                "\"latency_ms\": 40}\n"
+                "{\"site\": \"*\", \"latency_ms\": 60}\n"
+                "{\"t\": 0, \"tenant\": \"b\", \"domain\": \"example.org\", \"count\": 40000}\n"
+                "{\"t\": 0, \"tenant\": \"b\", \"domain\": \"example.net\", \"count\": 40000}\n"
+                "{\"t\": 0, \"tenant\": \"a\", \"domain\": \"gmail.com\", \"count\": 100000}\n");
+    struct sim_result *r = run_workers(cfg, &t, 2);
+    const struct sim_stats *g = find(r, SIM_E_SITE, "gmail.com");
+    const struct sim_stats *o = find(r, SIM_E_SITE, "example.org");
+    const struct sim_stats *n = find(r, SIM_E_SITE, "example.net");
+    /* what the connections carry: 2 IPs x 50 / 40 ms and 2 x 20 / 60 ms */
+    double g_rate = sim_rate(g, SIM_S_DELIVERED, 5, 35), o_rate = sim_rate(o, SIM_S_DELIVERED, 5, 35),
+           n_rate = sim_rate(n, SIM_S_DELIVERED, 5, 35);
+    uint64_t parks = 0;
+    for (int k = 0; k < SHAPE_R_COUNT; k++)
+        parks += g->parked[k] + o->parked[k] + n->parked[k];
+    printf("memory pressure, 2 workers: 5-35 s gmail %.0f/s (of 2500), example.org %.0f/s, "
+           "example.net %.0f/s (of 667); %.2f parks per job; done at %.1f s\n",
+           g_rate, o_rate, n_rate, (double)parks / 180000, (double)r->end_ms / 1000);
+    CHECK(g_rate > 0.9 * 2500);
+    CHECK(o_rate > 0.9 * 666.7 && n_rate > 0.9 * 666.7);
+    CHECK(parks < 3 * 180000); /* parked and brought back, not churned */
+    CHECK_EQ_INT(r->pending, 0);
+    sim_result_free(r);
+    sim_traffic_free(&t);
+    config_free(cfg);
+
+    /* The tarpit: 6,000 messages to an exchanger that holds each
+     * connection for a minute, then 20 to a plain site. */
+    cfg = load("egress:\n  default: [192.0.2.1]\n"
+               "tenants:\n  acme:\n    from: r@acme.test\n"
+               "providers:\n  default:\n    connections: 10\n");
+    traffic(&t, "{\"site\": \"tarpit.test\", \"mx\": [\"mx.tarpit.test\"], \"latency_ms\": 60000}\n"
+                "{\"site\": \"small.test\", \"mx\": [\"mx.small.test\"], \"latency_ms\": 50}\n"
+                "{\"t\": 0, \"tenant\": \"acme\", \"domain\": \"tarpit.test\", \"count\": 6000}\n"
+                "{\"t\": 5, \"tenant\": \"acme\", \"domain\": \"small.test\", \"count\": 20}\n");
+    r = run_workers(cfg, &t, 2);
+    const struct sim_stats *small = find(r, SIM_E_SITE, "small.test");
+    const struct sim_stats *tar = find(r, SIM_E_SITE, "tarpit.test");
+    printf("tarpit with 6000 queued, 2 workers: small.test max %lld ms; tarpit parked for "
+           "connections %llu times\n",
+           (long long)small->max_ms, (unsigned long long)tar->parked[SHAPE_R_CONNECTIONS]);
+    CHECK_EQ_INT(small->delivered, 20);
+    CHECK(small->max_ms < 3000);
+    CHECK(tar->parked[SHAPE_R_CONNECTIONS] > 0);
+    sim_result_free(r);
+    sim_traffic_free(&t);
+    config_free(cfg);
+}
+
+/* A million jobs simulate in seconds (the issue asks under 10 s; timed
+ * here only loosely, the bench prints the figure). */
+static void test_million(void)
+{
+    struct config *cfg = load("egress:\n  default: [192.0.2.1, 192.0.2.2]\n"
+                              "tenants:\n  a:\n    from: r@a.test\n  b:\n    from: r@b.test\n"
+                              "providers:\n  google:\n    mx: ['*.google.com']\n"
+                              "    connections: 50\n    rate: 2000/s\n"
+                              "  default:\n    connections: 20\n    rate: 500/s\n");
+    struct sim_traffic t;
+    traffic(&t, "{\"site\": \"gmail.com\", \"mx\": [\"gmail-smtp-in.l.google.com\"], "
+                "\"latency_ms\": 40, \"tempfail\": 0.01}\n"
+                "{\"site\": \"*\", \"latency_ms\": 60}\n"
+                "{\"t\": 0, \"tenant\": \"a\", \"domain\": \"gmail.com\", \"count\": 600000, "
+                "\"over\": 60}\n"
+                "{\"t\": 0, \"tenant\": \"b\", \"domain\": \"example.org\", \"count\": 200000}\n"
+                "{\"t\": 0, \"tenant\": \"b\", \"domain\": \"example.net\", \"count\": 200000}\n");
+    struct sim_result *r = run_workers(cfg, &t, 2);
+    printf("a million jobs: %llu pending, %.1f s of virtual time in %.2f s of real time\n",
+           (unsigned long long)r->pending, (double)r->end_ms / 1000, r->wall_s);
+    CHECK_EQ_INT(r->pending, 0);
+    CHECK_EQ_INT(r->jobs, 1000000);
     sim_result_free(r);
     sim_traffic_free(&t);
     config_free(cfg);
@@ -272,7 +440,15 @@ int main(void)
 {
     log_min_level = LOG_ERROR;
     test_traffic_errors();
-    test_rate_per_ip();
+    test_rate_per_ip(1, 4000);
+    test_rate_per_ip(2, 4000);
+    test_rate_per_ip(4, 4000);
+    test_rate_per_ip(4, 100000);
+    test_sites(true, 1);
+    test_sites(true, 2);
+    test_sites(false, 1);
+    test_memory_pressure();
+    test_million();
     test_hidden_limit();
     test_fair_share();
     test_retries_and_expiry();
