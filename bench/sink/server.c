@@ -342,6 +342,7 @@ static void on_data(struct conn *c, const char *p, size_t n)
             conn_close(c, true);
             return;
         case SINK_EV_CLOSE:
+        case SINK_EV_STARTTLS:
             c->close_after_flush = true;
             break;
         }
