@@ -470,9 +470,10 @@ int main(int argc, char **argv)
         for (unsigned l = 0; l < sink.n_listen; l++)
             printf("herald-sink listening on %s\n", names[l]);
         fflush(stdout);
+        const char *tls = "off";
+        if (sink.tls_ctx) tls = sink.policy.tls_required ? "required" : "starttls";
         log_event(LOG_INFO, "event=sink_ready threads=%u latency_ms=%u seed=%llu tls=%s",
-                  sink.n_threads, sink.latency_ms, (unsigned long long)sink.seed,
-                  !sink.tls_ctx ? "off" : sink.policy.tls_required ? "required" : "starttls");
+                  sink.n_threads, sink.latency_ms, (unsigned long long)sink.seed, tls);
         for (;;) {
             struct timespec one_s = {.tv_sec = 1, .tv_nsec = 0};
             int sig = sigtimedwait(&sigs, NULL, &one_s);

@@ -40,8 +40,8 @@ static int make_files(void)
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_pubkey(x, key);
     X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"sink.test", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"sink.test", -1, -1,
+                               0);
     X509_set_issuer_name(x, name);
     int rc = X509_sign(x, key, EVP_sha256()) > 0 ? 0 : -1;
     FILE *f = fopen(cert_path, "w");
