@@ -62,6 +62,9 @@ int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **ou
      * OpenSSL's server cache is one locked table for every thread. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
+    /* A client renegotiating over and over makes the server do handshakes
+     * for free; nothing SMTP needs. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
         return fail(ctx, err, errlen, "loading certificate", cert_file);
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
