@@ -29,8 +29,10 @@ static void usage(FILE *f)
           "         [--max-size BYTES] [--stats FILE] [--record FILE] [--save-dir DIR]\n"
           "         [--banner TEXT] [--seed N]\n"
           "         [--limit-rate N [--limit-for MS] [--limit-text \"421 ...\"]]\n"
+          "         [--tls-cert FILE --tls-key FILE [--tls-required]]\n"
           "--limit-rate: above N messages a second, MAIL gets 421 and the connection\n"
           "closes (a receiver's hidden limit), for the first MS milliseconds or always.\n"
+          "--tls-cert/--tls-key (PEM): offer STARTTLS; --tls-required: 530 to MAIL before it.\n"
           "ADDR is IPv4 or [IPv6]; PORT 0 picks a free port (printed when ready).\n",
           f);
 }
@@ -83,6 +85,9 @@ static void stats_write(const char *path)
     (void)hbuf_appendf(&b, "\"rate_refused\": %llu, \"at_ms\": %lld, ",
                        (unsigned long long)atomic_load(&sink.limiter.refused),
                        (long long)clock_wall_ms());
+    (void)hbuf_appendf(&b, "\"tls_connections\": %llu, \"tls_failed\": %llu, ",
+                       (unsigned long long)atomic_load(&st->tls_connections),
+                       (unsigned long long)atomic_load(&st->tls_failed));
     pthread_mutex_lock(&st->ip_lock);
     (void)hbuf_appendf(&b,
                        "\"connections\": %llu, \"max_concurrent\": %lld, \"open\": %lld, "
@@ -256,6 +261,9 @@ int main(int argc, char **argv)
         OPT_LIMIT_RATE,
         OPT_LIMIT_FOR,
         OPT_LIMIT_TEXT,
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_TLS_REQUIRED,
         OPT_HELP
     };
     static const struct option opts[] = {
@@ -276,11 +284,15 @@ int main(int argc, char **argv)
         {"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
         {"limit-for", required_argument, NULL, OPT_LIMIT_FOR},
         {"limit-text", required_argument, NULL, OPT_LIMIT_TEXT},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-required", no_argument, NULL, OPT_TLS_REQUIRED},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     struct listen_addr addrs[SINK_LISTEN_MAX];
     const char *record_path = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
     uint64_t v;
 
     sink.policy = (struct sink_policy){
@@ -360,6 +372,15 @@ int main(int argc, char **argv)
             ok = strpbrk(optarg, "\r\n") == NULL && strncmp(optarg, "421 ", 4) == 0;
             sink.policy.limit_text = optarg;
             break;
+        case OPT_TLS_CERT:
+            tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            tls_key = optarg;
+            break;
+        case OPT_TLS_REQUIRED:
+            sink.policy.tls_required = true;
+            break;
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -382,6 +403,21 @@ int main(int argc, char **argv)
               stderr);
         usage(stderr);
         return 2;
+    }
+    if (!tls_cert != !tls_key || (sink.policy.tls_required && !tls_cert)) {
+        fputs(tls_cert || tls_key ? "herald-sink: --tls-cert and --tls-key go together\n"
+                                  : "herald-sink: --tls-required needs --tls-cert and --tls-key\n",
+              stderr);
+        usage(stderr);
+        return 2;
+    }
+    if (tls_cert) {
+        char err[512];
+        if (tls_server_ctx_new(tls_cert, tls_key, &sink.tls_ctx, err, sizeof err) < 0) {
+            fprintf(stderr, "herald-sink: %s\n", err);
+            return 2;
+        }
+        sink.policy.starttls = true;
     }
 
     /* Workers inherit this mask; only main takes the signals, by sigtimedwait. */
@@ -434,8 +470,10 @@ int main(int argc, char **argv)
         for (unsigned l = 0; l < sink.n_listen; l++)
             printf("herald-sink listening on %s\n", names[l]);
         fflush(stdout);
-        log_event(LOG_INFO, "event=sink_ready threads=%u latency_ms=%u seed=%llu", sink.n_threads,
-                  sink.latency_ms, (unsigned long long)sink.seed);
+        const char *tls = "off";
+        if (sink.tls_ctx) tls = sink.policy.tls_required ? "required" : "starttls";
+        log_event(LOG_INFO, "event=sink_ready threads=%u latency_ms=%u seed=%llu tls=%s",
+                  sink.n_threads, sink.latency_ms, (unsigned long long)sink.seed, tls);
         for (;;) {
             struct timespec one_s = {.tv_sec = 1, .tv_nsec = 0};
             int sig = sigtimedwait(&sigs, NULL, &one_s);
@@ -449,6 +487,7 @@ int main(int argc, char **argv)
         pthread_join(threads[t], NULL);
     if (sink.stats_path) stats_write(sink.stats_path);
     if (sink.record_fd >= 0) close(sink.record_fd);
+    SSL_CTX_free(sink.tls_ctx);
     for (unsigned t = 0; t < sink.n_threads; t++)
         for (unsigned l = 0; l < sink.n_listen; l++)
             if (sink.listen_fds[t][l] > 0) close(sink.listen_fds[t][l]);

@@ -5,6 +5,13 @@
  * session (bench/sink/session.c), which copies only partial command lines, so
  * a buffer is handed back to the kernel as soon as its CQE is handled.
  *
+ * STARTTLS: the session answers 220 and the connection gets a server-side
+ * tls_conn over two memory BIOs (src/tls/). Ciphertext from the same recv
+ * completions goes into its read BIO, SSL_read's plaintext into the same
+ * session, replies through SSL_write, and the write BIO's records are sent
+ * like plaintext replies were. Handshake records leave at once; replies keep
+ * their --latency-ms. A TLS error ends that connection only.
+ *
  * Lifetime rule: a connection is freed only after the CQE batch that marked
  * it closing, and only when no submitted request still points at it
  * (n_inflight == 0); closing cancels its recv and timer to get there. */
@@ -63,6 +70,9 @@ struct conn {
     unsigned n_marks;
     struct hbuf wire; /* bytes owned by the in-flight send; never realloc'd under it */
     size_t wire_off;
+    struct tls_conn *tls; /* from STARTTLS on; plaintext connections have none */
+    size_t n_plain;       /* sess.out[0..n_plain) predates STARTTLS: it goes out in clear */
+    struct hbuf tls_out;  /* records owed to the client behind the send in flight */
     struct __kernel_timespec timer_ts;
 } __attribute__((aligned(8)));
 
@@ -80,6 +90,7 @@ struct worker {
     struct hbuf record;
     int64_t record_flushed_ms;
     bool save_warned;
+    char plain[BUF_SIZE]; /* SSL_read's output, fed to a session at once */
 };
 
 static uint64_t ud(const void *obj, enum op op)
@@ -173,27 +184,59 @@ static void conn_free(struct conn *c)
     close(c->fd);
     sink_session_free(&c->sess);
     hbuf_free(&c->wire);
+    if (c->tls) {
+        tls_conn_free(c->tls);
+        free(c->tls);
+    }
+    hbuf_free(&c->tls_out);
     free(c);
 }
 
-/* Hand the ready part of out to the kernel if no send is in flight; closes
- * the connection once a QUIT (or fatal error) reply has gone out. */
+/* Take the first n ready reply bytes out of sess.out: onto wire as they
+ * are, or encrypted onto tls_out. */
+static int take_ready(struct conn *c, size_t n, bool encrypt)
+{
+    int rc = encrypt ? tls_pump_write(c->tls, c->sess.out.data, n, &c->tls_out)
+                     : hbuf_append(&c->wire, c->sess.out.data, n);
+    if (rc < 0) return rc;
+    hbuf_consume(&c->sess.out, n);
+    for (unsigned i = 0; i < c->n_marks; i++)
+        c->marks[i].end -= n;
+    c->n_ready -= n;
+    return 0;
+}
+
+/* Hand what may go now to the kernel if no send is in flight; closes the
+ * connection once a QUIT (or fatal error) reply has gone out. Replies from
+ * before STARTTLS (its 220 last) leave in clear and before any record. */
 static void try_send(struct conn *c)
 {
     if (c->closing || c->send_armed) return;
-    if (c->n_ready == 0) {
-        if (c->close_after_flush && c->n_marks == 0) conn_close(c, false);
-        return;
-    }
     hbuf_reset(&c->wire);
-    if (hbuf_append(&c->wire, c->sess.out.data, c->n_ready) < 0) {
+    int rc = 0;
+    if (c->n_plain) {
+        size_t n = c->n_ready < c->n_plain ? c->n_ready : c->n_plain;
+        if (n) rc = take_ready(c, n, false);
+        c->n_plain -= rc == 0 ? n : 0;
+    } else if (c->tls) {
+        if (c->n_ready) rc = take_ready(c, c->n_ready, true);
+        if (rc == 0 && c->tls_out.len) {
+            struct hbuf empty = c->wire;
+            c->wire = c->tls_out;
+            c->tls_out = empty;
+        }
+    } else if (c->n_ready) {
+        rc = take_ready(c, c->n_ready, false);
+    }
+    if (rc < 0) {
         conn_close(c, true);
         return;
     }
-    hbuf_consume(&c->sess.out, c->n_ready);
-    for (unsigned i = 0; i < c->n_marks; i++)
-        c->marks[i].end -= c->n_ready;
-    c->n_ready = 0;
+    if (c->wire.len == 0) {
+        if (c->close_after_flush && c->n_marks == 0 && c->n_ready == 0 && c->tls_out.len == 0)
+            conn_close(c, false);
+        return;
+    }
     c->wire_off = 0;
     struct io_uring_sqe *sqe = sqe_get(c->w);
     io_uring_prep_send(sqe, c->fd, c->wire.data, c->wire.len, MSG_NOSIGNAL);
@@ -317,7 +360,36 @@ static void on_message(struct conn *c)
     if (sk->save_dir) save_body(w, s);
 }
 
-static void on_data(struct conn *c, const char *p, size_t n)
+/* A TLS error (or a peer that sent no TLS at all) ends this connection
+ * only: the alert OpenSSL queued goes out, then the socket closes. */
+static void tls_fail(struct conn *c, const char *stage)
+{
+    atomic_fetch_add_explicit(&c->w->sink->stats.tls_failed, 1, memory_order_relaxed);
+    log_event(LOG_INFO, "event=tls_failed conn=%llX ip=%s stage=%s err=%s",
+              (unsigned long long)c->sess.conn_id, c->ip->ip, stage,
+              LOG_VALUE(tls_conn_error(c->tls)));
+    c->close_after_flush = true;
+}
+
+/* The session said 220 to STARTTLS: whatever arrives from the next recv on
+ * is the client's handshake. */
+static void start_tls(struct conn *c)
+{
+    struct tls_conn *t = malloc(sizeof *t);
+    if (!t || tls_conn_init_server(t, c->w->sink->tls_ctx) < 0) {
+        free(t);
+        log_event(LOG_WARN, "event=tls_setup_failed conn=%llX err=\"out of memory\"",
+                  (unsigned long long)c->sess.conn_id);
+        conn_close(c, true);
+        return;
+    }
+    c->tls = t;
+    c->n_plain = c->sess.out.len;
+}
+
+/* Plaintext from the client (off the wire, or out of SSL_read) into the
+ * session, until all of it is used or the connection is on its way out. */
+static void feed_session(struct conn *c, const char *p, size_t n)
 {
     struct sink_stats *st = &c->w->sink->stats;
     while (n && !c->closing && !c->close_after_flush) {
@@ -344,9 +416,56 @@ static void on_data(struct conn *c, const char *p, size_t n)
         case SINK_EV_CLOSE:
             c->close_after_flush = true;
             break;
+        case SINK_EV_STARTTLS:
+            start_tls(c); /* the rest of this buffer the session discards */
+            break;
         }
     }
+}
+
+/* Ciphertext: through the handshake, then record by record into the session.
+ * Every call into OpenSSL drains what it wrote onto tls_out. */
+static void tls_input(struct conn *c, const char *p, size_t n)
+{
+    struct tls_conn *t = c->tls;
+    if (tls_conn_feed(t, p, n) < 0) {
+        conn_close(c, true);
+        return;
+    }
+    if (!t->done) {
+        int rc = tls_pump_handshake(t, &c->tls_out);
+        if (rc == -EAGAIN) return;
+        if (rc < 0) {
+            tls_fail(c, "handshake");
+            return;
+        }
+        atomic_fetch_add_explicit(&c->w->sink->stats.tls_connections, 1, memory_order_relaxed);
+        sink_session_tls_ready(&c->sess);
+    }
+    while (!c->closing && !c->close_after_flush) {
+        int k = tls_pump_read(t, c->w->plain, sizeof c->w->plain, &c->tls_out);
+        if (k > 0) {
+            feed_session(c, c->w->plain, (size_t)k);
+            continue;
+        }
+        if (k == -HERR_CLOSED)
+            c->close_after_flush = true; /* close_notify */
+        else if (k < 0)
+            tls_fail(c, "read");
+        break;
+    }
+}
+
+static void on_data(struct conn *c, const char *p, size_t n)
+{
+    if (!c->tls) {
+        feed_session(c, p, n);
+        output_produced(c);
+        return;
+    }
+    if (!c->closing && !c->close_after_flush) tls_input(c, p, n);
     output_produced(c);
+    try_send(c); /* handshake records wait for no timer */
 }
 
 /* "::ffff:127.0.0.1" → "127.0.0.1": tests bind IPv4 egress addresses and
@@ -383,6 +502,7 @@ static void conn_open(struct worker *w, int fd)
     c->fd = fd;
     c->ip = sink_stats_open(&w->sink->stats, ip);
     hbuf_init(&c->wire);
+    hbuf_init(&c->tls_out);
     uint64_t conn_id = ((uint64_t)w->index << 40) | ++w->n_accepted;
     sink_session_init(&c->sess, &w->sink->policy, w->sink->seed, conn_id);
     c->next = w->conns;

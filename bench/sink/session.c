@@ -10,11 +10,25 @@ static const char *const event_names[] = {
     [SINK_EV_NEED_MORE] = "need-more", [SINK_EV_MESSAGE] = "message",
     [SINK_EV_TEMPFAIL] = "tempfail",   [SINK_EV_PERMFAIL] = "permfail",
     [SINK_EV_DROP] = "drop",           [SINK_EV_CLOSE] = "close",
+    [SINK_EV_STARTTLS] = "starttls",
+};
+
+static const char *const state_names[SINK_STATE_COUNT] = {
+    [SINK_COMMAND] = "command",
+    [SINK_BODY] = "body",
+    [SINK_STARTTLS] = "starttls",
+    [SINK_DONE] = "done",
 };
 
 const char *sink_event_name(enum sink_event ev)
 {
     if ((unsigned)ev < HERALD_ARRAY_LEN(event_names) && event_names[ev]) return event_names[ev];
+    return "?";
+}
+
+const char *sink_state_name(enum sink_state st)
+{
+    if ((unsigned)st < SINK_STATE_COUNT) return state_names[st];
     return "?";
 }
 
@@ -139,11 +153,12 @@ static void cmd_ehlo(struct sink_session *s, bool extended, size_t arg_len)
         (void)hbuf_appendf(&s->out, "250 %s\r\n", pol->hostname);
         return;
     }
+    bool offer_tls = pol->starttls && !s->tls_active;
     (void)hbuf_appendf(&s->out,
                        "250-%s\r\n%s250-8BITMIME\r\n250-SIZE %llu\r\n250-SMTPUTF8\r\n"
-                       "250 ENHANCEDSTATUSCODES\r\n",
+                       "%s250 ENHANCEDSTATUSCODES\r\n",
                        pol->hostname, pol->pipelining ? "250-PIPELINING\r\n" : "",
-                       (unsigned long long)pol->max_size);
+                       (unsigned long long)pol->max_size, offer_tls ? "250-STARTTLS\r\n" : "");
 }
 
 bool sink_limiter_over(struct sink_limiter *l, int64_t now_ms)
@@ -171,6 +186,10 @@ static enum sink_event cmd_mail(struct sink_session *s, const char *arg, size_t 
     }
     if (s->have_mail) {
         reply(s, "503 5.5.1 Error: nested MAIL command");
+        return SINK_EV_NEED_MORE;
+    }
+    if (s->policy->tls_required && !s->tls_active) {
+        reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return SINK_EV_NEED_MORE;
     }
     if (!starts_with_ci(arg, n, "FROM:") ||
@@ -272,6 +291,37 @@ static void cmd_data(struct sink_session *s, size_t arg_len)
     reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
+static enum sink_event cmd_starttls(struct sink_session *s, size_t arg_len)
+{
+    if (arg_len) {
+        reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return SINK_EV_NEED_MORE;
+    }
+    if (s->tls_active) {
+        reply(s, "503 5.5.1 Error: TLS already active");
+        return SINK_EV_NEED_MORE;
+    }
+    if (s->have_mail) {
+        reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return SINK_EV_NEED_MORE;
+    }
+    reply(s, "220 2.0.0 ready");
+    txn_reset(s);
+    s->have_helo = false;
+    s->state = SINK_STARTTLS;
+    return SINK_EV_STARTTLS;
+}
+
+void sink_session_tls_ready(struct sink_session *s)
+{
+    if (s->state != SINK_STARTTLS) return;
+    s->state = SINK_COMMAND;
+    s->tls_active = true;
+    s->have_helo = false;
+    txn_reset(s);
+    hbuf_reset(&s->line);
+}
+
 /* One complete command line (n bytes, ending in LF). */
 static enum sink_event command(struct sink_session *s, const char *p, size_t n)
 {
@@ -289,6 +339,8 @@ static enum sink_event command(struct sink_session *s, const char *p, size_t n)
     while (arg_len && arg[arg_len - 1] == ' ')
         arg_len--;
 
+    if (verb_len == 8 && s->policy->starttls && strncasecmp(p, "STARTTLS", 8) == 0)
+        return cmd_starttls(s, arg_len);
     if (verb_len != 4) {
         reply(s, "500 5.5.1 Error: command not recognized");
         return SINK_EV_NEED_MORE;
@@ -443,6 +495,11 @@ enum sink_event sink_session_feed(struct sink_session *s, const char *data, size
     while (off < len && ev == SINK_EV_NEED_MORE) {
         if (s->state == SINK_DONE) {
             off = len; /* after QUIT or a drop, input is ignored */
+            break;
+        }
+        if (s->state == SINK_STARTTLS) {
+            s->n_discarded += len - off;
+            off = len;
             break;
         }
         if (s->state == SINK_BODY)

@@ -6,7 +6,14 @@
  * unit test can script a client byte for byte and get the same replies every
  * time. Memory is bounded: one command line (SINK_LINE_MAX), the recipient
  * list kept for the record line, and the body only when keep_body is set (and
- * then at most max_size bytes). */
+ * then at most max_size bytes).
+ *
+ * STARTTLS (RFC 3207) is the owner's half and the session's half: the session
+ * answers 220, returns SINK_EV_STARTTLS and from then on swallows every byte
+ * fed to it (a client that pipelines commands after STARTTLS must not get
+ * them run inside the TLS session it has not negotiated yet, CVE-2011-0411);
+ * the owner runs the handshake on the bytes that arrive next and calls
+ * sink_session_tls_ready, after which the client starts again with EHLO. */
 #ifndef HERALD_SINK_SESSION_H
 #define HERALD_SINK_SESSION_H
 
@@ -41,6 +48,8 @@ struct sink_policy {
     const char *hostname; /* first word of the EHLO reply */
     bool pipelining;      /* advertise PIPELINING (pipelined input is always accepted) */
     bool keep_body;       /* collect the un-stuffed body (for --save-dir) */
+    bool starttls;        /* advertise and accept STARTTLS (the owner has a TLS context) */
+    bool tls_required;    /* MAIL before STARTTLS gets 530 5.7.0 */
     uint64_t max_size;    /* bytes; larger messages get 552 */
     double tempfail_ratio;
     double permfail_ratio;
@@ -50,7 +59,13 @@ struct sink_policy {
     const char *limit_text;       /* the 421 reply line, without CRLF */
 };
 
-enum sink_state { SINK_COMMAND, SINK_BODY, SINK_DONE, SINK_STATE_COUNT };
+enum sink_state {
+    SINK_COMMAND,
+    SINK_BODY,
+    SINK_STARTTLS, /* 220 sent; input is discarded until sink_session_tls_ready */
+    SINK_DONE,
+    SINK_STATE_COUNT
+};
 
 /* Where the body scanner stands relative to the CRLF "." CRLF terminator. */
 enum sink_body_at { BODY_BOL, BODY_MID, BODY_CR, BODY_DOT, BODY_DOT_CR };
@@ -63,6 +78,7 @@ enum sink_event {
     SINK_EV_PERMFAIL,  /* a transaction was refused with 550 */
     SINK_EV_DROP,      /* close the connection now, abruptly, without sending */
     SINK_EV_CLOSE,     /* flush `out`, then close (QUIT, or a fatal protocol error) */
+    SINK_EV_STARTTLS,  /* send `out` in clear, then what arrives next is a TLS handshake */
 };
 
 struct sink_session {
@@ -73,6 +89,8 @@ struct sink_session {
     uint32_t n_queued; /* messages accepted on this connection */
     bool have_helo;
     bool have_mail;
+    bool tls_active;      /* the owner completed a handshake: no second STARTTLS */
+    uint64_t n_discarded; /* bytes pipelined after STARTTLS, dropped unread */
     /* Fate of the current transaction, drawn at MAIL so runs are reproducible. */
     enum sink_event fate; /* SINK_EV_MESSAGE, _TEMPFAIL, _PERMFAIL */
     bool fate_drop;
@@ -102,7 +120,13 @@ void sink_session_free(struct sink_session *s);
 enum sink_event sink_session_feed(struct sink_session *s, const char *data, size_t len,
                                   size_t *used);
 
+/* The owner finished the TLS handshake that SINK_EV_STARTTLS asked for: the
+ * session starts over as after the banner (no HELO, no transaction, and
+ * STARTTLS no longer offered). Ignored in any other state. */
+void sink_session_tls_ready(struct sink_session *s);
+
 /* Text for an event or state, for logs and tests. */
 const char *sink_event_name(enum sink_event ev);
+const char *sink_state_name(enum sink_state st);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "herald/tls.h"
 #include "session.h"
 
 #define SINK_LISTEN_MAX  16
@@ -30,8 +31,10 @@ struct sink_stats {
     _Atomic uint64_t permfail;
     _Atomic uint64_t dropped;
     _Atomic uint64_t bytes;
-    _Atomic uint64_t n_saved; /* names --save-dir files */
-    pthread_mutex_t ip_lock;  /* guards everything below */
+    _Atomic uint64_t tls_connections; /* handshakes completed */
+    _Atomic uint64_t tls_failed;      /* connections a TLS error ended */
+    _Atomic uint64_t n_saved;         /* names --save-dir files */
+    pthread_mutex_t ip_lock;          /* guards everything below */
     uint64_t connections;
     int64_t open;
     int64_t max_concurrent;
@@ -47,7 +50,8 @@ struct sink {
     uint64_t seed;
     const char *stats_path;
     const char *save_dir;
-    int record_fd; /* -1 when --record is off; O_APPEND, written a batch at a time */
+    int record_fd;    /* -1 when --record is off; O_APPEND, written a batch at a time */
+    SSL_CTX *tls_ctx; /* --tls-cert/--tls-key, one for all threads; NULL: no STARTTLS */
     /* listen_fds[t][l]: thread t's socket for --listen l (SO_REUSEPORT). */
     int listen_fds[SINK_THREADS_MAX][SINK_LISTEN_MAX];
     unsigned n_listen;

@@ -21,6 +21,12 @@ struct tls_ctx_opts {
 
 /* A client context: TLS 1.2 minimum. Returns 0 or -HERR_TLS with err set. */
 int tls_ctx_new(const struct tls_ctx_opts *o, SSL_CTX **out, char *err, size_t errlen);
+/* A server context presenting cert_file (PEM, leaf first, chain after) with
+ * key_file: TLS 1.2 and 1.3, no client certificates asked for, resumption by
+ * tickets only (no shared session cache, so threads never contend on it).
+ * Shareable by threads. Returns 0 or -HERR_TLS with err naming the file. */
+int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **out, char *err,
+                       size_t errlen);
 
 enum tls_verify {
     TLS_VERIFY_NONE = 0, /* encrypt whatever the certificate (opportunistic) */
@@ -40,6 +46,9 @@ struct tls_conn {
  * resumption; the connection takes its own reference. */
 int tls_conn_init(struct tls_conn *t, SSL_CTX *ctx, const char *host, enum tls_verify verify,
                   SSL_SESSION *resume);
+/* Prepare the server side of an accepted connection (the handshake waits
+ * for the client's first flight). */
+int tls_conn_init_server(struct tls_conn *t, SSL_CTX *ctx);
 void tls_conn_free(struct tls_conn *t);
 
 /* Ciphertext from the peer. */

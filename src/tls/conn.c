@@ -37,8 +37,8 @@ static bool is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-int tls_conn_init(struct tls_conn *t, SSL_CTX *ctx, const char *host, enum tls_verify verify,
-                  SSL_SESSION *resume)
+/* The SSL object and its two memory BIOs, for either side. */
+static int conn_new(struct tls_conn *t, SSL_CTX *ctx)
 {
     memset(t, 0, sizeof *t);
     ERR_clear_error();
@@ -51,11 +51,28 @@ int tls_conn_init(struct tls_conn *t, SSL_CTX *ctx, const char *host, enum tls_v
         SSL_free(t->ssl);
         memset(t, 0, sizeof *t);
         snprintf(t->error, sizeof t->error, "out of memory setting up TLS");
+        ERR_clear_error();
         return -ENOMEM;
     }
     /* An empty input BIO means "wait for more", not end of stream. */
     BIO_set_mem_eof_return(t->rbio, -1);
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
+    return 0;
+}
+
+int tls_conn_init_server(struct tls_conn *t, SSL_CTX *ctx)
+{
+    int rc = conn_new(t, ctx);
+    if (rc < 0) return rc;
+    SSL_set_accept_state(t->ssl);
+    return 0;
+}
+
+int tls_conn_init(struct tls_conn *t, SSL_CTX *ctx, const char *host, enum tls_verify verify,
+                  SSL_SESSION *resume)
+{
+    int rc = conn_new(t, ctx);
+    if (rc < 0) return rc;
     SSL_set_connect_state(t->ssl);
     t->verify = verify == TLS_VERIFY_PEER;
     if (host && host[0]) {

@@ -1,5 +1,6 @@
-/* The client SSL_CTX: created once per process; SSL_CTX is safe to share
- * between threads for creating connections. */
+/* The SSL_CTXs: created once per process; SSL_CTX is safe to share between
+ * threads for creating connections. The client one serves the engine, the
+ * server one herald-sink's STARTTLS. */
 #include <openssl/err.h>
 #include <stdio.h>
 
@@ -44,6 +45,32 @@ int tls_ctx_new(const struct tls_ctx_opts *o, SSL_CTX **out, char *err, size_t e
         if (SSL_CTX_check_private_key(ctx) != 1)
             return fail(ctx, err, errlen, "client key does not match certificate", key);
     }
+    *out = ctx;
+    return 0;
+}
+
+int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) return fail(NULL, err, errlen, "creating the TLS context", NULL);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* Tickets carry the session to the client, so nothing is stored here:
+     * OpenSSL's server cache is one locked table for every thread. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    /* A client renegotiating over and over makes the server do handshakes
+     * for free; nothing SMTP needs. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
+        return fail(ctx, err, errlen, "loading certificate", cert_file);
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
+        return fail(ctx, err, errlen, "loading key", key_file);
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return fail(ctx, err, errlen, "key does not match certificate", key_file);
     *out = ctx;
     return 0;
 }

@@ -25,7 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .permfail_ratio = (knobs & 16) ? 0.3 : 0.0,
         .drop_ratio = (knobs & 32) ? 0.2 : 0.0,
         .fail_at = (knobs & 64) ? SINK_FAIL_AT_RCPT : SINK_FAIL_AT_DATA,
+        .starttls = knobs & 128,
+        .tls_required = (knobs & 128) && (knobs & 1),
     };
+    bool handshake_owed = false;
     struct sink_session s;
     sink_session_init(&s, &pol, knobs, 1);
     const char *p = (const char *)data;
@@ -33,12 +36,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (left) {
         size_t n = left < chunk ? left : chunk;
         size_t off = 0;
+        /* The owner's handshake completes between two reads. */
+        if (handshake_owed) {
+            sink_session_tls_ready(&s);
+            handshake_owed = false;
+            assert(s.state == SINK_COMMAND && s.tls_active && !s.have_helo);
+        }
         while (off < n) {
             size_t used;
             enum sink_event ev = sink_session_feed(&s, p + off, n - off, &used);
             assert(used <= n - off);
             assert(ev == SINK_EV_NEED_MORE ? used == n - off : 1);
             off += used;
+            if (ev == SINK_EV_STARTTLS) {
+                assert(pol.starttls && !s.tls_active && s.state == SINK_STARTTLS);
+                handshake_owed = true;
+            }
             if (ev == SINK_EV_MESSAGE) {
                 assert(s.from.len <= SINK_ADDR_MAX);
                 assert(!pol.keep_body || s.body.len == s.body_len);

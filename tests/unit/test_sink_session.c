@@ -20,6 +20,7 @@ struct seen {
 static const char event_letter[] = {
     [SINK_EV_NEED_MORE] = '-', [SINK_EV_MESSAGE] = 'M', [SINK_EV_TEMPFAIL] = 'T',
     [SINK_EV_PERMFAIL] = 'P',  [SINK_EV_DROP] = 'D',    [SINK_EV_CLOSE] = 'C',
+    [SINK_EV_STARTTLS] = 'S',
 };
 
 /* Feed in[0..len) to s in pieces of at most chunk bytes, as a ring would. */
@@ -348,6 +349,103 @@ static void test_drop(void)
     sink_session_free(&s);
 }
 
+/* Without a TLS context STARTTLS is neither offered nor known: the plaintext
+ * transcript stays what it always was. */
+static void test_starttls_not_offered(void)
+{
+    struct sink_policy pol = base_policy();
+    struct seen seen = {0};
+    const char *t = transcript(&pol, "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\n", &seen);
+    CHECK(strstr(t, "STARTTLS") == NULL);
+    CHECK(strstr(t, "250 ENHANCEDSTATUSCODES\r\n500 5.5.1 Error: command not recognized\r\n"
+                    "250 2.1.0 Ok\r\n") != NULL);
+    CHECK_EQ_STR(seen.events, "");
+}
+
+static const char tls_ehlo[] = "250-sink.test\r\n"
+                               "250-PIPELINING\r\n"
+                               "250-8BITMIME\r\n"
+                               "250-SIZE 1000\r\n"
+                               "250-SMTPUTF8\r\n"
+                               "250-STARTTLS\r\n"
+                               "250 ENHANCEDSTATUSCODES\r\n";
+
+/* STARTTLS at every split: 220, then everything the client pipelined behind
+ * it is dropped unread, however it was cut; after the handshake the session
+ * starts over (EHLO needed, STARTTLS no longer offered nor accepted). */
+static void test_starttls_reset_and_discard(void)
+{
+    struct sink_policy pol = base_policy();
+    pol.starttls = true;
+    static const char before[] = "EHLO c\r\nSTARTTLS now\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n"
+                                 "RSET\r\nstarttls\r\n"
+                                 "MAIL FROM:<evil@x>\r\nRCPT TO:<r@t>\r\nDATA\r\nx\r\n.\r\n";
+    static const char injected[] = "MAIL FROM:<evil@x>\r\nRCPT TO:<r@t>\r\nDATA\r\nx\r\n.\r\n";
+    static const char after[] = "MAIL FROM:<a@b>\r\nEHLO c2\r\nSTARTTLS\r\n"
+                                "MAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\nok\r\n.\r\nQUIT\r\n";
+    char want[2048];
+    snprintf(want, sizeof want,
+             "220 sink.test ESMTP\r\n%s"
+             "501 5.5.4 Syntax: STARTTLS\r\n"
+             "250 2.1.0 Ok\r\n"
+             "503 5.5.1 Error: MAIL transaction in progress\r\n"
+             "250 2.0.0 Ok\r\n"
+             "220 2.0.0 ready\r\n"
+             /* after the handshake */
+             "503 5.5.1 Error: send HELO/EHLO first\r\n"
+             "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1000\r\n"
+             "250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n"
+             "503 5.5.1 Error: TLS already active\r\n"
+             "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+             "250 2.0.0 Ok: queued as 1.1\r\n"
+             "221 2.0.0 Bye\r\n",
+             tls_ehlo);
+    for (size_t chunk = sizeof before; chunk >= 1; chunk--) {
+        struct sink_session s;
+        struct seen seen = {0};
+        sink_session_init(&s, &pol, 1, 1);
+        feed(&s, before, sizeof before - 1, chunk, &seen);
+        CHECK_EQ_INT(s.state, SINK_STARTTLS);
+        CHECK_EQ_STR(seen.events, "S");
+        /* More plaintext before the handshake: also dropped. */
+        feed(&s, injected, sizeof injected - 1, chunk, &seen);
+        CHECK_EQ_INT(s.n_discarded, 2 * (sizeof injected - 1));
+        sink_session_tls_ready(&s);
+        CHECK_EQ_INT(s.state, SINK_COMMAND);
+        feed(&s, after, sizeof after - 1, chunk, &seen);
+        CHECK_EQ_STR(seen.events, "SMC");
+        CHECK_EQ_STR(seen.from, "a@b");
+        CHECK_EQ_STR(s.out.data, want);
+        sink_session_free(&s);
+    }
+}
+
+/* --tls-required: no MAIL before the handshake; the rest is as before. */
+static void test_tls_required(void)
+{
+    struct sink_policy pol = base_policy();
+    pol.starttls = true;
+    pol.tls_required = true;
+    struct sink_session s;
+    struct seen seen = {0};
+    sink_session_init(&s, &pol, 1, 1);
+    sink_session_tls_ready(&s); /* not asked for: ignored */
+    CHECK(!s.tls_active);
+    feed_str(&s, "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nNOOP\r\nSTARTTLS\r\n", &seen);
+    CHECK(strstr(s.out.data, "250 ENHANCEDSTATUSCODES\r\n"
+                             "530 5.7.0 Must issue a STARTTLS command first\r\n"
+                             "503 5.5.1 Error: need MAIL command\r\n"
+                             "250 2.0.0 Ok\r\n220 2.0.0 ready\r\n") != NULL);
+    sink_session_tls_ready(&s);
+    hbuf_reset(&s.out);
+    feed_str(&s, "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\nx\r\n.\r\n", &seen);
+    CHECK_EQ_STR(seen.events, "SM");
+    CHECK(strstr(s.out.data, "530") == NULL);
+    CHECK_EQ_STR(sink_state_name(s.state), "command");
+    CHECK_EQ_STR(sink_event_name(SINK_EV_STARTTLS), "starttls");
+    sink_session_free(&s);
+}
+
 int main(void)
 {
     test_pipelined_any_split();
@@ -359,5 +457,8 @@ int main(void)
     test_long_line();
     test_tempfail_injection();
     test_drop();
+    test_starttls_not_offered();
+    test_starttls_reset_and_discard();
+    test_tls_required();
     return check_report("test_sink_session");
 }
