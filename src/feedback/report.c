@@ -317,15 +317,15 @@ static void classify(struct walk *w)
         return;
     }
     if (!o->orig_message_id[0] && w->dsn.msgid[0])
-        memcpy(o->orig_message_id, w->dsn.msgid, sizeof w->dsn.msgid);
+        memcpy(o->orig_message_id, w->dsn.msgid, strlen(w->dsn.msgid) + 1);
     /* A text bounce, or a DSN whose status part was lost: one entry from
      * the prose. */
     if (o->kind != FB_ARF && o->n_rcpts == 0 && w->have_text && w->text.rcpt[0]) {
         struct fb_rcpt *r = &o->rcpts[0];
         memset(r, 0, sizeof *r);
-        memcpy(r->final_recipient, w->text.rcpt, sizeof r->final_recipient);
-        memcpy(r->status, w->text.status, sizeof r->status);
-        memcpy(r->diagnostic, w->text.diag, sizeof r->diagnostic);
+        memcpy(r->final_recipient, w->text.rcpt, strlen(w->text.rcpt) + 1);
+        memcpy(r->status, w->text.status, strlen(w->text.status) + 1);
+        memcpy(r->diagnostic, w->text.diag, strlen(w->text.diag) + 1);
         bool temp =
             r->status[0] == '4' || (!r->status[0] && w->text.temporary && !w->text.permanent);
         r->action = temp ? FB_ACTION_DELAYED : FB_ACTION_FAILED;

@@ -231,5 +231,6 @@ void fb_text_scan(const char *p, size_t n, struct fb_text *t, unsigned *flags)
     if (!t->diag[0] && reply[0]) memcpy(t->diag, reply, strlen(reply) + 1);
     /* The code in the reply itself beats one from the prose around it. */
     char s[FB_STATUS_MAX + 1];
-    if (t->diag[0] && failure_status(t->diag, strlen(t->diag), s)) memcpy(t->status, s, sizeof s);
+    if (t->diag[0] && failure_status(t->diag, strlen(t->diag), s))
+        memcpy(t->status, s, strlen(s) + 1);
 }
