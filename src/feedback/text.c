@@ -11,11 +11,17 @@
 #include "feedback/fb.h"
 #include "herald/job.h"
 
+/* Case-blind search for a lower-case needle; the first byte is compared
+ * inline, since a full compare at every position made this scan most of
+ * the parse time. */
 static bool has(const char *l, size_t n, const char *needle)
 {
     size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (strncasecmp(l + i, needle, k) == 0) return true;
+    char first = needle[0];
+    for (size_t i = 0; i + k <= n; i++) {
+        char c = l[i] >= 'A' && l[i] <= 'Z' ? (char)(l[i] - 'A' + 'a') : l[i];
+        if (c == first && strncasecmp(l + i + 1, needle + 1, k - 1) == 0) return true;
+    }
     return false;
 }
 
@@ -181,7 +187,7 @@ void fb_text_scan(const char *p, size_t n, struct fb_text *t, unsigned *flags)
             t->orig_len = (size_t)(end - l);
             break;
         }
-        if (has(l, ln, "This is the qmail-send program")) t->qmail = true;
+        if (has(l, ln, "this is the qmail-send program")) t->qmail = true;
         if (has(l, ln, "created automatically by mail delivery software")) t->exim = true;
         if (has_any(l, ln, daemon_marks)) t->daemon_words = true;
         if (has(l, ln, "permanent")) t->permanent = true;
@@ -196,7 +202,8 @@ void fb_text_scan(const char *p, size_t n, struct fb_text *t, unsigned *flags)
             blank = l[i] == ' ' || l[i] == '\t';
         const char *rt = NULL;
         for (size_t i = 0; i + 9 <= ln && !rt; i++)
-            if (strncasecmp(l + i, "RCPT TO:<", 9) == 0) rt = l + i + 9;
+            if ((l[i] == 'R' || l[i] == 'r') && strncasecmp(l + i, "RCPT TO:<", 9) == 0)
+                rt = l + i + 9;
         if (rt && rcpt_rank < 3) {
             const char *gt = memchr(rt, '>', (size_t)(l + ln - rt));
             char a[FB_ADDR_MAX + 1];
@@ -205,7 +212,7 @@ void fb_text_scan(const char *p, size_t n, struct fb_text *t, unsigned *flags)
                 rcpt_rank = 3;
             }
         }
-        if (has(l, ln, "SMTP error from remote")) {
+        if (has(l, ln, "smtp error from remote")) {
             pending_diag = true;
         } else if (ln > 3 && l[0] == '<' && l[ln - 1] == ':' && l[ln - 2] == '>') {
             char a[FB_ADDR_MAX + 1];
