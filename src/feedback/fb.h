@@ -46,6 +46,11 @@ bool fb_name_is(const struct fb_field *f, const char *name);
  * did not fit. Returns the length (out is NUL-terminated, cap >= 1). */
 size_t fb_clean(char *out, size_t cap, const char *v, size_t n, bool *trunc);
 
+/* v with RFC 2047 encoded words (B and Q) decoded; the charset is not
+ * converted (UTF-8 is what matters here). Returns the length; out is
+ * NUL-terminated (cap >= 1) and may hold any byte: fb_clean it. */
+size_t fb_decode_words(const char *v, size_t n, char *out, size_t cap);
+
 /* Lower-case ASCII in place. */
 void fb_lower(char *s);
 

@@ -495,3 +495,68 @@ bool fb_take_addr(const char *v, size_t n, char *out, size_t cap)
     out[e - s] = '\0';
     return true;
 }
+
+/* One "=?charset?B|Q?text?=" at v[0..n): decoded into out, its length
+ * returned through *used; false when v does not start a complete one. */
+static bool encoded_word(const char *v, size_t n, char *out, size_t cap, size_t *olen, size_t *used)
+{
+    if (n < 8 || v[0] != '=' || v[1] != '?') return false;
+    const char *q1 = memchr(v + 2, '?', n - 2);
+    if (!q1 || (size_t)(q1 - v) + 3 >= n || q1[2] != '?') return false;
+    char enc = q1[1];
+    const char *text = q1 + 3, *end = NULL;
+    for (const char *p = text; p + 1 < v + n; p++) {
+        if (*p == '?' && p[1] == '=') {
+            end = p;
+            break;
+        }
+        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') return false;
+    }
+    if (!end) return false;
+    size_t tl = (size_t)(end - text);
+    bool trunc = false;
+    if (enc == 'B' || enc == 'b') {
+        *olen = fb_decode(FB_CTE_BASE64, text, tl, out, cap, &trunc);
+    } else if (enc == 'Q' || enc == 'q') {
+        size_t o = 0;
+        for (size_t i = 0; i < tl && o < cap; i++) {
+            int h, l;
+            if (text[i] == '_') {
+                out[o++] = ' ';
+            } else if (text[i] == '=' && i + 2 < tl && (h = hex_value(text[i + 1])) >= 0 &&
+                       (l = hex_value(text[i + 2])) >= 0) {
+                out[o++] = (char)(h << 4 | l);
+                i += 2;
+            } else {
+                out[o++] = text[i];
+            }
+        }
+        *olen = o;
+    } else {
+        return false;
+    }
+    *used = (size_t)(end + 2 - v);
+    return true;
+}
+
+size_t fb_decode_words(const char *v, size_t n, char *out, size_t cap)
+{
+    size_t o = 0, i = 0;
+    if (cap == 0) return 0;
+    while (i < n && o + 1 < cap) {
+        size_t olen = 0, used = 0;
+        if (v[i] == '=' && encoded_word(v + i, n - i, out + o, cap - 1 - o, &olen, &used)) {
+            o += olen;
+            i += used;
+            /* Blanks between two encoded words are not part of the text. */
+            size_t j = i;
+            while (j < n && is_wsp(v[j]))
+                j++;
+            if (j + 1 < n && v[j] == '=' && v[j + 1] == '?') i = j;
+            continue;
+        }
+        out[o++] = v[i++];
+    }
+    out[o] = '\0';
+    return o;
+}

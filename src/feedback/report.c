@@ -18,6 +18,7 @@ struct walk {
     struct fb_report *out;
     unsigned n_parts, n_text;
     bool have_dsn, have_arf, daemon_sender;
+    char failed_rcpt[FB_ADDR_MAX + 1]; /* X-Failed-Recipients (Exim, Gmail) */
     char report_type[40];
     struct fb_dsn_extra dsn;
     struct fb_text text; /* the first text part that looks like a bounce */
@@ -186,7 +187,7 @@ static void content(struct walk *w, const struct fb_ctype *ct, enum fb_cte cte, 
         struct fb_text t;
         unsigned flags = 0;
         fb_text_scan(p, n, &t, &flags);
-        if (!w->have_text && (t.rcpt[0] || t.qmail || t.exim)) {
+        if (!w->have_text && (t.rcpt[0] || t.status[0] || t.qmail || t.exim)) {
             w->text = t;
             w->have_text = true;
             o->flags |= flags;
@@ -224,6 +225,9 @@ static void entity(struct walk *w, const char *p, size_t n, unsigned depth)
 
 /* ---- the message's own header ------------------------------------------------------- */
 
+/* Subject starts of out-of-office replies, lower case (UTF-8 as is):
+ * English first, then what the large European locales of Outlook and
+ * Gmail write. */
 static const char *const ooo_subjects[] = {
     "out of office",
     "out of the office",
@@ -238,6 +242,13 @@ static const char *const ooo_subjects[] = {
     "away from the office",
     "on vacation",
     "vacation reply",
+    "automatische antwort",
+    "abwesenheitsnotiz",
+    "r\xc3\xa9ponse automatique",
+    "risposta automatica",
+    "respuesta autom\xc3\xa1tica",
+    "automatisch antwoord",
+    "resposta autom\xc3\xa1tica",
     NULL,
 };
 
@@ -260,6 +271,9 @@ static void top_field(struct walk *w, const struct fb_field *f)
         } else if (strstr(v, "mailer-daemon")) { /* "MAILER-DAEMON" without a domain */
             w->daemon_sender = true;
         }
+    } else if (fb_name_is(f, "X-Failed-Recipients")) {
+        if (!w->failed_rcpt[0])
+            fb_take_addr(f->value, f->value_len, w->failed_rcpt, sizeof w->failed_rcpt);
     } else if (fb_name_is(f, "Return-Path")) {
         fb_clean(v, sizeof v, f->value, f->value_len, NULL);
         if (strcmp(v, "<>") == 0) w->daemon_sender = true;
@@ -278,7 +292,9 @@ static void top_field(struct walk *w, const struct fb_field *f)
         fb_lower(v);
         if (strcmp(v, "auto_reply") == 0) mark(w, "precedence");
     } else if (fb_name_is(f, "Subject")) {
-        fb_clean(v, sizeof v, f->value, f->value_len, NULL);
+        char d[FB_VALUE_MAX];
+        size_t dn = fb_decode_words(f->value, f->value_len, d, sizeof d);
+        fb_clean(v, sizeof v, d, dn, NULL);
         fb_lower(v);
         for (const char *const *s = ooo_subjects; *s; s++)
             if (strncmp(v, *s, strlen(*s)) == 0) {
@@ -299,15 +315,17 @@ static bool starts_with_field(const char *p, size_t n)
 static void classify(struct walk *w)
 {
     struct fb_report *o = w->out;
+    /* The MTA's own header beats a guess from its prose. */
+    const char *rcpt = w->failed_rcpt[0] ? w->failed_rcpt : w->text.rcpt;
     bool dsn_type = strcmp(w->report_type, "delivery-status") == 0 ||
                     strcmp(w->report_type, "global-delivery-status") == 0;
     if (dsn_type || w->have_dsn) {
         o->kind = FB_DSN;
     } else if (strcmp(w->report_type, "feedback-report") == 0 || w->have_arf) {
         o->kind = FB_ARF;
-    } else if (w->have_text && (w->text.qmail || w->text.exim ||
-                                (w->daemon_sender && w->text.rcpt[0] &&
-                                 (w->text.status[0] || w->text.daemon_words)))) {
+    } else if (w->have_text &&
+               (w->text.qmail || w->text.exim ||
+                (w->daemon_sender && rcpt[0] && (w->text.status[0] || w->text.daemon_words)))) {
         o->kind = FB_BOUNCE_TEXT;
     } else if (o->autoreply_mark[0]) {
         o->kind = FB_AUTOREPLY;
@@ -320,10 +338,10 @@ static void classify(struct walk *w)
         memcpy(o->orig_message_id, w->dsn.msgid, strlen(w->dsn.msgid) + 1);
     /* A text bounce, or a DSN whose status part was lost: one entry from
      * the prose. */
-    if (o->kind != FB_ARF && o->n_rcpts == 0 && w->have_text && w->text.rcpt[0]) {
+    if (o->kind != FB_ARF && o->n_rcpts == 0 && rcpt[0]) {
         struct fb_rcpt *r = &o->rcpts[0];
         memset(r, 0, sizeof *r);
-        memcpy(r->final_recipient, w->text.rcpt, strlen(w->text.rcpt) + 1);
+        memcpy(r->final_recipient, rcpt, strlen(rcpt) + 1);
         memcpy(r->status, w->text.status, strlen(w->text.status) + 1);
         memcpy(r->diagnostic, w->text.diag, strlen(w->text.diag) + 1);
         bool temp =

@@ -206,6 +206,17 @@ static void test_text_bounces(void)
     CHECK_EQ_INT(rep.kind, FB_BOUNCE_TEXT);
     CHECK_EQ_STR(rep.rcpts[0].final_recipient, "victim@example.test");
 
+    /* X-Failed-Recipients names the address when the prose names others
+     * first. */
+    const char *xfr = "From: Mail Delivery System <Mailer-Daemon@mx.test>\n"
+                      "X-Failed-Recipients: right@dest.test, other@dest.test\n"
+                      "Subject: Mail delivery failed\n\nYour mail for boss@corp.test via "
+                      "alias@corp.test failed.\n550 5.7.1 rejected by policy\n";
+    CHECK_EQ_INT(parse_mem(xfr, strlen(xfr), NULL), 0);
+    CHECK_EQ_INT(rep.kind, FB_BOUNCE_TEXT);
+    CHECK_EQ_STR(rep.rcpts[0].final_recipient, "right@dest.test");
+    CHECK_EQ_STR(rep.rcpts[0].status, "5.7.1");
+
     /* A temporary failure in prose is delayed, not failed. */
     const char *temp = "From: MAILER-DAEMON@relay.test\nSubject: Warning: could not send\n\n"
                        "Your message to <later@slow.test> has not yet been delivered.\n"
@@ -349,6 +360,12 @@ static void test_autoreplies(void)
         {"X-Autoreply: no", NULL},
         {"Precedence: bulk", NULL},
         {"Subject: Re: out of office supplies", NULL},
+        {"Subject: =?UTF-8?Q?Automatische_Antwort:_Termin?=", "subject"},
+        {"Subject: =?utf-8?B?UsOpcG9uc2UgYXV0b21hdGlxdWUgOiBSZW5kZXotdm91cw==?=", "subject"},
+        {"Subject: =?utf-8?q?Automatic?= =?utf-8?q?_reply?=", "subject"},
+        {"Subject: =?utf-8?q?Automatic?= reply", "subject"},
+        {"Subject: =?utf-8?x?Automatic_reply?=", NULL},
+        {"Subject: =?utf-8?q?Automatic_reply", NULL},
     };
     for (size_t i = 0; i < HERALD_ARRAY_LEN(marks); i++) {
         char m[256];
@@ -605,6 +622,13 @@ static void test_mime_helpers(void)
     CHECK(
         !fb_take_addr("undisclosed-recipients:;", strlen("undisclosed-recipients:;"), a, sizeof a));
     CHECK_EQ_STR(a, "");
+
+    char w[64];
+    const char *ew = "=?ISO-8859-1?Q?a=3Fb_c?=  =?utf-8?B?ZA==?= e =?bad";
+    fb_decode_words(ew, strlen(ew), w, sizeof w);
+    CHECK_EQ_STR(w, "a?b cd e =?bad");
+    fb_decode_words(ew, strlen(ew), w, 4);
+    CHECK_EQ_STR(w, "a?b");
 
     char c[16];
     trunc = false;
