@@ -203,7 +203,7 @@ struct fb_envelope {
  * ends). Never reads outside msg[0..len). Returns 0 with out->kind set
  * (FB_UNKNOWN when nothing was recognised), or -HERR_MALFORMED when the
  * input has no header at all (out->flags then has FB_F_NO_HEADER). Uses
- * about 40 KiB of stack. */
+ * about 50 KiB of stack. */
 int fb_parse(const char *msg, size_t len, const struct fb_envelope *env, struct fb_report *out);
 
 /* A failed action with a permanent (5.x.x) status. */
