@@ -185,6 +185,10 @@ struct fb_report {
     char orig_message_id[FB_MSGID_MAX + 1]; /* without the angle brackets */
     char orig_return_path[FB_ADDR_MAX + 1];
     char orig_to[FB_ADDR_MAX + 1]; /* the first mailbox of To: */
+    /* The report's own In-Reply-To (Exchange and Gmail DSNs and most
+     * auto-replies set it to the original's Message-ID): the last way to
+     * find the job when neither a token nor the original came back. */
+    char in_reply_to[FB_MSGID_MAX + 1];
     /* VERP tokens seen, lower-cased, without the prefix, in the order:
      * envelope recipient, the report's own header, the report fields, the
      * original. Syntax only: verify each with fb_verp_decode. */

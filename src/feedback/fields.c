@@ -105,10 +105,11 @@ void fb_dsn_fields(struct fb_report *out, const char *p, size_t n, struct fb_dsn
             char buf[FB_VALUE_MAX];
             fb_clean(buf, sizeof buf, f.value, f.value_len, NULL);
             char *lt = strchr(buf, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-            if (gt && gt > lt + 1 && (size_t)(gt - lt - 1) <= FB_MSGID_MAX &&
-                !memchr(lt + 1, ' ', (size_t)(gt - lt - 1))) {
-                memcpy(x->msgid, lt + 1, (size_t)(gt - lt - 1));
-                x->msgid[gt - lt - 1] = '\0';
+            size_t idl = gt ? (size_t)(gt - lt - 1) : 0;
+            if (idl > 0 && idl <= FB_MSGID_MAX && !memchr(lt + 1, ' ', idl) &&
+                !memchr(lt + 1, '<', idl)) {
+                memcpy(x->msgid, lt + 1, idl);
+                x->msgid[idl] = '\0';
             }
         }
     }

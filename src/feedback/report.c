@@ -73,6 +73,16 @@ static void verp_scan(struct walk *w, const char *s, size_t n)
 
 /* ---- the returned original ------------------------------------------------------ */
 
+/* The msg-id in a Message-ID or In-Reply-To value, without brackets,
+ * when it has no blank, control byte or further bracket. */
+static void take_msgid(char *out, const struct fb_field *f)
+{
+    char id[FB_MSGID_MAX + 1];
+    if (raw_message_id(f->value, f->value_len, id, sizeof id) == 0 &&
+        strcspn(id, " \t\r\n<>") == strlen(id))
+        fb_clean(out, FB_MSGID_MAX + 1, id, strlen(id), NULL);
+}
+
 static void original(struct walk *w, const char *p, size_t n)
 {
     struct fb_report *o = w->out;
@@ -83,11 +93,7 @@ static void original(struct walk *w, const char *p, size_t n)
     while (fb_hdr_next(&it, &f)) {
         o->has_original = true;
         if (fb_name_is(&f, "Message-ID") && !o->orig_message_id[0]) {
-            char id[FB_MSGID_MAX + 1];
-            if (raw_message_id(f.value, f.value_len, id, sizeof id) == 0 &&
-                strcspn(id, " \t\r\n") == strlen(id)) {
-                fb_clean(o->orig_message_id, sizeof o->orig_message_id, id, strlen(id), NULL);
-            }
+            take_msgid(o->orig_message_id, &f);
         } else if (fb_name_is(&f, "Return-Path") && !o->orig_return_path[0]) {
             fb_take_addr(f.value, f.value_len, o->orig_return_path, sizeof o->orig_return_path);
         } else if (fb_name_is(&f, "To") && !o->orig_to[0]) {
@@ -271,6 +277,8 @@ static void top_field(struct walk *w, const struct fb_field *f)
         } else if (strstr(v, "mailer-daemon")) { /* "MAILER-DAEMON" without a domain */
             w->daemon_sender = true;
         }
+    } else if (fb_name_is(f, "In-Reply-To")) {
+        if (!w->out->in_reply_to[0]) take_msgid(w->out->in_reply_to, f);
     } else if (fb_name_is(f, "X-Failed-Recipients")) {
         if (!w->failed_rcpt[0])
             fb_take_addr(f->value, f->value_len, w->failed_rcpt, sizeof w->failed_rcpt);

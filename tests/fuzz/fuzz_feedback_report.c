@@ -54,6 +54,8 @@ static void check(const struct fb_report *r, int rc)
     FIELD(r->arrival_date);
     FIELD(r->autoreply_mark);
     FIELD(r->orig_message_id);
+    FIELD(r->in_reply_to);
+    if (strpbrk(r->orig_message_id, " <>") || strpbrk(r->in_reply_to, " <>")) abort();
     check_addr(r->orig_return_path, sizeof r->orig_return_path);
     check_addr(r->orig_to, sizeof r->orig_to);
     if (r->kind != FB_AUTOREPLY && r->autoreply_mark[0]) abort();
@@ -95,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct fb_report r1, r2;
     int rc = fb_parse(m, size, NULL, &r1);
     check(&r1, rc);
-    struct fb_envelope env = {.mail_from = "", .rcpt_to = "b+aekjlp63ta3r3piaafitmcofrdkxhev2vsik6@x"};
+    struct fb_envelope env = {.mail_from = "",
+                              .rcpt_to = "b+aekjlp63ta3r3piaafitmcofrdkxhev2vsik6@x"};
     int rc2 = fb_parse(m, size, &env, &r2);
     check(&r2, rc2);
     if (rc != rc2) abort();

@@ -241,6 +241,7 @@ static void test_big_providers_dsn(void)
     CHECK(fb_is_hard(&rep.rcpts[0]));
     CHECK_EQ_STR(rep.orig_message_id, "r-9001.1764754800@dental-north.test");
     CHECK_EQ_STR(rep.orig_to, "Missing.User@contoso.test"); /* display name with a comma */
+    CHECK_EQ_STR(rep.in_reply_to, "r-9001.1764754800@dental-north.test");
     /* The report's To: is upper case, the original's Return-Path lower:
      * one token. */
     CHECK_EQ_INT(rep.n_verp, 1);
@@ -335,6 +336,8 @@ static void test_autoreplies(void)
     CHECK_EQ_INT(rep.kind, FB_AUTOREPLY);
     CHECK_EQ_STR(rep.autoreply_mark, "auto-submitted");
     CHECK_EQ_INT(rep.n_rcpts, 0);
+    CHECK_EQ_STR(rep.in_reply_to, "job-42.1764753245@clinic7.test");
+    CHECK(!rep.has_original);
     CHECK_EQ_STR(rep.verp[0], T1); /* from its To: */
 
     CHECK_EQ_INT(parse_file("vacation_subject.eml", NULL), 0);
@@ -405,6 +408,7 @@ static void test_encoded_and_lost(void)
     CHECK_EQ_STR(rep.rcpts[0].status, "5.1.2");
     CHECK_EQ_INT(rep.n_verp, 1);
     CHECK_EQ_STR(rep.verp[0], T3);
+    CHECK_EQ_STR(rep.in_reply_to, "");
     /* Upper-cased by a relay on the way: the same token. */
     env.rcpt_to = "B+AGPGPCJVRZAP7FQAAFITK6A2XAI7MI4STUZ6Y@BOUNCE.HERALD.TEST";
     CHECK_EQ_INT(parse_file("dsn_no_original.eml", &env), 0);
@@ -461,6 +465,17 @@ static void test_malformed(void)
     CHECK_EQ_INT(rep.kind, FB_UNKNOWN);
     CHECK(rep.flags & FB_F_LIMIT);
     CHECK_EQ_INT(rep.n_rcpts, 0);
+
+    /* Message-IDs with blanks or stray brackets are not kept. */
+    const char *ids = "From: MAILER-DAEMON@x.test\nIn-Reply-To: <c d@x.test>\n"
+                      "Content-Type: multipart/report; report-type=delivery-status; "
+                      "boundary=i\n\n--i\nContent-Type: text/rfc822-headers\n\n"
+                      "Message-ID: <a<b@x.test>\nTo: t@x.test\n\n--i--\n";
+    CHECK_EQ_INT(parse_mem(ids, strlen(ids), NULL), 0);
+    CHECK(rep.has_original);
+    CHECK_EQ_STR(rep.orig_to, "t@x.test");
+    CHECK_EQ_STR(rep.orig_message_id, "");
+    CHECK_EQ_STR(rep.in_reply_to, "");
 
     /* Not a message. */
     CHECK_EQ_INT(parse_mem("", 0, NULL), -HERR_MALFORMED);
