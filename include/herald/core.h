@@ -21,6 +21,9 @@ enum herald_err {
     HERR_AGAIN,      /* incomplete input: feed more bytes */
     HERR_TLS,        /* TLS handshake or record layer failed */
     HERR_DNS,        /* name resolution failed */
+    HERR_BAD_MAC,    /* a signed token's MAC does not verify */
+    HERR_EXPIRED,    /* a signed token is older than its lifetime */
+    HERR_FUTURE,     /* a signed token is dated ahead of the clock */
     HERR_COUNT
 };
 

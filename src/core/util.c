@@ -25,6 +25,9 @@ static const char *const err_names[HERR_COUNT - HERR_BASE] = {
     [HERR_AGAIN - HERR_BASE] = "need more input",
     [HERR_TLS - HERR_BASE] = "TLS failure",
     [HERR_DNS - HERR_BASE] = "DNS failure",
+    [HERR_BAD_MAC - HERR_BASE] = "token MAC does not verify",
+    [HERR_EXPIRED - HERR_BASE] = "token expired",
+    [HERR_FUTURE - HERR_BASE] = "token dated in the future",
 };
 
 const char *herald_strerror(int err)
