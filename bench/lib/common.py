@@ -382,8 +382,9 @@ def enqueue_jobs(r, first, n, text=None, chunk=1000):
 
 
 def read_notes(r):
-    """Every case note's event counts, latency_ms values (sorted) and the
-    largest `at`, read with XRANGE in chunks."""
+    """Every case note's event counts (plus "tls", the notes whose `tls`
+    field names a protocol), latency_ms values (sorted) and the largest
+    `at`, read with XRANGE in chunks."""
     events, lat, last_at = {}, [], 0
     start = "-"
     while True:
@@ -394,6 +395,8 @@ def read_notes(r):
             kv = dict(zip(fields[0::2], fields[1::2]))
             ev = kv.get(b"event", b"?").decode()
             events[ev] = events.get(ev, 0) + 1
+            if kv.get(b"tls", b"none") != b"none":
+                events["tls"] = events.get("tls", 0) + 1
             try:
                 if b"latency_ms" in kv:
                     lat.append(float(kv[b"latency_ms"]))

@@ -128,6 +128,9 @@ def run_herald(ctx, step, conns, dkim="none", limits=False, tls=False):
                 "latency_p50_ms": percentile(lat, 50), "latency_p99_ms": percentile(lat, 99),
                 "exit": rc})
     res["ok"] = rc == 0 and events.get("delivered", 0) == n and got == n
+    if tls and events.get("tls", 0) != n:
+        log("  %s: %d of %d notes name a TLS protocol" % (step, events.get("tls", 0), n))
+        res["ok"] = False
     if not res["ok"]:
         log("  %s: exit %s, events %s, sink accepted %d (expected %d delivered)" % (
             step, rc, events, got, n))
@@ -141,7 +144,7 @@ def run_openloop(ctx, step, conns):
     (pipelined XADDs every 10 ms) for --rate-duration-s or --rate-jobs; the
     notes' latency_ms (stream entry time -> note) gives the distribution."""
     args, procs = ctx.args, ctx.procs
-    rate = args.rate
+    rate = ctx.rate
     n = args.rate_jobs or int(rate * args.rate_duration_s)
     redis, redis_port, r = start_redis(procs)
     sink, sink_port, stats = start_sink(procs, args.sink, "herald-sink")
@@ -238,7 +241,7 @@ def run_idle(ctx, step, count):
     st = sink_stats(stats)
     open_now = st.get("open", 0)
     idle_kb = rss_kb(herald.pid)
-    res = {"connections_wanted": count, "connections_open": open_now,
+    res = {"messages": count, "connections_wanted": count, "connections_open": open_now,
            "max_concurrent": st.get("max_concurrent", 0), "rss_baseline_kb": base_kb,
            "rss_idle_kb": idle_kb, "peak_rss_mb": peak_rss_mb(herald.pid),
            "sink_messages": st.get("messages", 0)}

@@ -96,11 +96,14 @@ def ratio(summary, a, b, conns, metric="msgs_per_s"):
 def report(res, parts, conns_list):
     summary = summarise(res["runs"])
     log("")
-    log("results: %d jobs (peers %d), %d-byte messages, %d repeat(s); median [min-max]" % (
-        res["args"]["jobs"], res["args"]["peer_jobs"] or res["args"]["jobs"], MSG_LEN,
-        res["args"]["repeat"]))
-    log("  %-16s %5s %24s %20s %18s %14s" % ("part", "conns", "msgs/s", "CPU s/10k",
-                                             "peak RSS MB", "Redis CPU/10k"))
+    if not parts:
+        conns_list = []
+    else:
+        log("results: %d jobs (peers %d), %d-byte messages, %d repeat(s); median [min-max]" % (
+            res["args"]["jobs"], res["args"]["peer_jobs"] or res["args"]["jobs"], MSG_LEN,
+            res["args"]["repeat"]))
+        log("  %-16s %5s %24s %20s %18s %14s" % ("part", "conns", "msgs/s", "CPU s/10k",
+                                                 "peak RSS MB", "Redis CPU/10k"))
     for conns in conns_list:
         for part in parts:
             s = summary.get((part, conns))
@@ -149,11 +152,11 @@ def report(res, parts, conns_list):
             "p90 %.1f, p99 %.1f, max %.1f ms (target p99 < 20 ms at half the max)" % (
                 ol["rate_target"], ol["rate_achieved"], ol["messages"], ol["p50_ms"],
                 ol["p90_ms"], ol["p99_ms"], ol["max_ms"]))
-        h = summary.get(("herald", conns_list[0]), {}).get("msgs_per_s")
+        h = summary.get(("herald", ol["connections"]), {}).get("msgs_per_s")
         if h:
             ol["rate_vs_herald_max"] = ol["rate_target"] / h["median"]
             log("    the rate is %.2f x herald's closed-loop median at %d conns" % (
-                ol["rate_vs_herald_max"], conns_list[0]))
+                ol["rate_vs_herald_max"], ol["connections"]))
     idle = res.get("idle_conns")
     if idle and "kb_per_conn" in idle:
         log("  idle connections: %d open of %d wanted; herald RSS %.1f -> %.1f MB: %.1f KB per "
@@ -181,13 +184,13 @@ def plot(dirname, summary, parts, conns_list, latency):
                 for part in parts:
                     s = summary.get((part, conns), {}).get(metric)
                     if s:
-                        f.write('"%s@%d" %g %g %g\n' % (part, conns, s["median"], s["min"],
+                        f.write('"%s %d conns" %g %g %g\n' % (part, conns, s["median"], s["min"],
                                                         s["max"]))
                         rows += 1
         if not rows:
             continue
         png = os.path.join(dirname, fname + ".png")
-        script = """set terminal png size 1000,560
+        script = """set terminal png size 1000,560 noenhanced
 set output '%s'
 set title '%s (median, whiskers min-max)'
 set style fill solid 0.6 border -1
@@ -207,13 +210,13 @@ plot '%s' using 0:2:xtic(1) with boxes lc rgb '#4a7ab8' notitle, \\
             for i, v in enumerate(latency):
                 f.write("%g %g\n" % (v, (i + 1) / n))
         png = os.path.join(dirname, "latency-cdf.png")
-        script = """set terminal png size 900,520
+        script = """set terminal png size 900,520 noenhanced
 set output '%s'
 set title 'open loop: enqueue -> delivered note latency (CDF, %d jobs)'
 set xlabel 'latency ms'
 set ylabel 'fraction of jobs'
-set logscale x
 set grid
+set xrange [0:*]
 set yrange [0:1]
 plot '%s' using 1:2 with lines lw 2 notitle
 """ % (png, n, dat)
