@@ -105,7 +105,6 @@ smtpd_client_connection_count_limit = 0
 smtpd_client_event_limit_exceptions = 127.0.0.0/8
 relayhost = [127.0.0.1]:%(sink_port)d
 default_transport = smtp
-smtp_tls_security_level = none
 smtpd_tls_security_level = none
 default_destination_concurrency_limit = %(conns)d
 smtp_destination_concurrency_limit = %(conns)d
@@ -137,7 +136,7 @@ def read_pid(path):
         return 0
 
 
-def run_postfix_relay(ctx, step, conns):
+def run_postfix_relay(ctx, step, conns, tls=False):
     """smtp-source -> a private Postfix (own config and queue directory in the
     temp dir, listening on a free loopback port, relayhost = herald-sink) ->
     herald-sink, timed until the sink has recorded n messages.
@@ -159,11 +158,14 @@ def run_postfix_relay(ctx, step, conns):
     os.chown(os.path.join(d, "data"), pw.pw_uid, pw.pw_gid)
     record = os.path.join(ctx.tmp, "relay-record.txt")
     sink, sink_port, stats = start_sink(ctx.procs, ctx.args.sink, "relay-sink",
-                                        extra=("--record", record))
+                                        extra=("--record", record),
+                                        tls=ctx.tls_files() if tls else None)
     port = free_port()
     with open(os.path.join(conf, "main.cf"), "w") as f:
         f.write(MAIN_CF % {"dir": d, "sink_port": sink_port, "conns": conns,
                            "procs": max(100, 2 * conns + 20)})
+        if tls:
+            f.write("smtp_tls_security_level = encrypt\nsmtp_tls_CAfile = %s\n" % ctx.tls_ca())
     with open(os.path.join(conf, "master.cf"), "w") as f:
         f.write(MASTER_CF % {"port": port})
     rc, out = postfix_ctl(conf, "start")
@@ -240,7 +242,7 @@ def nodemailer_ready():
     return None
 
 
-def run_nodemailer(ctx, step, conns):
+def run_nodemailer(ctx, step, conns, tls=False):
     """N jobs in a Redis stream, then a Node worker (bench/nodemailer/worker.js)
     reads them with XREADGROUP, sends through a Nodemailer pool of `conns`
     connections and writes XACK + a note per message. Timed from its start
@@ -248,11 +250,13 @@ def run_nodemailer(ctx, step, conns):
     args, procs = ctx.args, ctx.procs
     n = args.peer_jobs or args.jobs
     redis, redis_port, r = start_redis(procs)
-    sink, sink_port, stats = start_sink(procs, args.sink, "node-sink")
+    sink, sink_port, stats = start_sink(procs, args.sink, "node-sink",
+                                        tls=ctx.tls_files() if tls else None)
     enqueue_jobs(r, 0, n)
     node = procs.start("nodemailer", [
         "node", os.path.join(NODE_DIR, "worker.js"), "--redis-port", str(redis_port),
-        "--smtp-port", str(sink_port), "--connections", str(conns), "--jobs", str(n)],
+        "--smtp-port", str(sink_port), "--connections", str(conns), "--jobs", str(n),
+        *(["--starttls", ctx.tls_ca()] if tls else [])],
         stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=NODE_DIR)
     if read_line(node, 30).strip() != "ready":
         raise BenchError("nodemailer worker did not start:\n" + procs.tail("nodemailer"))

@@ -102,15 +102,15 @@ def report(res, parts, conns_list):
         log("results: %d jobs (peers %d), %d-byte messages, %d repeat(s); median [min-max]" % (
             res["args"]["jobs"], res["args"]["peer_jobs"] or res["args"]["jobs"], MSG_LEN,
             res["args"]["repeat"]))
-        log("  %-16s %5s %24s %20s %18s %14s" % ("part", "conns", "msgs/s", "CPU s/10k",
+        log("  %-18s %5s %24s %20s %18s %14s" % ("part", "conns", "msgs/s", "CPU s/10k",
                                                  "peak RSS MB", "Redis CPU/10k"))
     for conns in conns_list:
         for part in parts:
             s = summary.get((part, conns))
             if not s:
-                log("  %-16s %5d %24s" % (part, conns, "did not run"))
+                log("  %-18s %5d %24s" % (part, conns, "did not run"))
                 continue
-            log("  %-16s %5d %24s %20s %18s %14s" % (
+            log("  %-18s %5d %24s %20s %18s %14s" % (
                 part, conns, fmt_range(s.get("msgs_per_s")),
                 fmt_range(s.get("cpu_s_per_10k"), "%.3f"),
                 fmt_range(s.get("peak_rss_mb"), "%.1f"),
@@ -128,6 +128,10 @@ def report(res, parts, conns_list):
                 ("herald/ceiling", "herald", "ceiling", "msgs_per_s", ""),
                 ("limits/herald", "limits", "herald", "msgs_per_s", ">= 0.95"),
                 ("starttls/plaintext", "herald-tls", "herald", "msgs_per_s", ">= 0.85"),
+                ("postfix-relay starttls/plaintext", "postfix-relay-tls", "postfix-relay",
+                 "msgs_per_s", ""),
+                ("nodemailer starttls/plaintext", "nodemailer-tls", "nodemailer", "msgs_per_s",
+                 ""),
                 ("ed25519/plaintext", "herald-ed25519", "herald", "msgs_per_s", ">= 0.8")):
             v = ratio(summary, a, b, conns, m)
             if v is not None:
