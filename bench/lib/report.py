@@ -30,7 +30,17 @@ def run_meta():
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
             "kernel": platform.release(), "cpu_model": model, "cores": os.cpu_count(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "argv": sys.argv[1:], "message_bytes": MSG_LEN}
+            "argv": sys.argv[1:], "message_bytes": MSG_LEN, "loadavg_start": loadavg()}
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages: on a shared machine they say
+    how much else was running."""
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except (OSError, ValueError):
+        return []
 
 
 def openssl_sign_rate(alg, seconds=3):
@@ -179,8 +189,10 @@ def plot(dirname, summary, parts, conns_list, latency):
         return []
     os.makedirs(dirname, exist_ok=True)
     made = []
-    for metric, title, fname in (("msgs_per_s", "messages per second", "throughput"),
-                                 ("cpu_s_per_10k", "sender CPU seconds per 10k messages", "cpu")):
+    for metric, title, fname, yaxis in (
+            ("msgs_per_s", "messages per second", "throughput", "set yrange [0:*]"),
+            ("cpu_s_per_10k", "sender CPU seconds per 10k messages (log scale)", "cpu",
+             "set logscale y\nset yrange [0.05:*]")):
         dat = os.path.join(dirname, fname + ".dat")
         rows = 0
         with open(dat, "w") as f:
@@ -194,17 +206,17 @@ def plot(dirname, summary, parts, conns_list, latency):
         if not rows:
             continue
         png = os.path.join(dirname, fname + ".png")
-        script = """set terminal png size 1000,560 noenhanced
+        script = """set terminal png size 1100,620 noenhanced
 set output '%s'
 set title '%s (median, whiskers min-max)'
 set style fill solid 0.6 border -1
 set boxwidth 0.6
-set yrange [0:*]
-set xtics rotate by -35 nomirror
+%s
+set xtics rotate by 60 right nomirror
 set grid ytics
 plot '%s' using 0:2:xtic(1) with boxes lc rgb '#4a7ab8' notitle, \\
      '' using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0 notitle
-""" % (png, title, dat)
+""" % (png, title, yaxis, dat)
         if _gnuplot(script):
             made.append(png)
     if latency:
