@@ -295,12 +295,12 @@ int main(int argc, char **argv)
     const char *tls_cert = NULL, *tls_key = NULL;
     uint64_t v;
 
-    sink.policy = (struct sink_policy){
+    sink.policy = (struct smtpd_policy){
         .banner = "herald-sink ESMTP",
         .hostname = "herald-sink",
         .pipelining = true,
         .max_size = 50ull * 1000 * 1000,
-        .fail_at = SINK_FAIL_AT_DATA,
+        .fail_at = SMTPD_FAIL_AT_DATA,
     };
     sink.n_threads = 1;
     sink.seed = 1;
@@ -334,7 +334,7 @@ int main(int argc, char **argv)
             break;
         case OPT_FAIL_AT:
             ok = strcmp(optarg, "rcpt") == 0 || strcmp(optarg, "data") == 0;
-            sink.policy.fail_at = optarg[0] == 'r' ? SINK_FAIL_AT_RCPT : SINK_FAIL_AT_DATA;
+            sink.policy.fail_at = optarg[0] == 'r' ? SMTPD_FAIL_AT_RCPT : SMTPD_FAIL_AT_DATA;
             break;
         case OPT_NO_PIPELINING:
             sink.policy.pipelining = false;

@@ -63,7 +63,7 @@ struct conn {
     bool recv_armed, send_armed, timer_armed;
     bool closing, close_after_flush;
     struct sink_ip *ip;
-    struct sink_session sess;
+    struct smtpd_session sess;
     /* sess.out[0..n_ready) may be sent now; marks cover what is still delayed. */
     size_t n_ready;
     struct mark marks[MARKS_MAX];
@@ -182,7 +182,7 @@ static void conn_close(struct conn *c, bool abrupt)
 static void conn_free(struct conn *c)
 {
     close(c->fd);
-    sink_session_free(&c->sess);
+    smtpd_session_free(&c->sess);
     hbuf_free(&c->wire);
     if (c->tls) {
         tls_conn_free(c->tls);
@@ -320,7 +320,7 @@ static void record_flush(struct worker *w)
 
 /* --save-dir is for byte-exactness tests, not benches: a plain blocking write
  * on the worker thread keeps it simple. */
-static void save_body(struct worker *w, const struct sink_session *s)
+static void save_body(struct worker *w, const struct smtpd_session *s)
 {
     uint64_t n = atomic_fetch_add(&w->sink->stats.n_saved, 1) + 1;
     char path[4096];
@@ -344,7 +344,7 @@ static void on_message(struct conn *c)
 {
     struct worker *w = c->w;
     struct sink *sk = w->sink;
-    const struct sink_session *s = &c->sess;
+    const struct smtpd_session *s = &c->sess;
     atomic_fetch_add_explicit(&sk->stats.messages, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&sk->stats.bytes, s->body_len, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->ip->messages, 1, memory_order_relaxed);
@@ -394,29 +394,29 @@ static void feed_session(struct conn *c, const char *p, size_t n)
     struct sink_stats *st = &c->w->sink->stats;
     while (n && !c->closing && !c->close_after_flush) {
         size_t used;
-        enum sink_event ev = sink_session_feed(&c->sess, p, n, &used);
+        enum smtpd_event ev = smtpd_session_feed(&c->sess, p, n, &used);
         p += used;
         n -= used;
         switch (ev) {
-        case SINK_EV_NEED_MORE:
+        case SMTPD_EV_NEED_MORE:
             break;
-        case SINK_EV_MESSAGE:
+        case SMTPD_EV_MESSAGE:
             on_message(c);
             break;
-        case SINK_EV_TEMPFAIL:
+        case SMTPD_EV_TEMPFAIL:
             atomic_fetch_add_explicit(&st->tempfail, 1, memory_order_relaxed);
             break;
-        case SINK_EV_PERMFAIL:
+        case SMTPD_EV_PERMFAIL:
             atomic_fetch_add_explicit(&st->permfail, 1, memory_order_relaxed);
             break;
-        case SINK_EV_DROP:
+        case SMTPD_EV_DROP:
             atomic_fetch_add_explicit(&st->dropped, 1, memory_order_relaxed);
             conn_close(c, true);
             return;
-        case SINK_EV_CLOSE:
+        case SMTPD_EV_CLOSE:
             c->close_after_flush = true;
             break;
-        case SINK_EV_STARTTLS:
+        case SMTPD_EV_STARTTLS:
             start_tls(c); /* the rest of this buffer the session discards */
             break;
         }
@@ -440,7 +440,7 @@ static void tls_input(struct conn *c, const char *p, size_t n)
             return;
         }
         atomic_fetch_add_explicit(&c->w->sink->stats.tls_connections, 1, memory_order_relaxed);
-        sink_session_tls_ready(&c->sess);
+        smtpd_session_tls_ready(&c->sess);
     }
     while (!c->closing && !c->close_after_flush) {
         int k = tls_pump_read(t, c->w->plain, sizeof c->w->plain, &c->tls_out);
@@ -504,7 +504,7 @@ static void conn_open(struct worker *w, int fd)
     hbuf_init(&c->wire);
     hbuf_init(&c->tls_out);
     uint64_t conn_id = ((uint64_t)w->index << 40) | ++w->n_accepted;
-    sink_session_init(&c->sess, &w->sink->policy, w->sink->seed, conn_id);
+    smtpd_session_init(&c->sess, &w->sink->policy, w->sink->seed, conn_id);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "herald/tls.h"
-#include "session.h"
+#include "herald/smtpd.h"
 
 #define SINK_LISTEN_MAX  16
 #define SINK_THREADS_MAX 64
@@ -43,8 +43,8 @@ struct sink_stats {
 };
 
 struct sink {
-    struct sink_policy policy;
-    struct sink_limiter limiter;
+    struct smtpd_policy policy;
+    struct smtpd_limiter limiter;
     unsigned n_threads;
     unsigned latency_ms;
     uint64_t seed;

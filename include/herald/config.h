@@ -158,6 +158,7 @@ struct cfg_tenant {
     enum cfg_from_fallback from_fallback;
     struct cfg_template *templates;
     size_t n_templates;
+    char *return_path; /* VERP return domain for MAIL FROM; NULL: the From address */
 };
 
 /* The platform's own sender identity, used when a From is rewritten. */
@@ -263,6 +264,21 @@ struct cfg_warmup {
     size_t n_schedule;
 };
 
+/* `inbound:` what comes back after the 250 (issue "after the 250"):
+ * the return domains herald accepts reports for, the listener inside
+ * `herald run`, and the secret that signs the VERP return paths. */
+struct cfg_inbound {
+    struct cfg_strlist listen;  /* ADDR:PORT; none: this process does not listen */
+    struct cfg_strlist domains; /* return domains it accepts mail for */
+    char *secret_file;          /* >= 32 bytes; signs and checks VERP tokens */
+    int secret_file_line, secret_file_col;
+    uint32_t max_message_bytes; /* default 1 MB: reports are small */
+    uint32_t max_connections;   /* default 64 */
+    int64_t timeout_ms;         /* default 60s without a byte: the connection is closed */
+    int64_t index_ttl_ms;       /* default 30d: how long a sent message can be matched */
+    uint32_t rate_per_s;        /* default 50: messages a second, all peers together */
+};
+
 struct cfg_metrics {
     char *listen;     /* "127.0.0.1:9464" or "[::1]:9464"; NULL = no endpoint */
     char *token_file; /* bearer token scrapers must send; NULL = none asked */
@@ -279,6 +295,7 @@ struct cfg_addresses {
 struct config {
     char *path;
     struct cfg_metrics metrics;
+    struct cfg_inbound inbound;
     struct cfg_warmup *warmup;
     size_t n_warmup;
     struct cfg_redis redis;

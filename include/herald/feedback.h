@@ -33,6 +33,11 @@ struct fb_keys {
 /* 0, or -EIO when OpenSSL fails. */
 int fb_keys_derive(const uint8_t secret[FB_SECRET_LEN], struct fb_keys *out);
 
+/* Read the deployment secret from a file (>= FB_SECRET_LEN bytes, not
+ * readable by group or others) and derive the subkeys from it. 0, or
+ * -errno / -HERR_CONFIG with the reason in why. */
+int fb_secret_load(const char *path, struct fb_keys *out, char *why, size_t whylen);
+
 /* The 64-bit job reference a VERP token carries: the first 8 bytes
  * (big-endian) of SHA-256 over tenant, one NUL byte, id. */
 uint64_t fb_job_ref(const char *tenant, const char *id);

@@ -5,6 +5,7 @@
 #define HERALD_KEYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define KEYS_MAX 640 /* longest key: prefix (<= 128) + tenant (<= 64) + id (<= 400) */
 
@@ -39,6 +40,14 @@ int keys_suppress(const struct keys *k, const char *tenant, char *out, size_t ca
  * "<unix ms> <source> <reason>" (source bounce, operator or import). */
 int keys_suppress_info(const struct keys *k, const char *tenant, char *out, size_t cap);
 int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t cap);
+/* A message sent with a VERP return path, by its job reference (the
+ * token's): a hash of tenant, id, ref, to, message_id, attempt, kept
+ * inbound.index_ttl; and the same reference by the message's Message-ID,
+ * for a report that lost the token. The report's own once-only mark
+ * (a late bounce or complaint noted once per job and kind). */
+int keys_verp(const struct keys *k, uint64_t ref, char *out, size_t cap);
+int keys_verp_msgid(const struct keys *k, const char *message_id, char *out, size_t cap);
+int keys_verp_once(const struct keys *k, uint64_t ref, const char *kind, char *out, size_t cap);
 int keys_job(const struct keys *k, const char *stream_id, char *out, size_t cap);
 int keys_status(const struct keys *k, const char *consumer, char *out, size_t cap);
 /* A path's shared limits (egress IP x provider or site group): its GCRA

@@ -31,6 +31,10 @@ struct redis_addr {
  * getaddrinfo, so call it from the main thread, never from a worker.
  * Returns 0 or -HERR_MALFORMED / -HERR_CONFIG with why. */
 int redis_addr_parse(const char *url, struct redis_addr *out, const char **why);
+/* A blocking connection (src/redis/sync.c): plain TCP, AUTH and SELECT
+ * done, commands bounded by timeout_ms. NULL with the reason in why. */
+redisContext *redis_sync_connect(const struct redis_addr *addr, int timeout_ms, char *why,
+                                 size_t whylen);
 
 /* redis_addr_parse(cfg->redis.url) plus the password from
  * redis.password_env or redis.password_file when the URL carries none. */

@@ -29,6 +29,12 @@ void config_defaults_init(struct config *cfg)
     e->workers_auto = true; /* resolved to the CPU count in finish */
     e->batch = 256;
     e->max_inflight = 2000;
+    struct cfg_inbound *in = &cfg->inbound;
+    in->max_message_bytes = 1u << 20;
+    in->max_connections = 64;
+    in->timeout_ms = 60 * 1000;
+    in->index_ttl_ms = 30 * DAY_MS;
+    in->rate_per_s = 50;
     e->claim_idle_ms = 1 * MINUTE_MS;
     e->idempotency_window_ms = 7 * DAY_MS;
     e->shutdown_grace_ms = 30 * SECOND_MS;

@@ -19,7 +19,7 @@
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
                                        "reputation", "bounce_rules", "sender", "dnsbl", "metrics",
-                                       "warmup", "addresses"};
+                                       "warmup", "addresses", "inbound"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -32,6 +32,7 @@ static const struct {
     {"egress", loader_egress},         {"dns", loader_dns},
     {"delivery", loader_delivery},     {"providers", loader_providers},
     {"recipients", loader_recipients}, {"routes", loader_routes},
+    {"inbound", loader_inbound}, /* before tenants: return_path needs its secret */
     {"tenants", loader_tenants},       {"reputation", loader_reputation},
     {"bounce_rules", loader_bounce_rules}, {"metrics", loader_metrics},
     {"warmup", loader_warmup},             {"addresses", loader_addresses},
@@ -177,6 +178,9 @@ static int check_password_files(const struct config *cfg, char *err, size_t errl
     const struct cfg_redis *r = &cfg->redis;
     int rc = check_password_file(cfg, r->password_file, r->password_file_line, r->password_file_col,
                                  err, errlen);
+    if (rc == 0)
+        rc = check_password_file(cfg, cfg->inbound.secret_file, cfg->inbound.secret_file_line,
+                                 cfg->inbound.secret_file_col, err, errlen);
     for (size_t i = 0; i < cfg->n_tenants && rc == 0; i++) {
         const struct cfg_relay *rl = &cfg->tenants[i].relay;
         rc = check_password_file(cfg, rl->password_file, rl->password_file_line,
@@ -245,6 +249,9 @@ void config_free(struct config *cfg)
     loader_strlist_free(&cfg->dns.servers);
     free(cfg->metrics.listen);
     free(cfg->metrics.token_file);
+    loader_strlist_free(&cfg->inbound.listen);
+    loader_strlist_free(&cfg->inbound.domains);
+    free(cfg->inbound.secret_file);
     config_warmup_free(cfg);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         free(cfg->routes[i].pattern);
@@ -272,6 +279,7 @@ void config_free(struct config *cfg)
         free(t->relay.password_env);
         free(t->relay.ca_file);
         free(t->egress);
+        free(t->return_path);
         loader_templates_free(t);
     }
     loader_strlist_free(&cfg->addresses.typo_domains);

@@ -195,6 +195,18 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
             return loader_fail(L, v, "unknown egress pool %s", loader_show(v, tmp, sizeof tmp));
         return rc;
     }
+    if (strcmp(key, "return_path") == 0) {
+        int rc = loader_str(L, v, &t->return_path);
+        if (rc == 0 && t->return_path && loader_check_domain(t->return_path))
+            return loader_fail(L, v, "return_path: expected a domain name, got %s",
+                               loader_show(v, tmp, sizeof tmp));
+        if (rc == 0 && t->return_path && !L->cfg->inbound.secret_file)
+            return loader_fail(L, v, "return_path needs inbound.secret_file: the secret its "
+                                     "VERP addresses are signed with");
+        for (char *p = t->return_path; rc == 0 && p && *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+        return rc;
+    }
     if (strcmp(key, "rate") == 0) return loader_rate(L, v, &t->rate);
     if (strcmp(key, "weight") == 0) return loader_u32(L, v, 1, 1000, &t->weight);
     if (strcmp(key, "max_age") == 0) return loader_duration(L, v, 1000, &t->max_age_ms);

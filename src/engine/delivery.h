@@ -75,6 +75,7 @@ struct delivery {
     uint32_t lease_req;            /* tenant-rate slots asked for with the admission */
     const char *alignment;         /* align_outcome_name(): how From alignment was handled */
     bool built;                    /* job.wire holds the signed message */
+    char return_path[320];         /* MAIL FROM b+<token>@<return_path> (verp.c) */
     /* A job with a future send_at, admitted only to claim its id, apply
      * `replaces` and meet an early cancel before it is scheduled: no caps
      * or rates are counted (that happens when it is due). */

@@ -14,6 +14,7 @@
 
 #include "herald/dnsq.h"
 #include "herald/engine.h"
+#include "herald/inbound.h"
 #include "herald/service.h"
 #include "metrics.h"
 #include "status.h"
@@ -141,6 +142,7 @@ static void gen_free(struct engine_gen *g)
         explicit_bzero(g->relays, g->cfg->n_tenants * sizeof *g->relays);
         free(g->relays);
     }
+    explicit_bzero(&g->verp, sizeof g->verp);
     config_free(g->cfg);
     free(g);
 }
@@ -175,6 +177,24 @@ static void gen_sweep(struct engine_shared *sh)
 }
 
 /* Takes cfg (freed on failure). */
+/* The VERP signing keys (inbound.secret_file), when any tenant has a
+ * return_path or this process listens for reports. */
+static int load_verp(struct engine_gen *g)
+{
+    const struct cfg_inbound *in = &g->cfg->inbound;
+    if (!in->secret_file)
+        return 0;
+    char why[400];
+    int rc = fb_secret_load(in->secret_file, &g->verp, why, sizeof why);
+    if (rc < 0) {
+        log_event(LOG_ERROR, "event=inbound_secret_unreadable file=%s reason=%s",
+                  LOG_VALUE(in->secret_file), LOG_VALUE(why));
+        return -HERR_CONFIG;
+    }
+    g->verp_ok = true;
+    return 0;
+}
+
 static struct engine_gen *gen_new(struct config *cfg, unsigned number)
 {
     struct engine_gen *g = calloc(1, sizeof *g);
@@ -184,7 +204,8 @@ static struct engine_gen *gen_new(struct config *cfg, unsigned number)
     }
     g->cfg = cfg;
     g->number = number;
-    if (resolve_routes(g) < 0 || load_relays(g) < 0 || align_table_new(cfg, &g->align) < 0) {
+    if (resolve_routes(g) < 0 || load_relays(g) < 0 || align_table_new(cfg, &g->align) < 0 ||
+        load_verp(g) < 0) {
         gen_free(g);
         return NULL;
     }
@@ -441,6 +462,16 @@ int engine_run(const struct engine_opts *opts)
         }
     }
     explicit_bzero(metrics_token, sizeof metrics_token);
+    struct inbound *inbound = NULL;
+    if (started == n && cfg->inbound.listen.n) {
+        const struct engine_gen *g0 = atomic_load(&sh->gen);
+        if (inbound_start(cfg, &sh->redis, &g0->verp, &sh->keys, &inbound, err, sizeof err) < 0) {
+            log_event(LOG_ERROR, "event=inbound_failed reason=%s", LOG_VALUE(err));
+            fprintf(stderr, "herald: %s\n", err);
+            exit_code = 1;
+            atomic_store(&sh->stop, true);
+        }
+    }
 
     if (started == n && !atomic_load(&sh->stop))
         service_notifyf("READY=1\nSTATUS=running: %u workers, consumer %s, jobs %s", n,
@@ -489,6 +520,7 @@ int engine_run(const struct engine_opts *opts)
     for (unsigned i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
     metrics_stop(metrics);
+    inbound_stop(inbound);
     for (unsigned i = 0; workers && i < n_init; i++) {
         redis_client_free(&workers[i].intake);
         redis_client_free(&workers[i].notes);

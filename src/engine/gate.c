@@ -12,6 +12,7 @@
 #include "lease.h"
 #include "notes.h"
 #include "outcome.h"
+#include "verp.h"
 #include "worker.h"
 
 #define DAY_MS (86400LL * 1000)
@@ -73,6 +74,9 @@ static int build(struct delivery *d)
     /* The envelope: IDN domains as A-labels; only a UTF-8 local part needs
      * SMTPUTF8 (decided by job_parse). */
     d->msg.mail_from = j->mail_from ? j->mail_from : j->from ? j->from : "";
+    const char *verp = verp_return_path(d, tenant, clock_wall_ms());
+    if (verp)
+        d->msg.mail_from = verp;
     d->msg.rcpt = j->rcpt ? j->rcpt : j->to;
     d->msg.data = j->wire.data;
     d->msg.data_len = j->wire.len;

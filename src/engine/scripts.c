@@ -398,3 +398,24 @@ const char *const notes_script_lease =
     "  end\n"
     "end\n"
     "return {granted, wait, conns, shared}\n";
+
+/* A report that came back after the 250 (src/inbound): a late bounce or a
+ * complaint, noted once per job and kind. KEYS: events, the once-only
+ * mark, the tenant's suppression set, its info hash, the stats prefix.
+ * ARGV: the mark's lifetime (ms), the address to suppress ("" none), why
+ * (for the info hash), the event to count it as in the day's stats, then
+ * the note's field/value pairs. Returns 1, or 0 when it was noted before. */
+const char *const inbound_script_note =
+    COUNT_NOTE_LUA
+    "if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end\n"
+    "local at = '0'\n"
+    "for i = 5, #ARGV - 1, 2 do if ARGV[i] == 'at' then at = ARGV[i + 1] end end\n"
+    "if ARGV[2] ~= '' then\n"
+    "  redis.call('SADD', KEYS[3], ARGV[2])\n"
+    "  redis.call('HSET', KEYS[4], ARGV[2], at .. ' ' .. ARGV[3])\n"
+    "end\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
+    "local items = {unpack(ARGV, 5)}\n"
+    "for i = 1, #items - 1, 2 do if items[i] == 'event' then items[i + 1] = ARGV[4] end end\n"
+    "count_note(KEYS[5], items)\n"
+    "return 1\n";

@@ -8,6 +8,7 @@
 #include "herald/align.h"
 #include "herald/config.h"
 #include "herald/dns.h"
+#include "herald/feedback.h"
 #include "herald/throttle.h"
 #include "herald/job.h"
 #include "herald/keys.h"
@@ -50,6 +51,8 @@ struct engine_gen {
     struct engine_relay *relays; /* one per cfg->tenants entry, same index */
     struct align_table *align;   /* From alignment per tenant domain (main thread writes) */
     unsigned number;             /* 1 at start, +1 per applied reload */
+    struct fb_keys verp;         /* from inbound.secret_file: signs VERP return paths */
+    bool verp_ok;
     atomic_uint refs;            /* workers and deliveries using it */
     struct engine_gen *prev;
 };

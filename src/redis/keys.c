@@ -67,6 +67,21 @@ int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t
     return keyf(out, cap, "%strate:%s", k->prefix, tenant ? tenant : "-");
 }
 
+int keys_verp(const struct keys *k, uint64_t ref, char *out, size_t cap)
+{
+    return keyf(out, cap, "%sverp:%016llx", k->prefix, (unsigned long long)ref);
+}
+
+int keys_verp_msgid(const struct keys *k, const char *message_id, char *out, size_t cap)
+{
+    return keyf(out, cap, "%sverp:mid:%s", k->prefix, message_id ? message_id : "");
+}
+
+int keys_verp_once(const struct keys *k, uint64_t ref, const char *kind, char *out, size_t cap)
+{
+    return keyf(out, cap, "%sverp:%016llx:%s", k->prefix, (unsigned long long)ref, kind);
+}
+
 int keys_job(const struct keys *k, const char *stream_id, char *out, size_t cap)
 {
     return keyf(out, cap, "%s%s", k->job_prefix, stream_id);

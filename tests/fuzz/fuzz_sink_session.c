@@ -3,7 +3,7 @@
  * and its buffers must stay within their bounds. */
 #include <assert.h>
 
-#include "../../bench/sink/session.c"
+#include "herald/smtpd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t chunk = (size_t)data[1] + 1;
     data += 2;
     size -= 2;
-    struct sink_policy pol = {
+    struct smtpd_policy pol = {
         .banner = "fuzz ESMTP",
         .hostname = "fuzz",
         .pipelining = knobs & 1,
@@ -24,13 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .tempfail_ratio = (knobs & 8) ? 0.3 : 0.0,
         .permfail_ratio = (knobs & 16) ? 0.3 : 0.0,
         .drop_ratio = (knobs & 32) ? 0.2 : 0.0,
-        .fail_at = (knobs & 64) ? SINK_FAIL_AT_RCPT : SINK_FAIL_AT_DATA,
+        .fail_at = (knobs & 64) ? SMTPD_FAIL_AT_RCPT : SMTPD_FAIL_AT_DATA,
         .starttls = knobs & 128,
         .tls_required = (knobs & 128) && (knobs & 1),
     };
     bool handshake_owed = false;
-    struct sink_session s;
-    sink_session_init(&s, &pol, knobs, 1);
+    struct smtpd_session s;
+    smtpd_session_init(&s, &pol, knobs, 1);
     const char *p = (const char *)data;
     size_t left = size;
     while (left) {
@@ -38,32 +38,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t off = 0;
         /* The owner's handshake completes between two reads. */
         if (handshake_owed) {
-            sink_session_tls_ready(&s);
+            smtpd_session_tls_ready(&s);
             handshake_owed = false;
-            assert(s.state == SINK_COMMAND && s.tls_active && !s.have_helo);
+            assert(s.state == SMTPD_COMMAND && s.tls_active && !s.have_helo);
         }
         while (off < n) {
             size_t used;
-            enum sink_event ev = sink_session_feed(&s, p + off, n - off, &used);
+            enum smtpd_event ev = smtpd_session_feed(&s, p + off, n - off, &used);
             assert(used <= n - off);
-            assert(ev == SINK_EV_NEED_MORE ? used == n - off : 1);
+            assert(ev == SMTPD_EV_NEED_MORE ? used == n - off : 1);
             off += used;
-            if (ev == SINK_EV_STARTTLS) {
-                assert(pol.starttls && !s.tls_active && s.state == SINK_STARTTLS);
+            if (ev == SMTPD_EV_STARTTLS) {
+                assert(pol.starttls && !s.tls_active && s.state == SMTPD_STARTTLS);
                 handshake_owed = true;
             }
-            if (ev == SINK_EV_MESSAGE) {
-                assert(s.from.len <= SINK_ADDR_MAX);
+            if (ev == SMTPD_EV_MESSAGE) {
+                assert(s.from.len <= SMTPD_ADDR_MAX);
                 assert(!pol.keep_body || s.body.len == s.body_len);
             }
         }
-        assert(s.line.len <= SINK_LINE_MAX);
+        assert(s.line.len <= SMTPD_LINE_MAX);
         assert(s.body.len <= pol.max_size);
         if (s.out.len > (1u << 16))
             hbuf_reset(&s.out); /* the owner sends; the test just drops it */
         p += n;
         left -= n;
     }
-    sink_session_free(&s);
+    smtpd_session_free(&s);
     return 0;
 }

@@ -2,7 +2,7 @@
  * pipelining, body terminators split across feeds, dot-unstuffing, sequence
  * errors, bounds, and seeded failure injection. The session lives in bench/,
  * outside heraldcore, so it is compiled into this test directly. */
-#include "../../bench/sink/session.c"
+#include "herald/smtpd.h"
 
 #include "check.h"
 
@@ -11,20 +11,20 @@
 struct seen {
     char events[256];
     size_t n_events;
-    char from[SINK_ADDR_MAX + 1];
+    char from[SMTPD_ADDR_MAX + 1];
     char rcpts[1024];
     char body[4096];
     size_t body_len;
 };
 
 static const char event_letter[] = {
-    [SINK_EV_NEED_MORE] = '-', [SINK_EV_MESSAGE] = 'M', [SINK_EV_TEMPFAIL] = 'T',
-    [SINK_EV_PERMFAIL] = 'P',  [SINK_EV_DROP] = 'D',    [SINK_EV_CLOSE] = 'C',
-    [SINK_EV_STARTTLS] = 'S',
+    [SMTPD_EV_NEED_MORE] = '-', [SMTPD_EV_MESSAGE] = 'M', [SMTPD_EV_TEMPFAIL] = 'T',
+    [SMTPD_EV_PERMFAIL] = 'P',  [SMTPD_EV_DROP] = 'D',    [SMTPD_EV_CLOSE] = 'C',
+    [SMTPD_EV_STARTTLS] = 'S',
 };
 
 /* Feed in[0..len) to s in pieces of at most chunk bytes, as a ring would. */
-static void feed(struct sink_session *s, const char *in, size_t len, size_t chunk,
+static void feed(struct smtpd_session *s, const char *in, size_t len, size_t chunk,
                  struct seen *seen)
 {
     for (size_t off = 0; off < len;) {
@@ -33,17 +33,17 @@ static void feed(struct sink_session *s, const char *in, size_t len, size_t chun
         size_t left = n;
         while (left) {
             size_t used;
-            enum sink_event ev = sink_session_feed(s, p, left, &used);
+            enum smtpd_event ev = smtpd_session_feed(s, p, left, &used);
             CHECK(used <= left);
             p += used;
             left -= used;
-            if (ev == SINK_EV_NEED_MORE) {
+            if (ev == SMTPD_EV_NEED_MORE) {
                 CHECK_EQ_INT(left, 0);
                 continue;
             }
             if (seen->n_events + 1 < sizeof seen->events)
                 seen->events[seen->n_events++] = event_letter[ev];
-            if (ev == SINK_EV_MESSAGE) {
+            if (ev == SMTPD_EV_MESSAGE) {
                 snprintf(seen->from, sizeof seen->from, "%s", s->from.data ? s->from.data : "");
                 snprintf(seen->rcpts, sizeof seen->rcpts, "%s", s->rcpts.data ? s->rcpts.data : "");
                 seen->body_len = s->body_len;
@@ -56,20 +56,20 @@ static void feed(struct sink_session *s, const char *in, size_t len, size_t chun
     }
 }
 
-static void feed_str(struct sink_session *s, const char *in, struct seen *seen)
+static void feed_str(struct smtpd_session *s, const char *in, struct seen *seen)
 {
     feed(s, in, strlen(in), 1000, seen);
 }
 
-static struct sink_policy base_policy(void)
+static struct smtpd_policy base_policy(void)
 {
-    return (struct sink_policy){
+    return (struct smtpd_policy){
         .banner = "sink.test ESMTP",
         .hostname = "sink.test",
         .pipelining = true,
         .keep_body = true,
         .max_size = 1000,
-        .fail_at = SINK_FAIL_AT_DATA,
+        .fail_at = SMTPD_FAIL_AT_DATA,
     };
 }
 
@@ -102,11 +102,11 @@ static const char pipelined_replies[] = "220 sink.test ESMTP\r\n"
  * byte: the transcript and the message must not depend on how TCP split it. */
 static void test_pipelined_any_split(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     for (size_t chunk = sizeof pipelined; chunk >= 1; chunk--) {
-        struct sink_session s;
+        struct smtpd_session s;
         struct seen seen = {0};
-        sink_session_init(&s, &pol, 42, 7);
+        smtpd_session_init(&s, &pol, 42, 7);
         feed(&s, pipelined, sizeof pipelined - 1, chunk, &seen);
         CHECK_EQ_STR(s.out.data, pipelined_replies);
         CHECK_EQ_STR(seen.events, "MC");
@@ -114,20 +114,20 @@ static void test_pipelined_any_split(void)
         CHECK_EQ_STR(seen.rcpts, "b@y.test,c@y.test");
         CHECK_EQ_STR(seen.body, "Subject: t\r\n\r\n.leading dot\r\n");
         CHECK_EQ_INT(seen.body_len, strlen("Subject: t\r\n\r\n.leading dot\r\n"));
-        sink_session_free(&s);
+        smtpd_session_free(&s);
     }
 }
 
 /* Every two-way split of a body around its terminator. */
 static void test_terminator_split(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     static const char body[] = "line one\r\n.\r\nnot yet\r\n..\r\n.\r\n";
     /* The first ".\r\n" ends the body; the rest is read as commands. */
     for (size_t cut = 0; cut <= sizeof body - 1; cut++) {
-        struct sink_session s;
+        struct smtpd_session s;
         struct seen seen = {0};
-        sink_session_init(&s, &pol, 1, 1);
+        smtpd_session_init(&s, &pol, 1, 1);
         feed_str(&s, "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<r@t>\r\nDATA\r\n", &seen);
         feed(&s, body, cut, 1000, &seen);
         feed(&s, body + cut, sizeof body - 1 - cut, 1000, &seen);
@@ -135,7 +135,7 @@ static void test_terminator_split(void)
         CHECK_EQ_STR(seen.body, "line one\r\n");
         CHECK_EQ_STR(seen.from, "");
         CHECK(strstr(s.out.data, "500 5.5.1") != NULL);
-        sink_session_free(&s);
+        smtpd_session_free(&s);
     }
 }
 
@@ -143,28 +143,28 @@ static void test_terminator_split(void)
  * and a dot-stuffed terminator-lookalike is un-stuffed. */
 static void test_no_smuggling_and_unstuffing(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     static const char in[] = "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\n"
                              "a\n.\nb\r.\rc\n.\r\nd\r\n..\r\n.x\r\n\r\n.\r\n";
     static const char want[] = "a\n.\nb\r.\rc\n.\r\nd\r\n.\r\nx\r\n\r\n";
     for (size_t chunk = 1; chunk <= 8; chunk++) {
-        struct sink_session s;
+        struct smtpd_session s;
         struct seen seen = {0};
-        sink_session_init(&s, &pol, 1, 1);
+        smtpd_session_init(&s, &pol, 1, 1);
         feed(&s, in, sizeof in - 1, chunk, &seen);
         CHECK_EQ_STR(seen.events, "M");
         CHECK_EQ_STR(seen.body, want);
         CHECK_EQ_INT(seen.body_len, sizeof want - 1);
-        sink_session_free(&s);
+        smtpd_session_free(&s);
     }
 }
 
 static void test_empty_body_and_two_messages(void)
 {
-    struct sink_policy pol = base_policy();
-    struct sink_session s;
+    struct smtpd_policy pol = base_policy();
+    struct smtpd_session s;
     struct seen seen = {0};
-    sink_session_init(&s, &pol, 1, 0xAB);
+    smtpd_session_init(&s, &pol, 1, 0xAB);
     static const char in[] = "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\n.\r\n"
                              "MAIL FROM:<a2@b>\r\nRCPT TO:<r2@t>\r\nDATA\r\nx\r\n.\r\n";
     feed(&s, in, sizeof in - 1, 5, &seen);
@@ -173,23 +173,23 @@ static void test_empty_body_and_two_messages(void)
     CHECK_EQ_STR(seen.body, "x\r\n");
     CHECK(strstr(s.out.data, "queued as AB.1\r\n") != NULL);
     CHECK(strstr(s.out.data, "queued as AB.2\r\n") != NULL);
-    sink_session_free(&s);
+    smtpd_session_free(&s);
 }
 
-static const char *transcript(const struct sink_policy *pol, const char *in, struct seen *seen)
+static const char *transcript(const struct smtpd_policy *pol, const char *in, struct seen *seen)
 {
     static char out[8192];
-    struct sink_session s;
-    sink_session_init(&s, pol, 1, 1);
+    struct smtpd_session s;
+    smtpd_session_init(&s, pol, 1, 1);
     feed(&s, in, strlen(in), 3, seen);
     snprintf(out, sizeof out, "%s", s.out.data + strlen("220 sink.test ESMTP\r\n"));
-    sink_session_free(&s);
+    smtpd_session_free(&s);
     return out;
 }
 
 static void test_sequence_errors_and_rset(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     struct seen seen = {0};
     CHECK_EQ_STR(transcript(&pol,
                             "MAIL FROM:<a@b>\r\nHELO c\r\nRCPT TO:<r@t>\r\nDATA\r\n"
@@ -221,7 +221,7 @@ static void test_sequence_errors_and_rset(void)
 
 static void test_no_pipelining_and_size(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     pol.pipelining = false;
     pol.keep_body = false;
     pol.max_size = 10;
@@ -237,49 +237,49 @@ static void test_no_pipelining_and_size(void)
     CHECK_EQ_STR(seen.events, "");
 }
 
-/* A line over SINK_LINE_MAX gets 500 and close, whether it came whole or in
+/* A line over SMTPD_LINE_MAX gets 500 and close, whether it came whole or in
  * pieces, and the session buffers no more than the limit meanwhile. */
 static void test_long_line(void)
 {
-    struct sink_policy pol = base_policy();
-    static char in[SINK_LINE_MAX + 100];
+    struct smtpd_policy pol = base_policy();
+    static char in[SMTPD_LINE_MAX + 100];
     memcpy(in, "NOOP ", 5);
     memset(in + 5, 'x', sizeof in - 5);
     for (size_t chunk = 1000; chunk <= sizeof in; chunk += sizeof in - 1000) {
-        struct sink_session s;
+        struct smtpd_session s;
         struct seen seen = {0};
-        sink_session_init(&s, &pol, 1, 1);
+        smtpd_session_init(&s, &pol, 1, 1);
         feed(&s, in, sizeof in, chunk, &seen);
         CHECK_EQ_STR(seen.events, "C");
         CHECK(strstr(s.out.data, "500 5.5.2 Error: line too long\r\n") != NULL);
-        CHECK(s.line.len <= SINK_LINE_MAX);
-        sink_session_free(&s);
+        CHECK(s.line.len <= SMTPD_LINE_MAX);
+        smtpd_session_free(&s);
     }
     /* Exactly at the limit is fine. */
-    struct sink_session s;
+    struct smtpd_session s;
     struct seen seen = {0};
-    sink_session_init(&s, &pol, 1, 1);
-    memset(in + 5, 'x', SINK_LINE_MAX - 7);
-    memcpy(in + SINK_LINE_MAX - 2, "\r\n", 2);
-    feed(&s, in, SINK_LINE_MAX, 100, &seen);
+    smtpd_session_init(&s, &pol, 1, 1);
+    memset(in + 5, 'x', SMTPD_LINE_MAX - 7);
+    memcpy(in + SMTPD_LINE_MAX - 2, "\r\n", 2);
+    feed(&s, in, SMTPD_LINE_MAX, 100, &seen);
     CHECK_EQ_STR(seen.events, "");
     CHECK(strstr(s.out.data, "250 2.0.0 Ok\r\n") != NULL);
-    sink_session_free(&s);
+    smtpd_session_free(&s);
 }
 
 /* n transactions with one client script; returns the events string. */
-static void run_many(const struct sink_policy *pol, uint64_t seed, int n, struct seen *seen,
+static void run_many(const struct smtpd_policy *pol, uint64_t seed, int n, struct seen *seen,
                      struct hbuf *out)
 {
-    struct sink_session s;
-    sink_session_init(&s, pol, seed, 3);
+    struct smtpd_session s;
+    smtpd_session_init(&s, pol, seed, 3);
     feed(&s, "EHLO c\r\n", 8, 100, seen);
     for (int i = 0; i < n; i++) {
         static const char txn[] = "RSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\nhi\r\n.\r\n";
         feed(&s, txn, sizeof txn - 1, 100, seen);
     }
     if (out) (void)hbuf_append(out, s.out.data, s.out.len);
-    sink_session_free(&s);
+    smtpd_session_free(&s);
 }
 
 static size_t count(const char *s, char c)
@@ -292,7 +292,7 @@ static size_t count(const char *s, char c)
 
 static void test_tempfail_injection(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     pol.tempfail_ratio = 0.3;
     pol.permfail_ratio = 0.1;
     struct seen a = {0}, b = {0}, c = {0};
@@ -316,7 +316,7 @@ static void test_tempfail_injection(void)
 
     /* At RCPT: the same transactions fail, now at RCPT, and DATA finds no
      * recipients. */
-    pol.fail_at = SINK_FAIL_AT_RCPT;
+    pol.fail_at = SMTPD_FAIL_AT_RCPT;
     struct seen r = {0};
     hbuf_init(&out);
     run_many(&pol, 1234, 200, &r, &out);
@@ -335,25 +335,25 @@ static void test_tempfail_injection(void)
 
 static void test_drop(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     pol.drop_ratio = 1.0;
-    struct sink_session s;
+    struct smtpd_session s;
     struct seen seen = {0};
-    sink_session_init(&s, &pol, 1, 1);
+    smtpd_session_init(&s, &pol, 1, 1);
     feed_str(&s, "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\n", &seen);
     CHECK_EQ_STR(seen.events, "");
     size_t out_len = s.out.len;
     feed(&s, "Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n", 29, 5, &seen);
     CHECK_EQ_STR(seen.events, "D");
     CHECK_EQ_INT(s.out.len, out_len); /* nothing replied after 354 */
-    sink_session_free(&s);
+    smtpd_session_free(&s);
 }
 
 /* Without a TLS context STARTTLS is neither offered nor known: the plaintext
  * transcript stays what it always was. */
 static void test_starttls_not_offered(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     struct seen seen = {0};
     const char *t = transcript(&pol, "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\n", &seen);
     CHECK(strstr(t, "STARTTLS") == NULL);
@@ -375,7 +375,7 @@ static const char tls_ehlo[] = "250-sink.test\r\n"
  * starts over (EHLO needed, STARTTLS no longer offered nor accepted). */
 static void test_starttls_reset_and_discard(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     pol.starttls = true;
     static const char before[] = "EHLO c\r\nSTARTTLS now\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n"
                                  "RSET\r\nstarttls\r\n"
@@ -401,49 +401,49 @@ static void test_starttls_reset_and_discard(void)
              "221 2.0.0 Bye\r\n",
              tls_ehlo);
     for (size_t chunk = sizeof before; chunk >= 1; chunk--) {
-        struct sink_session s;
+        struct smtpd_session s;
         struct seen seen = {0};
-        sink_session_init(&s, &pol, 1, 1);
+        smtpd_session_init(&s, &pol, 1, 1);
         feed(&s, before, sizeof before - 1, chunk, &seen);
-        CHECK_EQ_INT(s.state, SINK_STARTTLS);
+        CHECK_EQ_INT(s.state, SMTPD_STARTTLS);
         CHECK_EQ_STR(seen.events, "S");
         /* More plaintext before the handshake: also dropped. */
         feed(&s, injected, sizeof injected - 1, chunk, &seen);
         CHECK_EQ_INT(s.n_discarded, 2 * (sizeof injected - 1));
-        sink_session_tls_ready(&s);
-        CHECK_EQ_INT(s.state, SINK_COMMAND);
+        smtpd_session_tls_ready(&s);
+        CHECK_EQ_INT(s.state, SMTPD_COMMAND);
         feed(&s, after, sizeof after - 1, chunk, &seen);
         CHECK_EQ_STR(seen.events, "SMC");
         CHECK_EQ_STR(seen.from, "a@b");
         CHECK_EQ_STR(s.out.data, want);
-        sink_session_free(&s);
+        smtpd_session_free(&s);
     }
 }
 
 /* --tls-required: no MAIL before the handshake; the rest is as before. */
 static void test_tls_required(void)
 {
-    struct sink_policy pol = base_policy();
+    struct smtpd_policy pol = base_policy();
     pol.starttls = true;
     pol.tls_required = true;
-    struct sink_session s;
+    struct smtpd_session s;
     struct seen seen = {0};
-    sink_session_init(&s, &pol, 1, 1);
-    sink_session_tls_ready(&s); /* not asked for: ignored */
+    smtpd_session_init(&s, &pol, 1, 1);
+    smtpd_session_tls_ready(&s); /* not asked for: ignored */
     CHECK(!s.tls_active);
     feed_str(&s, "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nNOOP\r\nSTARTTLS\r\n", &seen);
     CHECK(strstr(s.out.data, "250 ENHANCEDSTATUSCODES\r\n"
                              "530 5.7.0 Must issue a STARTTLS command first\r\n"
                              "503 5.5.1 Error: need MAIL command\r\n"
                              "250 2.0.0 Ok\r\n220 2.0.0 ready\r\n") != NULL);
-    sink_session_tls_ready(&s);
+    smtpd_session_tls_ready(&s);
     hbuf_reset(&s.out);
     feed_str(&s, "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<r@t>\r\nDATA\r\nx\r\n.\r\n", &seen);
     CHECK_EQ_STR(seen.events, "SM");
     CHECK(strstr(s.out.data, "530") == NULL);
-    CHECK_EQ_STR(sink_state_name(s.state), "command");
-    CHECK_EQ_STR(sink_event_name(SINK_EV_STARTTLS), "starttls");
-    sink_session_free(&s);
+    CHECK_EQ_STR(smtpd_state_name(s.state), "command");
+    CHECK_EQ_STR(smtpd_event_name(SMTPD_EV_STARTTLS), "starttls");
+    smtpd_session_free(&s);
 }
 
 int main(void)

@@ -1,34 +1,35 @@
-/* The sink's server-side SMTP state machine: commands, pipelining, DATA body
- * scanning with dot-unstuffing, and the seeded failure/drop injection. */
+/* The server side of an SMTP connection (smtpd.h): commands, pipelining,
+ * DATA body scanning with dot-unstuffing, STARTTLS's half, the owner's
+ * recipient check, and herald-sink's seeded failure/drop injection. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "session.h"
+#include "herald/smtpd.h"
 
 static const char *const event_names[] = {
-    [SINK_EV_NEED_MORE] = "need-more", [SINK_EV_MESSAGE] = "message",
-    [SINK_EV_TEMPFAIL] = "tempfail",   [SINK_EV_PERMFAIL] = "permfail",
-    [SINK_EV_DROP] = "drop",           [SINK_EV_CLOSE] = "close",
-    [SINK_EV_STARTTLS] = "starttls",
+    [SMTPD_EV_NEED_MORE] = "need-more", [SMTPD_EV_MESSAGE] = "message",
+    [SMTPD_EV_TEMPFAIL] = "tempfail",   [SMTPD_EV_PERMFAIL] = "permfail",
+    [SMTPD_EV_DROP] = "drop",           [SMTPD_EV_CLOSE] = "close",
+    [SMTPD_EV_STARTTLS] = "starttls",
 };
 
-static const char *const state_names[SINK_STATE_COUNT] = {
-    [SINK_COMMAND] = "command",
-    [SINK_BODY] = "body",
-    [SINK_STARTTLS] = "starttls",
-    [SINK_DONE] = "done",
+static const char *const state_names[SMTPD_STATE_COUNT] = {
+    [SMTPD_COMMAND] = "command",
+    [SMTPD_BODY] = "body",
+    [SMTPD_STARTTLS] = "starttls",
+    [SMTPD_DONE] = "done",
 };
 
-const char *sink_event_name(enum sink_event ev)
+const char *smtpd_event_name(enum smtpd_event ev)
 {
     if ((unsigned)ev < HERALD_ARRAY_LEN(event_names) && event_names[ev]) return event_names[ev];
     return "?";
 }
 
-const char *sink_state_name(enum sink_state st)
+const char *smtpd_state_name(enum smtpd_state st)
 {
-    if ((unsigned)st < SINK_STATE_COUNT) return state_names[st];
+    if ((unsigned)st < SMTPD_STATE_COUNT) return state_names[st];
     return "?";
 }
 
@@ -41,7 +42,7 @@ static uint64_t splitmix64(uint64_t x)
 }
 
 /* Uniform in [0, 1) from xorshift64*. */
-static double rand01(struct sink_session *s)
+static double rand01(struct smtpd_session *s)
 {
     uint64_t x = s->rng;
     x ^= x >> 12;
@@ -51,18 +52,18 @@ static double rand01(struct sink_session *s)
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
 }
 
-static void reply(struct sink_session *s, const char *text)
+static void reply(struct smtpd_session *s, const char *text)
 {
     (void)hbuf_append_str(&s->out, text);
     (void)hbuf_append(&s->out, "\r\n", 2);
 }
 
-void sink_session_init(struct sink_session *s, const struct sink_policy *policy, uint64_t seed,
+void smtpd_session_init(struct smtpd_session *s, const struct smtpd_policy *policy, uint64_t seed,
                        uint64_t conn_id)
 {
     memset(s, 0, sizeof *s);
     s->policy = policy;
-    s->state = SINK_COMMAND;
+    s->state = SMTPD_COMMAND;
     s->conn_id = conn_id;
     s->rng = splitmix64(seed ^ splitmix64(conn_id));
     if (s->rng == 0) s->rng = 1;
@@ -74,7 +75,7 @@ void sink_session_init(struct sink_session *s, const struct sink_policy *policy,
     (void)hbuf_appendf(&s->out, "220 %s\r\n", policy->banner);
 }
 
-void sink_session_free(struct sink_session *s)
+void smtpd_session_free(struct smtpd_session *s)
 {
     hbuf_free(&s->out);
     hbuf_free(&s->line);
@@ -83,7 +84,7 @@ void sink_session_free(struct sink_session *s)
     hbuf_free(&s->body);
 }
 
-static void txn_reset(struct sink_session *s)
+static void txn_reset(struct smtpd_session *s)
 {
     s->have_mail = false;
     s->n_rcpts = 0;
@@ -140,7 +141,7 @@ static uint64_t size_param(const char *p, size_t n)
     return 0;
 }
 
-static void cmd_ehlo(struct sink_session *s, bool extended, size_t arg_len)
+static void cmd_ehlo(struct smtpd_session *s, bool extended, size_t arg_len)
 {
     if (arg_len == 0) {
         reply(s, "501 5.5.4 Syntax: EHLO hostname");
@@ -148,7 +149,7 @@ static void cmd_ehlo(struct sink_session *s, bool extended, size_t arg_len)
     }
     txn_reset(s);
     s->have_helo = true;
-    const struct sink_policy *pol = s->policy;
+    const struct smtpd_policy *pol = s->policy;
     if (!extended) {
         (void)hbuf_appendf(&s->out, "250 %s\r\n", pol->hostname);
         return;
@@ -161,7 +162,7 @@ static void cmd_ehlo(struct sink_session *s, bool extended, size_t arg_len)
                        (unsigned long long)pol->max_size, offer_tls ? "250-STARTTLS\r\n" : "");
 }
 
-bool sink_limiter_over(struct sink_limiter *l, int64_t now_ms)
+bool smtpd_limiter_over(struct smtpd_limiter *l, int64_t now_ms)
 {
     if (!l || (l->until_ms && now_ms >= l->until_ms)) return false;
     uint64_t sec = (uint64_t)(clock_wall_ms() / 1000);
@@ -176,41 +177,41 @@ bool sink_limiter_over(struct sink_limiter *l, int64_t now_ms)
     }
 }
 
-static enum sink_event cmd_mail(struct sink_session *s, const char *arg, size_t n)
+static enum smtpd_event cmd_mail(struct smtpd_session *s, const char *arg, size_t n)
 {
     const char *addr, *rest;
     size_t addr_len, rest_len;
     if (!s->have_helo) {
         reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (s->have_mail) {
         reply(s, "503 5.5.1 Error: nested MAIL command");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (s->policy->tls_required && !s->tls_active) {
         reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (!starts_with_ci(arg, n, "FROM:") ||
         !parse_path(arg + 5, n - 5, &addr, &addr_len, &rest, &rest_len)) {
         reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
-    if (addr_len > SINK_ADDR_MAX) {
+    if (addr_len > SMTPD_ADDR_MAX) {
         reply(s, "501 5.1.7 Sender address too long");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (size_param(rest, rest_len) > s->policy->max_size) {
         reply(s, "552 5.3.4 Message size exceeds fixed limit");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
-    if (sink_limiter_over(s->policy->limiter, clock_mono_ms())) {
+    if (smtpd_limiter_over(s->policy->limiter, clock_mono_ms())) {
         /* Like a large receiver over its limit: 421 and hang up. */
         reply(s, s->policy->limit_text ? s->policy->limit_text
                                        : "421 4.7.0 Too many messages, rate limited; slow down");
-        s->state = SINK_DONE;
-        return SINK_EV_CLOSE;
+        s->state = SMTPD_DONE;
+        return SMTPD_EV_CLOSE;
     }
     hbuf_reset(&s->from);
     hbuf_reset(&s->rcpts);
@@ -222,44 +223,48 @@ static enum sink_event cmd_mail(struct sink_session *s, const char *arg, size_t 
      * sequence: the same seed fails the same transactions whatever is set. */
     double u = rand01(s);
     double d = rand01(s);
-    const struct sink_policy *pol = s->policy;
+    const struct smtpd_policy *pol = s->policy;
     if (u < pol->tempfail_ratio)
-        s->fate = SINK_EV_TEMPFAIL;
+        s->fate = SMTPD_EV_TEMPFAIL;
     else if (u < pol->tempfail_ratio + pol->permfail_ratio)
-        s->fate = SINK_EV_PERMFAIL;
+        s->fate = SMTPD_EV_PERMFAIL;
     else
-        s->fate = SINK_EV_MESSAGE;
+        s->fate = SMTPD_EV_MESSAGE;
     s->fate_drop = d < pol->drop_ratio;
     reply(s, "250 2.1.0 Ok");
-    return SINK_EV_NEED_MORE;
+    return SMTPD_EV_NEED_MORE;
 }
 
-static enum sink_event cmd_rcpt(struct sink_session *s, const char *arg, size_t n)
+static enum smtpd_event cmd_rcpt(struct smtpd_session *s, const char *arg, size_t n)
 {
     const char *addr, *rest;
     size_t addr_len, rest_len;
     if (!s->have_mail) {
         reply(s, "503 5.5.1 Error: need MAIL command");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (!starts_with_ci(arg, n, "TO:") ||
         !parse_path(arg + 3, n - 3, &addr, &addr_len, &rest, &rest_len) || addr_len == 0) {
         reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
-    if (addr_len > SINK_ADDR_MAX) {
+    if (addr_len > SMTPD_ADDR_MAX) {
         reply(s, "501 5.1.3 Recipient address too long");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
-    if (s->n_rcpts >= SINK_RCPTS_MAX) {
+    if (s->n_rcpts >= SMTPD_RCPTS_MAX) {
         reply(s, "452 4.5.3 Error: too many recipients");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
-    if (s->policy->fail_at == SINK_FAIL_AT_RCPT && s->fate != SINK_EV_MESSAGE) {
-        bool temp = s->fate == SINK_EV_TEMPFAIL;
+    if (s->policy->accept_rcpt && !s->policy->accept_rcpt(s->policy->rcpt_arg, addr, addr_len)) {
+        reply(s, "550 5.1.1 Error: no such recipient here");
+        return SMTPD_EV_NEED_MORE;
+    }
+    if (s->policy->fail_at == SMTPD_FAIL_AT_RCPT && s->fate != SMTPD_EV_MESSAGE) {
+        bool temp = s->fate == SMTPD_EV_TEMPFAIL;
         reply(s, temp ? "451 4.3.0 Error: temporary failure (injected)"
                       : "550 5.1.1 Error: recipient rejected (injected)");
-        if (s->fate_counted) return SINK_EV_NEED_MORE;
+        if (s->fate_counted) return SMTPD_EV_NEED_MORE;
         s->fate_counted = true;
         return s->fate;
     }
@@ -267,10 +272,10 @@ static enum sink_event cmd_rcpt(struct sink_session *s, const char *arg, size_t 
     (void)hbuf_append(&s->rcpts, addr, addr_len);
     s->n_rcpts++;
     reply(s, "250 2.1.5 Ok");
-    return SINK_EV_NEED_MORE;
+    return SMTPD_EV_NEED_MORE;
 }
 
-static void cmd_data(struct sink_session *s, size_t arg_len)
+static void cmd_data(struct smtpd_session *s, size_t arg_len)
 {
     if (arg_len) {
         reply(s, "501 5.5.4 Syntax: DATA");
@@ -284,38 +289,38 @@ static void cmd_data(struct sink_session *s, size_t arg_len)
         reply(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
-    s->state = SINK_BODY;
+    s->state = SMTPD_BODY;
     s->body_at = BODY_BOL;
     s->body_len = 0;
     hbuf_reset(&s->body);
     reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
-static enum sink_event cmd_starttls(struct sink_session *s, size_t arg_len)
+static enum smtpd_event cmd_starttls(struct smtpd_session *s, size_t arg_len)
 {
     if (arg_len) {
         reply(s, "501 5.5.4 Syntax: STARTTLS");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (s->tls_active) {
         reply(s, "503 5.5.1 Error: TLS already active");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (s->have_mail) {
         reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     reply(s, "220 2.0.0 ready");
     txn_reset(s);
     s->have_helo = false;
-    s->state = SINK_STARTTLS;
-    return SINK_EV_STARTTLS;
+    s->state = SMTPD_STARTTLS;
+    return SMTPD_EV_STARTTLS;
 }
 
-void sink_session_tls_ready(struct sink_session *s)
+void smtpd_session_tls_ready(struct smtpd_session *s)
 {
-    if (s->state != SINK_STARTTLS) return;
-    s->state = SINK_COMMAND;
+    if (s->state != SMTPD_STARTTLS) return;
+    s->state = SMTPD_COMMAND;
     s->tls_active = true;
     s->have_helo = false;
     txn_reset(s);
@@ -323,7 +328,7 @@ void sink_session_tls_ready(struct sink_session *s)
 }
 
 /* One complete command line (n bytes, ending in LF). */
-static enum sink_event command(struct sink_session *s, const char *p, size_t n)
+static enum smtpd_event command(struct smtpd_session *s, const char *p, size_t n)
 {
     n--; /* the LF */
     if (n && p[n - 1] == '\r') n--;
@@ -343,7 +348,7 @@ static enum sink_event command(struct sink_session *s, const char *p, size_t n)
         return cmd_starttls(s, arg_len);
     if (verb_len != 4) {
         reply(s, "500 5.5.1 Error: command not recognized");
-        return SINK_EV_NEED_MORE;
+        return SMTPD_EV_NEED_MORE;
     }
     if (strncasecmp(p, "EHLO", 4) == 0 || strncasecmp(p, "HELO", 4) == 0) {
         cmd_ehlo(s, p[0] == 'E' || p[0] == 'e', arg_len);
@@ -360,24 +365,24 @@ static enum sink_event command(struct sink_session *s, const char *p, size_t n)
         reply(s, "250 2.0.0 Ok");
     } else if (strncasecmp(p, "QUIT", 4) == 0) {
         reply(s, "221 2.0.0 Bye");
-        s->state = SINK_DONE;
-        return SINK_EV_CLOSE;
+        s->state = SMTPD_DONE;
+        return SMTPD_EV_CLOSE;
     } else {
         reply(s, "500 5.5.1 Error: command not recognized");
     }
-    return SINK_EV_NEED_MORE;
+    return SMTPD_EV_NEED_MORE;
 }
 
 /* Take bytes up to and including one LF; a line split across feeds is
- * gathered in s->line, which never grows past SINK_LINE_MAX. */
-static size_t feed_command(struct sink_session *s, const char *p, size_t n, enum sink_event *ev)
+ * gathered in s->line, which never grows past SMTPD_LINE_MAX. */
+static size_t feed_command(struct smtpd_session *s, const char *p, size_t n, enum smtpd_event *ev)
 {
     const char *nl = memchr(p, '\n', n);
     size_t take = nl ? (size_t)(nl - p) + 1 : n;
-    if (s->line.len + take > SINK_LINE_MAX) {
+    if (s->line.len + take > SMTPD_LINE_MAX) {
         reply(s, "500 5.5.2 Error: line too long");
-        s->state = SINK_DONE;
-        *ev = SINK_EV_CLOSE;
+        s->state = SMTPD_DONE;
+        *ev = SMTPD_EV_CLOSE;
         return take;
     }
     if (!nl) {
@@ -394,30 +399,30 @@ static size_t feed_command(struct sink_session *s, const char *p, size_t n, enum
     return take;
 }
 
-static void emit(struct sink_session *s, const char *p, size_t n)
+static void emit(struct smtpd_session *s, const char *p, size_t n)
 {
     s->body_len += n;
     if (s->policy->keep_body && s->body_len <= s->policy->max_size)
         (void)hbuf_append(&s->body, p, n);
 }
 
-static enum sink_event end_of_data(struct sink_session *s)
+static enum smtpd_event end_of_data(struct smtpd_session *s)
 {
-    enum sink_event ev = SINK_EV_NEED_MORE;
-    s->state = SINK_COMMAND;
+    enum smtpd_event ev = SMTPD_EV_NEED_MORE;
+    s->state = SMTPD_COMMAND;
     if (s->body_len > s->policy->max_size) {
         reply(s, "552 5.3.4 Error: message size exceeds fixed limit");
-    } else if (s->fate == SINK_EV_TEMPFAIL) {
+    } else if (s->fate == SMTPD_EV_TEMPFAIL) {
         reply(s, "451 4.3.0 Error: temporary failure (injected)");
-        ev = SINK_EV_TEMPFAIL;
-    } else if (s->fate == SINK_EV_PERMFAIL) {
+        ev = SMTPD_EV_TEMPFAIL;
+    } else if (s->fate == SMTPD_EV_PERMFAIL) {
         reply(s, "550 5.1.1 Error: recipient rejected (injected)");
-        ev = SINK_EV_PERMFAIL;
+        ev = SMTPD_EV_PERMFAIL;
     } else {
         s->n_queued++;
         (void)hbuf_appendf(&s->out, "250 2.0.0 Ok: queued as %llX.%u\r\n",
                            (unsigned long long)s->conn_id, s->n_queued);
-        ev = SINK_EV_MESSAGE;
+        ev = SMTPD_EV_MESSAGE;
     }
     /* from/rcpts/body stay readable for the owner until the next MAIL. */
     s->have_mail = false;
@@ -427,11 +432,11 @@ static enum sink_event end_of_data(struct sink_session *s)
 
 /* Scan body bytes for CRLF "." CRLF, un-stuffing leading dots. Only CRLF ends
  * a line: a bare LF or CR is content, so "\n.\n" can never end DATA early. */
-static size_t feed_body(struct sink_session *s, const char *p, size_t n, enum sink_event *ev)
+static size_t feed_body(struct smtpd_session *s, const char *p, size_t n, enum smtpd_event *ev)
 {
     if (s->fate_drop) {
-        s->state = SINK_DONE;
-        *ev = SINK_EV_DROP;
+        s->state = SMTPD_DONE;
+        *ev = SMTPD_EV_DROP;
         return n;
     }
     size_t i = 0;
@@ -487,22 +492,22 @@ static size_t feed_body(struct sink_session *s, const char *p, size_t n, enum si
     return i;
 }
 
-enum sink_event sink_session_feed(struct sink_session *s, const char *data, size_t len,
+enum smtpd_event smtpd_session_feed(struct smtpd_session *s, const char *data, size_t len,
                                   size_t *used)
 {
-    enum sink_event ev = SINK_EV_NEED_MORE;
+    enum smtpd_event ev = SMTPD_EV_NEED_MORE;
     size_t off = 0;
-    while (off < len && ev == SINK_EV_NEED_MORE) {
-        if (s->state == SINK_DONE) {
+    while (off < len && ev == SMTPD_EV_NEED_MORE) {
+        if (s->state == SMTPD_DONE) {
             off = len; /* after QUIT or a drop, input is ignored */
             break;
         }
-        if (s->state == SINK_STARTTLS) {
+        if (s->state == SMTPD_STARTTLS) {
             s->n_discarded += len - off;
             off = len;
             break;
         }
-        if (s->state == SINK_BODY)
+        if (s->state == SMTPD_BODY)
             off += feed_body(s, data + off, len - off, &ev);
         else
             off += feed_command(s, data + off, len - off, &ev);
