@@ -156,7 +156,9 @@ int cli_check_domain(int argc, char **argv)
         fflush(stdout);
     }
     struct dcheck_request rq = {
-        .cfg = cfg, .tenant = tenant, .domain = domain, .lookup = dnsq_sync_lookup, .ctx = dns};
+        .cfg = cfg, .tenant = tenant, .domain = domain, .lookup = dnsq_sync_lookup, .ctx = dns,
+        /* With a return_path the envelope is the platform's: SPF is checked there. */
+        .envelope_domain = tenant && tenant->return_path ? tenant->return_path : NULL};
     struct dcheck_result res;
     rc = dcheck_run(&rq, &res);
     if (rc < 0) {

@@ -133,6 +133,41 @@ static void print_dkim_txt(FILE *out, const struct cfg_dkim *dk, const struct cf
     hbuf_free(&txt);
 }
 
+/* The inbound listener and what DNS its return domains need. */
+static void print_inbound(const struct config *cfg, FILE *out)
+{
+    const struct cfg_inbound *in = &cfg->inbound;
+    bool any = in->listen.n > 0;
+    for (size_t i = 0; i < cfg->n_tenants; i++)
+        any |= cfg->tenants[i].return_path != NULL;
+    if (!any)
+        return;
+    fputs("inbound (reports after the 250):\n", out);
+    for (size_t i = 0; i < in->listen.n; i++)
+        fprintf(out, "  listen          %s\n", in->listen.items[i]);
+    if (!in->listen.n)
+        fputs("  listen          none in this process (another one must listen)\n", out);
+    fprintf(out, "  secret          from %s\n", in->secret_file ? in->secret_file : "-");
+    fprintf(out, "  limits          %" PRIu32 " bytes, %" PRIu32 " connections, %" PRIu32
+                 "/s, timeout %" PRId64 " ms, index kept %" PRId64 " h\n",
+            in->max_message_bytes, in->max_connections, in->rate_per_s, in->timeout_ms,
+            in->index_ttl_ms / 3600000);
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        const char *d = cfg->tenants[i].return_path;
+        if (!d)
+            continue;
+        bool listed = false;
+        for (size_t k = 0; k < in->domains.n; k++)
+            listed |= strcmp(in->domains.items[k], d) == 0;
+        fprintf(out,
+                "  %s: DNS needs  MX %s -> the listener's host; SPF for %s naming the egress IPs "
+                "(\"v=spf1 ip4:... -all\")%s\n",
+                cfg->tenants[i].name, d, d,
+                listed || !in->listen.n ? "" : "; NOT in inbound.domains: this listener refuses it");
+    }
+    fputc('\n', out);
+}
+
 void config_print_effective(const struct config *cfg, FILE *out)
 {
     char a[64], b[64], c[300];
@@ -263,6 +298,8 @@ void config_print_effective(const struct config *cfg, FILE *out)
         fprintf(out, "metrics: http://%s/metrics (bearer token: %s)\n\n", cfg->metrics.listen,
                 secret_source(cfg->metrics.token_file, NULL, c, sizeof c));
 
+    print_inbound(cfg, out);
+
     fprintf(out, "bounce_rules: %zu (then the built-in rules)\n", cfg->n_bounce_rules);
     for (size_t i = 0; i < cfg->n_bounce_rules; i++) {
         const struct cfg_bounce_rule *br = &cfg->bounce_rules[i];
@@ -312,6 +349,9 @@ void config_print_effective(const struct config *cfg, FILE *out)
         }
         print_tls(out, tn->tls, d);
         fprintf(out, "    egress          %s\n", tn->egress);
+        if (tn->return_path)
+            fprintf(out, "    return_path     b+<token>@%s (VERP: late bounces come back to herald)\n",
+                    tn->return_path);
         fprintf(out, "    rate            %s, weight %" PRIu32 ", max_age %s\n",
                 fmt_rate(&tn->rate, a, sizeof a), tn->weight,
                 fmt_duration(tn->max_age_ms, b, sizeof b));

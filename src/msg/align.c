@@ -233,6 +233,13 @@ static const char *domain_of(const char *addr)
     return at ? at + 1 : "";
 }
 
+static bool same_or_below(const char *sub, const char *domain)
+{
+    size_t ls = strlen(sub), ld = strlen(domain);
+    return ls >= ld && strcasecmp(sub + ls - ld, domain) == 0 &&
+           (ls == ld || sub[ls - ld - 1] == '.');
+}
+
 enum align_outcome align_decide(const struct align_table *t, const struct cfg_tenant *tenant,
                                 struct job *j)
 {
@@ -240,7 +247,10 @@ enum align_outcome align_decide(const struct align_table *t, const struct cfg_te
     if (align_signs_for(tenant, domain)) return ALIGN_DKIM;
     if (tenant->from_fallback == CFG_FROM_SEND) return ALIGN_SENT_UNCHECKED;
     size_t ti = (size_t)(tenant - t->cfg->tenants);
-    if (ti < t->cfg->n_tenants)
+    /* With a return_path the envelope is the platform's domain: SPF
+     * aligns only when that is the From domain or below it (relaxed). */
+    bool spf_here = !tenant->return_path || same_or_below(tenant->return_path, domain);
+    if (ti < t->cfg->n_tenants && spf_here)
         for (size_t d = 0; d < tenant->domains.n; d++) {
             const struct align_entry *e = &t->e[t->first[ti] + d];
             if (strcasecmp(e->domain, domain) == 0 &&
