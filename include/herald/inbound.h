@@ -11,6 +11,7 @@
 #ifndef HERALD_INBOUND_H
 #define HERALD_INBOUND_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +40,9 @@ const char *inbound_outcome_name(enum inbound_outcome o);
  * *out NULL). The config is copied; a reload does not change a running
  * listener. 0, or -errno / -HERR_CONFIG with err set. */
 int inbound_start(const struct config *cfg, const struct redis_addr *redis,
-                  const struct fb_keys *keys, const struct keys *K, struct inbound **out,
-                  char *err, size_t errlen);
+                  const struct fb_keys *keys, const struct keys *K,
+                  _Atomic uint64_t *counts /* INB_OUTCOME_COUNT of them, or NULL */,
+                  struct inbound **out, char *err, size_t errlen);
 void inbound_stop(struct inbound *in);
 
 #endif

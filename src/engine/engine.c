@@ -465,7 +465,8 @@ int engine_run(const struct engine_opts *opts)
     struct inbound *inbound = NULL;
     if (started == n && cfg->inbound.listen.n) {
         const struct engine_gen *g0 = atomic_load(&sh->gen);
-        if (inbound_start(cfg, &sh->redis, &g0->verp, &sh->keys, &inbound, err, sizeof err) < 0) {
+        if (inbound_start(cfg, &sh->redis, &g0->verp, &sh->keys, sh->stats.inbound, &inbound, err,
+                          sizeof err) < 0) {
             log_event(LOG_ERROR, "event=inbound_failed reason=%s", LOG_VALUE(err));
             fprintf(stderr, "herald: %s\n", err);
             exit_code = 1;

@@ -272,6 +272,12 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
             esc(p->site[0] ? p->site : "*", e3, sizeof e3),
             atomic_load(&p->suspended_until_ms) > wall ? 1 : 0);
     }
+    help(b, "herald_inbound_reports_total", "counter",
+         "Reports the inbound listener took (after the 250), by what they came to.");
+    for (int o = 0; o < INB_OUTCOME_COUNT; o++)
+        put(b, "herald_inbound_reports_total{outcome=\"%s\"} %llu\n",
+            inbound_outcome_name((enum inbound_outcome)o),
+            (unsigned long long)atomic_load(&sh->stats.inbound[o]));
     render_process(b, sh, gen);
     engine_gen_release(gen);
     return ob.failed ? -ENOMEM : 0;

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "herald/inbound.h"
+
 enum stats_event {
     ST_DELIVERED = 0,
     ST_DEFERRED,
@@ -50,6 +52,8 @@ struct engine_stats {
     _Atomic uint64_t latency_sum_ms;
     /* refreshed from Redis by worker 0 about once a second (-1 unknown) */
     _Atomic int64_t stream_len, stream_lag, stream_pending, retry_len;
+    /* reports the inbound listener took, by what they came to */
+    _Atomic uint64_t inbound[INB_OUTCOME_COUNT];
 };
 extern const double stats_latency_bounds_s[STATS_LATENCY_BUCKETS];
 

@@ -54,6 +54,7 @@ struct inbound {
     size_t n_domains;
     struct inb_ctx ctx;
     uint64_t counts[INB_OUTCOME_COUNT];
+    _Atomic uint64_t *shared_counts; /* the metrics' copy, or NULL */
 };
 
 /* RCPT: a VERP address, or postmaster/abuse/fbl, at a return domain. The
@@ -151,6 +152,8 @@ static void on_message(struct inbound *in, struct iconn *c)
         o = inb_handle(&in->ctx, from, rcpt, s->body.data ? s->body.data : "", s->body.len,
                        clock_wall_ms(), detail, sizeof detail);
     in->counts[o]++;
+    if (in->shared_counts)
+        atomic_fetch_add(&in->shared_counts[o], 1);
     log_event(o == INB_FAILED ? LOG_WARN : LOG_INFO,
               "event=inbound_report outcome=%s peer=%s mail_from=%s rcpt=%s bytes=%zu %s",
               inbound_outcome_name(o), c->peer, LOG_VALUE(from), LOG_VALUE(rcpt), s->body.len,
@@ -326,8 +329,8 @@ static void free_all(struct inbound *in)
 }
 
 int inbound_start(const struct config *cfg, const struct redis_addr *redis,
-                  const struct fb_keys *keys, const struct keys *K, struct inbound **out,
-                  char *err, size_t errlen)
+                  const struct fb_keys *keys, const struct keys *K,
+                  _Atomic uint64_t *counts, struct inbound **out, char *err, size_t errlen)
 {
     const struct cfg_inbound *ic = &cfg->inbound;
     *out = NULL;
@@ -350,6 +353,7 @@ int inbound_start(const struct config *cfg, const struct redis_addr *redis,
     for (size_t i = 0; i < ic->domains.n; i++)
         if ((in->domains[in->n_domains] = strdup(ic->domains.items[i])))
             in->n_domains++;
+    in->shared_counts = counts;
     in->ctx.addr = *redis;
     in->ctx.keys = *keys;
     in->ctx.K = *K;

@@ -277,6 +277,15 @@ def run():
     ev5 = [n.get("event") for n in n5 if n.get("job") == "late-5"]
     fails.check(ev5 == ["suppressed"], "a job to a late-bounced address: %s" % ev5)
 
+    # the day's counts: two late bounces (late-1, late-4) and a complaint
+    import json
+    st = json.loads(h.herald_cli(["stats", "-c", path, "--tenant", "acme", "--json"]).stdout)
+    total = st.get("total", {})
+    h.log("stats total: late_bounced=%s complained=%s complaint_rate=%s" % (
+        total.get("late_bounced"), total.get("complained"), total.get("complaint_rate")))
+    fails.check(total.get("late_bounced") == 2 and total.get("complained") == 1,
+                "stats should count 2 late bounces and 1 complaint: %s" % total)
+
     # 5. Postfix as the receiving MX: accepts, its next hop refuses, its DSN comes back
     refuse = h.start_sink(["--permfail", "1"])
     pf_port = h.free_port()
