@@ -277,6 +277,12 @@ struct cfg_inbound {
     int64_t timeout_ms;         /* default 60s without a byte: the connection is closed */
     int64_t index_ttl_ms;       /* default 30d: how long a sent message can be matched */
     uint32_t rate_per_s;        /* default 50: messages a second, all peers together */
+    /* A tenant whose complaints today pass this share of its deliveries
+     * (with at least complaint_min_delivered of them) is suspended for
+     * complaint_suspend_ms; 0: never. */
+    double complaint_rate;
+    uint32_t complaint_min_delivered; /* default 1000 */
+    int64_t complaint_suspend_ms;     /* default 24h */
 };
 
 struct cfg_metrics {

@@ -35,6 +35,8 @@ void config_defaults_init(struct config *cfg)
     in->timeout_ms = 60 * 1000;
     in->index_ttl_ms = 30 * DAY_MS;
     in->rate_per_s = 50;
+    in->complaint_min_delivered = 1000;
+    in->complaint_suspend_ms = DAY_MS;
     e->claim_idle_ms = 1 * MINUTE_MS;
     e->idempotency_window_ms = 7 * DAY_MS;
     e->shutdown_grace_ms = 30 * SECOND_MS;

@@ -3,6 +3,7 @@
  * the VERP return paths tenants with `return_path` send with. Read before
  * the tenants, so a tenant's return_path can insist on the secret. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -14,6 +15,26 @@ static const char *check_listen(const char *s)
     struct sockaddr_storage sa;
     unsigned len;
     return config_parse_listen(s, &sa, &len) < 0 ? "expected IP:PORT or [IPv6]:PORT" : NULL;
+}
+
+/* "0.3%" or 0.003: a share of deliveries, above 0 and at most 1. */
+static int read_share(struct loader *L, const struct ynode *v, double *out)
+{
+    char tmp[160];
+    if (v->type != YNODE_SCALAR)
+        return loader_fail(L, v, "expected a share like 0.3%%, got %s",
+                           loader_show(v, tmp, sizeof tmp));
+    char *end = NULL;
+    double d = strtod(v->str, &end);
+    if (end && *end == '%' && end[1] == '\0') {
+        d /= 100;
+        end++;
+    }
+    if (!end || end == v->str || *end || !(d > 0 && d <= 1))
+        return loader_fail(L, v, "expected a share like 0.3%% (above 0, at most 100%%), got %s",
+                           loader_show(v, tmp, sizeof tmp));
+    *out = d;
+    return 0;
 }
 
 static int inbound_key(struct loader *L, const char *key, const struct ynode *k,
@@ -42,6 +63,12 @@ static int inbound_key(struct loader *L, const char *key, const struct ynode *k,
         return loader_duration(L, v, 60 * 1000, &in->index_ttl_ms);
     if (strcmp(key, "rate") == 0)
         return loader_u32(L, v, 1, 100000, &in->rate_per_s);
+    if (strcmp(key, "complaint_rate") == 0)
+        return read_share(L, v, &in->complaint_rate);
+    if (strcmp(key, "complaint_min_delivered") == 0)
+        return loader_u32(L, v, 1, 100000000, &in->complaint_min_delivered);
+    if (strcmp(key, "complaint_suspend") == 0)
+        return loader_duration(L, v, 60 * 1000, &in->complaint_suspend_ms);
     return LOADER_UNKNOWN_KEY;
 }
 

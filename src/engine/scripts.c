@@ -401,21 +401,43 @@ const char *const notes_script_lease =
 
 /* A report that came back after the 250 (src/inbound): a late bounce or a
  * complaint, noted once per job and kind. KEYS: events, the once-only
- * mark, the tenant's suppression set, its info hash, the stats prefix.
- * ARGV: the mark's lifetime (ms), the address to suppress ("" none), why
- * (for the info hash), the event to count it as in the day's stats, then
- * the note's field/value pairs. Returns 1, or 0 when it was noted before. */
+ * mark, the tenant's suppression set, its info hash, the stats prefix, the
+ * suspension hash. ARGV: the mark's lifetime (ms), the address to
+ * suppress ("" none), why (for the info hash), the event to count it as in
+ * the day's stats, the complaint share that suspends the tenant (0 never),
+ * the deliveries today it needs first, the suspension's end (ms), then the
+ * note's field/value pairs. Returns 1; 2 when a complaint took the tenant
+ * over the share and suspended it; 0 when it was noted before. The
+ * tenant's day counts are those `herald stats` reads. */
 const char *const inbound_script_note =
     COUNT_NOTE_LUA
     "if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end\n"
-    "local at = '0'\n"
-    "for i = 5, #ARGV - 1, 2 do if ARGV[i] == 'at' then at = ARGV[i + 1] end end\n"
+    "local at, tenant = '0', ''\n"
+    "for i = 8, #ARGV - 1, 2 do\n"
+    "  if ARGV[i] == 'at' then at = ARGV[i + 1] elseif ARGV[i] == 'tenant' then tenant = ARGV[i + 1] end\n"
+    "end\n"
     "if ARGV[2] ~= '' then\n"
     "  redis.call('SADD', KEYS[3], ARGV[2])\n"
     "  redis.call('HSET', KEYS[4], ARGV[2], at .. ' ' .. ARGV[3])\n"
     "end\n"
-    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
-    "local items = {unpack(ARGV, 5)}\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 8))\n"
+    "local items = {unpack(ARGV, 8)}\n"
     "for i = 1, #items - 1, 2 do if items[i] == 'event' then items[i + 1] = ARGV[4] end end\n"
     "count_note(KEYS[5], items)\n"
-    "return 1\n";
+    "local share = tonumber(ARGV[5]) or 0\n"
+    "if ARGV[4] ~= 'complained' or share <= 0 or tenant == '' then return 1 end\n"
+    "local y, m, d = civil(tonumber(at) or 0)\n"
+    "local f = redis.call('HGETALL', string.format('%s:%s:%04d-%02d-%02d', KEYS[5], tenant, y, m, d))\n"
+    "local dl, cp = 0, 0\n"
+    "for i = 1, #f - 1, 2 do\n"
+    "  local ev = string.match(f[i], '^([%w_]+)|')\n"
+    "  if ev == 'delivered' then dl = dl + tonumber(f[i + 1])\n"
+    "  elseif ev == 'complained' then cp = cp + tonumber(f[i + 1]) end\n"
+    "end\n"
+    "if dl < (tonumber(ARGV[6]) or 1) or dl == 0 or cp / dl <= share then return 1 end\n"
+    "local field = 'tenant=' .. tenant\n"
+    "if redis.call('HEXISTS', KEYS[6], field) == 1 then return 1 end\n"
+    "redis.call('HSET', KEYS[6], field, ARGV[7] .. ' ' .. at .. ' ' ..\n"
+    "  string.format('complaint rate %.2f%% today (%d complaints of %d delivered) is over %.2f%%',\n"
+    "    100 * cp / dl, cp, dl, 100 * share))\n"
+    "return 2\n";

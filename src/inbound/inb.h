@@ -20,6 +20,10 @@ struct inb_ctx {
     struct keys K;
     char events[256];
     int64_t index_ttl_ms;
+    double complaint_rate; /* inbound.complaint_* */
+    uint32_t complaint_min_delivered;
+    int64_t complaint_suspend_ms;
+    int64_t now_ms; /* of the report being handled */
 };
 
 /* A job's details from the index (verp.c wrote them). */

@@ -358,6 +358,9 @@ int inbound_start(const struct config *cfg, const struct redis_addr *redis,
     in->ctx.keys = *keys;
     in->ctx.K = *K;
     in->ctx.index_ttl_ms = ic->index_ttl_ms;
+    in->ctx.complaint_rate = ic->complaint_rate;
+    in->ctx.complaint_min_delivered = ic->complaint_min_delivered;
+    in->ctx.complaint_suspend_ms = ic->complaint_suspend_ms;
     snprintf(in->ctx.events, sizeof in->ctx.events, "%s", cfg->redis.events);
     in->limiter.per_sec = ic->rate_per_s;
     in->policy = (struct smtpd_policy){

@@ -130,31 +130,45 @@ static enum inbound_outcome note(struct inb_ctx *c, const struct inb_job *job, u
                                  enum inbound_outcome done)
 {
     char events[KEYS_MAX], once[KEYS_MAX], sset[KEYS_MAX], sinfo[KEYS_MAX], ttl[24];
+    char susp[KEYS_MAX], share[32], mind[24], until[24];
     snprintf(events, sizeof events, "%s", c->events);
     keys_verp_once(&c->K, ref, kind, once, sizeof once);
     keys_suppress(&c->K, job->tenant, sset, sizeof sset);
     keys_suppress_info(&c->K, job->tenant, sinfo, sizeof sinfo);
     snprintf(ttl, sizeof ttl, "%" PRId64, c->index_ttl_ms);
+    snprintf(susp, sizeof susp, "%ssuspend", c->K.prefix);
+    snprintf(share, sizeof share, "%.6f", c->complaint_rate);
+    snprintf(mind, sizeof mind, "%u", c->complaint_min_delivered);
+    snprintf(until, sizeof until, "%" PRId64, c->now_ms + c->complaint_suspend_ms);
     const char *argv[64];
     size_t n = 0;
     argv[n++] = "EVAL";
     argv[n++] = inbound_script_note;
-    argv[n++] = "5";
+    argv[n++] = "6";
     argv[n++] = events;
     argv[n++] = once;
     argv[n++] = sset;
     argv[n++] = sinfo;
     argv[n++] = c->K.stats;
+    argv[n++] = susp;
     argv[n++] = ttl;
     argv[n++] = job->to;
     argv[n++] = why;
     argv[n++] = kind;
+    argv[n++] = share;
+    argv[n++] = mind;
+    argv[n++] = until;
     for (size_t i = 0; i < fields->n && n < HERALD_ARRAY_LEN(argv); i++)
         argv[n++] = fields->argv[i];
     redisReply *r = redisCommandArgv(c->rc, (int)n, argv, NULL);
     enum inbound_outcome o = !r || r->type != REDIS_REPLY_INTEGER ? INB_FAILED
-                             : r->integer == 1                    ? done
+                             : r->integer >= 1                    ? done
                                                                   : INB_ALREADY;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 2)
+        log_event(LOG_WARN,
+                  "event=tenant_suspended tenant=%s reason=\"complaint rate over %.2f%% today\" "
+                  "until=%s",
+                  LOG_VALUE(job->tenant), 100 * c->complaint_rate, until);
     if (r)
         freeReplyObject(r);
     return o;
@@ -180,6 +194,7 @@ enum inbound_outcome inb_handle(struct inb_ctx *c, const char *mail_from, const 
         found = token_ref(c, rep.verp[i], today, &ref);
     if (!found)
         found = msgid_ref(c, rep.orig_message_id, &ref) || msgid_ref(c, rep.in_reply_to, &ref);
+    c->now_ms = now_ms;
     struct inb_job job;
     memset(&job, 0, sizeof job);
     if (!found || !lookup(c, ref, &job))

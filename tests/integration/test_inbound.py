@@ -13,6 +13,8 @@ inbound listener (inbound.listen) takes reports for the return domain:
      is refused (never an open relay); an auto-reply changes nothing;
   4. a hostile peer (an endless line, a stalled connection) costs only its
      own connection: a report sent meanwhile still makes its note.
+  5. a complaint that takes the tenant's complaint rate over
+     inbound.complaint_rate suspends it, with the rate as the reason.
 Then a private Postfix (see scripts/lib.sh's postfix package) as the
 receiving MX: it accepts the message, its next hop refuses it with 550,
 and Postfix's own DSN to the VERP address reaches herald's listener:
@@ -322,5 +324,63 @@ def run():
     fails.raise_if_any("inbound reports")
 
 
+def complaint_threshold():
+    """A tenant whose complaints today pass inbound.complaint_rate (with
+    complaint_min_delivered deliveries) is suspended with the rate as the
+    reason: `herald suspend --list` shows it, its next job waits with a
+    `deferred` note saying so, another tenant's still goes."""
+    rec = h.tmpdir().join("ct.record")
+    sink = h.start_sink(["--record", rec])
+    redis = h.start_redis()
+    sec = h.tmpdir().join("ct.secret")
+    secret(sec)
+    port = h.free_port()
+    cfg = h.base_config(redis, sink.port,
+                        inbound={"listen": ["127.0.0.1:%d" % port], "domains": [DOMAIN],
+                                 "secret_file": sec, "complaint_rate": "10%",
+                                 "complaint_min_delivered": 3})
+    cfg["tenants"]["acme"]["return_path"] = DOMAIN
+    path = h.write_config(cfg, "ct.yaml")
+    jobs = [{"id": "ct-%d" % i, "tenant": "acme", "to": "p%d@clinic.test" % i,
+             "subject": "Reminder", "text": "9:00"} for i in range(4)]
+    h.enqueue(path, jobs)
+    herald = h.run_herald(path)
+    h.wait_port(port, h.scaled(10))
+    notes = h.wait_terminal(redis, [j["id"] for j in jobs], timeout=30, herald=herald)
+    by = h.notes_by_job(notes)
+    fails = h.Failures()
+    mid = by["ct-0"][-1].get("message_id", "")
+    send(port, "feedback@isp.test", "fbl@" + DOMAIN, arf("p0@clinic.test", mid))
+    wait_event(redis, lambda n: n.get("event") == "complained" and n.get("job") == "ct-0", 10,
+               "the complaint note")
+    entry = redis.client.hget("herald:suspend", "tenant=acme") or ""
+    h.log("suspension: %s" % entry)
+    fails.check("complaint rate 25.00% today (1 complaints of 4 delivered) is over 10.00%" in entry,
+                "1 complaint of 4 delivered at a 10%% threshold suspends acme: %r" % entry)
+    time.sleep(h.scaled(2))  # engines read the suspensions within a second
+    listed = h.herald_cli(["suspend", "-c", path, "--list"]).stdout
+    fails.check("complaint rate" in listed, "herald suspend --list shows why: %s" % listed)
+    h.enqueue(path, [{"id": "ct-after", "tenant": "acme", "to": "q@clinic.test",
+                      "subject": "Reminder", "text": "10:00"},
+                     {"id": "ct-beta", "tenant": "beta", "to": "r@clinic.test",
+                      "subject": "Reminder", "text": "10:00"}])
+    wait_event(redis, lambda n: n.get("job") == "ct-after" and n.get("event") == "deferred", 15,
+               "the suspended tenant's job held")
+    h.wait_terminal(redis, ["ct-beta"], timeout=20, herald=herald)
+    held = [n for n in h.read_notes(redis) if n.get("job") == "ct-after"]
+    fails.check(held and "complaint rate" in held[0].get("reason", ""),
+                "the held job's note says why: %s" % [h.format_note(n) for n in held])
+    fails.check(not any(n.get("event") == "delivered" for n in held),
+                "a suspended tenant's job must not go")
+    herald.stop()
+    sink.stop()
+    fails.raise_if_any("complaint threshold")
+
+
+def run_all():
+    run()
+    complaint_threshold()
+
+
 if __name__ == "__main__":
-    h.main(run)
+    h.main(run_all)
