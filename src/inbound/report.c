@@ -123,6 +123,20 @@ static void add(struct note_args *a, const char *k, const char *v)
     }
 }
 
+/* What every note after the 250 says of its job. */
+static void job_fields(struct note_args *f, const char *event, const struct inb_job *job,
+                       const char *at)
+{
+    add(f, "event", event);
+    add(f, "job", job->id);
+    add(f, "tenant", job->tenant);
+    add(f, "ref", job->ref);
+    add(f, "to", job->to);
+    add(f, "attempt", job->attempt);
+    add(f, "at", at);
+    add(f, "after_delivery", "true");
+}
+
 /* The note and the suppression in one step; INB_ALREADY when the job's
  * report of this kind was noted before. */
 static enum inbound_outcome note(struct inb_ctx *c, const struct inb_job *job, uint64_t ref,
@@ -211,14 +225,7 @@ enum inbound_outcome inb_handle(struct inb_ctx *c, const char *mail_from, const 
             return INB_SOFT; /* the recipient took it back: nothing to hold against them */
         char why[160];
         snprintf(why, sizeof why, "complaint %s", type);
-        add(&f, "event", "complained");
-        add(&f, "job", job.id);
-        add(&f, "tenant", job.tenant);
-        add(&f, "ref", job.ref);
-        add(&f, "to", job.to);
-        add(&f, "attempt", job.attempt);
-        add(&f, "at", at);
-        add(&f, "after_delivery", "true");
+        job_fields(&f, "complained", &job, at);
         add(&f, "feedback_type", type);
         add(&f, "user_agent", rep.arf.user_agent);
         add(&f, "reported_by", rep.arf.reported_domain);
@@ -232,14 +239,7 @@ enum inbound_outcome inb_handle(struct inb_ctx *c, const char *mail_from, const 
     char code[4], why[FB_DIAG_MAX + 32];
     reply_code(hard, code);
     snprintf(why, sizeof why, "bounce %s", hard->diagnostic[0] ? hard->diagnostic : hard->status);
-    add(&f, "event", "bounced");
-    add(&f, "job", job.id);
-    add(&f, "tenant", job.tenant);
-    add(&f, "ref", job.ref);
-    add(&f, "to", job.to);
-    add(&f, "attempt", job.attempt);
-    add(&f, "at", at);
-    add(&f, "after_delivery", "true");
+    job_fields(&f, "bounced", &job, at);
     add(&f, "code", code);
     add(&f, "enhanced", hard->status);
     add(&f, "reply", hard->diagnostic);

@@ -28,6 +28,7 @@ import subprocess
 import time
 
 import harness as h
+import postfix_conf
 
 DOMAIN = "bounces.herald.test"
 
@@ -149,28 +150,7 @@ local_recipient_maps =
     with open(os.path.join(etc, "main.cf"), "w") as f:
         f.write(main_cf)
     with open(os.path.join(etc, "master.cf"), "w") as f:
-        f.write("""127.0.0.1:{p} inet n - n - - smtpd
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-showq unix n - n - - showq
-postlog unix-dgram n - n - 1 postlogd
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-tlsmgr unix - - n 1000? 1 tlsmgr
-proxymap unix - - n - - proxymap
-""".format(p=listen_port))
+        f.write(postfix_conf.master_cf(listen_port, delivery=True))
     r = subprocess.run(["/usr/sbin/postfix", "-c", etc, "start"], capture_output=True, text=True)
     if r.returncode != 0:
         h.log("postfix did not start: %s" % (r.stderr or r.stdout).strip()[-400:])

@@ -38,6 +38,7 @@ import tempfile
 import time
 
 import harness as h
+import postfix_conf
 
 BODIES = [
     "bare LF\nsecond line",
@@ -103,28 +104,6 @@ body_checks =
 biff = no
 """
 
-# chroot n everywhere: the queue lives in the temp dir, not /var/spool.
-# No local/smtp delivery agents at all: everything is held anyway.
-POSTFIX_MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n  -  n  60    1  pickup
-cleanup   unix  n  -  n  -     0  cleanup
-qmgr      unix  n  -  n  300   1  qmgr
-rewrite   unix  -  -  n  -     -  trivial-rewrite
-bounce    unix  -  -  n  -     0  bounce
-defer     unix  -  -  n  -     0  bounce
-trace     unix  -  -  n  -     0  bounce
-verify    unix  -  -  n  -     1  verify
-flush     unix  n  -  n  1000? 0  flush
-proxymap  unix  -  -  n  -     -  proxymap
-showq     unix  n  -  n  -     -  showq
-error     unix  -  -  n  -     -  error
-retry     unix  -  -  n  -     -  error
-discard   unix  -  -  n  -     -  discard
-anvil     unix  -  -  n  -     1  anvil
-scache    unix  -  -  n  -     1  scache
-postlog   unix-dgram n - n -   1  postlogd
-"""
 
 
 class PostfixInstance:
@@ -171,7 +150,7 @@ class PostfixInstance:
             f.write(POSTFIX_MAIN_CF.format(conf=self.conf, queue=self.queue,
                                            data=self.data, domain=SMTPD_DOMAIN))
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(POSTFIX_MASTER_CF.format(port=self.port))
+            f.write(postfix_conf.master_cf(self.port))
 
     def _read_master_pid(self):
         try:
