@@ -17,10 +17,12 @@ static const char stats_usage[] =
     "Case notes of one tenant in one month (UTC; default this month): per\n"
     "outcome, per day and per recipient domain, with the bounce rate (bounced\n"
     "/ delivered + bounced) and the deferral rate (deferred notes / delivery\n"
-    "attempts). The counts are kept by the engine as it writes each note.\n";
+    "attempts), and one-click unsubscribes (unsub). The counts are kept by the\n"
+    "engine as it writes each note.\n";
 
-static const char *const events[] = {"delivered", "deferred",  "bounced",   "expired",
-                                     "rejected",  "suppressed", "duplicate", "cancelled"};
+static const char *const events[] = {"delivered", "deferred",   "bounced",
+                                     "expired",   "rejected",   "suppressed",
+                                     "duplicate", "cancelled",  "unsubscribed"};
 #define N_EVENTS (sizeof events / sizeof events[0])
 
 static int event_index(const char *name, size_t len)
@@ -65,17 +67,17 @@ static void rates(json_t *b)
 static void print_row(const char *label, json_t *b)
 {
     long long other = get(b, "duplicate") + get(b, "cancelled");
-    printf("%-28.28s %10lld %9lld %8lld %8lld %9lld %10lld %6lld %7.2f%% %7.2f%%\n", label,
+    printf("%-28.28s %10lld %9lld %8lld %8lld %9lld %10lld %6lld %7.2f%% %7.2f%% %6lld\n", label,
            get(b, "delivered"), get(b, "deferred"), get(b, "bounced"), get(b, "expired"),
            get(b, "rejected"), get(b, "suppressed"), other,
            100.0 * json_real_value(json_object_get(b, "bounce_rate")),
-           100.0 * json_real_value(json_object_get(b, "deferral_rate")));
+           100.0 * json_real_value(json_object_get(b, "deferral_rate")), get(b, "unsubscribed"));
 }
 
 static void print_header(const char *first)
 {
-    printf("%-28s %10s %9s %8s %8s %9s %10s %6s %8s %8s\n", first, "delivered", "deferred",
-           "bounced", "expired", "rejected", "suppressed", "other", "bounce", "deferral");
+    printf("%-28s %10s %9s %8s %8s %9s %10s %6s %8s %8s %6s\n", first, "delivered", "deferred",
+           "bounced", "expired", "rejected", "suppressed", "other", "bounce", "deferral", "unsub");
 }
 
 static int cmp_total(const void *a, const void *b)

@@ -23,6 +23,7 @@ messages are read back:
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import socket
@@ -239,6 +240,14 @@ def run():
         metrics = r.read().decode()
     fails.check('herald_unsubscribes_total{tenant="acme"} 1\n' in metrics,
                 "metrics: %s" % [l for l in metrics.splitlines() if "unsub" in l])
+
+    cp = h.herald_cli(["stats", "-c", cfg, "--tenant", "acme", "--json"])
+    try:
+        total = json.loads(cp.stdout)["total"]
+    except (ValueError, KeyError):
+        total = {}
+    fails.check(total.get("unsubscribed") == 1 and total.get("delivered") == 1,
+                "herald stats --json total: %s %s" % (total, cp.stderr))
 
     # The next job to that recipient is suppressed.
     h.enqueue(cfg, [{"tenant": "acme", "id": "u-3", "to": rcpt, "subject": "Again",
