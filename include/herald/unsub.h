@@ -9,8 +9,8 @@
 
 #include "herald/feedback.h"
 
-#define UNSUB_HEAD_MAX 8192 /* request line and header fields */
-#define UNSUB_BODY_MAX 1024
+#define UNSUB_HEAD_MAX    8192 /* request line and header fields */
+#define UNSUB_BODY_MAX    1024
 #define UNSUB_REQUEST_MAX (UNSUB_HEAD_MAX + UNSUB_BODY_MAX)
 /* The one body RFC 8058 defines, form-encoded. */
 #define UNSUB_ONE_CLICK_BODY "List-Unsubscribe=One-Click"

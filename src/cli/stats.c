@@ -20,9 +20,9 @@ static const char stats_usage[] =
     "attempts), and one-click unsubscribes (unsub). The counts are kept by the\n"
     "engine as it writes each note.\n";
 
-static const char *const events[] = {"delivered", "deferred",   "bounced",
-                                     "expired",   "rejected",   "suppressed",
-                                     "duplicate", "cancelled",  "unsubscribed"};
+static const char *const events[] = {"delivered", "deferred",  "bounced",
+                                     "expired",   "rejected",  "suppressed",
+                                     "duplicate", "cancelled", "unsubscribed"};
 #define N_EVENTS (sizeof events / sizeof events[0])
 
 static int event_index(const char *name, size_t len)

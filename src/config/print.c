@@ -322,7 +322,8 @@ void config_print_effective(const struct config *cfg, FILE *out)
                 fmt_duration(tn->max_age_ms, b, sizeof b));
         fprintf(out, "    from_fallback   %s\n", config_from_fallback_name(tn->from_fallback));
         if (tn->one_click_unsubscribe)
-            fprintf(out, "    one_click_unsubscribe yes (%s/u/<token>)\n", cfg->unsubscribe.base_url);
+            fprintf(out, "    one_click_unsubscribe yes (%s/u/<token>)\n",
+                    cfg->unsubscribe.base_url);
         for (size_t k = 0; k < tn->n_templates; k++) {
             const struct cfg_template *tp = &tn->templates[k];
             fprintf(out, "    template %-7s subject \"%s\"%s%s%s%s\n", tp->name, tp->subject,

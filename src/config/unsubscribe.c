@@ -36,7 +36,8 @@ static const char *check_base_url(char *s)
         if (!url_char_ok((unsigned char)*p)) return "a URL without spaces, quotes or commas";
     size_t n = strlen(s);
     if (n > 256) return "a URL of at most 256 bytes";
-    while (n > 8 && s[n - 1] == '/') s[--n] = '\0'; /* links are base_url + "/u/..." */
+    while (n > 8 && s[n - 1] == '/')
+        s[--n] = '\0'; /* links are base_url + "/u/..." */
     return NULL;
 }
 
@@ -54,8 +55,8 @@ static int unsub_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "max_age") == 0) {
         int rc = loader_duration(L, v, DAY_MS, &u->max_age_ms);
         if (rc == 0 && u->max_age_ms > UNSUB_MAX_AGE_DAYS * DAY_MS)
-            return loader_fail(L, v, "unsubscribe.max_age: at most %dd, got %s",
-                               UNSUB_MAX_AGE_DAYS, loader_show(v, tmp, sizeof tmp));
+            return loader_fail(L, v, "unsubscribe.max_age: at most %dd, got %s", UNSUB_MAX_AGE_DAYS,
+                               loader_show(v, tmp, sizeof tmp));
         return rc;
     }
     if (strcmp(key, "base_url") == 0) {
@@ -83,8 +84,9 @@ int loader_unsubscribe(struct loader *L, const struct ynode *k, const struct yno
     int rc = loader_walk(L, v, "unsubscribe", unsub_key, u);
     if (rc) return rc;
     if (u->listen && (!u->secret_file || !u->base_url))
-        return loader_fail(L, k, "unsubscribe.listen needs unsubscribe.secret_file and "
-                                 "unsubscribe.base_url");
+        return loader_fail(L, k,
+                           "unsubscribe.listen needs unsubscribe.secret_file and "
+                           "unsubscribe.base_url");
     if (u->max_age_ms == 0) u->max_age_ms = 90 * DAY_MS;
     return 0;
 }

@@ -477,7 +477,8 @@ int engine_run(const struct engine_opts *opts)
     explicit_bzero(metrics_token, sizeof metrics_token);
     struct unsub_server *unsub = NULL;
     if (started == n && !atomic_load(&sh->stop) && cfg->unsubscribe.listen) {
-        if (unsub_start(sh, cfg->unsubscribe.listen, &sh->unsub_keys, &unsub, err, sizeof err) < 0) {
+        int urc = unsub_start(sh, cfg->unsubscribe.listen, &sh->unsub_keys, &unsub, err, sizeof err);
+        if (urc < 0) {
             log_event(LOG_ERROR, "event=unsubscribe_failed reason=%s", LOG_VALUE(err));
             fprintf(stderr, "herald: %s\n", err);
             exit_code = 1;

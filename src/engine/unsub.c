@@ -36,13 +36,13 @@
 #include "stats.h"
 #include "worker.h"
 
-#define UNSUB_MAX_CONNS 64
-#define UNSUB_REQUEST_MS 3000
-#define UNSUB_RESPONSE_MS 5000
-#define UNSUB_ACCEPT_PAUSE_MS 100
+#define UNSUB_MAX_CONNS        64
+#define UNSUB_REQUEST_MS       3000
+#define UNSUB_RESPONSE_MS      5000
+#define UNSUB_ACCEPT_PAUSE_MS  100
 #define UNSUB_REDIS_TIMEOUT_MS 2000
-#define UNSUB_REDIS_RETRY_MS 1000
-#define DAY_MS ((int64_t)86400000)
+#define UNSUB_REDIS_RETRY_MS   1000
+#define DAY_MS                 ((int64_t)86400000)
 
 struct unsub_conn {
     int fd; /* -1: the slot is free */
@@ -78,17 +78,28 @@ static void conn_close(struct unsub_conn *c)
 static const char *status_text(int code)
 {
     switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Internal Server Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -101,7 +112,7 @@ static int respond(struct unsub_conn *c, int code, bool head_only, const char *t
                           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                           "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
                           code, status_text(code), type, n,
-                          code == 405 ? "Allow: GET, HEAD, POST\r\n"
+                          code == 405   ? "Allow: GET, HEAD, POST\r\n"
                           : code == 503 ? "Retry-After: 5\r\n"
                                         : "");
     if (rc == 0 && !head_only) rc = hbuf_append(&c->out, body, n);
@@ -187,18 +198,30 @@ static int record(struct unsub_server *u, const struct config *cfg, const struct
     snprintf(at, sizeof at, "%" PRId64, now_ms);
     /* The once-key outlives every token of that day, plus a day of skew. */
     snprintf(ttl, sizeof ttl, "%" PRId64, cfg->unsubscribe.max_age_ms + 2 * DAY_MS);
-    const char *argv[] = {"EVAL",   notes_script_unsubscribe,
-                          "5",      skey,
-                          sikey,    cfg->redis.events,
-                          K->stats, once,
-                          rcpt_key, at,
-                          ttl,      "event",
-                          "unsubscribed", "tenant",
-                          t->tenant, "to",
-                          rcpt_key, "at",
-                          at,       "reason",
-                          "one-click unsubscribe", "source",
-                          "list-unsubscribe-post", "client_ip",
+    const char *argv[] = {"EVAL",
+                          notes_script_unsubscribe,
+                          "5",
+                          skey,
+                          sikey,
+                          cfg->redis.events,
+                          K->stats,
+                          once,
+                          rcpt_key,
+                          at,
+                          ttl,
+                          "event",
+                          "unsubscribed",
+                          "tenant",
+                          t->tenant,
+                          "to",
+                          rcpt_key,
+                          "at",
+                          at,
+                          "reason",
+                          "one-click unsubscribe",
+                          "source",
+                          "list-unsubscribe-post",
+                          "client_ip",
                           peer};
     redisReply *r = redisCommandArgv(c, (int)HERALD_ARRAY_LEN(argv), argv, NULL);
     int rc;
@@ -268,8 +291,8 @@ static int handle(struct unsub_server *u, struct unsub_conn *c, const struct uns
         } else {
             result = taken ? "unsubscribed" : "already";
             if (taken)
-                atomic_fetch_add(&stats_tenant_row(&u->sh->stats.tenants, cfg, t.tenant)->unsubscribes,
-                                 1);
+                atomic_fetch_add(
+                    &stats_tenant_row(&u->sh->stats.tenants, cfg, t.tenant)->unsubscribes, 1);
             rc = respond_text(c, 200, false, "You are unsubscribed.\n");
         }
     } else {
@@ -277,9 +300,9 @@ static int handle(struct unsub_server *u, struct unsub_conn *c, const struct uns
                           code == 410 ? "This link has expired.\n" : "Unknown or damaged link.\n");
     }
     if (code == 200 || code == 503)
-        log_event(LOG_INFO, "event=unsubscribe peer=%s method=%s status=%d result=%s tenant=%s to=%s",
-                  c->peer, method_name(rq->method), code, result, LOG_VALUE(t.tenant),
-                  LOG_VALUE(t.rcpt));
+        log_event(
+            LOG_INFO, "event=unsubscribe peer=%s method=%s status=%d result=%s tenant=%s to=%s",
+            c->peer, method_name(rq->method), code, result, LOG_VALUE(t.tenant), LOG_VALUE(t.rcpt));
     else
         log_event(LOG_INFO, "event=unsubscribe peer=%s method=%s status=%d result=%s", c->peer,
                   method_name(rq->method), code, result);
@@ -420,7 +443,8 @@ static void *unsub_main(void *arg)
         }
         int rc = poll(pfd, n, timeout);
         if (rc < 0 && errno != EINTR) {
-            log_event(LOG_ERROR, "event=unsubscribe_failed reason=\"poll: %s\" action=endpoint_closed",
+            log_event(LOG_ERROR,
+                      "event=unsubscribe_failed reason=\"poll: %s\" action=endpoint_closed",
                       strerror(errno));
             break;
         }

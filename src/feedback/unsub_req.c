@@ -92,11 +92,12 @@ static int fields(const char *p, const char *end, long *clen, struct unsub_reque
         if (!colon || colon == p) return refuse(out, 400);
         size_t name_len = (size_t)(colon - p);
         for (size_t k = 0; k < name_len; k++)
-            if ((unsigned char)p[k] <= ' ' || (unsigned char)p[k] >= 0x7f)
-                return refuse(out, 400);
+            if ((unsigned char)p[k] <= ' ' || (unsigned char)p[k] >= 0x7f) return refuse(out, 400);
         const char *v = colon + 1, *ve = p + n;
-        while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
         if (name_len == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0)
             return refuse(out, 400); /* one request, one length: no chunking to smuggle in */
         if (name_len == 14 && strncasecmp(p, "Content-Length", 14) == 0) {

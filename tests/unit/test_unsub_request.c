@@ -8,7 +8,7 @@
 #include "check.h"
 #include "herald/unsub.h"
 
-#define TOK "AbC-_09xyz"
+#define TOK       "AbC-_09xyz"
 #define POST_HEAD "POST /u/" TOK " HTTP/1.1\r\nHost: u.example\r\n"
 
 static const struct {
@@ -32,12 +32,12 @@ static const struct {
     {POST_HEAD "\r\nList-Unsubscribe=One-Click", 0, 411, UNSUB_POST},
     {POST_HEAD "Content-Length: 1025\r\n\r\n", 0, 413, UNSUB_POST},
     {POST_HEAD "Content-Length: 99999999999999999999\r\n\r\n", 0, 413, UNSUB_POST},
-    {POST_HEAD "Content-Length: 26\r\nContent-Length: 26\r\n\r\nList-Unsubscribe=One-Click", 0,
-     400, UNSUB_POST},
+    {POST_HEAD "Content-Length: 26\r\nContent-Length: 26\r\n\r\nList-Unsubscribe=One-Click", 0, 400,
+     UNSUB_POST},
     {POST_HEAD "Content-Length: -1\r\n\r\n", 0, 400, UNSUB_POST},
     {POST_HEAD "Content-Length: 2 6\r\n\r\n", 0, 400, UNSUB_POST},
-    {POST_HEAD "Transfer-Encoding: chunked\r\n\r\n1a\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n",
-     0, 400, UNSUB_POST},
+    {POST_HEAD "Transfer-Encoding: chunked\r\n\r\n1a\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n", 0,
+     400, UNSUB_POST},
     /* need more */
     {POST_HEAD "Content-Length: 26\r\n\r\nList-Unsub", -EAGAIN, 0, UNSUB_GET},
     {"GET /u/" TOK " HTTP/1.1\r\nHost: x\r\n", -EAGAIN, 0, UNSUB_GET},
