@@ -252,6 +252,11 @@ def run():
                           cp.stdout), "suppress check: %d %s%s" % (cp.returncode, cp.stdout,
                                                                   cp.stderr))
 
+    cp = h.herald_cli(["events", "-c", cfg, "--tenant", "acme"])
+    fails.check(cp.returncode == 0 and re.search(r"unsubscribed +acme +- ", cp.stdout),
+                "herald events shows no unsubscribed line: %d %s%s" % (
+                    cp.returncode, cp.stdout[-600:], cp.stderr))
+
     # Replays: 200, no second note.
     for _ in range(2):
         code, _ = post(url)
