@@ -258,9 +258,10 @@ def run():
                     cp.returncode, cp.stdout[-600:], cp.stderr))
 
     # Replays: 200, no second note.
-    for _ in range(2):
-        code, _ = post(url)
-        fails.check(code == 200, "replayed POST: %d" % code)
+    for extra in ([], ["--http1.0"], ["-H", "Content-Type: application/x-www-form-urlencoded"]):
+        code, _ = curl(url, "-X", "POST", "--data-binary", "List-Unsubscribe=One-Click\r\n",
+                       *extra)
+        fails.check(code == 200, "replayed POST %s: %d" % (extra, code))
     fails.check(len(unsub_notes(redis)) == 1,
                 "replayed POSTs wrote notes: %d" % len(unsub_notes(redis)))
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
