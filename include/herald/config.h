@@ -156,6 +156,7 @@ struct cfg_tenant {
     uint32_t weight;            /* fair-share weight; default 1 */
     int64_t max_age_ms;         /* default: delivery.max_age_ms */
     enum cfg_from_fallback from_fallback;
+    bool one_click_unsubscribe; /* add RFC 8058 List-Unsubscribe(-Post); needs unsubscribe: */
     struct cfg_template *templates;
     size_t n_templates;
     char *return_path; /* VERP return domain for MAIL FROM; NULL: the From address */
@@ -290,6 +291,17 @@ struct cfg_metrics {
     char *token_file; /* bearer token scrapers must send; NULL = none asked */
 };
 
+/* `unsubscribe:` one-click unsubscribe (RFC 8058). base_url and
+ * secret_file are needed as soon as a tenant sets one_click_unsubscribe;
+ * listen is optional (another process may serve the links). */
+struct cfg_unsubscribe {
+    char *listen;      /* "127.0.0.1:8025"; NULL = no listener in this process */
+    char *base_url;    /* "https://unsub.example.net", no trailing '/' */
+    char *secret_file; /* at least 32 bytes, private to its owner */
+    int secret_file_line, secret_file_col;
+    int64_t max_age_ms; /* links older than this answer 410; default 90d */
+};
+
 enum cfg_typo_policy { CFG_TYPO_WARN = 0, CFG_TYPO_REJECT, CFG_TYPO_OFF };
 
 /* `addresses:` recipient checks at intake. */
@@ -302,6 +314,7 @@ struct config {
     char *path;
     struct cfg_metrics metrics;
     struct cfg_inbound inbound;
+    struct cfg_unsubscribe unsubscribe;
     struct cfg_warmup *warmup;
     size_t n_warmup;
     struct cfg_redis redis;
@@ -367,6 +380,12 @@ enum cfg_tls_policy config_tls_policy(const struct config *cfg, const struct cfg
  * -ENOENT (variable unset), -HERR_TOO_LONG, -errno from opening file or
  * -HERR_CONFIG when file is not a regular file private to its owner. */
 int config_read_secret(const char *file, const char *env, char *out, size_t outlen);
+
+/* The unsubscribe secret (unsubscribe.secret_file) as the 32 bytes the
+ * token keys derive from: SHA-256 of the file's bytes (one trailing
+ * newline dropped), which must number at least 32. Returns 0, -errno,
+ * -HERR_CONFIG (loose permissions, too short) with why filled. */
+int config_unsub_secret(const struct config *cfg, unsigned char out[32], char *why, size_t whylen);
 
 /* url for messages: "scheme://user:***@host..." when it carries a password
  * (userinfo ends at the last '@'), else url itself; truncated to len. */

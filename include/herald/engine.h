@@ -31,6 +31,7 @@ const char *classify_reply(const struct config *cfg, const struct smtp_result *r
 /* Lua scripts run by the note writer, exported for tests. */
 extern const char *const notes_script_terminal;
 extern const char *const inbound_script_note; /* src/inbound: a late report's note */
+extern const char *const notes_script_unsubscribe;
 extern const char *const notes_script_defer;
 extern const char *const notes_script_mover;
 extern const char *const notes_script_admit;

@@ -33,9 +33,13 @@ struct fb_keys {
 /* 0, or -EIO when OpenSSL fails. */
 int fb_keys_derive(const uint8_t secret[FB_SECRET_LEN], struct fb_keys *out);
 
-/* Read the deployment secret from a file (>= FB_SECRET_LEN bytes, not
- * readable by group or others) and derive the subkeys from it. 0, or
- * -errno / -HERR_CONFIG with the reason in why. */
+/* Read a secret file (FB_SECRET_LEN to FB_SECRET_FILE_MAX bytes, a
+ * trailing newline not counted, not readable by group or others; `what`
+ * names it in errors) into its SHA-256; fb_secret_load then derives the
+ * subkeys from that. 0, or -errno / -HERR_CONFIG with the reason in why. */
+#define FB_SECRET_FILE_MAX 4096
+int fb_secret_digest(const char *path, const char *what, uint8_t out[FB_SECRET_LEN], char *why,
+                     size_t whylen);
 int fb_secret_load(const char *path, struct fb_keys *out, char *why, size_t whylen);
 
 /* The 64-bit job reference a VERP token carries: the first 8 bytes

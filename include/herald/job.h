@@ -57,6 +57,10 @@ struct job {
     size_t raw_len;
     enum job_kind kind;
     const char *unsubscribe;
+    /* Set by the caller of job_build, not by job_parse: the signed one-click
+     * link (RFC 8058) of a tenant with one_click_unsubscribe, rendered first
+     * in List-Unsubscribe with List-Unsubscribe-Post. NULL = none. */
+    const char *oneclick_url;
     const char *replaces;
     const char *cancel;
     enum job_priority priority;

@@ -39,6 +39,10 @@ int keys_suppress(const struct keys *k, const char *tenant, char *out, size_t ca
 /* Why and when each address of that list was added: a hash, address ->
  * "<unix ms> <source> <reason>" (source bounce, operator or import). */
 int keys_suppress_info(const struct keys *k, const char *tenant, char *out, size_t cap);
+/* A one-click unsubscribe already taken: tenant, the token's issue day
+ * and the recipient key (unsub.c; a string kept for unsubscribe.max_age). */
+int keys_unsub_once(const struct keys *k, const char *tenant, unsigned day, const char *rcpt,
+                    char *out, size_t cap);
 int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t cap);
 /* A message sent with a VERP return path, by its job reference (the
  * token's): a hash of tenant, id, ref, to, message_id, attempt, kept

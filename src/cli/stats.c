@@ -17,12 +17,14 @@ static const char stats_usage[] =
     "Case notes of one tenant in one month (UTC; default this month): per\n"
     "outcome, per day and per recipient domain, with the bounce rate (bounced\n"
     "/ delivered + bounced) and the deferral rate (deferred notes / delivery\n"
-    "attempts), and what came back after the 250 (tenants with return_path):\n"
-    "late bounces and complaints, with the complaint rate (complaints /\n"
-    "delivered). The counts are kept by the engine as it writes each note.\n";
+    "attempts), one-click unsubscribes (unsub), and what came back after the\n"
+    "250 (tenants with return_path): late bounces and complaints, with the\n"
+    "complaint rate (complaints / delivered). The counts are kept by the\n"
+    "engine as it writes each note.\n";
 
-static const char *const events[] = {"delivered", "deferred",   "bounced",   "expired",
-                                     "rejected",  "suppressed", "duplicate", "cancelled",
+static const char *const events[] = {"delivered",    "deferred",  "bounced",   "expired",
+                                     "rejected",     "suppressed", "duplicate", "cancelled",
+                                     "unsubscribed",
                                      /* reports after the 250 (inbound listener) */
                                      "late_bounced", "complained"};
 #define N_EVENTS (sizeof events / sizeof events[0])
@@ -75,19 +77,20 @@ static void print_row(const char *label, json_t *b)
 {
     long long other = get(b, "duplicate") + get(b, "cancelled");
     printf("%-28.28s %10lld %9lld %8lld %8lld %9lld %10lld %6lld %7.2f%% %7.2f%% %6lld %6lld "
-           "%7.3f%%\n",
+           "%6lld %7.3f%%\n",
            label, get(b, "delivered"), get(b, "deferred"), get(b, "bounced"), get(b, "expired"),
            get(b, "rejected"), get(b, "suppressed"), other,
            100.0 * json_real_value(json_object_get(b, "bounce_rate")),
-           100.0 * json_real_value(json_object_get(b, "deferral_rate")), get(b, "late_bounced"),
-           get(b, "complained"), 100.0 * json_real_value(json_object_get(b, "complaint_rate")));
+           100.0 * json_real_value(json_object_get(b, "deferral_rate")), get(b, "unsubscribed"),
+           get(b, "late_bounced"), get(b, "complained"),
+           100.0 * json_real_value(json_object_get(b, "complaint_rate")));
 }
 
 static void print_header(const char *first)
 {
-    printf("%-28s %10s %9s %8s %8s %9s %10s %6s %8s %8s %6s %6s %8s\n", first, "delivered",
+    printf("%-28s %10s %9s %8s %8s %9s %10s %6s %8s %8s %6s %6s %6s %8s\n", first, "delivered",
            "deferred", "bounced", "expired", "rejected", "suppressed", "other", "bounce",
-           "deferral", "late", "compl", "compl%");
+           "deferral", "unsub", "late", "compl", "compl%");
 }
 
 static int cmp_total(const void *a, const void *b)

@@ -19,7 +19,7 @@
 static const char *const top_keys[] = {"redis",   "engine",   "egress",    "dns",       "routes",
                                        "tenants", "delivery", "providers", "recipients",
                                        "reputation", "bounce_rules", "sender", "dnsbl", "metrics",
-                                       "warmup", "addresses", "inbound"};
+                                       "warmup", "addresses", "inbound", "unsubscribe"};
 
 /* Sections in the order they are read: later ones refer to earlier ones
  * (routes default to delivery.port, tenants name egress pools). */
@@ -29,6 +29,7 @@ static const struct {
 } sections[] = {
     {"redis", loader_redis},           {"engine", loader_engine},
     {"sender", loader_sender},         {"dnsbl", loader_dnsbl},
+    {"unsubscribe", loader_unsubscribe}, /* before tenants: one_click_unsubscribe needs it */
     {"egress", loader_egress},         {"dns", loader_dns},
     {"delivery", loader_delivery},     {"providers", loader_providers},
     {"recipients", loader_recipients}, {"routes", loader_routes},
@@ -173,6 +174,21 @@ static int check_password_file(const struct config *cfg, const char *path, int l
     return 0;
 }
 
+/* The unsubscribe secret is read at load time (it is small), so a file
+ * that is too short or too open stops check-config, not the first click. */
+static int check_unsub_secret(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct cfg_unsubscribe *u = &cfg->unsubscribe;
+    if (!u->secret_file) return 0;
+    unsigned char secret[32];
+    char why[400];
+    int rc = config_unsub_secret(cfg, secret, why, sizeof why);
+    explicit_bzero(secret, sizeof secret);
+    if (rc == 0) return 0;
+    snprintf(err, errlen, "%s:%d:%d: %s", cfg->path, u->secret_file_line, u->secret_file_col, why);
+    return rc == -ENOMEM ? rc : -HERR_CONFIG;
+}
+
 static int check_password_files(const struct config *cfg, char *err, size_t errlen)
 {
     const struct cfg_redis *r = &cfg->redis;
@@ -186,6 +202,7 @@ static int check_password_files(const struct config *cfg, char *err, size_t errl
         rc = check_password_file(cfg, rl->password_file, rl->password_file_line,
                                  rl->password_file_col, err, errlen);
     }
+    if (rc == 0) rc = check_unsub_secret(cfg, err, errlen);
     return rc;
 }
 
@@ -252,6 +269,9 @@ void config_free(struct config *cfg)
     loader_strlist_free(&cfg->inbound.listen);
     loader_strlist_free(&cfg->inbound.domains);
     free(cfg->inbound.secret_file);
+    free(cfg->unsubscribe.listen);
+    free(cfg->unsubscribe.base_url);
+    free(cfg->unsubscribe.secret_file);
     config_warmup_free(cfg);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         free(cfg->routes[i].pattern);

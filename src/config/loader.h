@@ -118,6 +118,7 @@ int loader_egress(struct loader *L, const struct ynode *k, const struct ynode *v
 int loader_dns(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_metrics(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_inbound(struct loader *L, const struct ynode *k, const struct ynode *v);
+int loader_unsubscribe(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_warmup(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_sender(struct loader *L, const struct ynode *k, const struct ynode *v);
 int loader_dnsbl(struct loader *L, const struct ynode *k, const struct ynode *v);

@@ -299,6 +299,10 @@ void config_print_effective(const struct config *cfg, FILE *out)
                 secret_source(cfg->metrics.token_file, NULL, c, sizeof c));
 
     print_inbound(cfg, out);
+    if (cfg->unsubscribe.base_url)
+        fprintf(out, "unsubscribe: links %s/u/<token>, valid %" PRId64 "d, listener %s\n\n",
+                cfg->unsubscribe.base_url, cfg->unsubscribe.max_age_ms / 86400000,
+                cfg->unsubscribe.listen ? cfg->unsubscribe.listen : "none in this process");
 
     fprintf(out, "bounce_rules: %zu (then the built-in rules)\n", cfg->n_bounce_rules);
     for (size_t i = 0; i < cfg->n_bounce_rules; i++) {
@@ -356,6 +360,9 @@ void config_print_effective(const struct config *cfg, FILE *out)
                 fmt_rate(&tn->rate, a, sizeof a), tn->weight,
                 fmt_duration(tn->max_age_ms, b, sizeof b));
         fprintf(out, "    from_fallback   %s\n", config_from_fallback_name(tn->from_fallback));
+        if (tn->one_click_unsubscribe)
+            fprintf(out, "    one_click_unsubscribe yes (%s/u/<token>)\n",
+                    cfg->unsubscribe.base_url);
         for (size_t k = 0; k < tn->n_templates; k++) {
             const struct cfg_template *tp = &tn->templates[k];
             fprintf(out, "    template %-7s subject \"%s\"%s%s%s%s\n", tp->name, tp->subject,

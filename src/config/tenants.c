@@ -210,6 +210,15 @@ static int tenant_key(struct loader *L, const char *key, const struct ynode *k,
     if (strcmp(key, "rate") == 0) return loader_rate(L, v, &t->rate);
     if (strcmp(key, "weight") == 0) return loader_u32(L, v, 1, 1000, &t->weight);
     if (strcmp(key, "max_age") == 0) return loader_duration(L, v, 1000, &t->max_age_ms);
+    if (strcmp(key, "one_click_unsubscribe") == 0) {
+        int rc = loader_bool(L, v, &t->one_click_unsubscribe);
+        const struct cfg_unsubscribe *u = &L->cfg->unsubscribe;
+        if (rc == 0 && t->one_click_unsubscribe && (!u->base_url || !u->secret_file))
+            return loader_fail(L, v,
+                               "one_click_unsubscribe: true needs unsubscribe.base_url and "
+                               "unsubscribe.secret_file");
+        return rc;
+    }
     if (strcmp(key, "from_fallback") == 0) {
         int x = (int)t->from_fallback;
         int rc = loader_enum(L, k, v, &cfg_enum_from_fallback, &x);

@@ -17,6 +17,7 @@
 #include "herald/inbound.h"
 #include "herald/service.h"
 #include "metrics.h"
+#include "unsub.h"
 #include "status.h"
 #include "worker.h"
 
@@ -265,6 +266,10 @@ static const char *restart_only_change(const struct config *a, const struct conf
         return "metrics.listen";
     if (str_differs(a->metrics.token_file, b->metrics.token_file))
         return "metrics.token_file";
+    if (str_differs(a->unsubscribe.listen, b->unsubscribe.listen))
+        return "unsubscribe.listen";
+    if (str_differs(a->unsubscribe.secret_file, b->unsubscribe.secret_file))
+        return "unsubscribe.secret_file";
     return NULL;
 }
 
@@ -330,6 +335,29 @@ static bool reload(struct engine_shared *sh, const char *path, char *why, size_t
     return true;
 }
 
+/* The one-click unsubscribe keys, once at start: the links the workers
+ * sign and the listener verifies must agree, so a reload may not change
+ * the secret (reload_refusal). */
+static int unsub_keys_load(const struct config *cfg, struct engine_shared *sh, char *err,
+                           size_t errlen)
+{
+    if (!cfg->unsubscribe.secret_file) return 0;
+    unsigned char secret[32];
+    char why[400];
+    int rc = config_unsub_secret(cfg, secret, why, sizeof why);
+    if (rc == 0 && fb_keys_derive(secret, &sh->unsub_keys) < 0) {
+        snprintf(why, sizeof why, "unsubscribe: cannot derive the token keys");
+        rc = -EIO;
+    }
+    explicit_bzero(secret, sizeof secret);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", cfg->path, why);
+        return rc;
+    }
+    sh->unsub_keys_loaded = true;
+    return 0;
+}
+
 int engine_run(const struct engine_opts *opts)
 {
     /* A SIGHUP while starting (loading keys, SPF lookups for alignment)
@@ -369,6 +397,12 @@ int engine_run(const struct engine_opts *opts)
     }
     stats_init(&sh->stats);
     sh->started_wall_ms = clock_wall_ms();
+    if (unsub_keys_load(cfg, sh, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(cfg);
+        free(sh);
+        return 2;
+    }
     struct engine_gen *gen0 = gen_new(cfg, 1);
     if (!gen0) {
         free(sh);
@@ -473,6 +507,19 @@ int engine_run(const struct engine_opts *opts)
             atomic_store(&sh->stop, true);
         }
     }
+    struct unsub_server *unsub = NULL;
+    if (started == n && !atomic_load(&sh->stop) && cfg->unsubscribe.listen) {
+        int urc = unsub_start(sh, cfg->unsubscribe.listen, &sh->unsub_keys, &unsub, err, sizeof err);
+        if (urc < 0) {
+            log_event(LOG_ERROR, "event=unsubscribe_failed reason=%s", LOG_VALUE(err));
+            fprintf(stderr, "herald: %s\n", err);
+            exit_code = 1;
+            atomic_store(&sh->stop, true);
+        } else {
+            log_event(LOG_INFO, "event=unsubscribe_listening address=%s base_url=%s",
+                      cfg->unsubscribe.listen, LOG_VALUE(cfg->unsubscribe.base_url));
+        }
+    }
 
     if (started == n && !atomic_load(&sh->stop))
         service_notifyf("READY=1\nSTATUS=running: %u workers, consumer %s, jobs %s", n,
@@ -522,6 +569,7 @@ int engine_run(const struct engine_opts *opts)
         pthread_join(workers[i].thread, NULL);
     metrics_stop(metrics);
     inbound_stop(inbound);
+    unsub_stop(unsub);
     for (unsigned i = 0; workers && i < n_init; i++) {
         redis_client_free(&workers[i].intake);
         redis_client_free(&workers[i].notes);

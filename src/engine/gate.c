@@ -51,6 +51,32 @@ static const char *domain_of(const char *addr)
     return at ? at + 1 : "localhost";
 }
 
+/* base_url (<= 256) + "/u/" + token. */
+#define ONECLICK_URL_MAX (256 + 3 + FB_UNSUB_TOKEN_MAX + 1)
+
+/* The signed one-click link for a tenant that asks for it: names the
+ * tenant, the recipient key (what suppression is keyed by) and today. A
+ * recipient the token cannot carry gets no link (the job's own
+ * `unsubscribe` field, if any, still goes out). */
+static const char *oneclick_link(struct worker *w, const struct cfg_tenant *tenant,
+                                 const struct job *j, char *out, size_t cap)
+{
+    const struct cfg_unsubscribe *u = &w->cfg->unsubscribe;
+    if (!tenant || !tenant->one_click_unsubscribe || !w->sh->unsub_keys_loaded || !u->base_url ||
+        !j->to_key || !j->tenant)
+        return NULL;
+    char tok[FB_UNSUB_TOKEN_MAX + 1];
+    if (fb_unsub_encode(&w->sh->unsub_keys, j->tenant, j->to_key, fb_day_of_ms(clock_wall_ms()),
+                        tok, sizeof tok) < 0) {
+        log_event(LOG_WARN, "event=unsubscribe_link_skipped tenant=%s to=%s reason=%s",
+                  LOG_VALUE(j->tenant), LOG_VALUE(j->to_key),
+                  LOG_VALUE("the recipient cannot be carried in a token"));
+        return NULL;
+    }
+    int n = snprintf(out, cap, "%s/u/%s", u->base_url, tok);
+    return n > 0 && (size_t)n < cap ? out : NULL;
+}
+
 /* Build the message now that it goes: duplicates, suppressed, cancelled
  * and rate-parked jobs are never rendered or signed. A retry keeps the
  * Message-ID of its first attempt, so a receiver that took an earlier
@@ -66,8 +92,12 @@ static int build(struct delivery *d)
         snprintf(j->message_id, sizeof j->message_id, "%s", mid);
     struct job_error err = {{0}, {0}};
     const struct cfg_tenant *tenant = config_tenant(w->cfg, j->tenant);
-    if (job_build(j, tenant, domain_of(j->from), clock_wall_ms(), w->cfg->engine.max_message_bytes,
-                  &err) < 0) {
+    char oneclick[ONECLICK_URL_MAX];
+    j->oneclick_url = oneclick_link(w, tenant, j, oneclick, sizeof oneclick);
+    int brc = job_build(j, tenant, domain_of(j->from), clock_wall_ms(),
+                        w->cfg->engine.max_message_bytes, &err);
+    j->oneclick_url = NULL; /* it pointed at this frame */
+    if (brc < 0) {
         notes_reject(d, &err);
         return -HERR_MALFORMED;
     }

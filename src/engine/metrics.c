@@ -192,6 +192,18 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
                 (long long)atomic_load(&r->in_flight));
     }
 
+    if (cfg->unsubscribe.listen) {
+        help(b, "herald_unsubscribes_total", "counter",
+             "One-click unsubscribes this process's endpoint took, by tenant (repeats not "
+             "counted).");
+        for (size_t i = 0; i < STATS_MAX_ROWS; i++) {
+            struct stats_row *r = &st->tenants.rows[i];
+            if (atomic_load(&r->used))
+                put(b, "herald_unsubscribes_total{tenant=\"%s\"} %llu\n",
+                    esc(r->name, e1, sizeof e1), (unsigned long long)atomic_load(&r->unsubscribes));
+        }
+    }
+
     struct {
         const char *name, *text;
         _Atomic int64_t *v;

@@ -74,6 +74,22 @@ const char *const notes_script_terminal =
     "count_note(KEYS[5], {unpack(ARGV, 6)})\n"
     "return 1\n";
 
+/* A one-click unsubscribe (unsub.c). KEYS: the tenant's suppression set,
+ * its info hash, the events stream, the stats prefix, the click's
+ * once-key. ARGV: address key, at (ms), once-key lifetime (ms), note
+ * field/value pairs... The once-key (tenant, recipient, token day) makes a
+ * replayed or repeated POST a no-op: 0, no second note. An address already
+ * on the list keeps its first reason. */
+const char *const notes_script_unsubscribe =
+    COUNT_NOTE_LUA
+    "if not redis.call('SET', KEYS[5], ARGV[2], 'NX', 'PX', ARGV[3]) then return 0 end\n"
+    "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' unsubscribe one-click unsubscribe')\n"
+    "end\n"
+    "redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))\n"
+    "count_note(KEYS[4], {unpack(ARGV, 4)})\n"
+    "return 1\n";
+
 /* Shared by admission (a job that `replaces` another) and cancel entries:
  * end the target job if it has not been sent. A job waiting in the retry
  * set is taken out and gets its `cancelled` note here, in the same step;

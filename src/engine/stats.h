@@ -37,6 +37,7 @@ struct stats_row {
     _Atomic int64_t in_flight;              /* tenants: jobs held by this process */
     _Atomic uint64_t events[ST_EVENTS];
     _Atomic uint64_t tls, plain;            /* providers: delivered over TLS or not */
+    _Atomic uint64_t unsubscribes;          /* tenants: one-click unsubscribes taken */
 };
 
 struct stats_table {

@@ -68,6 +68,8 @@ struct engine_shared {
     char sha_terminal[41], sha_defer[41], sha_mover[41], sha_admit[41], sha_cancel[41];
     char sha_lease[41];
     struct keys keys;      /* the Redis key schema for redis.prefix */
+    struct fb_keys unsub_keys; /* from unsubscribe.secret_file, read once at start */
+    bool unsub_keys_loaded;
     atomic_bool stop;
     atomic_int failed;
     /* No worker claims (XAUTOCLAIM) before this (monotonic ms): Redis

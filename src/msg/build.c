@@ -98,16 +98,23 @@ static int append_address_header(struct hbuf *h, const char *name, const char *d
     return rc;
 }
 
-/* List-Unsubscribe: every comma-separated item in angle brackets, one item
- * per line (items were bounded by job_parse). The one-click header goes
- * with it only when there is an https URL to POST to (RFC 8058). */
-static int append_unsubscribe(struct hbuf *h, const char *v)
+/* List-Unsubscribe: herald's signed one-click link first (when the tenant
+ * has one), then every comma-separated item of the job's own field, each in
+ * angle brackets, one item per line (items were bounded by job_parse). The
+ * one-click header goes with it only when there is an https URL to POST to
+ * (RFC 8058). */
+static int append_unsubscribe(struct hbuf *h, const char *oneclick, const char *v)
 {
     int rc = hbuf_append_str(h, "List-Unsubscribe:");
     if (rc) return rc;
     bool https = false, first = true;
-    size_t len = strlen(v), i = 0, start, end;
-    while (msg_list_next(v, len, &i, &start, &end)) {
+    if (oneclick) {
+        if ((rc = hbuf_appendf(h, " <%s>", oneclick))) return rc;
+        https = strncasecmp(oneclick, "https://", 8) == 0;
+        first = false;
+    }
+    size_t len = v ? strlen(v) : 0, i = 0, start, end;
+    while (v && msg_list_next(v, len, &i, &start, &end)) {
         if (end - start >= 8 && strncasecmp(v + start, "https://", 8) == 0) https = true;
         if ((rc =
                  hbuf_appendf(h, "%s <%.*s>", first ? "" : ",\r\n", (int)(end - start), v + start)))
@@ -283,7 +290,9 @@ static int build_message(struct hbuf *m, struct job *j, const struct cfg_tenant 
         (rc = msg_append_header_text(m, j->subject, strlen(j->subject), 9)) ||
         (rc = hbuf_appendf(m, "\r\nMessage-ID: <%s>\r\nMIME-Version: 1.0\r\n", j->message_id)))
         return rc;
-    if (j->unsubscribe && (rc = append_unsubscribe(m, j->unsubscribe))) return rc;
+    if ((j->unsubscribe || j->oneclick_url) &&
+        (rc = append_unsubscribe(m, j->oneclick_url, j->unsubscribe)))
+        return rc;
     return append_body(m, j);
 }
 

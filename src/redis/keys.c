@@ -114,3 +114,9 @@ int keys_path_reputation(const struct keys *k, const char *ip, const char *group
 {
     return keyf(out, cap, "%srep:%s|%s", k->prefix, ip && ip[0] ? ip : "-", group);
 }
+
+int keys_unsub_once(const struct keys *k, const char *tenant, unsigned day, const char *rcpt,
+                    char *out, size_t cap)
+{
+    return keyf(out, cap, "%sunsub:%s:%u:%s", k->prefix, tenant, day, rcpt);
+}

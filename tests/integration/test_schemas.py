@@ -46,7 +46,12 @@ def run():
          "attempt": "1", "at": "1796280000000", "code": "250", "enhanced": "2.0.0",
          "reply": "2.0.0 Ok", "entry": "1796280000000-0", "latency_ms": "14"}
     fails.check(not list(note.iter_errors(n)), "a delivered note: %s" % list(note.iter_errors(n)))
-    for broken in (dict(n, event="sent"), dict(n, at="yesterday"), dict(n, code="2500"),
+    u = {"event": "unsubscribed", "tenant": "acme", "to": "pat@example.com", "at": "1796280000000",
+         "reason": "one-click unsubscribe", "source": "list-unsubscribe-post"}
+    fails.check(not list(note.iter_errors(u)), "an unsubscribed note: %s" % list(note.iter_errors(u)))
+    for broken in ({k: v for k, v in u.items() if k != "to"},
+                   {k: v for k, v in n.items() if k != "job"},
+                   dict(n, event="sent"), dict(n, at="yesterday"), dict(n, code="2500"),
                    {k: v for k, v in n.items() if k != "tenant"},
                    {k: v for k, v in n.items() if k != "at"},
                    {"event": "rejected", "job": "x", "tenant": "acme", "at": "1796280000000"}):

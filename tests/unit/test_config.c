@@ -669,6 +669,59 @@ static void test_metrics_keys(void)
     config_free(cfg);
 }
 
+static void test_unsubscribe_keys(void)
+{
+    char err[512] = "";
+    struct config *cfg =
+        load("unsubscribe: { listen: 127.0.0.1:8025, base_url: \"https://u.example.net/\", "
+             "secret_file: /run/h/unsub.key, max_age: 30d }\n"
+             "tenants:\n  a: { from: x@a.test, one_click_unsubscribe: true }\n"
+             "  b: { from: x@b.test }\n",
+             err, sizeof err);
+    CHECK_EQ_STR(err, "");
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    CHECK_EQ_STR(cfg->unsubscribe.listen, "127.0.0.1:8025");
+    CHECK_EQ_STR(cfg->unsubscribe.base_url, "https://u.example.net"); /* '/' dropped */
+    CHECK_EQ_INT(cfg->unsubscribe.max_age_ms, 30 * 86400000LL);
+    CHECK(config_tenant(cfg, "a")->one_click_unsubscribe);
+    CHECK(!config_tenant(cfg, "b")->one_click_unsubscribe);
+    config_free(cfg);
+    cfg = load("unsubscribe: { base_url: \"https://u.example.net\", secret_file: /k }\n", err,
+               sizeof err);
+    CHECK(cfg && cfg->unsubscribe.max_age_ms == 90 * 86400000LL && !cfg->unsubscribe.listen);
+    config_free(cfg);
+    static const struct {
+        const char *yaml, *msg;
+    } bad_unsub[] = {
+        {"tenants:\n  a: { from: x@a.test, one_click_unsubscribe: true }\n",
+         "t.yaml:2:47: one_click_unsubscribe: true needs unsubscribe.base_url"},
+        {"unsubscribe: { base_url: \"http://u.example.net\", secret_file: /k }\n",
+         "t.yaml:1:26: unsubscribe.base_url: expected an https:// URL"},
+        {"unsubscribe: { base_url: \"https://u.ex ample\", secret_file: /k }\n",
+         "expected a URL without spaces"},
+        {"unsubscribe: { listen: 127.0.0.1:8025, secret_file: /k }\n",
+         "t.yaml:1:1: unsubscribe.listen needs unsubscribe.secret_file and unsubscribe.base_url"},
+        {"unsubscribe: { listen: localhost:80, base_url: \"https://u.x\", secret_file: /k }\n",
+         "unsubscribe.listen: expected IP:PORT"},
+        {"unsubscribe: { base_url: \"https://u.x\", secret_file: /k, max_age: 1h }\n",
+         "expected a duration of at least 86400000ms"},
+        {"unsubscribe: { base_url: \"https://u.x\", secret_file: /k, max_age: 4000d }\n",
+         "unsubscribe.max_age: at most 3650d"},
+        {"unsubscribe: { base_url: \"https://u.x\", secret: /k }\n", "unknown key 'secret'"},
+    };
+    for (size_t i = 0; i < HERALD_ARRAY_LEN(bad_unsub); i++) {
+        struct config *c = NULL;
+        err[0] = '\0';
+        int rc = config_load_string("t.yaml", bad_unsub[i].yaml, strlen(bad_unsub[i].yaml), &c, err,
+                                    sizeof err);
+        CHECK_EQ_INT(rc, -HERR_CONFIG);
+        if (!strstr(err, bad_unsub[i].msg)) fprintf(stderr, "case %zu: got '%s'\n", i, err);
+        CHECK(strstr(err, bad_unsub[i].msg) != NULL);
+        config_free(c);
+    }
+}
+
 static void test_bad(void)
 {
     for (size_t i = 0; i < HERALD_ARRAY_LEN(bad); i++) {
@@ -1067,6 +1120,7 @@ int main(void)
     test_bounce_rules();
     test_alignment_keys();
     test_metrics_keys();
+    test_unsubscribe_keys();
     test_file();
     test_templates();
     test_duration();

@@ -429,6 +429,29 @@ static void test_build_exact(void)
            ".\r\n";
     CHECK_EQ_STR(j.wire.data, want);
 
+    /* herald's one-click link (set by the caller) goes first, before the
+     * job's own items, and brings List-Unsubscribe-Post even when the job
+     * gave only a mailto; alone it makes the header by itself. */
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "beta", "to", "b@example.test", "subject", "S",
+                       "text", "x", "unsubscribe", "mailto:u@beta.test"),
+                 0);
+    j.oneclick_url = "https://u.beta.test/u/AbC_-1";
+    CHECK_EQ_INT(job_build(&j, &tenants[1], NULL, NOW_MS, 0, &err), 0);
+    CHECK(strstr(j.wire.data, "\r\nMIME-Version: 1.0\r\n"
+                              "List-Unsubscribe: <https://u.beta.test/u/AbC_-1>,\r\n"
+                              " <mailto:u@beta.test>\r\n"
+                              "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                              "Content-Type: ") != NULL);
+    CHECK_EQ_INT(PARSE(&j, &err, "tenant", "beta", "to", "b@example.test", "subject", "S",
+                       "text", "x"),
+                 0);
+    j.oneclick_url = "https://u.beta.test/u/AbC_-1";
+    CHECK_EQ_INT(job_build(&j, &tenants[1], NULL, NOW_MS, 0, &err), 0);
+    CHECK(strstr(j.wire.data, "\r\nList-Unsubscribe: <https://u.beta.test/u/AbC_-1>\r\n"
+                              "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                              "Content-Type: ") != NULL);
+    j.oneclick_url = NULL;
+
     /* too large */
     CHECK_EQ_INT(job_build(&j, &tenants[1], NULL, NOW_MS, 100, &err), -HERR_TOO_LONG);
     CHECK_EQ_STR(err.field, "");
