@@ -46,86 +46,6 @@
 #define MONO_BASE_MS  1000000
 #define DAY_MS        (86400LL * 1000)
 
-/* ---------- heaps ---------- */
-
-static bool ev_less(const struct ev *a, const struct ev *b)
-{
-    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
-static int ev_push(struct sim *s, int64_t at, uint32_t kind, uint32_t idx)
-{
-    if (s->n_ev == s->cap_ev) {
-        size_t cap = s->cap_ev ? s->cap_ev * 2 : 1024;
-        struct ev *e = realloc(s->ev, cap * sizeof *e);
-        if (!e) return -ENOMEM;
-        s->ev = e;
-        s->cap_ev = cap;
-    }
-    struct ev x = {at < s->now ? s->now : at, s->seq++, kind, idx};
-    size_t i = s->n_ev++;
-    while (i > 0 && ev_less(&x, &s->ev[(i - 1) / 2])) {
-        s->ev[i] = s->ev[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->ev[i] = x;
-    return 0;
-}
-
-static struct ev ev_pop(struct sim *s)
-{
-    struct ev top = s->ev[0], last = s->ev[--s->n_ev];
-    size_t i = 0, n = s->n_ev;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && ev_less(&s->ev[c + 1], &s->ev[c])) c++;
-        if (!ev_less(&s->ev[c], &last)) break;
-        s->ev[i] = s->ev[c];
-        i = c;
-    }
-    if (n) s->ev[i] = last;
-    return top;
-}
-
-static bool rs_less(const struct rent *a, const struct rent *b)
-{
-    return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->job < b->job);
-}
-
-static void rs_down(struct rent *h, size_t n, size_t i)
-{
-    struct rent x = h[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && rs_less(&h[c + 1], &h[c])) c++;
-        if (!rs_less(&h[c], &x)) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
-}
-
-static int rs_push(struct sim *s, uint32_t job, int64_t due)
-{
-    if (s->n_rs == s->cap_rs) {
-        size_t cap = s->cap_rs ? s->cap_rs * 2 : 1024;
-        struct rent *h = realloc(s->rs, cap * sizeof *h);
-        if (!h) return -ENOMEM;
-        s->rs = h;
-        s->cap_rs = cap;
-    }
-    struct rent x = {due, job};
-    size_t i = s->n_rs++;
-    while (i > 0 && rs_less(&x, &s->rs[(i - 1) / 2])) {
-        s->rs[i] = s->rs[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->rs[i] = x;
-    return 0;
-}
-
 /* ---------- statistics ---------- */
 
 static int grow_series(struct sim_stats *st, size_t sec)
@@ -260,7 +180,7 @@ static void park(struct sim *s, uint32_t idx, const struct shape_verdict *v, str
     else
         j->flags |= JF_THROTTLED;
     s->workers[j->worker].held--;
-    rs_push(s, idx, v->until_ms - s->start_wall);
+    sim_rs_push(s, idx, v->until_ms - s->start_wall);
 }
 
 static void receiver_answer(struct sim *s, struct sjob *j)
@@ -297,7 +217,7 @@ static void start_send(struct sim *s, uint32_t idx, struct spath *p)
     p->in_flight++;
     queue_of(s, j->path, j->worker)->in_flight++;
     receiver_answer(s, j);
-    ev_push(s, s->now + s->sites[j->site].b->latency_ms, EV_DONE, idx);
+    sim_ev_push(s, s->now + s->sites[j->site].b->latency_ms, EV_DONE, idx);
 }
 
 static uint32_t conn_limit(const struct spath *p)
@@ -378,7 +298,7 @@ static void arm(struct sim *s, uint32_t path, uint32_t worker, int64_t at)
     struct squeue *q = queue_of(s, path, worker);
     q->armed = true;
     q->timer_at = at < s->now ? s->now : at;
-    ev_push(s, q->timer_at, EV_QUEUE, path * s->n_workers + worker);
+    sim_ev_push(s, q->timer_at, EV_QUEUE, path * s->n_workers + worker);
 }
 
 static void gate_submit(struct sim *s, uint32_t idx)
@@ -616,7 +536,7 @@ static void on_done(struct sim *s, uint32_t idx)
             j->attempt++;
             j->flags &= (uint8_t)~JF_THROTTLED;
             w->held--;
-            rs_push(s, idx, oc.due_ms - s->start_wall);
+            sim_rs_push(s, idx, oc.due_ms - s->start_wall);
         } else {
             end_job(s, idx, false, true);
         }
@@ -679,7 +599,7 @@ static void recall(struct sim *s)
         }
     if (changed)
         for (size_t i = s->n_rs / 2; i-- > 0;)
-            rs_down(s->rs, s->n_rs, i);
+            sim_rs_down(s->rs, s->n_rs, i);
 }
 
 static void on_tick(struct sim *s)
@@ -708,7 +628,7 @@ static void on_mover(struct sim *s)
     while (s->n_rs && s->rs[0].due_ms <= s->now) {
         uint32_t idx = s->rs[0].job;
         s->rs[0] = s->rs[--s->n_rs];
-        if (s->n_rs) rs_down(s->rs, s->n_rs, 0);
+        if (s->n_rs) sim_rs_down(s->rs, s->n_rs, 0);
         stream_append(s, idx);
     }
 }
@@ -730,7 +650,7 @@ static void on_arrive(struct sim *s, uint32_t g)
         uint64_t k = s->gen_done[g];
         int64_t at = l->t_ms + (int64_t)((double)l->over_ms * (double)k / (double)l->count);
         if (at > s->now) {
-            ev_push(s, at, EV_ARRIVE, g);
+            sim_ev_push(s, at, EV_ARRIVE, g);
             return;
         }
         uint32_t idx = s->n_jobs++;
@@ -760,13 +680,13 @@ static bool generators_done(const struct sim *s)
 int sim_loop(struct sim *s, int64_t max_ms)
 {
     for (size_t g = 0; g < s->t->n_jobs; g++)
-        if (ev_push(s, s->t->jobs[g].t_ms, EV_ARRIVE, (uint32_t)g) < 0) return -ENOMEM;
-    ev_push(s, TICK_MS, EV_TICK, 0);
-    ev_push(s, MOVER_MS, EV_MOVER, 0);
-    ev_push(s, 1000, EV_SECOND, 0);
+        if (sim_ev_push(s, s->t->jobs[g].t_ms, EV_ARRIVE, (uint32_t)g) < 0) return -ENOMEM;
+    sim_ev_push(s, TICK_MS, EV_TICK, 0);
+    sim_ev_push(s, MOVER_MS, EV_MOVER, 0);
+    sim_ev_push(s, 1000, EV_SECOND, 0);
     while (s->n_ev) {
         if (generators_done(s) && s->ended == s->t->total) break;
-        struct ev e = ev_pop(s);
+        struct ev e = sim_ev_pop(s);
         if (e.at > max_ms) break;
         s->now = e.at;
         s->events++;
@@ -783,15 +703,15 @@ int sim_loop(struct sim *s, int64_t max_ms)
             break;
         case EV_TICK:
             on_tick(s);
-            ev_push(s, s->now + TICK_MS, EV_TICK, 0);
+            sim_ev_push(s, s->now + TICK_MS, EV_TICK, 0);
             break;
         case EV_MOVER:
             on_mover(s);
-            ev_push(s, s->now + MOVER_MS, EV_MOVER, 0);
+            sim_ev_push(s, s->now + MOVER_MS, EV_MOVER, 0);
             break;
         case EV_SECOND:
             on_second(s);
-            ev_push(s, s->now + 1000, EV_SECOND, 0);
+            sim_ev_push(s, s->now + 1000, EV_SECOND, 0);
             break;
         }
         intake(s);

@@ -117,4 +117,10 @@ struct sim {
 
 int sim_loop(struct sim *s, int64_t max_ms);
 
+/* heap.c: events by time (ties in push order), the retry set by due time. */
+int sim_ev_push(struct sim *s, int64_t at, uint32_t kind, uint32_t idx);
+struct ev sim_ev_pop(struct sim *s);
+int sim_rs_push(struct sim *s, uint32_t job, int64_t due);
+void sim_rs_down(struct rent *h, size_t n, size_t i);
+
 #endif
