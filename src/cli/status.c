@@ -350,6 +350,65 @@ static void print_tables(json_t *doc)
     }
 }
 
+/* What came back after the 250 today (UTC), per configured tenant, from
+ * the day counters the note scripts keep: late bounces, complaints (and
+ * their share of the day's deliveries) and unsubscribes. */
+static json_t *collect_after_250(redisContext *c, const struct config *cfg)
+{
+    struct keys K;
+    keys_init(&K, cfg->redis.prefix);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    json_t *out = json_object();
+    for (size_t i = 0; i < cfg->n_tenants; i++) {
+        char key[KEYS_MAX];
+        keys_stats_day(&K, cfg->tenants[i].name, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                       key, sizeof key);
+        redisReply *r = redisCommand(c, "HGETALL %s", key);
+        long long dl = 0, lb = 0, cp = 0, un = 0;
+        for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2) {
+            const char *f = r->element[k]->str, *bar = f ? strchr(f, '|') : NULL;
+            if (!bar || !r->element[k + 1]->str)
+                continue;
+            long long n = atoll(r->element[k + 1]->str);
+            size_t len = (size_t)(bar - f);
+            if (len == 9 && strncmp(f, "delivered", 9) == 0) dl += n;
+            else if (len == 12 && strncmp(f, "late_bounced", 12) == 0) lb += n;
+            else if (len == 10 && strncmp(f, "complained", 10) == 0) cp += n;
+            else if (len == 12 && strncmp(f, "unsubscribed", 12) == 0) un += n;
+        }
+        if (r)
+            freeReplyObject(r);
+        json_t *t = json_object();
+        json_object_set_new(t, "delivered", json_integer(dl));
+        json_object_set_new(t, "late_bounced", json_integer(lb));
+        json_object_set_new(t, "complained", json_integer(cp));
+        json_object_set_new(t, "unsubscribed", json_integer(un));
+        json_object_set_new(t, "complaint_rate", json_real(dl ? (double)cp / (double)dl : 0));
+        json_object_set_new(out, cfg->tenants[i].name, t);
+    }
+    return out;
+}
+
+static void print_after_250(json_t *doc)
+{
+    json_t *a = json_object_get(doc, "after_250_today");
+    const char *name;
+    json_t *t;
+    bool any = false;
+    json_object_foreach(a, name, t) any |= jint(t, "late_bounced") || jint(t, "complained") ||
+                                           jint(t, "unsubscribed");
+    if (!any)
+        return;
+    printf("\n%-20s %10s %12s %10s %10s %12s\n", "after the 250 today", "delivered",
+           "late bounce", "complaints", "rate", "unsubscribed");
+    json_object_foreach(a, name, t)
+        printf("%-20.20s %10lld %12lld %10lld %9.3f%% %12lld\n", name, jint(t, "delivered"),
+               jint(t, "late_bounced"), jint(t, "complained"), 100 * jnum(t, "complaint_rate"),
+               jint(t, "unsubscribed"));
+}
+
 int cli_status(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -379,6 +438,7 @@ int cli_status(int argc, char **argv)
         return rc;
     json_t *doc = collect(c, cfg);
     json_object_set_new(doc, "suspensions", collect_suspensions(c, cfg));
+    json_object_set_new(doc, "after_250_today", collect_after_250(c, cfg));
     if (as_json) {
         char *s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
         if (s) {
@@ -387,6 +447,7 @@ int cli_status(int argc, char **argv)
         }
     } else {
         print_tables(doc);
+        print_after_250(doc);
     }
     json_decref(doc);
     redisFree(c);

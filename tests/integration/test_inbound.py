@@ -268,6 +268,14 @@ def run():
     fails.check(total.get("late_bounced") == 2 and total.get("complained") == 1,
                 "stats should count 2 late bounces and 1 complaint: %s" % total)
 
+    stat = json.loads(h.herald_cli(["status", "-c", path, "--json"]).stdout)
+    today = stat.get("after_250_today", {}).get("acme", {})
+    fails.check(today.get("late_bounced") == 2 and today.get("complained") == 1
+                and today.get("delivered", 0) >= 3,
+                "herald status shows today's late bounces and complaints: %s" % today)
+    text = h.herald_cli(["status", "-c", path]).stdout
+    fails.check("after the 250 today" in text, "herald status prints the table:\n%s" % text)
+
     # 5. Postfix as the receiving MX: accepts, its next hop refuses, its DSN comes back
     refuse = h.start_sink(["--permfail", "1"])
     pf_port = h.free_port()
