@@ -39,10 +39,14 @@ const char *inbound_outcome_name(enum inbound_outcome o);
 /* Start listening on every inbound.listen address (none: nothing starts,
  * *out NULL). The config is copied; a reload does not change a running
  * listener. 0, or -errno / -HERR_CONFIG with err set. */
+/* Told of every report the listener noted for a tenant (the engine's
+ * per-tenant counters); any thread-safe function, or NULL. */
+typedef void (*inbound_noted_fn)(void *arg, const char *tenant, enum inbound_outcome o);
 int inbound_start(const struct config *cfg, const struct redis_addr *redis,
                   const struct fb_keys *keys, const struct keys *K,
                   _Atomic uint64_t *counts /* INB_OUTCOME_COUNT of them, or NULL */,
-                  struct inbound **out, char *err, size_t errlen);
+                  inbound_noted_fn noted, void *noted_arg, struct inbound **out, char *err,
+                  size_t errlen);
 void inbound_stop(struct inbound *in);
 
 #endif

@@ -196,6 +196,17 @@ static int load_verp(struct engine_gen *g)
     return 0;
 }
 
+/* The inbound listener noted a late bounce or a complaint for a tenant:
+ * the per-tenant counters the metrics show. */
+static void inbound_noted(void *arg, const char *tenant, enum inbound_outcome o)
+{
+    struct engine_shared *sh = arg;
+    const struct engine_gen *g = atomic_load(&sh->gen);
+    struct stats_row *r = stats_tenant_row(&sh->stats.tenants, g->cfg, tenant);
+    if (r)
+        atomic_fetch_add(o == INB_NOTED_BOUNCE ? &r->late_bounces : &r->complaints, 1);
+}
+
 static struct engine_gen *gen_new(struct config *cfg, unsigned number)
 {
     struct engine_gen *g = calloc(1, sizeof *g);
@@ -499,8 +510,8 @@ int engine_run(const struct engine_opts *opts)
     struct inbound *inbound = NULL;
     if (started == n && cfg->inbound.listen.n) {
         const struct engine_gen *g0 = atomic_load(&sh->gen);
-        if (inbound_start(cfg, &sh->redis, &g0->verp, &sh->keys, sh->stats.inbound, &inbound, err,
-                          sizeof err) < 0) {
+        if (inbound_start(cfg, &sh->redis, &g0->verp, &sh->keys, sh->stats.inbound, inbound_noted,
+                          sh, &inbound, err, sizeof err) < 0) {
             log_event(LOG_ERROR, "event=inbound_failed reason=%s", LOG_VALUE(err));
             fprintf(stderr, "herald: %s\n", err);
             exit_code = 1;

@@ -204,6 +204,27 @@ int metrics_render(struct engine_shared *sh, struct hbuf *hb)
         }
     }
 
+    if (cfg->inbound.listen.n) {
+        /* each family's samples together, as the text format wants */
+        help(b, "herald_late_bounces_total", "counter",
+             "Bounces after the 250 this process's inbound listener noted, by tenant.");
+        for (size_t i = 0; i < STATS_MAX_ROWS; i++) {
+            struct stats_row *r = &st->tenants.rows[i];
+            if (atomic_load(&r->used))
+                put(b, "herald_late_bounces_total{tenant=\"%s\"} %llu\n",
+                    esc(r->name, e1, sizeof e1), (unsigned long long)atomic_load(&r->late_bounces));
+        }
+        help(b, "herald_complaints_total", "counter",
+             "Complaints (feedback-loop reports) this process's inbound listener noted, by "
+             "tenant.");
+        for (size_t i = 0; i < STATS_MAX_ROWS; i++) {
+            struct stats_row *r = &st->tenants.rows[i];
+            if (atomic_load(&r->used))
+                put(b, "herald_complaints_total{tenant=\"%s\"} %llu\n",
+                    esc(r->name, e1, sizeof e1), (unsigned long long)atomic_load(&r->complaints));
+        }
+    }
+
     struct {
         const char *name, *text;
         _Atomic int64_t *v;

@@ -38,6 +38,7 @@ struct stats_row {
     _Atomic uint64_t events[ST_EVENTS];
     _Atomic uint64_t tls, plain;            /* providers: delivered over TLS or not */
     _Atomic uint64_t unsubscribes;          /* tenants: one-click unsubscribes taken */
+    _Atomic uint64_t late_bounces, complaints; /* tenants: noted by the inbound listener */
 };
 
 struct stats_table {

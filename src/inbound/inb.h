@@ -24,6 +24,7 @@ struct inb_ctx {
     uint32_t complaint_min_delivered;
     int64_t complaint_suspend_ms;
     int64_t now_ms; /* of the report being handled */
+    char last_tenant[INB_FIELD_MAX]; /* the tenant of the last report matched */
 };
 
 /* A job's details from the index (verp.c wrote them). */

@@ -55,6 +55,8 @@ struct inbound {
     struct inb_ctx ctx;
     uint64_t counts[INB_OUTCOME_COUNT];
     _Atomic uint64_t *shared_counts; /* the metrics' copy, or NULL */
+    inbound_noted_fn noted;
+    void *noted_arg;
 };
 
 /* RCPT: a VERP address, or postmaster/abuse/fbl, at a return domain. The
@@ -154,6 +156,8 @@ static void on_message(struct inbound *in, struct iconn *c)
     in->counts[o]++;
     if (in->shared_counts)
         atomic_fetch_add(&in->shared_counts[o], 1);
+    if (in->noted && (o == INB_NOTED_BOUNCE || o == INB_NOTED_COMPLAINT))
+        in->noted(in->noted_arg, in->ctx.last_tenant, o);
     log_event(o == INB_FAILED ? LOG_WARN : LOG_INFO,
               "event=inbound_report outcome=%s peer=%s mail_from=%s rcpt=%s bytes=%zu %s",
               inbound_outcome_name(o), c->peer, LOG_VALUE(from), LOG_VALUE(rcpt), s->body.len,
@@ -330,7 +334,8 @@ static void free_all(struct inbound *in)
 
 int inbound_start(const struct config *cfg, const struct redis_addr *redis,
                   const struct fb_keys *keys, const struct keys *K,
-                  _Atomic uint64_t *counts, struct inbound **out, char *err, size_t errlen)
+                  _Atomic uint64_t *counts, inbound_noted_fn noted, void *noted_arg,
+                  struct inbound **out, char *err, size_t errlen)
 {
     const struct cfg_inbound *ic = &cfg->inbound;
     *out = NULL;
@@ -354,6 +359,8 @@ int inbound_start(const struct config *cfg, const struct redis_addr *redis,
         if ((in->domains[in->n_domains] = strdup(ic->domains.items[i])))
             in->n_domains++;
     in->shared_counts = counts;
+    in->noted = noted;
+    in->noted_arg = noted_arg;
     in->ctx.addr = *redis;
     in->ctx.keys = *keys;
     in->ctx.K = *K;

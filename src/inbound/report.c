@@ -214,6 +214,7 @@ enum inbound_outcome inb_handle(struct inb_ctx *c, const char *mail_from, const 
     if (!found || !lookup(c, ref, &job))
         return job.redis_failed ? INB_FAILED : INB_UNMATCHED;
     snprintf(detail, detail_cap, "job=%s tenant=%s", job.id, job.tenant);
+    snprintf(c->last_tenant, sizeof c->last_tenant, "%s", job.tenant);
     char at[24];
     snprintf(at, sizeof at, "%" PRId64, now_ms);
     struct note_args f = {.n = 0};

@@ -170,10 +170,11 @@ def run():
     redis = h.start_redis()
     sec = h.tmpdir().join("inbound.secret")
     secret(sec)
-    port = h.free_port()
+    port, mport = h.free_port(), h.free_port()
     cfg = h.base_config(redis, sink.port,
                         inbound={"listen": ["127.0.0.1:%d" % port], "domains": [DOMAIN],
-                                 "secret_file": sec, "timeout": "3s"})
+                                 "secret_file": sec, "timeout": "3s"},
+                        metrics={"listen": "127.0.0.1:%d" % mport})
     cfg["tenants"]["acme"]["return_path"] = DOMAIN
     path = h.write_config(cfg)
     jobs = [{"id": "late-1", "tenant": "acme", "to": "gone@clinic.test", "ref": "case-1",
@@ -273,6 +274,16 @@ def run():
     fails.check(today.get("late_bounced") == 2 and today.get("complained") == 1
                 and today.get("delivered", 0) >= 3,
                 "herald status shows today's late bounces and complaints: %s" % today)
+    import urllib.request
+    scrape = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                    timeout=h.scaled(10)).read().decode()
+    for series in ('herald_late_bounces_total{tenant="acme"} 2',
+                   'herald_complaints_total{tenant="acme"} 1',
+                   'herald_inbound_reports_total{outcome="bounced"} 2',
+                   'herald_inbound_reports_total{outcome="already-noted"} 1',
+                   'herald_inbound_reports_total{outcome="unmatched"} 1',
+                   'herald_inbound_reports_total{outcome="autoreply"} 1'):
+        fails.check(series in scrape, "metrics should have %s" % series)
     text = h.herald_cli(["status", "-c", path]).stdout
     fails.check("after the 250 today" in text, "herald status prints the table:\n%s" % text)
 
