@@ -76,6 +76,7 @@ struct job {
     /* Filled by job_build(): DATA payload, CRLF line endings, dot-stuffed,
      * ending with "\r\n.\r\n". */
     struct hbuf wire;
+    struct hbuf scratch;  /* job_build's unstuffed message, kept for reuse */
     char message_id[160]; /* without angle brackets */
 
     struct arena arena;
@@ -108,6 +109,10 @@ const char *job_herald_field(const struct job *j);
  * own (after any rewrite), else that of j->from. "" when there is none. */
 const char *job_header_from_domain(const struct job *j);
 void job_clear(struct job *j);
+/* Like job_clear, but keeps the memory of the wire buffer, the scratch
+ * buffer and one arena chunk (when small) for the next job decoded into
+ * j: a pooled delivery decodes and builds without malloc. */
+void job_recycle(struct job *j);
 
 /* Decode and validate the fields of a stream entry (names/values as received
  * from XREADGROUP; values may contain any bytes). Checks required fields,

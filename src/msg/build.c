@@ -327,8 +327,8 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
     if (max_message_bytes == 0) max_message_bytes = JOB_DEFAULT_MAX_MESSAGE_BYTES;
     hbuf_reset(&j->wire);
 
-    struct hbuf m;
-    hbuf_init(&m);
+    struct hbuf m = j->scratch; /* kept across jobs (job_recycle) */
+    hbuf_reset(&m);
     int rc = build_message(&m, j, tenant, msgid_domain, now_wall_ms);
     if (rc == 0 && tenant && tenant->n_dkim > 0) {
         /* Signed before dot-stuffing: the signature covers what the
@@ -342,7 +342,7 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
         hbuf_free(&sigs);
     }
     if (rc == 0) rc = msg_append_dotstuffed(&j->wire, m.data ? m.data : "", m.len);
-    hbuf_free(&m);
+    j->scratch = m;
     if (rc == 0 && (j->wire.len < 2 || memcmp(j->wire.data + j->wire.len - 2, "\r\n", 2) != 0))
         rc = hbuf_append(&j->wire, "\r\n", 2);
     if (rc == 0) rc = hbuf_append(&j->wire, ".\r\n", 3);

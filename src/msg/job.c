@@ -89,6 +89,7 @@ void job_init(struct job *j)
 {
     memset(j, 0, sizeof *j);
     hbuf_init(&j->wire);
+    hbuf_init(&j->scratch);
     arena_init(&j->arena);
     j->attempt = 1;
 }
@@ -97,17 +98,33 @@ void job_clear(struct job *j)
 {
     arena_free(&j->arena);
     hbuf_free(&j->wire);
+    hbuf_free(&j->scratch);
     job_init(j);
 }
 
-/* Like job_clear but keeps the wire buffer's memory for the next message. */
-static void job_reset(struct job *j)
+/* Buffers up to this size survive job_recycle; a huge message's do not,
+ * so a pooled delivery does not pin them. */
+#define JOB_KEEP_BYTES (256 * 1024)
+
+static void keep_or_free(struct hbuf *b)
 {
-    struct hbuf wire = j->wire;
-    arena_free(&j->arena);
+    if (b->cap > JOB_KEEP_BYTES)
+        hbuf_free(b);
+    else
+        hbuf_reset(b);
+}
+
+void job_recycle(struct job *j)
+{
+    struct hbuf wire = j->wire, scratch = j->scratch;
+    struct arena arena = j->arena;
+    arena_reset(&arena);
+    keep_or_free(&wire);
+    keep_or_free(&scratch);
     job_init(j);
-    hbuf_reset(&wire);
     j->wire = wire;
+    j->scratch = scratch;
+    j->arena = arena;
 }
 
 /* The first failure wins; later checks still run so that the salvage of
@@ -570,7 +587,7 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
     if (!err) err = &scratch;
     err->field[0] = '\0';
     err->reason[0] = '\0';
-    job_reset(j);
+    job_recycle(j);
 
     size_t sid_len = stream_id ? strlen(stream_id) : 0;
     if (sid_len >= sizeof j->stream_id)
