@@ -82,18 +82,20 @@ struct delivery *delivery_new(struct worker *w)
         /* The job's buffers and the note buffer were recycled, not freed
          * (delivery_destroy): carry them over the wipe. */
         struct job job = d->job;
-        struct hbuf note_cmd = d->note_cmd;
+        struct hbuf note_cmd = d->note_cmd, admit_req = d->admit_req;
         w->free_deliveries = d->next;
         w->n_free_deliveries--;
         memset(d, 0, sizeof *d);
         d->job = job;
         d->note_cmd = note_cmd;
+        d->admit_req = admit_req;
     } else {
         d = calloc(1, sizeof *d);
         if (!d)
             return NULL;
         job_init(&d->job);
         hbuf_init(&d->note_cmd);
+        hbuf_init(&d->admit_req);
     }
     d->state = DS_FREE;
     d->w = w;
@@ -154,6 +156,7 @@ static void delivery_free(struct delivery *d)
 {
     job_clear(&d->job);
     hbuf_free(&d->note_cmd);
+    hbuf_free(&d->admit_req);
     free(d);
 }
 
@@ -169,6 +172,9 @@ static void delivery_destroy(struct worker *w, struct delivery *d)
         if (d->note_cmd.cap > NOTE_CMD_KEEP)
             hbuf_free(&d->note_cmd);
         hbuf_reset(&d->note_cmd);
+        if (d->admit_req.cap > NOTE_CMD_KEEP)
+            hbuf_free(&d->admit_req);
+        hbuf_reset(&d->admit_req);
         d->next = w->free_deliveries;
         w->free_deliveries = d;
         w->n_free_deliveries++;
