@@ -284,6 +284,7 @@ void *worker_main(void *arg)
     w->dns = NULL;
     delivery_free_all(w);
     admit_free(w);
+    job_build_thread_done();
     const uint64_t *n = w->n_events;
     log_event(LOG_INFO,
               "event=worker_stopped worker=%u delivered=%" PRIu64 " deferred=%" PRIu64

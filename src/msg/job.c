@@ -89,7 +89,6 @@ void job_init(struct job *j)
 {
     memset(j, 0, sizeof *j);
     hbuf_init(&j->wire);
-    hbuf_init(&j->scratch);
     arena_init(&j->arena);
     j->attempt = 1;
 }
@@ -98,7 +97,6 @@ void job_clear(struct job *j)
 {
     arena_free(&j->arena);
     hbuf_free(&j->wire);
-    hbuf_free(&j->scratch);
     job_init(j);
 }
 
@@ -116,14 +114,12 @@ static void keep_or_free(struct hbuf *b)
 
 void job_recycle(struct job *j)
 {
-    struct hbuf wire = j->wire, scratch = j->scratch;
+    struct hbuf wire = j->wire;
     struct arena arena = j->arena;
     arena_reset(&arena);
     keep_or_free(&wire);
-    keep_or_free(&scratch);
     job_init(j);
     j->wire = wire;
-    j->scratch = scratch;
     j->arena = arena;
 }
 
