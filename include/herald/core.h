@@ -62,6 +62,9 @@ void arena_init(struct arena *a);
 void *arena_alloc(struct arena *a, size_t n); /* NULL on OOM; 8-byte aligned */
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 void arena_free(struct arena *a);
+/* Forget every allocation but keep one small chunk for the next user (a
+ * pooled job): pointers into the arena are invalid afterwards. */
+void arena_reset(struct arena *a);
 
 /* Clocks: monotonic for deadlines, wall for notes and headers. */
 int64_t clock_mono_ms(void);

@@ -112,6 +112,10 @@ const char *job_herald_field(const struct job *j);
  * own (after any rewrite), else that of j->from. "" when there is none. */
 const char *job_header_from_domain(const struct job *j);
 void job_clear(struct job *j);
+/* Like job_clear, but keeps the memory of the wire buffer and one arena
+ * chunk (when small) for the next job decoded into j: a pooled delivery
+ * decodes and builds without malloc. */
+void job_recycle(struct job *j);
 
 /* Decode and validate the fields of a stream entry (names/values as received
  * from XREADGROUP; values may contain any bytes). Checks required fields,
@@ -142,6 +146,9 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
  * -HERR_MALFORMED with *err filled. */
 int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_domain,
               int64_t now_wall_ms, size_t max_message_bytes, struct job_error *err);
+/* job_build keeps one scratch buffer per thread for the next message; a
+ * thread that built messages frees it with this before it exits. */
+void job_build_thread_done(void);
 
 /* A Message-ID (without brackets) herald will reuse: printable ASCII, no
  * space, quote, backslash or angle bracket, exactly one '@' inside. */

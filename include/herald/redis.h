@@ -61,6 +61,13 @@ enum redis_client_state {
     REDIS_C_CLOSING,
 };
 
+/* Where a connection's reply objects live (src/redis/replies.c): blocks
+ * reused from one reply to the next. */
+struct reply_block;
+struct reply_store {
+    struct reply_block *head, *cur;
+};
+
 struct redis_client {
     struct ring *ring;
     const struct redis_addr *addr;
@@ -71,6 +78,7 @@ struct redis_client {
      * the client counts as up (on_state fires) only then. */
     struct xport x;
     redisReader *reader;
+    struct reply_store replies; /* the reader's objects, reset after each reply */
     struct redis_pending *q; /* callbacks for commands written, FIFO */
     size_t q_head, q_len, q_cap;
     int close_err;
@@ -101,6 +109,13 @@ int redis_client_command_argv(struct redis_client *c, redis_reply_fn fn, void *a
 /* Queue an already formatted command (RESP bytes, copied). */
 int redis_client_command_raw(struct redis_client *c, redis_reply_fn fn, void *arg,
                              const char *cmd, size_t len);
+/* Append argv as one RESP command (what redisFormatCommandArgv makes)
+ * to out, without a malloc of its own: callers keep out for the next
+ * command. 0, or -ENOMEM (out then holds a partial command). */
+int redis_format_append(struct hbuf *out, int argc, const char **argv, const size_t *argvlen);
+/* One argument of such a command ("$<n>\r\n<bytes>\r\n"), for callers
+ * that put a command's arguments together from several places. */
+int redis_format_bulk(struct hbuf *out, const char *p, size_t n);
 int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
                           ...);
 /* Bound the reply being read: once more than max bytes of one reply have

@@ -49,6 +49,29 @@ char *arena_strndup(struct arena *a, const char *s, size_t n)
     return p;
 }
 
+/* A chunk this small is kept by arena_reset: one job's fields fit in it,
+ * and a pooled delivery reusing it needs no malloc; bigger ones (a large
+ * raw message) go back to the allocator. */
+#define ARENA_KEEP_MAX (64 * 1024)
+
+void arena_reset(struct arena *a)
+{
+    struct arena_chunk *c = a->head, *keep = NULL;
+    while (c) {
+        struct arena_chunk *next = c->next;
+        if (!keep && c->cap <= ARENA_KEEP_MAX)
+            keep = c;
+        else
+            free(c);
+        c = next;
+    }
+    if (keep) {
+        keep->used = 0;
+        keep->next = NULL;
+    }
+    a->head = keep;
+}
+
 void arena_free(struct arena *a)
 {
     struct arena_chunk *c = a->head;

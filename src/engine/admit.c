@@ -14,6 +14,15 @@
 #include "route.h"
 #include "worker.h"
 
+/* Per job: KEYS and KEYS + ARGV in the admission script's call. */
+#define ADMIT_KEYS 10
+#define ADMIT_ARGS 19
+/* Jobs per script call: a read batch (engine.batch, 256 by default) in one
+ * call, bounded so that one call stays a few milliseconds of Redis time. */
+#define ADMIT_BATCH_MAX 256
+/* The batch call's buffer is kept for the next batch up to this size. */
+#define ADMIT_CMD_KEEP (1024 * 1024)
+
 /* Copy s, non-empty, into out when it fits: an entry id cut short would
  * name another entry. */
 static bool copy_rest(char *out, size_t cap, const char *s)
@@ -195,22 +204,14 @@ static void on_verdict(struct delivery *d)
     notes_terminal(d, &n, false);
 }
 
-static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
+/* One job's part of the batch reply: its verdict text, or an error reply
+ * for it alone (the script caught an error in this job's admission). */
+static void admitted_one(struct delivery *d, const redisReply *reply)
 {
-    (void)c;
-    struct delivery *d = arg;
-    struct worker *w = d->w;
-    bool text = reply && (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS);
+    bool text = reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS;
     struct admit_verdict v;
     int rc = text ? admit_parse(reply->str, &v) : -HERR_MALFORMED;
     lease_settle(d, rc == 0 && v.kind == ADMIT_OK);
-    if (!reply || notes_scripts_missing(reply)) {
-        /* Redis went away: the entry stays pending and is taken up again. */
-        delivery_exit(d, DX_LEFT);
-        if (reply)
-            notes_reload(w, reply->str);
-        return;
-    }
     if (rc < 0) {
         log_event(LOG_ERROR, "event=admit_failed job=%s entry=%s reason=%s",
                   LOG_VALUE(delivery_job_id(d)), d->job.stream_id,
@@ -222,6 +223,41 @@ static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
     }
     d->verdict = v;
     on_verdict(d);
+}
+
+/* The batch call's reply: an array of one verdict per job, in the order
+ * they were sent. Anything else (Redis gone, NOSCRIPT, BUSY, an error for
+ * the whole call, an array of the wrong size) decided nothing for any of
+ * them: every job leaves pending, as a failed single call left its one. */
+static void on_admitted(struct redis_client *c, redisReply *reply, void *arg)
+{
+    (void)c;
+    struct delivery *d = arg;
+    struct worker *w = d->w;
+    size_t n = 0;
+    for (const struct delivery *e = d; e; e = e->admit_next)
+        n++;
+    bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == n;
+    bool missing = reply && notes_scripts_missing(reply);
+    const char *why = !reply || whole || missing ? NULL
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                         : "unexpected admission reply";
+    for (size_t i = 0; d; i++) {
+        struct delivery *next = d->admit_next;
+        d->admit_next = NULL;
+        if (whole) {
+            admitted_one(d, reply->element[i]);
+        } else {
+            lease_settle(d, false);
+            if (why)
+                log_event(LOG_ERROR, "event=admit_failed job=%s entry=%s reason=%s",
+                          LOG_VALUE(delivery_job_id(d)), d->job.stream_id, LOG_VALUE(why));
+            delivery_exit(d, DX_LEFT);
+        }
+        d = next;
+    }
+    if (missing)
+        notes_reload(w, reply->str);
 }
 
 /* Recipient caps (across tenants: they protect the person) as
@@ -268,6 +304,61 @@ static void rate_arg(struct delivery *d, char *trate, size_t cap)
     snprintf(trate, cap, "%u %u %u", tn->rate.count, tn->rate.window_s, k);
 }
 
+/* The RESP header of the batch call: EVALSHA, the script, numkeys. */
+static int batch_head(struct hbuf *out, const char *sha, unsigned n)
+{
+    char argc[16], nkeys[16];
+    int a = snprintf(argc, sizeof argc, "*%u\r\n", 3 + n * ADMIT_ARGS);
+    int k = snprintf(nkeys, sizeof nkeys, "%u", n * ADMIT_KEYS);
+    if (hbuf_append(out, argc, (size_t)a) < 0 || redis_format_bulk(out, "EVALSHA", 7) < 0 ||
+        redis_format_bulk(out, sha, strlen(sha)) < 0 ||
+        redis_format_bulk(out, nkeys, (size_t)k) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+void admit_flush(struct worker *w)
+{
+    struct delivery *head = w->admit_head;
+    unsigned n = w->n_admit;
+    w->admit_head = w->admit_tail = NULL;
+    w->n_admit = 0;
+    if (!head)
+        return;
+    /* KEYS of every job, then ARGV of every job, each in the batch's order:
+     * the script walks them ADMIT_KEYS and ADMIT_ARGS at a time. */
+    struct hbuf *cmd = &w->admit_cmd;
+    hbuf_reset(cmd);
+    int rc = batch_head(cmd, w->sh->sha_admit, n);
+    for (const struct delivery *d = head; rc == 0 && d; d = d->admit_next)
+        rc = hbuf_append(cmd, d->admit_req.data, d->admit_keys_len);
+    for (const struct delivery *d = head; rc == 0 && d; d = d->admit_next)
+        rc = hbuf_append(cmd, d->admit_req.data + d->admit_keys_len,
+                         d->admit_req.len - d->admit_keys_len);
+    if (rc == 0)
+        rc = redis_client_command_raw(&w->notes, on_admitted, head, cmd->data, cmd->len);
+    if (cmd->cap > ADMIT_CMD_KEEP)
+        hbuf_free(cmd);
+    if (rc == 0)
+        return;
+    if (rc == -ENOMEM)
+        log_event(LOG_ERROR, "event=admit_failed jobs=%u reason=\"out of memory\"", n);
+    while (head) {
+        struct delivery *next = head->admit_next;
+        head->admit_next = NULL;
+        lease_settle(head, false);
+        delivery_exit(head, DX_LEFT);
+        head = next;
+    }
+}
+
+void admit_free(struct worker *w)
+{
+    w->admit_head = w->admit_tail = NULL;
+    w->n_admit = 0;
+    hbuf_free(&w->admit_cmd);
+}
+
 /* Retries (attempt > 1) skip the idempotency check and `replaces`: their
  * first attempt did both; a copy already counted is not counted again. */
 void admit_send(struct delivery *d)
@@ -296,16 +387,35 @@ void admit_send(struct delivery *d)
         caps_arg(w->cfg, j, caps, sizeof caps);
         rate_arg(d, trate, sizeof trate);
     }
-    const char *argv[] = {"EVALSHA", w->sh->sha_admit, "10", idem, skey, gkey, stkey, tkey,
-                          K->retry, w->cfg->redis.events, K->rcap, tkeyr, K->stats,
-                          admitted ? admitted : j->stream_id, window, addr,
-                          first || (j->attempt <= 1 && admitted) ? "1" : "0",
-                          first && j->replaces ? j->replaces : "", now, caps, trate,
-                          d->schedule_only ? "scheduling" : ""};
+    const char *keys[ADMIT_KEYS] = {idem, skey, gkey, stkey, tkey, K->retry,
+                                    w->cfg->redis.events, K->rcap, tkeyr, K->stats};
+    const char *args[ADMIT_ARGS - ADMIT_KEYS] = {
+        admitted ? admitted : j->stream_id, window, addr,
+        first || (j->attempt <= 1 && admitted) ? "1" : "0",
+        first && j->replaces ? j->replaces : "", now, caps, trate,
+        d->schedule_only ? "scheduling" : ""};
     delivery_set_state(d, DS_ADMITTING);
-    if (redis_client_command_argv(&w->notes, on_admitted, d, (int)HERALD_ARRAY_LEN(argv), argv,
-                                  NULL) < 0) {
+    struct hbuf *req = &d->admit_req;
+    hbuf_reset(req);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ADMIT_KEYS; i++)
+        rc = redis_format_bulk(req, keys[i], strlen(keys[i]));
+    d->admit_keys_len = req->len;
+    for (size_t i = 0; rc == 0 && i < HERALD_ARRAY_LEN(args); i++)
+        rc = redis_format_bulk(req, args[i], strlen(args[i]));
+    if (rc < 0) {
+        log_event(LOG_ERROR, "event=admit_failed job=%s entry=%s reason=\"out of memory\"",
+                  LOG_VALUE(delivery_job_id(d)), j->stream_id);
         lease_settle(d, false);
         delivery_exit(d, DX_LEFT);
+        return;
     }
+    d->admit_next = NULL;
+    if (w->admit_tail)
+        w->admit_tail->admit_next = d;
+    else
+        w->admit_head = d;
+    w->admit_tail = d;
+    if (++w->n_admit >= ADMIT_BATCH_MAX)
+        admit_flush(w);
 }

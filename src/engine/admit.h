@@ -39,7 +39,18 @@ static inline bool admit_claimed(const struct admit_verdict *v)
 }
 
 struct delivery;
-/* Send d's admission (d: DECODING -> ADMITTING); its verdict moves it on. */
+struct worker;
+/* Ask for d's admission (d: DECODING -> ADMITTING); its verdict moves it
+ * on. The request joins the worker's batch: it goes to Redis with the
+ * others at admit_flush (or at once when the batch is full), one script
+ * call for the lot, one verdict per job back in order. A job may leave
+ * here (DX_LEFT, out of memory) before admit_send returns. */
 void admit_send(struct delivery *d);
+/* Send the batch asked for so far as one script call. Every caller of
+ * admit_send flushes before its handler returns, so no job waits in the
+ * batch for a later event. */
+void admit_flush(struct worker *w);
+/* Shutdown: drop the batch buffer (the jobs were already left). */
+void admit_free(struct worker *w);
 
 #endif

@@ -79,16 +79,25 @@ struct delivery *delivery_new(struct worker *w)
 {
     struct delivery *d = w->free_deliveries;
     if (d) {
+        /* The job's buffers and the note buffer were recycled, not freed
+         * (delivery_destroy): carry them over the wipe. */
+        struct job job = d->job;
+        struct hbuf note_cmd = d->note_cmd, admit_req = d->admit_req;
         w->free_deliveries = d->next;
         w->n_free_deliveries--;
         memset(d, 0, sizeof *d);
+        d->job = job;
+        d->note_cmd = note_cmd;
+        d->admit_req = admit_req;
     } else {
         d = calloc(1, sizeof *d);
         if (!d)
             return NULL;
+        job_init(&d->job);
+        hbuf_init(&d->note_cmd);
+        hbuf_init(&d->admit_req);
     }
     d->state = DS_FREE;
-    job_init(&d->job);
     d->w = w;
     d->gen = w->gen;
     atomic_fetch_add_explicit(&d->gen->refs, 1, memory_order_relaxed);
@@ -140,21 +149,37 @@ void delivery_exit(struct delivery *d, enum delivery_exit_why why)
     w->reap = d;
 }
 
-static void delivery_destroy(struct worker *w, struct delivery *d)
+/* A note command kept for the next job up to this size (a few KiB each). */
+#define NOTE_CMD_KEEP (64 * 1024)
+
+static void delivery_free(struct delivery *d)
 {
     job_clear(&d->job);
     hbuf_free(&d->note_cmd);
+    hbuf_free(&d->admit_req);
+    free(d);
+}
+
+static void delivery_destroy(struct worker *w, struct delivery *d)
+{
     free(d->targets);
     d->targets = NULL;
     engine_gen_release(d->gen);
     d->gen = NULL;
     delivery_set_state(d, DS_FREE);
     if (w->n_free_deliveries < FREE_KEEP) {
+        job_recycle(&d->job);
+        if (d->note_cmd.cap > NOTE_CMD_KEEP)
+            hbuf_free(&d->note_cmd);
+        hbuf_reset(&d->note_cmd);
+        if (d->admit_req.cap > NOTE_CMD_KEEP)
+            hbuf_free(&d->admit_req);
+        hbuf_reset(&d->admit_req);
         d->next = w->free_deliveries;
         w->free_deliveries = d;
         w->n_free_deliveries++;
     } else {
-        free(d);
+        delivery_free(d);
     }
 }
 
@@ -182,7 +207,7 @@ void delivery_free_all(struct worker *w)
     while (w->free_deliveries) {
         struct delivery *d = w->free_deliveries;
         w->free_deliveries = d->next;
-        free(d);
+        delivery_free(d);
     }
     w->n_free_deliveries = 0;
 }

@@ -72,6 +72,11 @@ struct delivery {
     struct delivery *parked_next;  /* on w->unwritten while NOTE_PARKED; w->reap while DONE */
     struct hbuf note_cmd;          /* the formatted script call, kept until it is answered */
     struct admit_verdict verdict;  /* admission's answer (kind ADMIT_NONE before it) */
+    /* Its admission's KEYS then ARGV as RESP bulk strings (keys: the first
+     * admit_keys_len bytes), until the batch call is built (admit.c). */
+    struct hbuf admit_req;
+    size_t admit_keys_len;
+    struct delivery *admit_next;   /* the next job of its admission batch */
     uint32_t lease_req;            /* tenant-rate slots asked for with the admission */
     const char *alignment;         /* align_outcome_name(): how From alignment was handled */
     bool built;                    /* job.wire holds the signed message */

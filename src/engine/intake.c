@@ -145,7 +145,9 @@ static void on_vouch(struct redis_client *c, redisReply *reply, void *arg)
     }
     const char *st = reply->type == REDIS_REPLY_STRING ? reply->str : NULL;
     if (state_vouches(st, d->job.stream_id)) {
+        struct worker *w = d->w;
         entry_go(d);
+        admit_flush(w);
         return;
     }
     struct job_error err = {{0}, {0}};
@@ -214,6 +216,8 @@ static void handle_entries(struct worker *w, const redisReply *entries, char *la
         }
         handle_entry(w, id, fields);
     }
+    /* The entries of this read that went to admission: one script call. */
+    admit_flush(w);
 }
 
 static void on_read(struct redis_client *c, redisReply *reply, void *arg)

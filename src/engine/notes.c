@@ -253,17 +253,13 @@ static void note_send(struct delivery *d)
  * it until the notes connection is back). */
 static void note_call(struct delivery *d, int argc, const char **argv, const size_t *lens)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
     hbuf_reset(&d->note_cmd);
-    if (len < 0 || hbuf_append(&d->note_cmd, cmd, (size_t)len) < 0) {
-        redisFreeCommand(cmd);
+    if (redis_format_append(&d->note_cmd, argc, argv, lens) < 0) {
         log_event(LOG_ERROR, "event=note_unwritten job=%s entry=%s reason=\"out of memory\"",
                   LOG_VALUE(delivery_job_id(d)), d->job.stream_id);
         delivery_exit(d, DX_UNWRITTEN);
         return;
     }
-    redisFreeCommand(cmd);
     note_send(d);
 }
 

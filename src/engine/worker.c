@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "herald/engine.h"
+#include "admit.h"
 #include "delivery.h"
 #include "gate.h"
 #include "housekeep.h"
@@ -282,6 +283,8 @@ void *worker_main(void *arg)
     dns_resolver_free(w->dns);
     w->dns = NULL;
     delivery_free_all(w);
+    admit_free(w);
+    job_build_thread_done();
     const uint64_t *n = w->n_events;
     log_event(LOG_INFO,
               "event=worker_stopped worker=%u delivered=%" PRIu64 " deferred=%" PRIu64

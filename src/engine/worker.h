@@ -116,6 +116,11 @@ struct worker {
     char consumer[160];
     struct delivery *held; /* every job this worker holds, until its note is written */
     struct delivery *unwritten; /* notes waiting for the notes connection to come back */
+    /* Admissions asked for since the last admit_flush, in order (linked by
+     * admit_next), and the buffer their one script call is built in. */
+    struct delivery *admit_head, *admit_tail;
+    unsigned n_admit;
+    struct hbuf admit_cmd;
     int64_t notes_resend_ms;    /* re-send parked notes then (a transient Redis error); 0 none */
     struct delivery *reap;      /* left through delivery_exit; freed by delivery_reap */
     struct delivery *free_deliveries; /* the typed pool's free list */

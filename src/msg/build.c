@@ -326,6 +326,14 @@ static int sign_message(struct hbuf *out, const struct job *j, const struct cfg_
     return rc;
 }
 
+#define BUILD_SCRATCH_KEEP (256 * 1024)
+static _Thread_local struct hbuf build_scratch;
+
+void job_build_thread_done(void)
+{
+    hbuf_free(&build_scratch);
+}
+
 int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_domain,
               int64_t now_wall_ms, size_t max_message_bytes, struct job_error *err)
 {
@@ -336,8 +344,11 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
     if (max_message_bytes == 0) max_message_bytes = JOB_DEFAULT_MAX_MESSAGE_BYTES;
     hbuf_reset(&j->wire);
 
-    struct hbuf m;
-    hbuf_init(&m);
+    /* One unstuffed-message buffer per thread, kept from job to job: a
+     * buffer per job would be malloc'd per job or held by every pooled
+     * delivery. */
+    struct hbuf m = build_scratch;
+    hbuf_reset(&m);
     int rc = build_message(&m, j, tenant, msgid_domain, now_wall_ms);
     if (rc == 0 && tenant && tenant->n_dkim > 0) {
         /* Signed before dot-stuffing: the signature covers what the
@@ -351,7 +362,9 @@ int job_build(struct job *j, const struct cfg_tenant *tenant, const char *msgid_
         hbuf_free(&sigs);
     }
     if (rc == 0) rc = msg_append_dotstuffed(&j->wire, m.data ? m.data : "", m.len);
-    hbuf_free(&m);
+    if (m.cap > BUILD_SCRATCH_KEEP)
+        hbuf_free(&m);
+    build_scratch = m;
     if (rc == 0 && (j->wire.len < 2 || memcmp(j->wire.data + j->wire.len - 2, "\r\n", 2) != 0))
         rc = hbuf_append(&j->wire, "\r\n", 2);
     if (rc == 0) rc = hbuf_append(&j->wire, ".\r\n", 3);

@@ -100,14 +100,27 @@ void job_clear(struct job *j)
     job_init(j);
 }
 
-/* Like job_clear but keeps the wire buffer's memory for the next message. */
-static void job_reset(struct job *j)
+/* Buffers up to this size survive job_recycle; a huge message's do not,
+ * so a pooled delivery does not pin them. */
+#define JOB_KEEP_BYTES (256 * 1024)
+
+static void keep_or_free(struct hbuf *b)
+{
+    if (b->cap > JOB_KEEP_BYTES)
+        hbuf_free(b);
+    else
+        hbuf_reset(b);
+}
+
+void job_recycle(struct job *j)
 {
     struct hbuf wire = j->wire;
-    arena_free(&j->arena);
+    struct arena arena = j->arena;
+    arena_reset(&arena);
+    keep_or_free(&wire);
     job_init(j);
-    hbuf_reset(&wire);
     j->wire = wire;
+    j->arena = arena;
 }
 
 /* The first failure wins; later checks still run so that the salvage of
@@ -570,7 +583,7 @@ int job_parse(struct job *j, const char *stream_id, size_t n_fields, const char 
     if (!err) err = &scratch;
     err->field[0] = '\0';
     err->reason[0] = '\0';
-    job_reset(j);
+    job_recycle(j);
 
     size_t sid_len = stream_id ? strlen(stream_id) : 0;
     if (sid_len >= sizeof j->stream_id)

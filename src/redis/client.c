@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "herald/redis.h"
+#include "replies.h"
 
 #define REDIS_RBUF 65536
 
@@ -77,6 +78,7 @@ void redis_client_free(struct redis_client *c)
     if (c->reader)
         redisReaderFree(c->reader);
     c->reader = NULL;
+    reply_store_free(&c->replies);
     xport_free(&c->x);
     free(c->q);
     c->q = NULL;
@@ -142,7 +144,9 @@ int redis_client_connect(struct redis_client *c)
     }
     if (c->reader)
         redisReaderFree(c->reader);
-    c->reader = redisReaderCreate();
+    /* The store is not reset here: a reply handler that reconnects still
+     * reads its reply until feed_reader resets the store after it. */
+    c->reader = reply_store_reader(&c->replies);
     if (!c->reader)
         return -ENOMEM;
     int rc = xport_connect(&c->x, (const struct sockaddr *)&c->addr->sa, c->addr->sa_len, NULL, 0,
@@ -206,6 +210,57 @@ int redis_client_command_raw(struct redis_client *c, redis_reply_fn fn, void *ar
     if (len > INT32_MAX)
         return -E2BIG;
     return queue_formatted(c, fn, arg, (char *)cmd, (int)len);
+}
+
+/* Decimal digits of v into buf (no terminator); returns how many. */
+static size_t put_decimal(char *buf, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+int redis_format_append(struct hbuf *out, int argc, const char **argv, const size_t *argvlen)
+{
+    if (argc < 0)
+        return -EINVAL;
+    char head[32];
+    size_t k = 0;
+    head[k++] = '*';
+    k += put_decimal(head + k, (size_t)argc);
+    head[k++] = '\r';
+    head[k++] = '\n';
+    if (hbuf_append(out, head, k) < 0)
+        return -ENOMEM;
+    for (int i = 0; i < argc; i++)
+        if (redis_format_bulk(out, argv[i], argvlen ? argvlen[i] : strlen(argv[i])) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+int redis_format_bulk(struct hbuf *out, const char *p, size_t n)
+{
+    char head[32];
+    size_t k = 0;
+    head[k++] = '$';
+    k += put_decimal(head + k, n);
+    head[k++] = '\r';
+    head[k++] = '\n';
+    if (n > SIZE_MAX / 2 || hbuf_reserve(out, k + n + 2) < 0)
+        return -ENOMEM;
+    memcpy(out->data + out->len, head, k);
+    if (n)
+        memcpy(out->data + out->len + k, p, n);
+    memcpy(out->data + out->len + k + n, "\r\n", 2);
+    out->len += k + n + 2;
+    out->data[out->len] = '\0';
+    return 0;
 }
 
 int redis_client_commandf(struct redis_client *c, redis_reply_fn fn, void *arg, const char *fmt,
@@ -305,12 +360,13 @@ static int feed_reader(struct redis_client *c, const char *p, size_t n)
         struct redis_pending pend;
         if (!q_pop(c, &pend)) {
             /* A reply nobody asked for: the peer is not a Redis we understand. */
-            freeReplyObject(reply);
+            reply_store_reset(&c->replies);
             return -HERR_PROTOCOL;
         }
         if (pend.fn) /* fire and forget */
             pend.fn(c, reply, pend.arg);
-        freeReplyObject(reply);
+        /* No half-built reply exists between two GetReply calls. */
+        reply_store_reset(&c->replies);
         if (c->state != REDIS_C_UP)
             return 0;
     }

@@ -835,6 +835,42 @@ static void test_msg_id_acceptable(void)
     CHECK(!msg_id_acceptable(""));
 }
 
+/* A recycled job decodes and builds the same bytes into the memory it
+ * kept: the arena chunk and the wire buffer are reused, not reallocated. */
+static void test_recycle(void)
+{
+    struct job j;
+    struct job_error err;
+    job_init(&j);
+    struct hbuf first;
+    hbuf_init(&first);
+    for (int round = 0; round < 3; round++) {
+        CHECK_EQ_INT(PARSE(&j, &err, "tenant", "acme", "to", "ann@example.test", "subject",
+                           "Your appointment", "text", "Hello Ann,\n.\nSee you.\n"),
+                     0);
+        CHECK_EQ_INT(job_build(&j, &tenants[0], "mta1.example.net", NOW_MS, 0, &err), 0);
+        CHECK_EQ_STR(j.to, "ann@example.test");
+        if (round == 0) {
+            CHECK_EQ_INT(hbuf_append(&first, j.wire.data, j.wire.len), 0);
+        } else {
+            CHECK_EQ_INT(j.wire.len, first.len);
+            CHECK(j.wire.len == first.len && memcmp(j.wire.data, first.data, first.len) == 0);
+        }
+        const void *chunk = j.arena.head;
+        const char *wire = j.wire.data;
+        CHECK(chunk != NULL && wire != NULL);
+        job_recycle(&j);
+        CHECK(j.arena.head == chunk);
+        CHECK(j.wire.data == wire);
+        CHECK_EQ_INT(j.wire.len, 0);
+        CHECK(j.to == NULL && j.n_fields == 0 && j.attempt == 1);
+    }
+    job_clear(&j);
+    CHECK(j.arena.head == NULL && j.wire.data == NULL);
+    job_build_thread_done();
+    hbuf_free(&first);
+}
+
 int main(void)
 {
     test_msg_id_acceptable();
@@ -849,5 +885,6 @@ int main(void)
     test_template();
     test_raw();
     test_idn_and_typo();
+    test_recycle();
     return check_report("test_job");
 }

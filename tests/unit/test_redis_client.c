@@ -92,9 +92,41 @@ static void test_url_userinfo(void)
     CHECK_EQ_STR(a.password, "only-pw");
 }
 
+/* redis_format_append writes exactly hiredis's RESP, appended to what the
+ * buffer already holds. */
+static void test_format_append(void)
+{
+    const char bin[] = {'a', '\0', '\r', '\n', 'b'};
+    char big[1234];
+    memset(big, 'x', sizeof big);
+    const char *argv[] = {"EVALSHA", "", bin, big, "10"};
+    size_t lens[] = {7, 0, sizeof bin, sizeof big, 2};
+    for (int argc = 0; argc <= 5; argc++) {
+        struct hbuf b;
+        hbuf_init(&b);
+        CHECK_EQ_INT(hbuf_append(&b, "prefix", 6), 0);
+        CHECK_EQ_INT(redis_format_append(&b, argc, argv, lens), 0);
+        char *want = NULL;
+        int n = redisFormatCommandArgv(&want, argc, argv, lens);
+        CHECK(n > 0);
+        CHECK_EQ_INT(b.len, (size_t)n + 6);
+        CHECK(n > 0 && b.len == (size_t)n + 6 && memcmp(b.data + 6, want, (size_t)n) == 0);
+        redisFreeCommand(want);
+        hbuf_free(&b);
+    }
+    /* NULL lengths: C strings. */
+    struct hbuf b;
+    hbuf_init(&b);
+    const char *cs[] = {"GET", "k"};
+    CHECK_EQ_INT(redis_format_append(&b, 2, cs, NULL), 0);
+    CHECK_EQ_STR(b.data, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    hbuf_free(&b);
+}
+
 int main(void)
 {
     test_url_userinfo();
+    test_format_append();
     struct ring ring;
     if (ring_init(&ring, 256) < 0)
         return 77;
