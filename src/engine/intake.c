@@ -81,6 +81,10 @@ static void entry_go(struct delivery *d)
     d->tenant_row = stats_tenant_row(&w->sh->stats.tenants, w->cfg, j->tenant);
     atomic_fetch_add(&d->tenant_row->in_flight, 1);
     if (j->cancel) {
+        /* The admissions of earlier entries of this read go first: a
+         * cancel must meet the state its target's admission writes, as it
+         * did when each admission was its own call. */
+        admit_flush(w);
         notes_cancel(d);
         return;
     }
