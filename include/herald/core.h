@@ -98,6 +98,12 @@ const char *log_value(char *out, size_t outlen, const char *s);
 /* Opens path read-only as a file holding a secret: it must be a regular
  * file that neither group nor others may access. Returns the fd (the caller
  * closes it), or -errno / -HERR_CONFIG with why saying "<what> <path> ...". */
+/* A socket address's IP as text ("" and false when it is not IPv4 or
+ * IPv6), and its port (0 likewise). src/core/sockaddr.c. */
+struct sockaddr_storage;
+bool sockaddr_ip(const struct sockaddr_storage *sa, char *out, size_t cap);
+uint16_t sockaddr_port(const struct sockaddr_storage *sa);
+
 int secret_file_open(const char *path, const char *what, char *why, size_t whylen);
 
 #define HERALD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -49,6 +49,9 @@ int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t
  * inbound.index_ttl; and the same reference by the message's Message-ID,
  * for a report that lost the token. The report's own once-only mark
  * (a late bounce or complaint noted once per job and kind). */
+/* The suspension hash (herald suspend, and the complaint back-off):
+ * "<kind>=<value>" -> "<until ms> <set at ms> <reason>". */
+int keys_suspend(const struct keys *k, char *out, size_t cap);
 int keys_verp(const struct keys *k, uint64_t ref, char *out, size_t cap);
 int keys_verp_msgid(const struct keys *k, const char *message_id, char *out, size_t cap);
 int keys_verp_once(const struct keys *k, uint64_t ref, const char *kind, char *out, size_t cap);

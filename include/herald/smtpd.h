@@ -131,6 +131,12 @@ enum smtpd_event smtpd_session_feed(struct smtpd_session *s, const char *data, s
  * STARTTLS no longer offered). Ignored in any other state. */
 void smtpd_session_tls_ready(struct smtpd_session *s);
 
+/* The owner could not take the message SMTPD_EV_MESSAGE just reported
+ * (the listener could not record it): its 250, the last reply in out and
+ * not yet sent (at or past out[sent]), becomes 451 4.3.0 so the client
+ * tries again. False when there is no such reply. */
+bool smtpd_session_retract(struct smtpd_session *s, size_t sent);
+
 /* Text for an event or state, for logs and tests. */
 const char *smtpd_event_name(enum smtpd_event ev);
 const char *smtpd_state_name(enum smtpd_state st);

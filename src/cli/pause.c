@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "engine/suspend.h"
+#include "herald/keys.h"
 #include "herald/core.h"
 
 static const char suspend_usage[] =
@@ -28,7 +29,9 @@ static const char suspend_usage[] =
 
 static int key_of(const struct config *cfg, char *out, size_t cap)
 {
-    return snprintf(out, cap, "%ssuspend", cfg->redis.prefix) < (int)cap ? 0 : -1;
+    struct keys k;
+    if (keys_init(&k, cfg->redis.prefix) < 0) return -1;
+    return keys_suspend(&k, out, cap);
 }
 
 static int list(redisContext *c, const struct config *cfg)

@@ -218,7 +218,11 @@ static double jnum(json_t *o, const char *k)
 static json_t *collect_suspensions(redisContext *c, const struct config *cfg)
 {
     json_t *arr = json_array();
-    redisReply *r = redisCommand(c, "HGETALL %ssuspend", cfg->redis.prefix);
+    struct keys k;
+    char key[KEYS_MAX];
+    keys_init(&k, cfg->redis.prefix);
+    keys_suspend(&k, key, sizeof key);
+    redisReply *r = redisCommand(c, "HGETALL %s", key);
     int64_t now = clock_wall_ms();
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         struct susp_entry e;

@@ -142,7 +142,7 @@ void housekeep_tick(struct worker *w, int64_t now_ms)
     if (now_ms >= w->next_susp_ms) {
         w->next_susp_ms = now_ms + 1000;
         char key[KEYS_MAX];
-        snprintf(key, sizeof key, "%ssuspend", w->sh->keys.prefix);
+        keys_suspend(&w->sh->keys, key, sizeof key);
         const char *argv[] = {"HGETALL", key};
         redis_client_command_argv(&w->notes, on_suspensions, w, 2, argv, NULL);
     }

@@ -373,10 +373,7 @@ static struct unsub_conn *conn_slot(struct unsub_server *u)
 
 static void peer_name(const struct sockaddr_storage *sa, char *out, size_t cap)
 {
-    const void *a = sa->ss_family == AF_INET6
-                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    if (!inet_ntop(sa->ss_family, a, out, (socklen_t)cap)) snprintf(out, cap, "-");
+    if (!sockaddr_ip(sa, out, cap)) snprintf(out, cap, "-");
 }
 
 static void accept_clients(struct unsub_server *u, int64_t now_ms)

@@ -162,17 +162,8 @@ static void on_message(struct inbound *in, struct iconn *c)
               "event=inbound_report outcome=%s peer=%s mail_from=%s rcpt=%s bytes=%zu %s",
               inbound_outcome_name(o), c->peer, LOG_VALUE(from), LOG_VALUE(rcpt), s->body.len,
               detail);
-    if (o == INB_FAILED) {
-        /* take back the 250 the session queued: the last reply line */
-        size_t end = s->out.len;
-        size_t start = end >= 2 ? end - 2 : 0;
-        while (start > c->out_off && !(s->out.data[start - 1] == '\n'))
-            start--;
-        if (start >= c->out_off && end - start >= 3 && memcmp(s->out.data + start, "250", 3) == 0) {
-            s->out.len = start;
-            (void)hbuf_append(&s->out, "451 4.3.0 Try again later\r\n", 27);
-        }
-    }
+    if (o == INB_FAILED)
+        (void)smtpd_session_retract(s, c->out_off);
 }
 
 static void conn_send(struct iconn *c)
@@ -227,14 +218,6 @@ static void conn_read(struct inbound *in, struct iconn *c, int64_t now)
     conn_send(c);
 }
 
-static void peer_ip(const struct sockaddr_storage *sa, char *out, size_t cap)
-{
-    const void *a = sa->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    if (!inet_ntop(sa->ss_family, a, out, (socklen_t)cap))
-        snprintf(out, cap, "-");
-}
-
 static void accept_one(struct inbound *in, int lfd, int64_t now)
 {
     struct sockaddr_storage sa;
@@ -255,7 +238,8 @@ static void accept_one(struct inbound *in, int lfd, int64_t now)
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->last_ms = now;
-    peer_ip(&sa, c->peer, sizeof c->peer);
+    if (!sockaddr_ip(&sa, c->peer, sizeof c->peer))
+        snprintf(c->peer, sizeof c->peer, "-");
     smtpd_session_init(&c->s, &in->policy, (uint64_t)now, (uint64_t)fd);
     conn_send(c);
 }

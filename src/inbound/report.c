@@ -150,7 +150,7 @@ static enum inbound_outcome note(struct inb_ctx *c, const struct inb_job *job, u
     keys_suppress(&c->K, job->tenant, sset, sizeof sset);
     keys_suppress_info(&c->K, job->tenant, sinfo, sizeof sinfo);
     snprintf(ttl, sizeof ttl, "%" PRId64, c->index_ttl_ms);
-    snprintf(susp, sizeof susp, "%ssuspend", c->K.prefix);
+    keys_suspend(&c->K, susp, sizeof susp);
     snprintf(share, sizeof share, "%.6f", c->complaint_rate);
     snprintf(mind, sizeof mind, "%u", c->complaint_min_delivered);
     snprintf(until, sizeof until, "%" PRId64, c->now_ms + c->complaint_suspend_ms);

@@ -9,22 +9,6 @@
 
 #include "internal.h"
 
-static void sa_ip(const struct sockaddr_storage *sa, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    if (sa->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
-    else if (sa->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)outlen);
-}
-
-static uint16_t sa_port_of(const struct sockaddr_storage *sa)
-{
-    if (sa->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    if (sa->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    return 0;
-}
-
 struct pool_group *pool_group_find(const struct pool *p, const char *key)
 {
     struct pool_map_node *n = pool_map_find(&p->groups, key, pool_map_hash(key));
@@ -79,14 +63,14 @@ struct pool_dest *pool_dest_get(struct pool *p, const struct pool_target *t,
                                 const struct pool_limits *lim)
 {
     char ip[INET6_ADDRSTRLEN];
-    sa_ip(&t->sa, ip, sizeof ip);
+    sockaddr_ip(&t->sa, ip, sizeof ip);
     char key[512];
     /* Security settings are part of the identity: a relay connection that
      * authenticated with one tenant's credentials must never carry another
      * tenant's mail, even under the same user name (the credentials object
      * is per tenant, so its address tells them apart). */
     snprintf(key, sizeof key, "%s|%s|%s|%u|t%d%d%p|%s@%p", egress_ip, t->host, ip,
-             sa_port_of(&t->sa), (int)lim->tls_mode, lim->tls_verify ? 1 : 0,
+             sockaddr_port(&t->sa), (int)lim->tls_mode, lim->tls_verify ? 1 : 0,
              (void *)lim->tls_ctx, lim->auth && lim->auth->user ? lim->auth->user : "",
              (const void *)lim->auth);
     uint64_t h = pool_map_hash(key);

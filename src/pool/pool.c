@@ -74,24 +74,6 @@ void pool_set_tls(struct pool *p, SSL_CTX *ctx)
     p->tls_ctx = ctx;
 }
 
-static void sa_to_ip(const struct sockaddr_storage *sa, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    if (sa->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
-    else if (sa->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)outlen);
-}
-
-static uint16_t sa_port(const struct sockaddr_storage *sa)
-{
-    if (sa->ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    if (sa->ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    return 0;
-}
-
 static int q_push(struct pool_dest *d, struct smtp_msg *m, int64_t now_ms)
 {
     if (d->q_len == d->q_cap) {
@@ -246,9 +228,9 @@ static void conn_fail_early(struct pool_conn *c, enum smtp_stage stage, const ch
     c->fail.stage = stage;
     c->fail.err = err < 0 ? err : -err;
     char ip[INET6_ADDRSTRLEN];
-    sa_to_ip(&c->d->target.sa, ip, sizeof ip);
+    sockaddr_ip(&c->d->target.sa, ip, sizeof ip);
     snprintf(c->fail.reply, sizeof c->fail.reply, fmt, c->d->target.host, ip,
-             sa_port(&c->d->target.sa), herald_strerror(err));
+             sockaddr_port(&c->d->target.sa), herald_strerror(err));
     conn_close(c);
 }
 
@@ -374,7 +356,7 @@ static int conn_open(struct pool *p, struct pool_dest *d)
     c->p = p;
     c->d = d;
     ring_timer_init(&c->timer, on_timer);
-    sa_to_ip(&d->target.sa, c->remote_ip, sizeof c->remote_ip);
+    sockaddr_ip(&d->target.sa, c->remote_ip, sizeof c->remote_ip);
     c->next = d->conns;
     d->conns = c;
     d->n_conns++;
@@ -403,7 +385,7 @@ static void conn_on_connected(void *owner)
     struct sockaddr_storage local;
     socklen_t len = sizeof local;
     if (getsockname(c->x.fd, (struct sockaddr *)&local, &len) == 0)
-        sa_to_ip(&local, c->local_ip, sizeof c->local_ip);
+        sockaddr_ip(&local, c->local_ip, sizeof c->local_ip);
     smtp_session_init(&c->s, &conn_ops, c, c->d->ehlo, &c->d->lim.smtp,
                       c->d->lim.max_msgs_per_conn, c->p->ring->now_ms);
     enum smtp_tls_mode mode = c->d->lim.tls_mode;
@@ -525,7 +507,7 @@ static void dest_fail_queue(struct pool *p, struct pool_dest *d, const struct sm
     struct pool_conn_info info = {.mx = d->target.host, .remote_ip = "", .local_ip = "",
                                   .tls = "none"};
     char ip[INET6_ADDRSTRLEN];
-    sa_to_ip(&d->target.sa, ip, sizeof ip);
+    sockaddr_ip(&d->target.sa, ip, sizeof ip);
     info.remote_ip = ip;
     struct smtp_msg *m;
     while ((m = q_pop(d)) != NULL)

@@ -67,6 +67,11 @@ int keys_tenant_rate(const struct keys *k, const char *tenant, char *out, size_t
     return keyf(out, cap, "%strate:%s", k->prefix, tenant ? tenant : "-");
 }
 
+int keys_suspend(const struct keys *k, char *out, size_t cap)
+{
+    return keyf(out, cap, "%ssuspend", k->prefix);
+}
+
 int keys_verp(const struct keys *k, uint64_t ref, char *out, size_t cap)
 {
     return keyf(out, cap, "%sverp:%016llx", k->prefix, (unsigned long long)ref);

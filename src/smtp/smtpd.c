@@ -515,3 +515,15 @@ enum smtpd_event smtpd_session_feed(struct smtpd_session *s, const char *data, s
     *used = off;
     return ev;
 }
+
+bool smtpd_session_retract(struct smtpd_session *s, size_t sent)
+{
+    size_t end = s->out.len, start = end >= 2 ? end - 2 : 0;
+    while (start > sent && s->out.data[start - 1] != '\n')
+        start--;
+    if (start < sent || end - start < 3 || memcmp(s->out.data + start, "250", 3) != 0)
+        return false;
+    s->out.len = start;
+    reply(s, "451 4.3.0 Try again later");
+    return true;
+}

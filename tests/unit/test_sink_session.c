@@ -446,6 +446,43 @@ static void test_tls_required(void)
     smtpd_session_free(&s);
 }
 
+/* The owner's recipient check answers 550; a message the owner cannot
+ * record has its 250 turned into 451 (the inbound listener, Redis away). */
+static bool only_ours(void *arg, const char *addr, size_t len)
+{
+    (void)arg;
+    return len > 10 && memcmp(addr + len - 10, "@ours.test", 10) == 0;
+}
+
+static void test_owner_rcpt_and_retract(void)
+{
+    struct smtpd_policy pol = base_policy();
+    pol.accept_rcpt = only_ours;
+    struct seen seen = {0};
+    const char *t = transcript(&pol,
+                               "EHLO c.test\r\nMAIL FROM:<>\r\nRCPT TO:<x@elsewhere.test>\r\n"
+                               "RCPT TO:<b@ours.test>\r\nDATA\r\nhi\r\n.\r\n",
+                               &seen);
+    CHECK(strstr(t, "550 5.1.1 Error: no such recipient here\r\n250 2.1.5 Ok") != NULL);
+    CHECK_EQ_STR(seen.rcpts, "b@ours.test");
+    /* the 250 for the message is the last reply: it can be taken back */
+    struct smtpd_session s;
+    smtpd_session_init(&s, &pol, 1, 1);
+    struct seen seen2 = {0};
+    feed_str(&s, "EHLO c.test\r\nMAIL FROM:<>\r\nRCPT TO:<b@ours.test>\r\nDATA\r\nhi\r\n.\r\n",
+             &seen2);
+    CHECK_EQ_STR(seen2.events, "M");
+    size_t before = s.out.len;
+    CHECK(smtpd_session_retract(&s, 0));
+    CHECK(s.out.len > 0 && s.out.len <= before + 8);
+    CHECK(s.out.len >= 27 &&
+          memcmp(s.out.data + s.out.len - 27, "451 4.3.0 Try again later\r\n", 27) == 0);
+    CHECK(strstr(s.out.data, "250 2.0.0") == NULL);
+    /* a reply already sent is not taken back */
+    CHECK(!smtpd_session_retract(&s, s.out.len));
+    smtpd_session_free(&s);
+}
+
 int main(void)
 {
     test_pipelined_any_split();
@@ -460,5 +497,6 @@ int main(void)
     test_starttls_not_offered();
     test_starttls_reset_and_discard();
     test_tls_required();
+    test_owner_rcpt_and_retract();
     return check_report("test_sink_session");
 }
